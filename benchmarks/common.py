@@ -1,0 +1,57 @@
+"""What every benchmark shares: a description of the machine and where results are kept."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ip_version = subprocess.run(["ip", "-V"], capture_output=True, text=True).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "iproute2": ip_version,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def report(name: str, result: dict[str, Any], *, save: bool = True) -> None:
+    """Print ``result`` as the last line and keep a copy with the machine description."""
+    if save:
+        RESULTS.mkdir(exist_ok=True)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        record = {"benchmark": name, "machine": machine(), "result": result}
+        (RESULTS / f"{name}-{stamp}.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(result))
+
+
+@contextmanager
+def timed(into: dict[str, float], key: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    into[key] = round(time.perf_counter() - start, 4)
+
+
+def best_of(runs: int, fn: Callable[[], float]) -> float:
+    return min(fn() for _ in range(runs))

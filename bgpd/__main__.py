@@ -1,0 +1,5 @@
+import sys
+
+from bgpd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Integration tests and their harness: real kernel, real namespaces, real peers."""
