@@ -22,6 +22,7 @@ lab: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/mypy --strict ribs
 
 test: lint
 	$(BIN)/pytest

@@ -24,6 +24,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import NamedTuple
 
 from ribs.kernel_plan import KernelRoute, NextHop, OpKind, RouteKind
+from ribs.types import IPv4Prefix, IPv6Prefix
 
 # message types
 NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE = 1, 2, 3
@@ -331,7 +332,7 @@ class RouteDecoder:
         if version == 4:
             network = _ipv4_network(int.from_bytes(dst, "big"), dst_len)
         else:
-            network = IPv6Network((int.from_bytes(dst, "big"), dst_len))
+            network = IPv6Prefix((int.from_bytes(dst, "big"), dst_len))
         route = KernelRoute(prefix=network, kind=route_kind, nexthops=hops, metric=metric)
         return RouteMessage(protocol=protocol, table=table, route=route)
 
@@ -358,13 +359,13 @@ class DumpError(Exception):
 
 
 def _ipv4_network_checked(address: int, prefixlen: int) -> IPv4Network:
-    return IPv4Network((address, prefixlen))
+    return IPv4Prefix((address, prefixlen))
 
 
 def _ipv4_network_fast(address: int, prefixlen: int) -> IPv4Network:
     """IPv4Network without re-validating what the kernel hands us (a dumped destination is
     always a network address); ~2.5x faster than the public constructor."""
-    net = object.__new__(IPv4Network)
+    net = object.__new__(IPv4Prefix)
     net.network_address = IPv4Address(address)
     net.netmask, net._prefixlen = IPv4Network._make_netmask(prefixlen)  # type: ignore[attr-defined]
     return net

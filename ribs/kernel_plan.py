@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from operator import attrgetter
 
 Prefix = IPv4Network | IPv6Network
 Address = IPv4Address | IPv6Address
@@ -48,10 +49,12 @@ class NextHop:
     gateway: Address | None
     ifname: str | None
     onlink: bool = False
+    sort_key: tuple[int, int, str, bool] = field(init=False, compare=False, repr=False)
 
-    def sort_key(self) -> tuple[int, int, str, bool]:
+    def __post_init__(self) -> None:
         gw = self.gateway
-        return (gw.version if gw else 0, int(gw) if gw else 0, self.ifname or "", self.onlink)
+        key = (gw.version if gw else 0, int(gw) if gw else 0, self.ifname or "", self.onlink)
+        object.__setattr__(self, "sort_key", key)
 
     def __str__(self) -> str:
         parts = []
@@ -79,7 +82,7 @@ class KernelRoute:
 
     def __post_init__(self) -> None:
         if len(self.nexthops) > 1:
-            object.__setattr__(self, "nexthops", tuple(sorted(self.nexthops, key=NextHop.sort_key)))
+            object.__setattr__(self, "nexthops", tuple(sorted(self.nexthops, key=_hop_order)))
         if self.metric is not None and self.metric == DEFAULT_METRIC[self.prefix.version]:
             object.__setattr__(self, "metric", None)
 
@@ -112,6 +115,9 @@ class KernelRoute:
         else:
             body = f"{self.kind.value} {self.prefix}"
         return body if self.metric is None else f"{body} metric {self.metric}"
+
+
+_hop_order = attrgetter("sort_key")
 
 
 class OpKind(enum.Enum):

@@ -1,0 +1,157 @@
+"""What the routing core knows about this node and its cluster: one immutable value.
+
+:class:`NodeContext` gathers the facts that import policy, export and the FIB plan read — AS,
+router id, route-reflector cluster id, the node's own networks and blocks, the IP pools and
+advertised service CIDRs — so that a configuration change is one new value handed to the RIB.
+:class:`PrefixSet` answers the containment questions policy asks many times a second with
+integer arithmetic instead of building address objects.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
+
+from ribs.types import Address, Prefix, prefix_bits
+
+
+class EncapMode(enum.Enum):
+    NEVER = "Never"
+    ALWAYS = "Always"
+    CROSS_SUBNET = "CrossSubnet"
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    cidr: Prefix
+    ipip: EncapMode = EncapMode.NEVER
+    vxlan: EncapMode = EncapMode.NEVER
+    disabled: bool = False
+    disable_bgp_export: bool = False
+
+
+_bits = prefix_bits
+
+
+def _mask(version: int, length: int) -> int:
+    width = 32 if version == 4 else 128
+    return ((1 << width) - 1) ^ ((1 << (width - length)) - 1)
+
+
+class PrefixSet:
+    """A set of prefixes asked: is this prefix inside one, overlapping one, equal to one?"""
+
+    __slots__ = ("_entries", "prefixes")
+
+    def __init__(self, prefixes: Iterable[Prefix] = ()) -> None:
+        self.prefixes: tuple[Prefix, ...] = tuple(sorted(set(prefixes), key=_bits))
+        self._entries = [(v, net, length, _mask(v, length))
+                         for v, net, length in map(_bits, self.prefixes)]
+
+    def covering(self, prefix: Prefix) -> Prefix | None:
+        """The longest member that contains ``prefix`` (equal or shorter), if any."""
+        index = self.covering_index(prefix)
+        return None if index is None else self.prefixes[index]
+
+    def covering_index(self, prefix: Prefix) -> int | None:
+        """Like :meth:`covering`, as an index into :attr:`prefixes`."""
+        v, net, length = _bits(prefix)
+        found: int | None = None
+        found_len = -1
+        for i, (ev, enet, elen, emask) in enumerate(self._entries):
+            if ev == v and found_len < elen <= length and net & emask == enet:
+                found, found_len = i, elen
+        return found
+
+    def contains(self, prefix: Prefix) -> bool:
+        return self.covering(prefix) is not None
+
+    def overlaps(self, prefix: Prefix) -> bool:
+        """True when ``prefix`` and some member share an address (either contains the other)."""
+        v, net, length = _bits(prefix)
+        mask = _mask(v, length)
+        for ev, enet, elen, emask in self._entries:
+            if ev == v and (net & emask == enet if elen <= length else enet & mask == net):
+                return True
+        return False
+
+    def __contains__(self, prefix: object) -> bool:
+        return prefix in self.prefixes
+
+    def __bool__(self) -> bool:
+        return bool(self.prefixes)
+
+    def __iter__(self) -> Iterator[Prefix]:
+        return iter(self.prefixes)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PrefixSet) and other.prefixes == self.prefixes
+
+    def __hash__(self) -> int:
+        return hash(self.prefixes)
+
+    def __repr__(self) -> str:
+        return f"PrefixSet({[str(p) for p in self.prefixes]})"
+
+
+@dataclass(frozen=True, slots=True)
+class Advertisement:
+    """Communities added to exported routes inside ``cidr`` (prefixAdvertisements)."""
+
+    cidr: Prefix
+    communities: tuple[tuple[int, int], ...] = ()
+    large_communities: tuple[tuple[int, int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    local_as: int
+    router_id: IPv4Address
+    node_v4: IPv4Interface | None = None  # the node's address and network (CrossSubnet)
+    node_v6: IPv6Interface | None = None
+    cluster_id: IPv4Address | None = None  # set on a route-reflector node
+    own_blocks: PrefixSet = field(default_factory=PrefixSet)
+    pools: tuple[Pool, ...] = ()
+    service_cidrs: PrefixSet = field(default_factory=PrefixSet)
+    advertisements: tuple[Advertisement, ...] = ()
+    import_guard: bool = True
+    interface: str | None = None  # the device holding the node address (no-encap routes)
+    tunnel: str = "tunl0"
+    metric: int | None = None
+
+    # Derived sets, computed once per context (policy asks them for every route).
+    @cached_property
+    def node_addresses(self) -> frozenset[Address]:
+        return frozenset(i.ip for i in (self.node_v4, self.node_v6) if i is not None)
+
+    @cached_property
+    def node_networks(self) -> PrefixSet:
+        return PrefixSet(i.network for i in (self.node_v4, self.node_v6) if i is not None)
+
+    @cached_property
+    def enabled_pools(self) -> PrefixSet:
+        return PrefixSet(p.cidr for p in self.pools if not p.disabled)
+
+    @cached_property
+    def exported_pools(self) -> PrefixSet:
+        return PrefixSet(p.cidr for p in self.pools if not p.disabled and not p.disable_bgp_export)
+
+    @cached_property
+    def _pools_by_cidr(self) -> tuple[PrefixSet, list[Pool]]:
+        cidrs = PrefixSet(p.cidr for p in self.pools)
+        by_cidr = {p.cidr: p for p in self.pools}
+        return cidrs, [by_cidr[c] for c in cidrs.prefixes]
+
+    @cached_property
+    def scratch(self) -> dict[object, object]:
+        """Memo space for pure functions of this context (it is immutable, so they hold)."""
+        return {}
+
+    def pool_for(self, prefix: Prefix) -> Pool | None:
+        """The most specific pool containing ``prefix``."""
+        cidrs, pools = self._pools_by_cidr
+        index = cidrs.covering_index(prefix)
+        return None if index is None else pools[index]

@@ -1,0 +1,84 @@
+"""FIB plan: from a best path to the kernel route Calico would install for it.
+
+Shapes (``../shared/CALICO.md``):
+
+* the node's own blocks: ``blackhole <block>``;
+* a prefix in a pool with ``ipipMode: Always``: ``via NH dev tunl0 onlink``;
+* ``CrossSubnet``: ``via NH dev <interface>`` when NH is inside the node's own network,
+  else as Always;
+* ``Never``, or outside every pool, or IPv6 (IPIP carries IPv4 only): ``via NH dev
+  <interface>`` when NH is on the node's network, else ``via NH`` (the kernel resolves it);
+* a pool with VXLAN: nothing (Felix programs VXLAN routes);
+* several best paths (ECMP): one multipath route, each hop in its own shape — tunnelled
+  hops included, which Calico cannot do.
+
+A next hop that is one of the node's own addresses is never installed (the route would
+point back at the node itself).
+"""
+
+from __future__ import annotations
+
+from ribs.bestpath import Best
+from ribs.context import EncapMode, NodeContext
+from ribs.kernel_plan import KernelRoute, NextHop
+from ribs.types import Address, Prefix, SourceKind
+
+
+def _on_node_network(hop: Address, ctx: NodeContext) -> bool:
+    iface = ctx.node_v4 if hop.version == 4 else ctx.node_v6
+    return iface is not None and hop in iface.network
+
+
+def _encapsulation(prefix: Prefix, ctx: NodeContext) -> EncapMode | None:
+    """The pool's IPIP mode for ``prefix``; None when BGP must not program it (VXLAN)."""
+    pool = ctx.pool_for(prefix)
+    if pool is not None and pool.vxlan is not EncapMode.NEVER:
+        return None
+    return EncapMode.NEVER if (pool is None or prefix.version == 6) else pool.ipip
+
+
+def _shape(ipip: EncapMode, hop: Address, ctx: NodeContext) -> NextHop | None:
+    """The next hop's shape; None for one of the node's own addresses (memoised per context)."""
+    cache = ctx.scratch
+    key = (ipip, hop.version, int(hop))  # an address hashes slowly; its integer does not
+    shape = cache.get(key, _UNSET)
+    if shape is _UNSET:
+        local = _on_node_network(hop, ctx)
+        if hop in ctx.node_addresses:
+            shape = None
+        elif ipip is EncapMode.ALWAYS or (ipip is EncapMode.CROSS_SUBNET and not local):
+            shape = NextHop(hop, ctx.tunnel, onlink=True)
+        elif local and ctx.interface is not None:
+            shape = NextHop(hop, ctx.interface)
+        else:
+            shape = NextHop(hop, None)
+        cache[key] = shape
+    assert shape is None or isinstance(shape, NextHop)
+    return shape
+
+
+_UNSET = object()
+
+
+def kernel_route(best: Best, ctx: NodeContext) -> KernelRoute | None:
+    """The kernel route for a Loc-RIB entry, or None when none belongs in the kernel."""
+    route = best.route
+    prefix = route.prefix
+    if route.source.kind is not SourceKind.BGP:
+        if prefix in ctx.own_blocks:
+            return KernelRoute.blackhole(prefix, metric=ctx.metric)
+        return None  # service CIDRs are announced, not routed here
+    ipip = _encapsulation(prefix, ctx)
+    if ipip is None:
+        return None
+    hops: list[NextHop] = []
+    for candidate in best.multipath:
+        hop = candidate.attrs.next_hop
+        if candidate.source.kind is not SourceKind.BGP or hop is None:
+            continue
+        shape = _shape(ipip, hop, ctx)
+        if shape is not None and all(shape is not h for h in hops):
+            hops.append(shape)  # shapes are memoised: the same hop is the same object
+    if not hops:
+        return None
+    return KernelRoute(prefix=prefix, nexthops=tuple(hops), metric=ctx.metric)

@@ -1,0 +1,471 @@
+"""The RIB: policy, table, graceful restart, export and FIB plan joined — one owner, values out.
+
+Theory of operation: the daemon's RIB task owns one :class:`Rib` and feeds it events (peer up
+or down, routes received or withdrawn, End-of-RIB, the node's own prefixes, configuration
+changes, the passage of time).  Every call returns a :class:`Delta` of values: Loc-RIB
+changes, per-peer Adj-RIB-Out changes, rejections, alarms, and whether the kernel's desired
+routes changed (read them with :meth:`Rib.fib_routes`).  Time comes in as ``now``;
+:meth:`Rib.next_deadline` says when to call :meth:`Rib.tick` next.
+
+Received routes are kept before policy too (per source), so a configuration change — a pool
+added, a filter edited — re-evaluates them without asking the peer to send them again.
+
+Graceful restart (RFC 4724), helper side: a peer that negotiated it goes down → its routes
+are marked stale and keep forwarding; when it is back its End-of-RIB sweeps what it did not
+send again; if its restart time runs out first, or it comes back without preserved
+forwarding state, its stale routes go at once.  A peer without graceful restart loses its
+routes immediately.
+
+Restarting side (our own restart): the routes found in the kernel at start are *adopted* and
+stay installed until every expected peer has sent End-of-RIB — but a peer that is not up
+within ``establish_grace``, or that is itself restarting (its OPEN's R bit: it will wait for
+our End-of-RIB before sending its own, and two such nodes would wait for each other), does
+not hold the sweep; nothing holds it past ``deadline``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from ribs.bestpath import Best, Step
+from ribs.context import NodeContext
+from ribs.export import Advert, ExportPeer, advert_for
+from ribs.fib import kernel_route
+from ribs.kernel_plan import KernelRoute
+from ribs.policy import Reason, import_verdict
+from ribs.table import Change, Table
+from ribs.types import LOCAL, Attributes, Prefix, Route, Source, SourceKey
+
+RouteId = tuple[Prefix, SourceKey, int]
+
+
+class PeerState(enum.Enum):
+    DOWN = "down"
+    UP = "up"
+    STALE = "stale"  # down, its routes kept for graceful restart
+    UP_STALE = "up_stale"  # back, waiting for its End-of-RIB
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """What a session negotiated, as the RIB needs it (from the OPEN messages)."""
+
+    source: Source
+    graceful_restart: bool = False  # both sides announced the capability
+    restart_time: float = 120.0  # the peer's advertised restart time
+    peer_restarting: bool = False  # the peer's R bit
+    forwarding_preserved: bool = True  # the peer's F bit for the family
+
+
+@dataclass(frozen=True, slots=True)
+class AdvertChange:
+    peer: SourceKey
+    prefix: Prefix
+    advert: Advert | None  # None: withdraw
+
+
+@dataclass
+class Delta:
+    changes: list[Change] = field(default_factory=list)
+    adverts: list[AdvertChange] = field(default_factory=list)
+    rejected: list[tuple[Route, Reason]] = field(default_factory=list)
+    alarms: list[str] = field(default_factory=list)
+    synced_peers: list[SourceKey] = field(default_factory=list)  # full table sent: send EOR
+    fib_changed: bool = False
+
+    def merge(self, other: Delta) -> Delta:
+        """Add ``other`` to this delta (the caller batching several calls into one)."""
+        self.changes += other.changes
+        self.adverts += other.adverts
+        self.rejected += other.rejected
+        self.alarms += other.alarms
+        self.synced_peers += other.synced_peers
+        self.fib_changed |= other.fib_changed
+        return self
+
+
+@dataclass
+class _Peer:
+    config: ExportPeer
+    state: PeerState = PeerState.DOWN
+    session: Session | None = None
+    deadline: float | None = None  # when its stale routes go
+    refused: int = 0  # routes refused by its max-prefix limit
+
+
+@dataclass
+class _Restart:
+    """Our own restart: adopted kernel routes held until the peers have resynced."""
+
+    adopted: dict[Prefix, KernelRoute]
+    waiting: set[SourceKey]
+    grace_until: float
+    deadline: float
+
+
+class Rib:
+    def __init__(
+        self, ctx: NodeContext, *, multipath_after: Step | None = Step.EBGP,
+        stale_time: float = 120.0,
+    ) -> None:
+        self.ctx = ctx
+        self.table = Table(multipath_after=multipath_after)
+        self.stale_time = stale_time
+        self.peers: dict[SourceKey, _Peer] = {}
+        self.received: dict[SourceKey, dict[tuple[Prefix, int], Route]] = {}
+        self.rejected: dict[RouteId, Reason] = {}
+        self.rejections: Counter[tuple[str, str]] = Counter()
+        self.out: dict[SourceKey, dict[Prefix, Advert]] = {}
+        self._fib: dict[Prefix, KernelRoute] = {}
+        self._local: set[Prefix] = set()
+        self._restart: _Restart | None = None
+        self._established: tuple[list[ExportPeer], list[ExportPeer]] | None = None
+
+    # Public methods each return one Delta; the private ones add to the Delta they are given.
+
+    # --- configuration -------------------------------------------------------------------
+    def set_peers(self, peers: Iterable[ExportPeer]) -> Delta:
+        """The configured peers; removed ones lose their routes, changed ones are re-evaluated."""
+        wanted = {p.key: p for p in peers}
+        delta = Delta()
+        for key in [k for k in self.peers if k not in wanted]:
+            self._forget_peer(key, delta)
+        for key, config in wanted.items():
+            peer = self.peers.get(key)
+            if peer is None:
+                self.peers[key] = _Peer(config)
+            elif peer.config != config:
+                peer.config = config
+                self._established = None
+                self._reimport(key, delta)
+                if peer.state in (PeerState.UP, PeerState.UP_STALE):
+                    self._readvertise_peer(key, delta)
+        return delta
+
+    def set_context(self, ctx: NodeContext) -> Delta:
+        """A new node context: every received route is re-evaluated, every export redone."""
+        delta = Delta()
+        if ctx == self.ctx:
+            return delta
+        self.ctx = ctx
+        for key in list(self.received):
+            self._reimport(key, delta)
+        self._fib = {}
+        for best in self.table.bests():
+            self._set_fib(best.route.prefix, best)
+        delta.fib_changed = True
+        for key, peer in self.peers.items():
+            if peer.state in (PeerState.UP, PeerState.UP_STALE):
+                self._readvertise_peer(key, delta)
+        return delta
+
+    def set_local(self, prefixes: Iterable[Prefix]) -> Delta:
+        """The node's own prefixes to announce (blocks, service CIDRs)."""
+        wanted = set(prefixes)
+        delta = Delta()
+        for prefix in sorted(self._local - wanted, key=_order):
+            self._apply(self.table.withdraw(prefix, LOCAL.key), delta)
+        for prefix in sorted(wanted - self._local, key=_order):
+            self._apply(self.table.update(Route(prefix, LOCAL, Attributes())), delta)
+        self._local = wanted
+        return delta
+
+    # --- sessions ------------------------------------------------------------------------
+    def peer_up(self, session: Session, *, now: float) -> Delta:
+        key = session.source.key
+        peer = self.peers.get(key)
+        if peer is None:
+            raise KeyError(f"peer {session.source} is not configured")
+        delta = Delta()
+        stale = peer.state is PeerState.STALE
+        if stale and not (session.graceful_restart and session.forwarding_preserved):
+            self._apply_all(self.table.refresh_end(key), delta)  # RFC 4724 §4.2
+            self._forget_received(key)
+            stale = False
+        peer.session = session
+        self._set_state(peer, PeerState.UP_STALE if stale else PeerState.UP)
+        peer.deadline = now + self.stale_time if stale else None
+        if self._restart is not None and session.peer_restarting:
+            self._restart.waiting.discard(key)
+        self._readvertise_peer(key, delta, full=True)
+        delta.synced_peers.append(key)
+        self._check_restart(now, delta)
+        return delta
+
+    def peer_down(self, key: SourceKey, *, now: float) -> Delta:
+        delta = Delta()
+        peer = self.peers.get(key)
+        if peer is None or peer.state in (PeerState.DOWN, PeerState.STALE):
+            return delta
+        self.out.pop(key, None)
+        session = peer.session
+        if session is not None and session.graceful_restart:
+            self.table.refresh_begin(key)
+            previous = peer.deadline
+            peer.deadline = now + session.restart_time
+            if previous is not None:  # a flap while stale never extends the deadline
+                peer.deadline = min(peer.deadline, previous)
+            self._set_state(peer, PeerState.STALE)
+            return delta
+        self._set_state(peer, PeerState.DOWN)
+        peer.deadline = None
+        self._forget_received(key)
+        self._apply_all(self.table.drop_source(key), delta)
+        return delta
+
+    def end_of_rib(self, key: SourceKey, *, now: float) -> Delta:
+        peer = self.peers.get(key)
+        delta = Delta()
+        if peer is not None and peer.state is PeerState.UP_STALE:
+            self._apply_all(self.table.refresh_end(key), delta)
+            self._sweep_received(key)
+            self._set_state(peer, PeerState.UP)
+            peer.deadline = None
+        if self._restart is not None:
+            self._restart.waiting.discard(key)
+        self._check_restart(now, delta)
+        return delta
+
+    # --- routes --------------------------------------------------------------------------
+    def receive(self, route: Route) -> Delta:
+        delta = Delta()
+        key = route.source.key
+        peer = self.peers.get(key)
+        if peer is None or peer.state not in (PeerState.UP, PeerState.UP_STALE):
+            return delta
+        if route.source.ebgp and route.attrs.local_pref is not None:
+            route = replace(route, attrs=replace(route.attrs, local_pref=None))  # RFC 4271 §5.1.5
+        received = self.received.get(key)
+        if received is None:
+            received = self.received[key] = {}
+        received[(route.prefix, route.path_id)] = route
+        self._import(route, peer, delta)
+        return delta
+
+    def withdraw(self, prefix: Prefix, key: SourceKey, path_id: int = 0) -> Delta:
+        delta = Delta()
+        received = self.received.get(key)
+        if received is not None:
+            received.pop((prefix, path_id), None)
+        peer = self.peers.get(key)
+        if (self.rejected and self.rejected.pop((prefix, key, path_id), None) is Reason.MAX_PREFIX
+                and peer is not None):
+            peer.refused -= 1
+        self._apply(self.table.withdraw(prefix, key, path_id), delta)
+        if peer is not None and peer.refused and delta.changes:
+            self._retry_refused(peer, delta)  # room freed under the limit
+        return delta
+
+    def _import(self, route: Route, peer: _Peer, delta: Delta) -> None:
+        key = route.source.key
+        policy = peer.config.policy
+        verdict = import_verdict(route, self.ctx, policy)
+        limit = policy.max_prefixes
+        if (verdict.accepted and limit is not None
+                and not self.table.has(route.prefix, key, route.path_id)
+                and self.table.count(key) >= limit):
+            verdict = Reason.MAX_PREFIX
+        if self.rejected and self.rejected.pop(route.key, None) is Reason.MAX_PREFIX:
+            peer.refused -= 1
+        if verdict.accepted:
+            self._apply(self.table.update(route), delta)
+            return
+        self.rejected[route.key] = verdict
+        self.rejections[(str(route.source), verdict.value)] += 1
+        delta.rejected.append((route, verdict))
+        if verdict is Reason.MAX_PREFIX:
+            if not peer.refused:
+                delta.alarms.append(
+                    f"peer {peer.config.address} reached its limit of {limit} prefixes: "
+                    "further routes are refused")
+            peer.refused += 1
+        self._apply(self.table.withdraw(route.prefix, key, route.path_id), delta)
+
+    def _retry_refused(self, peer: _Peer, delta: Delta) -> None:
+        for route in list(self.received.get(peer.config.key, {}).values()):
+            if not peer.refused:
+                break
+            if self.rejected.get(route.key) is Reason.MAX_PREFIX:
+                self._import(route, peer, delta)
+                if self.rejected.get(route.key) is Reason.MAX_PREFIX:
+                    break  # still full
+
+    def _reimport(self, key: SourceKey, delta: Delta) -> None:
+        peer = self.peers.get(key)
+        if peer is not None:
+            for route in list(self.received.get(key, {}).values()):
+                self._import(route, peer, delta)
+
+    # --- time ----------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        times = [p.deadline for p in self.peers.values() if p.deadline is not None]
+        if self._restart is not None:
+            times.append(min(self._restart.deadline, self._restart.grace_until)
+                         if self._restart.grace_until > 0 else self._restart.deadline)
+        return min(times) if times else None
+
+    def tick(self, now: float) -> Delta:
+        delta = Delta()
+        for key, peer in self.peers.items():
+            if peer.deadline is not None and now >= peer.deadline:
+                self._apply_all(self.table.refresh_end(key), delta)
+                self._sweep_received(key)
+                peer.deadline = None
+                up = peer.state is PeerState.UP_STALE
+                self._set_state(peer, PeerState.UP if up else PeerState.DOWN)
+                if not up:
+                    self._forget_received(key)
+        self._check_restart(now, delta)
+        return delta
+
+    def _sweep_received(self, key: SourceKey) -> None:
+        """Forget received routes the table no longer holds or rejected (after a sweep)."""
+        received = self.received.get(key)
+        if received is None:
+            return
+        for entry in [e for e in received
+                      if not self.table.has(e[0], key, e[1])
+                      and (e[0], key, e[1]) not in self.rejected]:
+            del received[entry]
+
+    # --- our own restart -----------------------------------------------------------------
+    def begin_restart(
+        self, adopted: Iterable[KernelRoute], *, expected: Iterable[SourceKey], now: float,
+        establish_grace: float = 10.0, deadline: float = 120.0,
+    ) -> Delta:
+        """Hold the kernel routes a previous run left until the peers have resynced."""
+        self._restart = _Restart(
+            adopted={r.prefix: r for r in adopted}, waiting=set(expected),
+            grace_until=now + establish_grace, deadline=now + deadline,
+        )
+        delta = Delta(fib_changed=True)
+        self._check_restart(now, delta)
+        return delta
+
+    @property
+    def restarting(self) -> bool:
+        return self._restart is not None
+
+    def _check_restart(self, now: float, delta: Delta) -> None:
+        restart = self._restart
+        if restart is None:
+            return
+        if now >= restart.grace_until:
+            restart.grace_until = 0.0  # past: peers not up by now are not waited for
+            restart.waiting = {k for k in restart.waiting
+                               if self.peers.get(k) is not None
+                               and self.peers[k].state is not PeerState.DOWN}
+        if restart.waiting and now < restart.deadline:
+            return
+        self._restart = None
+        delta.fib_changed |= bool(restart.adopted)
+
+    # --- outputs -------------------------------------------------------------------------
+    def fib_routes(self) -> list[KernelRoute]:
+        """The kernel routes wanted now: Loc-RIB routes, plus adopted ones not yet swept."""
+        routes = list(self._fib.values())
+        if self._restart is not None:
+            routes += [r for p, r in self._restart.adopted.items() if p not in self._fib]
+        return routes
+
+    def adj_out(self, key: SourceKey) -> dict[Prefix, Advert]:
+        return dict(self.out.get(key, {}))
+
+    # --- internals -----------------------------------------------------------------------
+    def _set_state(self, peer: _Peer, state: PeerState) -> None:
+        peer.state = state
+        self._established = None
+
+    def _sessions(self) -> tuple[list[ExportPeer], list[ExportPeer]]:
+        """The peers with a session up, as (iBGP, eBGP) lists."""
+        if self._established is None:
+            up = [p.config for p in self.peers.values()
+                  if p.state in (PeerState.UP, PeerState.UP_STALE)]
+            self._established = ([p for p in up if not p.ebgp], [p for p in up if p.ebgp])
+        return self._established
+
+    def _apply(self, change: Change | None, delta: Delta) -> None:
+        if change is None:
+            return
+        delta.changes.append(change)
+        prefix = change.prefix
+        if self._set_fib(prefix, change.new):
+            delta.fib_changed = True
+        ibgp, ebgp = self._sessions()
+        # iBGP split horizon: on a node that reflects nothing, a prefix whose best path was
+        # and is learned over iBGP is not, and was not, sent to any iBGP peer: skip them all.
+        if self.ctx.cluster_id is None and _ibgp_learned(change.old) and _ibgp_learned(change.new):
+            ibgp = []
+        for peers in (ibgp, ebgp):
+            for peer in peers:
+                self._advertise(peer, prefix, change.new, delta)
+
+    def _apply_all(self, changes: Iterable[Change], delta: Delta) -> None:
+        for change in changes:
+            self._apply(change, delta)
+
+    def _set_fib(self, prefix: Prefix, best: Best | None) -> bool:
+        new = kernel_route(best, self.ctx) if best is not None else None
+        old = self._fib.get(prefix)
+        if new == old:
+            return False
+        if new is None:
+            del self._fib[prefix]
+        else:
+            self._fib[prefix] = new
+        return True
+
+    def _advertise(self, peer: ExportPeer, prefix: Prefix, best: Best | None,
+                   delta: Delta) -> None:
+        out = self.out.get(peer.key)
+        if out is None:
+            out = self.out[peer.key] = {}
+        new = advert_for(best, peer, self.ctx) if best is not None else None
+        old = out.get(prefix)
+        if new == old:
+            return
+        if new is None:
+            del out[prefix]
+        else:
+            out[prefix] = new
+        delta.adverts.append(AdvertChange(peer.key, prefix, new))
+
+    def _readvertise_peer(self, key: SourceKey, delta: Delta, *, full: bool = False) -> None:
+        """Recompute a peer's Adj-RIB-Out; ``full`` re-sends everything (session start)."""
+        config = self.peers[key].config
+        if full:
+            self.out[key] = {}
+        current = set(self.out.get(key, {}))
+        for best in sorted(self.table.bests(), key=lambda b: _order(b.route.prefix)):
+            self._advertise(config, best.route.prefix, best, delta)
+            current.discard(best.route.prefix)
+        for prefix in current:
+            self._advertise(config, prefix, None, delta)
+
+    def _forget_received(self, key: SourceKey) -> None:
+        self.received.pop(key, None)
+        for route_id in [r for r in self.rejected if r[1] == key]:
+            del self.rejected[route_id]
+        peer = self.peers.get(key)
+        if peer is not None:
+            peer.refused = 0
+
+    def _forget_peer(self, key: SourceKey, delta: Delta) -> None:
+        self._forget_received(key)
+        self.peers.pop(key, None)
+        self._established = None
+        self.out.pop(key, None)
+        if self._restart is not None:
+            self._restart.waiting.discard(key)
+        self._apply_all(self.table.drop_source(key), delta)
+
+
+def _ibgp_learned(best: Best | None) -> bool:
+    return best is None or best.route.source.ibgp
+
+
+def _order(prefix: Prefix) -> tuple[int, int, int]:
+    return (prefix.version, int(prefix.network_address), prefix.prefixlen)

@@ -1,0 +1,181 @@
+"""Graceful restart (RFC 4724), helper and restarting-speaker sides."""
+
+from __future__ import annotations
+
+from ipaddress import ip_address, ip_network
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ribs.kernel_plan import KernelRoute
+from ribs.rib import PeerState, Rib
+from tests.ribs_helpers import context, export_peer, peer, route, session
+
+CTX = context()
+A, B, C = peer("10.10.1.7"), peer("10.10.1.8"), peer("10.10.1.9")
+
+
+def rib_with(*peers, now: float = 0.0, gr: bool = True) -> Rib:  # type: ignore[no-untyped-def]
+    rib = Rib(CTX)
+    rib.set_peers([export_peer(p) for p in peers])
+    for p in peers:
+        rib.peer_up(session(p, gr=gr, restart_time=60), now=now)
+    return rib
+
+
+def prefixes(rib: Rib) -> set[str]:
+    return {str(b.route.prefix) for b in rib.table.bests()}
+
+
+def test_helper_keeps_routes_then_sweeps_what_was_not_resent_at_eor() -> None:
+    rib = rib_with(A)
+    for i in (1, 2, 3):
+        rib.receive(route(f"172.17.{i}.0/24", A))
+    fib_before = rib.fib_routes()
+    assert rib.peer_down(A.key, now=10).changes == []
+    assert rib.peers[A.key].state is PeerState.STALE
+    assert rib.table.stale_count(A.key) == 3 and rib.fib_routes() == fib_before
+    rib.peer_up(session(A, restart_time=60), now=20)
+    rib.receive(route("172.17.1.0/24", A))
+    rib.receive(route("172.17.2.0/24", A))
+    delta = rib.end_of_rib(A.key, now=21)
+    assert [str(c.prefix) for c in delta.changes] == ["172.17.3.0/24"]
+    assert delta.fib_changed and prefixes(rib) == {"172.17.1.0/24", "172.17.2.0/24"}
+    assert rib.table.stale_count() == 0 and rib.peers[A.key].state is PeerState.UP
+
+
+def test_restart_time_expiry_drops_stale_routes() -> None:
+    rib = rib_with(A)
+    rib.receive(route("172.17.1.0/24", A))
+    rib.peer_down(A.key, now=100)
+    assert rib.next_deadline() == 160
+    assert rib.tick(159.9).changes == []
+    assert [str(c.prefix) for c in rib.tick(160).changes] == ["172.17.1.0/24"]
+    assert rib.next_deadline() is None and rib.peers[A.key].state is PeerState.DOWN
+
+
+def test_peer_without_graceful_restart_loses_routes_at_once() -> None:
+    rib = rib_with(A, gr=False)
+    rib.receive(route("172.17.1.0/24", A))
+    delta = rib.peer_down(A.key, now=5)
+    assert [str(c.prefix) for c in delta.changes] == ["172.17.1.0/24"] and delta.fib_changed
+
+
+def test_back_without_preserved_forwarding_drops_stale_at_once() -> None:
+    rib = rib_with(A)
+    rib.receive(route("172.17.1.0/24", A))
+    rib.peer_down(A.key, now=5)
+    delta = rib.peer_up(session(A, forwarding=False), now=6)
+    assert [str(c.prefix) for c in delta.changes] == ["172.17.1.0/24"]
+
+
+def test_no_eor_after_return_sweeps_at_stale_time() -> None:
+    rib = rib_with(A)
+    rib.receive(route("172.17.1.0/24", A))
+    rib.peer_down(A.key, now=0)
+    rib.peer_up(session(A), now=10)
+    assert rib.next_deadline() == 10 + rib.stale_time
+    assert [str(c.prefix) for c in rib.tick(10 + rib.stale_time).changes] == ["172.17.1.0/24"]
+    assert rib.peers[A.key].state is PeerState.UP
+
+
+def test_flap_before_eor_never_extends_the_deadline() -> None:
+    rib = rib_with(A)
+    rib.receive(route("172.17.1.0/24", A))
+    rib.peer_down(A.key, now=0)
+    rib.peer_up(session(A, restart_time=60), now=30)  # waiting for End-of-RIB until 150
+    rib.peer_down(A.key, now=40)  # down again: 40 + restart time, if sooner
+    assert rib.next_deadline() == 100
+    assert prefixes(rib) == {"172.17.1.0/24"}
+    assert rib.tick(100).changes
+
+
+ADOPTED = [KernelRoute.via(ip_network(f"172.17.{i}.0/24"), ip_address(f"10.10.1.{i}"), "tunl0",
+                           onlink=True) for i in (7, 8, 9)]
+
+
+def restarting_rib(now: float = 0.0) -> Rib:
+    rib = Rib(CTX)
+    rib.set_peers([export_peer(p) for p in (A, B, C)])
+    rib.begin_restart(ADOPTED, expected=[A.key, B.key, C.key], now=now, establish_grace=10,
+                      deadline=120)
+    return rib
+
+
+def test_restart_holds_adopted_routes_until_every_peer_sent_eor() -> None:
+    rib = restarting_rib()
+    assert rib.fib_routes() == ADOPTED
+    for p in (A, B, C):
+        rib.peer_up(session(p), now=1)
+    rib.receive(route("172.17.7.0/24", A))
+    rib.end_of_rib(A.key, now=2)
+    rib.end_of_rib(B.key, now=2)
+    assert rib.restarting and len(rib.fib_routes()) == 3
+    delta = rib.end_of_rib(C.key, now=3)
+    assert delta.fib_changed and not rib.restarting
+    assert [str(r) for r in rib.fib_routes()] == ["172.17.7.0/24 via 10.10.1.7 dev tunl0 onlink"]
+
+
+def test_a_peer_that_never_comes_up_does_not_hold_the_sweep_past_the_grace() -> None:
+    rib = restarting_rib()
+    rib.peer_up(session(A), now=1)
+    rib.end_of_rib(A.key, now=2)
+    rib.peer_up(session(B), now=1)
+    rib.end_of_rib(B.key, now=2)
+    assert rib.restarting and rib.next_deadline() == 10
+    rib.tick(10)
+    assert not rib.restarting  # C is down: not waited for
+
+
+def test_a_restarting_peer_does_not_hold_the_sweep() -> None:
+    rib = restarting_rib()
+    rib.peer_up(session(A), now=1)
+    rib.peer_up(session(B), now=1)
+    rib.peer_up(session(C, restarting=True), now=1)  # waits for our EOR before its own
+    rib.end_of_rib(A.key, now=2)
+    rib.end_of_rib(B.key, now=2)
+    assert not rib.restarting
+
+
+def test_nothing_holds_the_sweep_past_the_deadline() -> None:
+    rib = restarting_rib()
+    for p in (A, B, C):
+        rib.peer_up(session(p), now=1)  # up, but no End-of-RIB ever
+    rib.tick(60)
+    assert rib.restarting
+    rib.tick(120)
+    assert not rib.restarting and rib.fib_routes() == []
+
+
+events = st.lists(st.tuples(st.sampled_from(["down", "up", "eor", "announce", "tick"]),
+                            st.integers(0, 3), st.floats(0, 50)), max_size=30)
+
+
+@settings(max_examples=200)
+@given(events)
+def test_stale_routes_never_outlive_their_deadline(script) -> None:  # type: ignore[no-untyped-def]
+    rib = rib_with(A)
+    rib.receive(route("172.17.1.0/24", A))
+    now = 0.0
+    bound = max(60.0, rib.stale_time)
+    for action, i, step in script:
+        deadline = rib.next_deadline()
+        now += step
+        if deadline is not None and now > deadline:
+            now = deadline  # the caller arms a timer for the deadline it was given
+        if action == "down":
+            rib.peer_down(A.key, now=now)
+        elif action == "up" and rib.peers[A.key].state in (PeerState.STALE, PeerState.DOWN):
+            rib.peer_up(session(A, restart_time=60), now=now)
+        elif action == "eor":
+            rib.end_of_rib(A.key, now=now)
+        elif action == "announce":
+            rib.receive(route(f"172.17.{i}.0/24", A))
+        rib.tick(now)
+        if rib.table.stale_count(A.key):
+            deadline = rib.next_deadline()
+            assert deadline is not None and now < deadline <= now + bound
+    final = rib.next_deadline()
+    if final is not None:
+        rib.tick(final)
+    assert rib.table.stale_count(A.key) == 0

@@ -1,0 +1,194 @@
+"""Import policy: the default guard, loop checks, BGPFilter rules, max-prefix."""
+
+from __future__ import annotations
+
+from ipaddress import ip_network
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ribs.context import PrefixSet
+from ribs.policy import (
+    Action,
+    FilterRule,
+    MatchOperator,
+    PeerPolicy,
+    Reason,
+    exportable,
+    guard,
+    import_verdict,
+)
+from ribs.rib import Rib
+from ribs.types import LOCAL, Attributes, Route
+from tests.ribs_helpers import context, export_peer, peer, route, session
+
+CTX = context(node="10.10.1.5/24", blocks=("172.17.5.0/24",), services=("10.96.0.0/12",))
+NODE = peer("10.10.1.7")
+TOR = peer("10.10.1.1", asn=65000)
+
+GUARD_CASES = [
+    ("172.17.216.0/24", Reason.ACCEPTED),
+    ("172.17.216.128/26", Reason.ACCEPTED),
+    ("172.16.0.0/12", Reason.OWN_NETWORK),  # the pool covers our block
+    ("10.96.0.0/12", Reason.ACCEPTED),  # an advertised service CIDR
+    ("10.96.0.0/16", Reason.OUTSIDE_POOLS),  # only the service CIDR itself
+    ("0.0.0.0/0", Reason.DEFAULT_ROUTE),
+    ("172.17.5.0/24", Reason.OWN_NETWORK),  # our own block
+    ("172.17.5.64/26", Reason.OWN_NETWORK),
+    ("10.10.1.0/24", Reason.OWN_NETWORK),  # the node subnet
+    ("10.10.0.0/16", Reason.OWN_NETWORK),  # covering it
+    ("10.10.1.9/32", Reason.OWN_NETWORK),  # inside it
+    ("192.0.2.1/32", Reason.OUTSIDE_POOLS),
+    ("169.254.0.0/16", Reason.MARTIAN),
+    ("127.0.0.0/8", Reason.MARTIAN),
+    ("224.0.0.0/4", Reason.MARTIAN),
+    ("fe80::/64", Reason.MARTIAN),
+    ("fd00:1::/64", Reason.OUTSIDE_POOLS),
+]
+
+
+@pytest.mark.parametrize(("prefix", "reason"), GUARD_CASES)
+def test_default_guard(prefix: str, reason: Reason) -> None:
+    assert import_verdict(route(prefix, NODE), CTX) is reason
+
+
+def test_guard_can_be_turned_off_but_not_loops_or_martians() -> None:
+    ctx = context(guard=False)
+    assert import_verdict(route("0.0.0.0/0", NODE), ctx) is Reason.ACCEPTED
+    assert import_verdict(route("192.0.2.0/24", NODE), ctx) is Reason.ACCEPTED
+    assert import_verdict(route("127.0.0.0/8", NODE), ctx) is Reason.MARTIAN
+    assert import_verdict(route("172.17.9.0/24", TOR, path=(65000, 64512)), ctx) is (
+        Reason.AS_PATH_LOOP)
+
+
+@pytest.mark.parametrize(("kwargs", "allowed", "reason"), [
+    ({"path": (65000, 64512)}, 0, Reason.AS_PATH_LOOP),
+    ({"path": (65000, 64512)}, 1, Reason.ACCEPTED),
+    ({"path": (64512, 65000, 64512)}, 1, Reason.AS_PATH_LOOP),
+    ({"originator": "10.10.1.5"}, 0, Reason.ORIGINATOR_LOOP),
+    ({"originator": "10.10.1.6"}, 0, Reason.ACCEPTED),
+])
+def test_loops(kwargs: dict, allowed: int, reason: Reason) -> None:  # type: ignore[type-arg]
+    r = route("172.17.9.0/24", TOR, **kwargs)
+    assert import_verdict(r, CTX, PeerPolicy(allowed_local_as=allowed)) is reason
+
+
+def test_cluster_list_loop_on_a_reflector() -> None:
+    ctx = context(cluster_id="1.0.0.1")
+    r = route("172.17.9.0/24", NODE, clusters=("1.0.0.2", "1.0.0.1"))
+    assert import_verdict(r, ctx) is Reason.CLUSTER_LOOP
+    assert import_verdict(r, CTX) is Reason.ACCEPTED  # not a reflector: no cluster id
+
+
+def rule(action: Action, cidr: str | None = None, op: MatchOperator | None = None,
+         **kw: object) -> FilterRule:
+    return FilterRule(action, ip_network(cidr) if cidr else None, op, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("rules", "prefix", "reason"), [
+    ([rule(Action.REJECT, "172.17.9.0/24", MatchOperator.EQUAL)], "172.17.9.0/24",
+     Reason.FILTER_REJECT),
+    ([rule(Action.REJECT, "172.17.9.0/24", MatchOperator.EQUAL)], "172.17.10.0/24",
+     Reason.ACCEPTED),
+    ([rule(Action.REJECT, "172.17.0.0/16", MatchOperator.IN)], "172.17.9.0/24",
+     Reason.FILTER_REJECT),
+    ([rule(Action.REJECT, "172.17.0.0/16", MatchOperator.NOT_IN)], "172.18.9.0/24",
+     Reason.FILTER_REJECT),
+    ([rule(Action.REJECT, "172.17.9.0/24", MatchOperator.NOT_EQUAL)], "172.17.9.0/24",
+     Reason.ACCEPTED),
+    ([rule(Action.REJECT, min_length=25)], "172.17.9.0/24", Reason.ACCEPTED),
+    ([rule(Action.REJECT, min_length=25)], "172.17.9.0/26", Reason.FILTER_REJECT),
+    ([rule(Action.REJECT, max_length=23)], "172.17.9.0/24", Reason.ACCEPTED),
+    # first match wins
+    ([rule(Action.ACCEPT, "0.0.0.0/0", MatchOperator.EQUAL), rule(Action.REJECT)],
+     "0.0.0.0/0", Reason.FILTER_ACCEPT),
+    ([rule(Action.REJECT), rule(Action.ACCEPT, "0.0.0.0/0", MatchOperator.EQUAL)],
+     "0.0.0.0/0", Reason.FILTER_REJECT),
+    # an explicit accept is the administrator's decision: the guard does not override it
+    ([rule(Action.ACCEPT, "192.0.2.0/24", MatchOperator.EQUAL)], "192.0.2.0/24",
+     Reason.FILTER_ACCEPT),
+    # but never loops nor martians
+    ([rule(Action.ACCEPT)], "127.0.0.0/8", Reason.MARTIAN),
+    # interface rules never match BGP routes
+    ([rule(Action.REJECT, interface="eth*")], "172.17.9.0/24", Reason.ACCEPTED),
+])
+def test_bgpfilter_rules(rules: list[FilterRule], prefix: str, reason: Reason) -> None:
+    policy = PeerPolicy(import_v4=tuple(rules), import_v6=())
+    assert import_verdict(route(prefix, TOR), CTX, policy) is reason
+
+
+def test_v6_rules_do_not_apply_to_v4() -> None:
+    policy = PeerPolicy(import_v6=(rule(Action.REJECT),))
+    assert import_verdict(route("172.17.9.0/24", TOR), CTX, policy) is Reason.ACCEPTED
+
+
+def test_export_filter() -> None:
+    mine = Route(ip_network("172.17.5.0/24"), LOCAL, Attributes())
+    assert exportable(mine, CTX)
+    assert exportable(Route(ip_network("10.96.0.0/12"), LOCAL, Attributes()), CTX)
+    assert not exportable(Route(ip_network("192.0.2.0/24"), LOCAL, Attributes()), CTX)
+    reject = PeerPolicy(export_v4=(rule(Action.REJECT, "172.17.5.0/24", MatchOperator.EQUAL),))
+    assert not exportable(mine, CTX, reject)
+    only_remote = PeerPolicy(export_v4=(rule(Action.REJECT, remote_peers_only=True),))
+    assert exportable(mine, CTX, only_remote)
+    assert not exportable(route("172.17.9.0/24", NODE), CTX, only_remote)
+
+
+def test_max_prefix_refuses_excess_and_raises_one_alarm() -> None:
+    rib = Rib(CTX)
+    limited = PeerPolicy(max_prefixes=3)
+    rib.set_peers([export_peer(TOR, policy=limited), export_peer(NODE)])
+    rib.peer_up(session(TOR), now=0)
+    rib.peer_up(session(NODE), now=0)
+    alarms = []
+    for i in range(6):
+        delta = rib.receive(route(f"172.17.{10 + i}.0/24", TOR))
+        alarms += delta.alarms
+    assert rib.table.count(TOR.key) == 3
+    assert len(alarms) == 1 and "limit of 3" in alarms[0]
+    assert rib.rejections[(str(TOR), "max_prefix")] == 3
+    # the other peer is unaffected
+    rib.receive(route("172.17.30.0/24", NODE))
+    assert rib.table.count(NODE.key) == 1
+    # room freed: a refused route gets in
+    rib.withdraw(route("172.17.10.0/24", TOR).prefix, TOR.key)
+    assert rib.table.count(TOR.key) == 3
+    assert sum(1 for r in rib.rejected.values() if r is Reason.MAX_PREFIX) == 2
+
+
+def test_rejections_are_counted_per_peer_and_reason() -> None:
+    rib = Rib(CTX)
+    rib.set_peers([export_peer(TOR)])
+    rib.peer_up(session(TOR), now=0)
+    for prefix in ("0.0.0.0/0", "172.17.5.0/24", "10.10.1.0/24", "192.0.2.1/32", "172.17.9.0/24"):
+        rib.receive(route(prefix, TOR))
+    assert dict(rib.rejections) == {
+        (str(TOR), "default_route"): 1, (str(TOR), "overlaps_own_network"): 2,
+        (str(TOR), "outside_pools"): 1,
+    }
+    assert [b.route.prefix for b in rib.table.bests()] == [ip_network("172.17.9.0/24")]
+    assert [str(r) for r in rib.fib_routes()] == [
+        "172.17.9.0/24 via 10.10.1.1 dev tunl0 onlink"]
+
+
+prefixes = st.builds(
+    lambda addr, length: ip_network((addr & ~((1 << (32 - length)) - 1) & 0xFFFFFFFF, length)),
+    st.integers(0, 2**32 - 1), st.integers(0, 32))
+
+
+@given(prefixes)
+def test_guard_never_admits_outside_pools_or_over_own_networks(prefix) -> None:  # type: ignore[no-untyped-def]
+    if guard(prefix, CTX) is Reason.ACCEPTED:
+        pools = CTX.enabled_pools
+        assert pools.contains(prefix) or prefix in CTX.service_cidrs
+        assert not CTX.node_networks.overlaps(prefix)
+        assert not CTX.own_blocks.overlaps(prefix)
+        assert not any(prefix.overlaps(b) for b in CTX.own_blocks)
+
+
+def test_prefix_set_overlaps() -> None:
+    s = PrefixSet([ip_network("10.0.0.0/16")])
+    assert s.overlaps(ip_network("10.0.1.0/24")) and s.overlaps(ip_network("10.0.0.0/8"))
+    assert not s.overlaps(ip_network("10.1.0.0/16"))
+    assert s.covering(ip_network("10.0.3.0/24")) == ip_network("10.0.0.0/16")
