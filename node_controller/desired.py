@@ -1,0 +1,382 @@
+"""From the store and this node's name to the node's desired BGP configuration (pure).
+
+Theory of operation: :func:`desired_config` reads a :class:`~node_controller.store.Store`
+and builds one immutable :class:`DesiredConfig`, the way confd renders BIRD's configuration
+for a Calico node — so that neighbouring BIRD nodes see exactly the sessions they expect:
+
+* local AS: the node's ``ASNumber`` annotation, else the ``default`` BGPConfiguration's,
+  else 64512; router id: the node's IPv4 address; listen port, log level and prefix
+  advertisements: ``node.<name>`` BGPConfiguration over ``default`` (only those three);
+* node-to-node mesh (unless disabled, or this node is a route reflector): every other node
+  with an IPv4 address that is not a route reflector; this node is **passive towards a peer
+  whose address is greater than its own compared as strings**;
+* BGPPeers that select this node (unscoped: every node; ``node``; ``nodeSelector``), towards
+  ``peerIP`` or each node of ``peerSelector``; and the reverse of peerings that select this
+  node as their peer.  For one address and port, an unscoped BGPPeer wins over a scoped one,
+  an explicit one over an implied reverse one, any of them over the mesh;
+* towards an iBGP peer whose cluster id differs from ours, a route-reflector node is its
+  reflector (``rr_client``);
+* a peer whose password Secret (or key) is missing is left out with an error — never
+  configured without the password it was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
+from typing import Any
+
+from node_controller.errors import ResourceError
+from node_controller.models import (
+    DEFAULT_AS,
+    BGPConfiguration,
+    BGPFilter,
+    BGPPeer,
+    BlockAffinity,
+    IPPool,
+    Node,
+    Secret,
+    SecretRef,
+    parse_community,
+)
+from node_controller.store import Store
+from ribs.context import Advertisement
+from ribs.types import Address, Prefix
+
+DEFAULT_PORT = 179
+DEFAULT_RESTART_TIME = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConfig:
+    name: str
+    address: Address
+    port: int
+    peer_as: int
+    local_as: int
+    type: str  # mesh | global | node
+    passive: bool = False
+    rr_client: bool = False
+    password: str | None = field(default=None, repr=False)
+    ttl_security: int | None = None
+    restart_time: float = DEFAULT_RESTART_TIME
+    keepalive_time: float | None = None
+    next_hop_mode: str = "Auto"
+    source_address: Address | None = None
+    num_allowed_local_as: int = 0
+    filters: tuple[str, ...] = ()
+    calico_node: str | None = None  # the Calico node at that address, if any
+    cluster_id: IPv4Address | None = None  # that node's route-reflector cluster id
+    reachable_by: Address | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "address": str(self.address), "port": self.port,
+            "peer_as": self.peer_as, "local_as": self.local_as, "type": self.type,
+            "passive": self.passive, "rr_client": self.rr_client,
+            "password": self.password is not None, "ttl_security": self.ttl_security,
+            "restart_time": self.restart_time, "keepalive_time": self.keepalive_time,
+            "next_hop_mode": self.next_hop_mode,
+            "source_address": str(self.source_address) if self.source_address else None,
+            "num_allowed_local_as": self.num_allowed_local_as, "filters": list(self.filters),
+            "calico_node": self.calico_node,
+            "reachable_by": str(self.reachable_by) if self.reachable_by else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredConfig:
+    node: str
+    local_as: int = DEFAULT_AS
+    router_id: IPv4Address | None = None
+    listen_port: int = DEFAULT_PORT
+    bind_address: Address | None = None
+    node_address: IPv4Interface | None = None
+    node_address_v6: IPv6Interface | None = None
+    route_reflector_cluster_id: IPv4Address | None = None
+    announce: tuple[Prefix, ...] = ()
+    blackholes: tuple[Prefix, ...] = ()
+    service_cidrs: tuple[Prefix, ...] = ()
+    pools: tuple[IPPool, ...] = ()
+    advertisements: tuple[Advertisement, ...] = ()
+    filters: tuple[BGPFilter, ...] = ()
+    peers: tuple[PeerConfig, ...] = ()
+    log_severity: str = "Info"
+    errors: tuple[ResourceError, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node, "local_as": self.local_as,
+            "router_id": str(self.router_id) if self.router_id else None,
+            "listen_port": self.listen_port,
+            "bind_address": str(self.bind_address) if self.bind_address else None,
+            "node_address": str(self.node_address) if self.node_address else None,
+            "node_address_v6": str(self.node_address_v6) if self.node_address_v6 else None,
+            "route_reflector_cluster_id": (str(self.route_reflector_cluster_id)
+                                           if self.route_reflector_cluster_id else None),
+            "announce": [str(p) for p in self.announce],
+            "blackholes": [str(p) for p in self.blackholes],
+            "service_cidrs": [str(p) for p in self.service_cidrs],
+            "pools": [{"cidr": str(p.cidr), "ipip_mode": p.ipip_mode.value,
+                       "vxlan_mode": p.vxlan_mode.value,
+                       "disable_bgp_export": p.disable_bgp_export, "disabled": p.disabled}
+                      for p in self.pools],
+            "peers": [p.as_dict() for p in self.peers],
+            "log_severity": self.log_severity,
+            "errors": [e.as_dict() for e in self.errors],
+        }
+
+
+def _order(p: Prefix) -> tuple[int, int, int]:
+    return (p.version, int(p.network_address), p.prefixlen)
+
+
+def _ip_key(address: Address) -> tuple[int, int]:
+    return (address.version, int(address))
+
+
+def peer_name(kind: str, address: Address, port: int | None = None) -> str:
+    """BIRD's protocol names as confd writes them: Mesh_10_10_1_8, Global_10_0_0_1_port_1179."""
+    text = str(address).replace(".", "_").replace(":", "_")
+    return f"{kind}_{text}" + (f"_port_{port}" if port is not None else "")
+
+
+class _Builder:
+    """One computation of a DesiredConfig (holds the lookups it needs)."""
+
+    def __init__(self, store: Store, node_name: str) -> None:
+        self.store = store
+        self.node_name = node_name
+        self.errors: list[ResourceError] = []
+        self.default = store.get(BGPConfiguration, "default") or BGPConfiguration("default")
+        self.own_config = store.get(BGPConfiguration, f"node.{node_name}")
+        self.nodes = store.all(Node)
+        self.by_ipv4 = {n.ipv4.ip: n for n in self.nodes if n.ipv4 is not None}
+        self.global_as = self.default.as_number or DEFAULT_AS
+        self.me = store.get(Node, node_name)
+
+    def node_as(self, node: Node) -> int:
+        return node.as_number or self.global_as
+
+    def node_port(self, node: Node) -> int:
+        own = self.store.get(BGPConfiguration, f"node.{node.name}")
+        if own is not None and own.listen_port is not None:
+            return own.listen_port
+        return self.default.listen_port or DEFAULT_PORT
+
+    def secret(self, ref: SecretRef | None, *, kind: str, name: str, field_: str
+               ) -> tuple[bool, str | None]:
+        """(usable, password): unusable when a referenced Secret or key is missing."""
+        if ref is None:
+            return True, None
+        secret = self.store.get(Secret, ref.name)
+        value = secret.get(ref.key) if secret is not None else None
+        if value is None:
+            what = (f"Secret {ref.name!r}" if secret is None
+                    else f"key {ref.key!r} of Secret {ref.name!r}")
+            self.errors.append(ResourceError(
+                kind, name, field_, f"{what} not found: the peer is left out until it exists"))
+            return False, None
+        return True, value
+
+    def passive(self, me: Node, address: Address) -> bool:
+        assert me.ipv4 is not None
+        return str(address) > str(me.ipv4.ip)
+
+    def node_peer(self, me: Node, other: Node, *, kind: str, name: str,
+                  **options: Any) -> PeerConfig:
+        assert other.ipv4 is not None
+        return PeerConfig(
+            name=name, address=other.ipv4.ip, port=self.node_port(other),
+            peer_as=self.node_as(other), local_as=self.node_as(me), type=kind,
+            passive=self.passive(me, other.ipv4.ip), calico_node=other.name,
+            cluster_id=other.rr_cluster_id, **options,
+        )
+
+    # --- the parts of the configuration -----------------------------------------------
+    def mesh(self, me: Node) -> list[PeerConfig]:
+        if self.default.node_to_node_mesh is False or me.rr_cluster_id is not None:
+            return []
+        if me.ipv4 is None:
+            return []
+        usable, password = self.secret(self.default.mesh_password, kind="BGPConfiguration",
+                                       name="default", field_="spec.nodeMeshPassword")
+        if not usable:
+            return []
+        restart = self.default.mesh_restart_time or DEFAULT_RESTART_TIME
+        return [
+            self.node_peer(me, other, kind="mesh", name=peer_name("Mesh", other.ipv4.ip),
+                           password=password, restart_time=restart,
+                           source_address=me.ipv4.ip)
+            for other in self.nodes
+            if other.name != me.name and other.ipv4 is not None and other.rr_cluster_id is None
+        ]
+
+    def selects_local(self, peer: BGPPeer, node: Node) -> bool:
+        if peer.node is not None:
+            return peer.node == node.name
+        if peer.node_selector is not None:
+            return peer.node_selector.matches(node.label_map)
+        return True
+
+    def explicit(self, me: Node, peer: BGPPeer) -> list[PeerConfig]:
+        """Peerings of ``peer`` that this node makes as a selected local node."""
+        kind = "node" if peer.scoped else "global"
+        prefix = "Node" if peer.scoped else "Global"
+        options = self.peer_options(me, peer)
+        if options is None:
+            return []
+        if peer.peer_ip is not None:
+            target = self.by_ipv4.get(peer.peer_ip)  # type: ignore[arg-type]
+            if target is not None and target.name == me.name:
+                return []
+            port = peer.peer_port or (self.node_port(target) if target else DEFAULT_PORT)
+            assert peer.as_number is not None
+            return [PeerConfig(
+                name=peer_name(prefix, peer.peer_ip, peer.peer_port), address=peer.peer_ip,
+                port=port, peer_as=peer.as_number, local_as=self.node_as(me), type=kind,
+                passive=target is not None and me.ipv4 is not None
+                and self.passive(me, peer.peer_ip),
+                calico_node=target.name if target else None,
+                cluster_id=target.rr_cluster_id if target else None, **options,
+            )]
+        assert peer.peer_selector is not None
+        return [
+            self.node_peer(me, other, kind=kind, name=peer_name(prefix, other.ipv4.ip),
+                           **options)
+            for other in self.nodes
+            if other.name != me.name and other.ipv4 is not None
+            and peer.peer_selector.matches(other.label_map)
+        ]
+
+    def reverse(self, me: Node, peer: BGPPeer) -> list[PeerConfig]:
+        """Peerings implied by ``peer`` selecting this node as the remote side."""
+        targeted = (peer.peer_selector is not None and peer.peer_selector.matches(me.label_map)) \
+            or (peer.peer_ip is not None and me.ipv4 is not None and peer.peer_ip == me.ipv4.ip)
+        if not targeted:
+            return []
+        options = self.peer_options(me, peer)
+        if options is None:
+            return []
+        return [
+            self.node_peer(me, other, kind="node", name=peer_name("Node", other.ipv4.ip),
+                           **options)
+            for other in self.nodes
+            if other.name != me.name and other.ipv4 is not None
+            and self.selects_local(peer, other)
+        ]
+
+    def peer_options(self, me: Node, peer: BGPPeer) -> dict[str, Any] | None:
+        usable, password = self.secret(peer.password, kind="BGPPeer", name=peer.name,
+                                       field_="spec.password.secretKeyRef")
+        if not usable:
+            return None
+        for f in peer.filters:
+            if self.store.get(BGPFilter, f) is None:
+                self.errors.append(ResourceError(
+                    "BGPPeer", peer.name, "spec.filters",
+                    f"BGPFilter {f!r} not found: the peer works without it"))
+        mode = peer.next_hop_mode or ("Keep" if peer.keep_original_next_hop else "Auto")
+        source = None
+        if peer.source_address == "UseNodeIP" and me.ipv4 is not None:
+            source = me.ipv4.ip
+        return {
+            "password": password, "ttl_security": peer.ttl_security,
+            "restart_time": peer.max_restart_time or DEFAULT_RESTART_TIME,
+            "keepalive_time": peer.keepalive_time, "next_hop_mode": mode,
+            "source_address": source, "num_allowed_local_as": peer.num_allowed_local_as or 0,
+            "filters": tuple(f for f in peer.filters if self.store.get(BGPFilter, f)),
+            "reachable_by": peer.reachable_by,
+        }
+
+    def peers(self, me: Node) -> list[PeerConfig]:
+        # rank: the lower wins for one (address, port)
+        ranked: dict[tuple[Address, int], tuple[int, PeerConfig]] = {}
+
+        def offer(rank: int, configs: Iterable[PeerConfig]) -> None:
+            for config in configs:
+                key = (config.address, config.port)
+                if key not in ranked or rank < ranked[key][0]:
+                    ranked[key] = (rank, config)
+
+        bgp_peers = self.store.all(BGPPeer)
+        offer(3, self.mesh(me))
+        for peer in bgp_peers:
+            offer(2, self.reverse(me, peer))
+        for peer in bgp_peers:
+            if self.selects_local(peer, me):
+                offer(0 if not peer.scoped else 1, self.explicit(me, peer))
+        configs = [config for _, config in ranked.values()]
+        my_cluster = me.rr_cluster_id
+        if my_cluster is not None:
+            configs = [
+                replace(c, rr_client=c.peer_as == c.local_as and c.cluster_id != my_cluster)
+                for c in configs
+            ]
+        return sorted(configs, key=lambda c: (_ip_key(c.address), c.port))
+
+    def advertisements(self) -> tuple[Advertisement, ...]:
+        source = (self.own_config if self.own_config and self.own_config.prefix_advertisements
+                  else self.default)
+        names = {c.name: c.value for c in self.default.communities}
+        if self.own_config is not None:
+            names.update({c.name: c.value for c in self.own_config.communities})
+        out = []
+        for advert in source.prefix_advertisements:
+            values = [names.get(ref) or parse_community(ref, "communities")
+                      for ref in advert.communities]
+            out.append(Advertisement(
+                advert.cidr,
+                communities=tuple((v[0], v[1]) for v in values if len(v) == 2),
+                large_communities=tuple((v[0], v[1], v[2]) for v in values if len(v) == 3),
+            ))
+        return tuple(out)
+
+    def blocks(self, me: Node) -> tuple[Prefix, ...]:
+        affinities = [a.cidr for a in self.store.all(BlockAffinity)
+                      if a.node == me.name and a.active]
+        return tuple(sorted(set(affinities or me.pod_cidrs), key=_order))
+
+
+def desired_config(store: Store, node_name: str) -> DesiredConfig:
+    """The DesiredConfig of ``node_name``; problems found go into its ``errors``."""
+    b = _Builder(store, node_name)
+    me = b.me
+    resource_errors = store.error_list()
+    if me is None:
+        missing = ResourceError("Node", node_name, "metadata.name",
+                                "no such node: nothing is announced and no peer configured")
+        return DesiredConfig(node=node_name, local_as=b.global_as,
+                             errors=(*resource_errors, missing))
+    if me.ipv4 is None:
+        b.errors.append(ResourceError(
+            "Node", node_name, "metadata.annotations.projectcalico.org/IPv4Address",
+            "this node has no IPv4 address: no router id, no mesh"))
+    own = b.own_config
+    listen_port = (own.listen_port if own and own.listen_port else None) \
+        or b.default.listen_port or DEFAULT_PORT
+    log = (own.log_severity if own and own.log_severity else None) \
+        or b.default.log_severity or "Info"
+    blocks = b.blocks(me)
+    services = tuple(sorted(set(b.default.service_cidrs), key=_order))
+    peers = b.peers(me)
+    return DesiredConfig(
+        node=node_name,
+        local_as=b.node_as(me),
+        router_id=me.ipv4.ip if me.ipv4 else None,
+        listen_port=listen_port,
+        bind_address=me.ipv4.ip if b.default.bind_mode == "NodeIP" and me.ipv4 else None,
+        node_address=me.ipv4,
+        node_address_v6=me.ipv6,
+        route_reflector_cluster_id=me.rr_cluster_id,
+        announce=tuple(sorted(set(blocks) | set(services), key=_order)),
+        blackholes=blocks,
+        service_cidrs=services,
+        pools=tuple(sorted(store.all(IPPool), key=lambda p: _order(p.cidr))),
+        advertisements=b.advertisements(),
+        filters=tuple(store.all(BGPFilter)),
+        peers=tuple(peers),
+        log_severity=log,
+        errors=tuple(sorted({*resource_errors, *b.errors})),
+    )

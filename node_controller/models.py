@@ -1,0 +1,597 @@
+"""Calico resources as validated, immutable values.
+
+Theory of operation: :func:`parse` takes one object as the Kubernetes API (or a YAML file)
+gives it — a mapping with ``kind``, ``metadata`` and ``spec`` — and returns the model for its
+kind, or raises :class:`~node_controller.errors.Invalid` naming the field and the problem.
+Only the fields the daemon reads are kept, so two versions of an object that differ in
+anything else (a Node's status heartbeat, a resourceVersion) parse to equal values and cause
+no work downstream.
+
+Kinds: ``BGPConfiguration``, ``BGPPeer``, ``BGPFilter``, ``IPPool``, ``BlockAffinity``
+(``crd.projectcalico.org/v1`` or ``projectcalico.org/v3``), ``Node`` and ``Secret`` (``v1``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv6Interface,
+    ip_address,
+    ip_interface,
+    ip_network,
+)
+from typing import Any
+
+from node_controller.errors import Invalid
+from node_controller.selector import Selector, SelectorError
+from node_controller.selector import parse as parse_selector
+from ribs.context import EncapMode
+from ribs.policy import Action, FilterRule, MatchOperator
+from ribs.types import Address, Prefix, prefix
+
+ANNOTATION = "projectcalico.org/"
+DEFAULT_AS = 64512
+
+
+# --- field readers -----------------------------------------------------------------------
+def _get(obj: Mapping[str, Any], path: str) -> Any:
+    node: Any = obj
+    for part in path.split("."):
+        if node is None:
+            return None
+        if not isinstance(node, Mapping):
+            raise Invalid(path, "expected an object")
+        node = node.get(part)
+    return node
+
+
+def _str(obj: Mapping[str, Any], path: str, *, choices: tuple[str, ...] = ()) -> str | None:
+    value = _get(obj, path)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise Invalid(path, f"expected a string, got {value!r}")
+    if choices and value not in choices:
+        raise Invalid(path, f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _bool(obj: Mapping[str, Any], path: str) -> bool | None:
+    value = _get(obj, path)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise Invalid(path, f"expected true or false, got {value!r}")
+
+
+def _int(obj: Mapping[str, Any], path: str, *, low: int, high: int) -> int | None:
+    value = _get(obj, path)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(path, f"expected a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise Invalid(path, f"{value} is outside {low}..{high}")
+    return value
+
+
+def _list(obj: Mapping[str, Any], path: str) -> list[Any]:
+    value = _get(obj, path)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Invalid(path, f"expected a list, got {type(value).__name__}")
+    return value
+
+
+def parse_asn(value: object, path: str) -> int:
+    """An AS number: 64512, "64512", or dotted "1.10" (= 1 << 16 | 10)."""
+    if isinstance(value, bool):
+        raise Invalid(path, f"{value!r} is not an AS number")
+    if isinstance(value, int):
+        asn = value
+    elif isinstance(value, str) and re.fullmatch(r"\d+", value):
+        asn = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"\d+\.\d+", value):
+        high, low = (int(x) for x in value.split("."))
+        if high > 0xFFFF or low > 0xFFFF:
+            raise Invalid(path, f"{value!r}: each half of a dotted AS number is at most 65535")
+        asn = high << 16 | low
+    else:
+        raise Invalid(path, f"{value!r} is not an AS number (64512, \"64512\" or \"1.10\")")
+    if not 0 < asn < 1 << 32:
+        raise Invalid(path, f"AS number {asn} is outside 1..4294967295")
+    return asn
+
+
+def _asn(obj: Mapping[str, Any], path: str) -> int | None:
+    value = _get(obj, path)
+    return None if value is None or value == "" else parse_asn(value, path)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object, path: str) -> float:
+    """A Go duration ("120s", "2m30s", "500ms") in seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str) or not value:
+        raise Invalid(path, f"{value!r} is not a duration")
+    pos, total = 0, 0.0
+    for match in _DURATION.finditer(value):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT[match.group(2)]
+        pos = match.end()
+    if pos != len(value) or pos == 0:
+        raise Invalid(path, f"{value!r} is not a duration (like \"120s\", \"2m\" or \"1h30m\")")
+    return total
+
+
+def _duration(obj: Mapping[str, Any], path: str) -> float | None:
+    value = _get(obj, path)
+    return None if value is None or value == "" else parse_duration(value, path)
+
+
+def _cidr(value: object, path: str) -> Prefix:
+    if not isinstance(value, str):
+        raise Invalid(path, f"expected a CIDR string, got {value!r}")
+    try:
+        net = ip_network(value, strict=False)  # Calico masks host bits ("172.17.0.0/12")
+    except ValueError:
+        raise Invalid(path, f"{value!r} is not a CIDR") from None
+    return prefix(str(net))
+
+
+def _selector(obj: Mapping[str, Any], path: str) -> Selector | None:
+    text = _str(obj, path)
+    if text is None:
+        return None
+    try:
+        return parse_selector(text)
+    except SelectorError as exc:
+        raise Invalid(path, str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    name: str
+    key: str
+
+
+def _secret_ref(obj: Mapping[str, Any], path: str) -> SecretRef | None:
+    ref = _get(obj, path)
+    if ref is None:
+        return None
+    name, key = _str(obj, f"{path}.name"), _str(obj, f"{path}.key")
+    if name is None or key is None:
+        raise Invalid(path, "a secretKeyRef needs both name and key")
+    return SecretRef(name, key)
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    name = _get(obj, "metadata.name")
+    if not isinstance(name, str) or not name:
+        raise Invalid("metadata.name", "missing")
+    return name
+
+
+# --- the resources -----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Community:
+    name: str
+    value: tuple[int, ...]  # (aa, nn) standard or (aa, nn, mm) large
+
+
+def parse_community(value: object, path: str) -> tuple[int, ...]:
+    if isinstance(value, str) and re.fullmatch(r"\d+:\d+(:\d+)?", value):
+        parts = tuple(int(x) for x in value.split(":"))
+        limit = 0xFFFF if len(parts) == 2 else 0xFFFFFFFF
+        if all(p <= limit for p in parts):
+            return parts
+    raise Invalid(path, f"{value!r} is not a community (\"aa:nn\" or \"aa:nn:mm\")")
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixAdvertisement:
+    cidr: Prefix
+    communities: tuple[str, ...]  # names of `communities` or literal values
+
+
+@dataclass(frozen=True, slots=True)
+class BGPConfiguration:
+    name: str
+    as_number: int | None = None
+    node_to_node_mesh: bool | None = None
+    log_severity: str | None = None
+    listen_port: int | None = None
+    mesh_password: SecretRef | None = None
+    mesh_restart_time: float | None = None
+    service_cluster_ips: tuple[Prefix, ...] = ()
+    service_external_ips: tuple[Prefix, ...] = ()
+    service_loadbalancer_ips: tuple[Prefix, ...] = ()
+    communities: tuple[Community, ...] = ()
+    prefix_advertisements: tuple[PrefixAdvertisement, ...] = ()
+    bind_mode: str | None = None
+    ignored_interfaces: tuple[str, ...] = ()
+
+    @property
+    def service_cidrs(self) -> tuple[Prefix, ...]:
+        return (*self.service_cluster_ips, *self.service_external_ips,
+                *self.service_loadbalancer_ips)
+
+
+def _cidr_list(obj: Mapping[str, Any], path: str) -> tuple[Prefix, ...]:
+    return tuple(_cidr(_get(item, "cidr") if isinstance(item, Mapping) else None,
+                       f"{path}[{i}].cidr") for i, item in enumerate(_list(obj, path)))
+
+
+def parse_bgp_configuration(obj: Mapping[str, Any]) -> BGPConfiguration:
+    name = _name(obj)
+    mesh = _bool(obj, "spec.nodeToNodeMeshEnabled")
+    password = _secret_ref(obj, "spec.nodeMeshPassword.secretKeyRef")
+    restart = _duration(obj, "spec.nodeMeshMaxRestartTime")
+    if mesh is False and password is not None:
+        raise Invalid("spec.nodeMeshPassword", "not allowed when nodeToNodeMeshEnabled is false")
+    if mesh is False and restart is not None:
+        raise Invalid("spec.nodeMeshMaxRestartTime",
+                      "not allowed when nodeToNodeMeshEnabled is false")
+    communities = tuple(
+        Community(_str(c, "name") or "", parse_community(_get(c, "value"),
+                                                          f"spec.communities[{i}].value"))
+        for i, c in enumerate(_list(obj, "spec.communities")) if isinstance(c, Mapping))
+    adverts = tuple(
+        PrefixAdvertisement(
+            _cidr(_get(a, "cidr"), f"spec.prefixAdvertisements[{i}].cidr"),
+            tuple(str(x) for x in _list(a, "communities")))
+        for i, a in enumerate(_list(obj, "spec.prefixAdvertisements")) if isinstance(a, Mapping))
+    if communities and not adverts:
+        raise Invalid("spec.communities",
+                      "communities are set but no prefixAdvertisements use them")
+    names = {c.name for c in communities}
+    for i, advert in enumerate(adverts):
+        for j, ref in enumerate(advert.communities):
+            if ref not in names:
+                parse_community(ref, f"spec.prefixAdvertisements[{i}].communities[{j}]")
+    return BGPConfiguration(
+        name=name,
+        as_number=_asn(obj, "spec.asNumber"),
+        node_to_node_mesh=mesh,
+        log_severity=_str(obj, "spec.logSeverityScreen"),
+        listen_port=_int(obj, "spec.listenPort", low=1, high=65535),
+        mesh_password=password,
+        mesh_restart_time=restart,
+        service_cluster_ips=_cidr_list(obj, "spec.serviceClusterIPs"),
+        service_external_ips=_cidr_list(obj, "spec.serviceExternalIPs"),
+        service_loadbalancer_ips=_cidr_list(obj, "spec.serviceLoadBalancerIPs"),
+        communities=communities,
+        prefix_advertisements=adverts,
+        bind_mode=_str(obj, "spec.bindMode", choices=("None", "NodeIP")),
+        ignored_interfaces=tuple(str(x) for x in _list(obj, "spec.ignoredInterfaces")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BGPPeer:
+    name: str
+    node: str | None = None
+    node_selector: Selector | None = None
+    peer_ip: Address | None = None
+    peer_port: int | None = None
+    peer_selector: Selector | None = None
+    as_number: int | None = None
+    password: SecretRef | None = None
+    source_address: str = "UseNodeIP"
+    max_restart_time: float | None = None
+    keepalive_time: float | None = None
+    ttl_security: int | None = None
+    num_allowed_local_as: int | None = None
+    keep_original_next_hop: bool = False
+    next_hop_mode: str | None = None
+    reachable_by: Address | None = None
+    filters: tuple[str, ...] = ()
+
+    @property
+    def scoped(self) -> bool:
+        return self.node is not None or self.node_selector is not None
+
+
+def parse_peer_address(value: str, path: str) -> tuple[Address, int | None]:
+    """``ip``, ``ip:port`` or ``[v6]:port``."""
+    try:
+        if value.startswith("["):
+            host, _, port = value[1:].partition("]:")
+            return ip_address(host), int(port)
+        if value.count(":") == 1:
+            host, port = value.split(":")
+            return ip_address(host), int(port)
+        return ip_address(value), None
+    except ValueError:
+        raise Invalid(
+            path, f"{value!r} is not an IP address (ip, ip:port or [ipv6]:port)") from None
+
+
+def parse_bgp_peer(obj: Mapping[str, Any]) -> BGPPeer:
+    name = _name(obj)
+    node, node_selector = _str(obj, "spec.node"), _selector(obj, "spec.nodeSelector")
+    if node is not None and node_selector is not None:
+        raise Invalid("spec.nodeSelector", "node and nodeSelector cannot both be set")
+    peer_ip_text = _str(obj, "spec.peerIP")
+    peer_selector = _selector(obj, "spec.peerSelector")
+    asn = _asn(obj, "spec.asNumber")
+    if peer_ip_text is not None and peer_selector is not None:
+        raise Invalid("spec.peerSelector", "peerIP and peerSelector cannot both be set")
+    if peer_ip_text is None and peer_selector is None:
+        raise Invalid("spec.peerIP", "one of peerIP or peerSelector is required")
+    if peer_selector is not None and asn is not None:
+        raise Invalid("spec.asNumber",
+                      "must be empty with peerSelector (the peers' own AS is used)")
+    peer_ip = port = None
+    if peer_ip_text is not None:
+        peer_ip, port = parse_peer_address(peer_ip_text, "spec.peerIP")
+        if port is not None and not 1 <= port <= 65535:
+            raise Invalid("spec.peerIP", f"port {port} is outside 1..65535")
+        if asn is None:
+            raise Invalid("spec.asNumber", "required with peerIP")
+    reachable = _str(obj, "spec.reachableBy")
+    try:
+        reachable_by = ip_address(reachable) if reachable is not None else None
+    except ValueError:
+        raise Invalid("spec.reachableBy", f"{reachable!r} is not an IP address") from None
+    return BGPPeer(
+        name=name, node=node, node_selector=node_selector, peer_ip=peer_ip, peer_port=port,
+        peer_selector=peer_selector, as_number=asn,
+        password=_secret_ref(obj, "spec.password.secretKeyRef"),
+        source_address=_str(obj, "spec.sourceAddress",
+                            choices=("UseNodeIP", "None")) or "UseNodeIP",
+        max_restart_time=_duration(obj, "spec.maxRestartTime"),
+        keepalive_time=_duration(obj, "spec.keepaliveTime"),
+        ttl_security=_int(obj, "spec.ttlSecurity", low=0, high=255),
+        num_allowed_local_as=_int(obj, "spec.numAllowedLocalASNumbers", low=0, high=10),
+        keep_original_next_hop=bool(_bool(obj, "spec.keepOriginalNextHop")),
+        next_hop_mode=_str(obj, "spec.nextHopMode", choices=("Auto", "Self", "Keep")),
+        reachable_by=reachable_by,
+        filters=tuple(str(f) for f in _list(obj, "spec.filters")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BGPFilter:
+    name: str
+    import_v4: tuple[FilterRule, ...] = ()
+    export_v4: tuple[FilterRule, ...] = ()
+    import_v6: tuple[FilterRule, ...] = ()
+    export_v6: tuple[FilterRule, ...] = ()
+
+
+def _rule(item: object, path: str, version: int) -> FilterRule:
+    if not isinstance(item, Mapping):
+        raise Invalid(path, "expected an object")
+    action = _str(item, "action", choices=("Accept", "Reject"))
+    if action is None:
+        raise Invalid(f"{path}.action", "required (Accept or Reject)")
+    cidr_text, op = _get(item, "cidr"), _str(item, "matchOperator",
+                                             choices=("Equal", "NotEqual", "In", "NotIn"))
+    if (cidr_text is None) != (op is None):
+        raise Invalid(f"{path}.matchOperator", "cidr and matchOperator go together")
+    cidr = _cidr(cidr_text, f"{path}.cidr") if cidr_text is not None else None
+    if cidr is not None and cidr.version != version:
+        raise Invalid(f"{path}.cidr", f"{cidr} is not an IPv{version} CIDR")
+    width = 32 if version == 4 else 128
+    low = _int(item, "prefixLength.min", low=0, high=width)
+    high = _int(item, "prefixLength.max", low=0, high=width)
+    if low is not None and high is not None and low > high:
+        raise Invalid(f"{path}.prefixLength", f"min {low} is greater than max {high}")
+    source = _str(item, "source", choices=("RemotePeers",))
+    return FilterRule(
+        action=Action(action), cidr=cidr, match_operator=MatchOperator(op) if op else None,
+        min_length=low, max_length=high, remote_peers_only=source == "RemotePeers",
+        interface=_str(item, "interface"),
+    )
+
+
+def parse_bgp_filter(obj: Mapping[str, Any]) -> BGPFilter:
+    name = _name(obj)
+
+    def rules(key: str, version: int) -> tuple[FilterRule, ...]:
+        return tuple(_rule(item, f"spec.{key}[{i}]", version)
+                     for i, item in enumerate(_list(obj, f"spec.{key}")))
+
+    return BGPFilter(name=name, import_v4=rules("importV4", 4), export_v4=rules("exportV4", 4),
+                     import_v6=rules("importV6", 6), export_v6=rules("exportV6", 6))
+
+
+@dataclass(frozen=True, slots=True)
+class IPPool:
+    name: str
+    cidr: Prefix
+    block_size: int
+    ipip_mode: EncapMode = EncapMode.NEVER
+    vxlan_mode: EncapMode = EncapMode.NEVER
+    nat_outgoing: bool = False
+    disabled: bool = False
+    disable_bgp_export: bool = False
+    node_selector: Selector | None = None
+
+
+def parse_ip_pool(obj: Mapping[str, Any]) -> IPPool:
+    name = _name(obj)
+    cidr_text = _get(obj, "spec.cidr")
+    if cidr_text is None:
+        raise Invalid("spec.cidr", "required")
+    cidr = _cidr(cidr_text, "spec.cidr")
+    v4 = cidr.version == 4
+    block = _int(obj, "spec.blockSize", low=20 if v4 else 116, high=32 if v4 else 128)
+    modes = ("Never", "Always", "CrossSubnet")
+    ipip = EncapMode(_str(obj, "spec.ipipMode", choices=modes) or "Never")
+    vxlan = EncapMode(_str(obj, "spec.vxlanMode", choices=modes) or "Never")
+    if ipip is not EncapMode.NEVER and vxlan is not EncapMode.NEVER:
+        raise Invalid("spec.vxlanMode", "ipipMode and vxlanMode cannot both be enabled")
+    if ipip is not EncapMode.NEVER and not v4:
+        raise Invalid("spec.ipipMode", "IPIP carries IPv4 only")
+    return IPPool(
+        name=name, cidr=cidr, block_size=block or (26 if v4 else 122), ipip_mode=ipip,
+        vxlan_mode=vxlan, nat_outgoing=bool(_bool(obj, "spec.natOutgoing")),
+        disabled=bool(_bool(obj, "spec.disabled")),
+        disable_bgp_export=bool(_bool(obj, "spec.disableBGPExport")),
+        node_selector=_selector(obj, "spec.nodeSelector"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BlockAffinity:
+    name: str
+    node: str
+    cidr: Prefix
+    state: str | None = None
+    deleted: bool = False
+
+    @property
+    def active(self) -> bool:
+        return not self.deleted and self.state in (None, "confirmed")
+
+
+def parse_block_affinity(obj: Mapping[str, Any]) -> BlockAffinity:
+    name = _name(obj)
+    node = _str(obj, "spec.node")
+    if node is None:
+        raise Invalid("spec.node", "required")
+    cidr_text = _get(obj, "spec.cidr")
+    if cidr_text is None:
+        raise Invalid("spec.cidr", "required")
+    deleted = _get(obj, "spec.deleted")
+    if deleted not in (None, "", "true", "false", True, False):
+        raise Invalid("spec.deleted", f"expected \"true\" or \"false\", got {deleted!r}")
+    return BlockAffinity(
+        name=name, node=node, cidr=_cidr(cidr_text, "spec.cidr"),
+        state=_str(obj, "spec.state", choices=("confirmed", "pending", "pendingDeletion")),
+        deleted=deleted in ("true", True),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """The Calico view of a Kubernetes Node: annotations, labels, pod CIDRs."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...] = ()
+    ipv4: IPv4Interface | None = None
+    ipv6: IPv6Interface | None = None
+    as_number: int | None = None
+    rr_cluster_id: IPv4Address | None = None
+    ipip_tunnel_addr: IPv4Address | None = None
+    pod_cidrs: tuple[Prefix, ...] = ()
+    label_map: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label_map", dict(self.labels))
+
+
+def _interface(obj: Mapping[str, Any], key: str, version: int) -> Any:
+    path = f"metadata.annotations.{ANNOTATION}{key}"
+    annotations = _get(obj, "metadata.annotations") or {}
+    value = annotations.get(ANNOTATION + key)
+    if value in (None, ""):
+        return None
+    try:
+        iface = ip_interface(value)
+    except ValueError:
+        raise Invalid(path, f"{value!r} is not an address with prefix length") from None
+    if iface.version != version:
+        raise Invalid(path, f"{value!r} is not an IPv{version} address")
+    return iface
+
+
+def parse_node(obj: Mapping[str, Any]) -> Node:
+    name = _name(obj)
+    annotations = _get(obj, "metadata.annotations") or {}
+    labels = _get(obj, "metadata.labels") or {}
+    if not isinstance(annotations, Mapping) or not isinstance(labels, Mapping):
+        raise Invalid("metadata", "annotations and labels must be objects")
+    asn_text = annotations.get(ANNOTATION + "ASNumber")
+    rr = annotations.get(ANNOTATION + "RouteReflectorClusterID")
+    tunnel = annotations.get(ANNOTATION + "IPv4IPIPTunnelAddr")
+    try:
+        rr_id = IPv4Address(rr) if rr else None
+    except ValueError:
+        raise Invalid(f"metadata.annotations.{ANNOTATION}RouteReflectorClusterID",
+                      f"{rr!r} is not an IPv4 address") from None
+    try:
+        tunnel_addr = IPv4Address(tunnel) if tunnel else None
+    except ValueError:
+        raise Invalid(f"metadata.annotations.{ANNOTATION}IPv4IPIPTunnelAddr",
+                      f"{tunnel!r} is not an IPv4 address") from None
+    pod_cidrs = [*_list(obj, "spec.podCIDRs")] or (
+        [_get(obj, "spec.podCIDR")] if _get(obj, "spec.podCIDR") else [])
+    return Node(
+        name=name,
+        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+        ipv4=_interface(obj, "IPv4Address", 4),
+        ipv6=_interface(obj, "IPv6Address", 6),
+        as_number=parse_asn(asn_text, f"metadata.annotations.{ANNOTATION}ASNumber")
+        if asn_text else None,
+        rr_cluster_id=rr_id,
+        ipip_tunnel_addr=tunnel_addr,
+        pod_cidrs=tuple(_cidr(c, f"spec.podCIDRs[{i}]") for i, c in enumerate(pod_cidrs)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    name: str
+    data: tuple[tuple[str, str], ...] = field(repr=False, default=())
+
+    def get(self, key: str) -> str | None:
+        return dict(self.data).get(key)
+
+
+def parse_secret(obj: Mapping[str, Any]) -> Secret:
+    name = _name(obj)
+    values: dict[str, str] = {}
+    for key, encoded in (_get(obj, "data") or {}).items():
+        try:
+            values[str(key)] = base64.b64decode(str(encoded), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise Invalid(f"data.{key}", "not valid base64 text") from None
+    for key, text in (_get(obj, "stringData") or {}).items():
+        values[str(key)] = str(text)
+    return Secret(name=name, data=tuple(sorted(values.items())))
+
+
+PARSERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "BGPConfiguration": parse_bgp_configuration,
+    "BGPPeer": parse_bgp_peer,
+    "BGPFilter": parse_bgp_filter,
+    "IPPool": parse_ip_pool,
+    "BlockAffinity": parse_block_affinity,
+    "Node": parse_node,
+    "Secret": parse_secret,
+}
+CALICO_GROUPS = ("crd.projectcalico.org/v1", "projectcalico.org/v3")
+
+Model = BGPConfiguration | BGPPeer | BGPFilter | IPPool | BlockAffinity | Node | Secret
+
+
+def parse(obj: Mapping[str, Any]) -> Model:
+    """The model of one resource; raises :class:`Invalid` for a bad one."""
+    kind = obj.get("kind")
+    if kind not in PARSERS:
+        raise Invalid("kind", f"{kind!r} is not a resource the daemon reads")
+    version = obj.get("apiVersion")
+    expected = ("v1",) if kind in ("Node", "Secret") else CALICO_GROUPS
+    if version not in expected:
+        raise Invalid("apiVersion", f"{version!r} for {kind} (expected {' or '.join(expected)})")
+    model: Model = PARSERS[kind](obj)
+    return model
+

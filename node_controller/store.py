@@ -1,0 +1,96 @@
+"""The store of Calico resources: parsed models by kind and name, and the errors of bad ones.
+
+Theory of operation: every object from the API (or a file) goes through
+:func:`node_controller.models.parse`.  A valid one replaces the previous version of that
+object; an invalid one is recorded as an error *and the previous valid version stays* — a
+bad edit never takes a working peer or pool away.  :meth:`Store.apply` says whether anything
+the daemon reads changed, so an object that changed only where the daemon does not look
+(a Node's status, a resourceVersion) causes no recomputation at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from node_controller.errors import Invalid, ResourceError
+from node_controller.models import (
+    BGPConfiguration,
+    BGPFilter,
+    BGPPeer,
+    BlockAffinity,
+    IPPool,
+    Model,
+    Node,
+    Secret,
+    parse,
+)
+
+KINDS: dict[str, type] = {
+    "BGPConfiguration": BGPConfiguration, "BGPPeer": BGPPeer, "BGPFilter": BGPFilter,
+    "IPPool": IPPool, "BlockAffinity": BlockAffinity, "Node": Node, "Secret": Secret,
+}
+M = TypeVar("M")
+
+
+@dataclass
+class Store:
+    objects: dict[str, dict[str, Model]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS})
+    errors: dict[tuple[str, str], ResourceError] = field(default_factory=dict)
+    generation: int = 0
+
+    def apply(self, obj: Mapping[str, Any]) -> bool:
+        """Add or update one object; True when what the daemon reads changed."""
+        kind = str(obj.get("kind", "?"))
+        meta = obj.get("metadata")
+        name = str(meta.get("name", "?")) if isinstance(meta, Mapping) else "?"
+        try:
+            model = parse(obj)
+        except Invalid as exc:
+            error = ResourceError(kind, name, exc.field, exc.message)
+            changed = self.errors.get((kind, name)) != error
+            self.errors[(kind, name)] = error
+            if changed:
+                self.generation += 1
+            return changed
+        cleared = self.errors.pop((kind, name), None) is not None
+        bucket = self.objects[kind]
+        if bucket.get(name) == model and not cleared:
+            return False
+        bucket[name] = model
+        self.generation += 1
+        return True
+
+    def delete(self, kind: str, name: str) -> bool:
+        removed = self.objects.get(kind, {}).pop(name, None) is not None
+        removed |= self.errors.pop((kind, name), None) is not None
+        if removed:
+            self.generation += 1
+        return removed
+
+    def replace_kind(self, kind: str, objs: Iterable[Mapping[str, Any]]) -> bool:
+        """Make ``kind`` hold exactly ``objs`` (a relist); True when anything changed."""
+        seen: set[str] = set()
+        changed = False
+        for obj in objs:
+            meta = obj.get("metadata")
+            if isinstance(meta, Mapping):
+                seen.add(str(meta.get("name")))
+            changed |= self.apply(obj)
+        for name in [n for n in self.objects[kind] if n not in seen]:
+            changed |= self.delete(kind, name)
+        for key in [k for k in self.errors if k[0] == kind and k[1] not in seen]:
+            changed |= self.delete(*key)
+        return changed
+
+    def all(self, kind: type[M]) -> list[M]:
+        bucket = self.objects[kind.__name__]
+        return [bucket[name] for name in sorted(bucket)]  # type: ignore[misc]
+
+    def get(self, kind: type[M], name: str) -> M | None:
+        return self.objects[kind.__name__].get(name)  # type: ignore[return-value]
+
+    def error_list(self) -> list[ResourceError]:
+        return sorted(self.errors.values())

@@ -1,0 +1,237 @@
+"""Desired configuration: confd's session rules, table-driven."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from node_controller.desired import DesiredConfig, desired_config
+from node_controller.store import Store
+
+
+def node(name: str, ip: str | None, *, asn: str | None = None, rr: str | None = None,
+         labels: dict[str, str] | None = None, pod_cidr: str | None = None) -> dict[str, Any]:
+    annotations = {}
+    if ip:
+        annotations["projectcalico.org/IPv4Address"] = ip
+    if asn:
+        annotations["projectcalico.org/ASNumber"] = asn
+    if rr:
+        annotations["projectcalico.org/RouteReflectorClusterID"] = rr
+    obj: dict[str, Any] = {"apiVersion": "v1", "kind": "Node",
+                           "metadata": {"name": name, "labels": labels or {},
+                                        "annotations": annotations}}
+    if pod_cidr:
+        obj["spec"] = {"podCIDR": pod_cidr}
+    return obj
+
+
+def calico(kind: str, name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "crd.projectcalico.org/v1", "kind": kind, "metadata": {"name": name},
+            "spec": spec}
+
+
+def secret(name: str, **data: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+
+
+def build(*objs: dict[str, Any], me: str = "n9") -> DesiredConfig:
+    store = Store()
+    for obj in objs:
+        store.apply(obj)
+    return desired_config(store, me)
+
+
+def peers(config: DesiredConfig) -> dict[str, tuple[str, int, int, str, bool]]:
+    return {p.name: (str(p.address), p.port, p.peer_as, p.type, p.passive) for p in config.peers}
+
+
+def test_mesh_passive_rule_compares_addresses_as_strings() -> None:
+    cfg = build(node("n9", "10.0.0.9/24"), node("n10", "10.0.0.10/24"),
+                node("n8", "10.0.0.8/24"), node("n91", "10.0.0.91/24"))
+    assert peers(cfg) == {
+        "Mesh_10_0_0_8": ("10.0.0.8", 179, 64512, "mesh", False),
+        "Mesh_10_0_0_10": ("10.0.0.10", 179, 64512, "mesh", False),  # "10.0.0.10" < "10.0.0.9"
+        "Mesh_10_0_0_91": ("10.0.0.91", 179, 64512, "mesh", True),
+    }
+    assert str(cfg.router_id) == "10.0.0.9" and cfg.local_as == 64512
+
+
+def test_mesh_off() -> None:
+    cfg = build(node("n9", "10.0.0.9/24"), node("n8", "10.0.0.8/24"),
+                calico("BGPConfiguration", "default", nodeToNodeMeshEnabled=False))
+    assert cfg.peers == ()
+
+
+def test_route_reflectors_leave_the_mesh_and_reflect_to_clients() -> None:
+    objs = [node("n9", "10.0.0.9/24"), node("n8", "10.0.0.8/24"),
+            node("rr1", "10.0.0.1/24", rr="1.0.0.1", labels={"rr": "yes"}),
+            node("rr2", "10.0.0.2/24", rr="1.0.0.1", labels={"rr": "yes"}),
+            calico("BGPPeer", "to-rr", nodeSelector="!has(rr)", peerSelector="has(rr)")]
+    client = build(*objs)
+    assert set(peers(client)) == {"Mesh_10_0_0_8", "Node_10_0_0_1", "Node_10_0_0_2"}
+    assert not any(p.rr_client for p in client.peers)
+    rr = build(*objs, me="rr1")
+    assert peers(rr) == {  # the reverse peerings; the other RR shares the cluster id
+        "Node_10_0_0_8": ("10.0.0.8", 179, 64512, "node", True),  # "10.0.0.8" > "10.0.0.1"
+        "Node_10_0_0_9": ("10.0.0.9", 179, 64512, "node", True),
+    }
+    assert all(p.rr_client for p in rr.peers)
+    assert str(rr.route_reflector_cluster_id) == "1.0.0.1"
+
+
+def test_global_peer_wins_over_node_specific_duplicate() -> None:
+    cfg = build(node("n9", "10.0.0.9/24"),
+                calico("BGPPeer", "global", peerIP="10.0.0.1", asNumber=65000),
+                calico("BGPPeer", "mine", node="n9", peerIP="10.0.0.1", asNumber=65001),
+                calico("BGPPeer", "mine-port", node="n9", peerIP="10.0.0.1:1179", asNumber=65002))
+    assert peers(cfg) == {
+        "Global_10_0_0_1": ("10.0.0.1", 179, 65000, "global", False),
+        "Node_10_0_0_1_port_1179": ("10.0.0.1", 1179, 65002, "node", False),
+    }
+
+
+def test_node_selector_and_peer_selector() -> None:
+    objs = [node("n9", "10.0.0.9/24", labels={"rack": "a"}),
+            node("n8", "10.0.0.8/24", labels={"rack": "b"}, asn="65008"),
+            calico("BGPConfiguration", "default", nodeToNodeMeshEnabled=False),
+            calico("BGPPeer", "rack-a", nodeSelector="rack == 'a'", peerSelector="rack == 'b'")]
+    cfg = build(*objs)
+    assert peers(cfg) == {"Node_10_0_0_8": ("10.0.0.8", 179, 65008, "node", False)}
+    back = build(*objs, me="n8")  # the implied reverse peering, with n9's AS
+    assert peers(back) == {"Node_10_0_0_9": ("10.0.0.9", 179, 64512, "node", True)}
+    assert back.local_as == 65008
+
+
+def test_only_listen_port_log_and_advertisements_come_from_the_node_config() -> None:
+    cfg = build(node("n9", "10.0.0.9/24"), node("n8", "10.0.0.8/24"),
+                calico("BGPConfiguration", "default", asNumber=65100, listenPort=1790),
+                calico("BGPConfiguration", "node.n9", asNumber=65200, listenPort=1791,
+                       logSeverityScreen="Debug"),
+                calico("BGPConfiguration", "node.n8", listenPort=1792))
+    assert cfg.local_as == 65100  # asNumber of node.n9 is ignored
+    assert cfg.listen_port == 1791 and cfg.log_severity == "Debug"
+    assert peers(cfg)["Mesh_10_0_0_8"][1:3] == (1792, 65100)  # n8's own listen port
+
+
+def test_dotted_and_string_asns() -> None:
+    cfg = build(node("n9", "10.0.0.9/24", asn="1.10"),
+                calico("BGPPeer", "p", peerIP="10.0.0.1", asNumber="65000"))
+    assert cfg.local_as == (1 << 16) | 10
+    assert peers(cfg)["Global_10_0_0_1"][2] == 65000
+
+
+def test_missing_secret_leaves_the_peer_out_with_an_error() -> None:
+    peer = calico("BGPPeer", "p", peerIP="10.0.0.1", asNumber=65000,
+                  password={"secretKeyRef": {"name": "bgp", "key": "pw"}})
+    cfg = build(node("n9", "10.0.0.9/24"), peer)
+    assert cfg.peers == ()
+    assert [(e.kind, e.name, e.field) for e in cfg.errors] == [
+        ("BGPPeer", "p", "spec.password.secretKeyRef")]
+    assert "Secret 'bgp' not found" in cfg.errors[0].message
+    cfg = build(node("n9", "10.0.0.9/24"), peer, secret("bgp", pw="s3cret"))
+    assert cfg.peers[0].password == "s3cret" and cfg.errors == ()
+    assert cfg.as_dict()["peers"][0]["password"] is True
+    assert "s3cret" not in repr(cfg) and "s3cret" not in str(cfg.as_dict())
+
+
+def test_block_affinities_else_pod_cidrs() -> None:
+    affinity = calico("BlockAffinity", "a", node="n9", cidr="172.17.9.0/24", state="confirmed",
+                      deleted="false")
+    pending = calico("BlockAffinity", "b", node="n9", cidr="172.17.10.0/24", state="pending")
+    gone = calico("BlockAffinity", "c", node="n9", cidr="172.17.11.0/24", deleted="true")
+    other = calico("BlockAffinity", "d", node="n8", cidr="172.17.8.0/24")
+    cfg = build(node("n9", "10.0.0.9/24", pod_cidr="10.244.9.0/24"), affinity, pending, gone,
+                other)
+    assert [str(p) for p in cfg.blackholes] == ["172.17.9.0/24"]
+    cfg = build(node("n9", "10.0.0.9/24", pod_cidr="10.244.9.0/24"))
+    assert [str(p) for p in cfg.blackholes] == ["10.244.9.0/24"]
+
+
+def test_services_are_announced_not_blackholed() -> None:
+    cfg = build(node("n9", "10.0.0.9/24"),
+                calico("BGPConfiguration", "default",
+                       serviceClusterIPs=[{"cidr": "10.96.0.0/12"}],
+                       serviceLoadBalancerIPs=[{"cidr": "192.0.2.0/24"}]))
+    assert [str(p) for p in cfg.announce] == ["10.96.0.0/12", "192.0.2.0/24"]
+    assert cfg.blackholes == ()
+
+
+def test_peer_options() -> None:
+    cfg = build(node("n9", "10.0.0.9/24"), calico(
+        "BGPPeer", "p", peerIP="10.0.0.1", asNumber=65000, ttlSecurity=1,
+        maxRestartTime="5m", keepaliveTime="10s", keepOriginalNextHop=True,
+        numAllowedLocalASNumbers=2, sourceAddress="None"))
+    p = cfg.peers[0]
+    assert (p.ttl_security, p.restart_time, p.keepalive_time) == (1, 300.0, 10.0)
+    assert (p.next_hop_mode, p.num_allowed_local_as, p.source_address) == ("Keep", 2, None)
+
+
+@pytest.mark.parametrize(("obj", "field", "words"), [
+    (calico("BGPPeer", "x", peerIP="10.0.0.1"), "spec.asNumber", "required"),
+    (calico("BGPPeer", "x", peerIP="nope", asNumber=1), "spec.peerIP", "not an IP"),
+    (calico("BGPPeer", "x", peerSelector="all()", asNumber=1), "spec.asNumber", "must be empty"),
+    (calico("BGPPeer", "x", node="a", nodeSelector="all()", peerIP="1.1.1.1", asNumber=1),
+     "spec.nodeSelector", "cannot both"),
+    (calico("BGPPeer", "x", peerIP="1.1.1.1", asNumber="1.70000"), "spec.asNumber", "65535"),
+    (calico("BGPPeer", "x", peerSelector="rack = 'a'"), "spec.peerSelector", "position 5"),
+    (calico("BGPPeer", "x", peerIP="1.1.1.1", asNumber=1, maxRestartTime="2 minutes"),
+     "spec.maxRestartTime", "not a duration"),
+    (calico("BGPConfiguration", "default", listenPort=70000), "spec.listenPort", "1..65535"),
+    (calico("BGPConfiguration", "default", nodeToNodeMeshEnabled=False,
+            nodeMeshMaxRestartTime="10s"), "spec.nodeMeshMaxRestartTime", "not allowed"),
+    (calico("BGPConfiguration", "default", communities=[{"name": "a", "value": "1:2"}]),
+     "spec.communities", "prefixAdvertisements"),
+    (calico("BGPConfiguration", "default", bindMode="All"), "spec.bindMode", "not one of"),
+    (calico("IPPool", "p", cidr="10.0.0.0/8", ipipMode="Always", vxlanMode="Always"),
+     "spec.vxlanMode", "cannot both"),
+    (calico("IPPool", "p", cidr="10.0.0.0/8", blockSize=12), "spec.blockSize", "outside"),
+    (calico("IPPool", "p", cidr="fd00::/48", ipipMode="Always"), "spec.ipipMode", "IPv4 only"),
+    (calico("BGPFilter", "f", importV4=[{"cidr": "10.0.0.0/8", "action": "Accept"}]),
+     "spec.importV4[0].matchOperator", "go together"),
+    (calico("BGPFilter", "f", importV4=[{"cidr": "fd00::/8", "matchOperator": "In",
+                                          "action": "Accept"}]),
+     "spec.importV4[0].cidr", "not an IPv4"),
+    (calico("BGPFilter", "f", exportV4=[{"matchOperator": "In"}]), "spec.exportV4[0].action",
+     "required"),
+    (calico("BlockAffinity", "b", node="n9", cidr="172.17.0.0/24", deleted="maybe"),
+     "spec.deleted", "expected"),
+    (node("bad", "10.0.0.300/24"), "metadata.annotations.projectcalico.org/IPv4Address",
+     "not an address"),
+])
+def test_invalid_objects_are_named_and_the_rest_still_applies(obj: dict[str, Any], field: str,
+                                                              words: str) -> None:
+    good = calico("BGPPeer", "good", peerIP="10.0.0.1", asNumber=65000)
+    cfg = build(node("n9", "10.0.0.9/24"), good, obj)
+    errors = [e for e in cfg.errors if e.name == obj["metadata"]["name"]]
+    assert len(errors) == 1, cfg.errors
+    assert errors[0].kind == obj["kind"] and errors[0].field == field
+    assert words in errors[0].message
+    assert "Global_10_0_0_1" in peers(cfg)
+
+
+def test_a_bad_edit_keeps_the_last_good_version() -> None:
+    store = Store()
+    store.apply(node("n9", "10.0.0.9/24"))
+    store.apply(calico("BGPPeer", "p", peerIP="10.0.0.1", asNumber=65000))
+    store.apply(calico("BGPPeer", "p", peerIP="10.0.0.1"))  # asNumber removed by mistake
+    cfg = desired_config(store, "n9")
+    assert peers(cfg)["Global_10_0_0_1"][2] == 65000
+    assert [e.field for e in cfg.errors] == ["spec.asNumber"]
+
+
+def test_status_only_change_is_no_change() -> None:
+    store = Store()
+    n = node("n9", "10.0.0.9/24")
+    assert store.apply(n)
+    n2 = {**n, "status": {"conditions": [{"type": "Ready", "lastHeartbeatTime": "now"}]},
+          "metadata": {**n["metadata"], "resourceVersion": "42"}}
+    assert not store.apply(n2)
+
+
+def test_unknown_node() -> None:
+    cfg = build(node("n8", "10.0.0.8/24"))
+    assert cfg.peers == () and cfg.errors[-1].kind == "Node"
