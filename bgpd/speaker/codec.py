@@ -1,0 +1,293 @@
+"""ExaBGP's API lines ↔ typed values (pure).
+
+Inbound, :func:`decode` turns one line from ExaBGP into one value:
+
+* ``Ack`` for ``done`` / ``error`` (plain text even with the JSON encoder);
+* ``PeerState`` (connected / up / down with the reason), ``Open`` (the peer's OPEN: its
+  identifier, hold time, graceful-restart capability), ``Update`` (announced routes with
+  all their attributes and add-path ids, withdrawn ones), ``EndOfRib``, ``Notification``;
+* ``Text`` for anything else ExaBGP prints in answer to a command;
+* ``Malformed`` for a line that claims to be JSON and is not what ExaBGP sends — counted
+  and logged by the caller, never fatal.
+
+ExaBGP 5.0.15 swaps two labels in the graceful-restart capability's JSON: the per-family
+list holds ``"restart"`` when the family's **forwarding** bit (F) is set, and
+``restart-flags`` holds ``"forwarding"`` when the **restart** bit (R) is set.  We read the
+bits, not the labels.
+
+Outbound, the ``*_command`` functions build the few commands the daemon sends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, ip_address, ip_network
+from typing import Any
+
+from ribs.types import (
+    Address,
+    AsPath,
+    Attributes,
+    Origin,
+    Prefix,
+    Segment,
+    SegmentType,
+    prefix,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    line: str
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerState:
+    peer: Address
+    state: str  # connected | up | down
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GracefulRestart:
+    restart_time: int
+    restarting: bool  # R: the peer has restarted (it will not wait for our End-of-RIB)
+    forwarding: frozenset[str]  # families whose forwarding state was kept (F), "ipv4/unicast"
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    peer: Address
+    asn: int
+    hold_time: int
+    router_id: IPv4Address
+    graceful_restart: GracefulRestart | None
+    add_path: frozenset[str]
+    families: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    prefix: Prefix
+    path_id: int
+    attrs: Attributes
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    prefix: Prefix
+    path_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    peer: Address
+    announce: tuple[Announce, ...]
+    withdraw: tuple[Withdraw, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfRib:
+    peer: Address
+    family: str  # "ipv4 unicast"
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    peer: Address | None
+    text: str
+
+
+Event = (Ack | Text | Malformed | PeerState | Open | Update | EndOfRib | Notification)
+
+
+def decode(line: str) -> Event:
+    stripped = line.strip()
+    if stripped in ("done", "error"):
+        return Ack(stripped == "done")
+    if not stripped.startswith("{"):
+        return Text(stripped)
+    try:
+        message = json.loads(stripped)
+    except json.JSONDecodeError as exc:
+        return Malformed(stripped, f"not JSON: {exc.msg}")
+    if not isinstance(message, dict) or "exabgp" not in message:
+        return Text(stripped)
+    try:
+        return _decode_message(message)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return Malformed(stripped, f"{type(exc).__name__}: {exc}")
+
+
+def _peer(message: dict[str, Any]) -> Address:
+    return ip_address(message["neighbor"]["address"]["peer"])
+
+
+def _decode_message(message: dict[str, Any]) -> Event:
+    kind = message.get("type")
+    if kind == "state":
+        neighbor = message["neighbor"]
+        return PeerState(_peer(message), str(neighbor["state"]), str(neighbor.get("reason", "")))
+    if kind == "open":
+        return _open(message)
+    if kind == "update":
+        body = message["neighbor"]["message"]
+        if "eor" in body:
+            eor = body["eor"]
+            return EndOfRib(_peer(message), f"{eor['afi']} {eor['safi']}")
+        return _update(_peer(message), body["update"])
+    if kind == "notification":
+        peer = _peer(message) if "neighbor" in message else None
+        text = message.get("notification")
+        if isinstance(text, dict):
+            text = " ".join(f"{k}={v}" for k, v in text.items())
+        if text is None and "neighbor" in message:
+            text = json.dumps(message["neighbor"].get("message", {}))
+        return Notification(peer, str(text))
+    raise ValueError(f"unexpected message type {kind!r}")
+
+
+def _open(message: dict[str, Any]) -> Open:
+    opened = message["neighbor"]["open"]
+    caps = opened.get("capabilities") or {}
+    gr = None
+    if "64" in caps:
+        cap = caps["64"]
+        families = cap.get("address-family-flags") or {}
+        gr = GracefulRestart(
+            restart_time=int(cap.get("time", 0)),
+            restarting="forwarding" in (cap.get("restart-flags") or []),  # swapped label: R
+            forwarding=frozenset(f for f, flags in families.items() if "restart" in flags),
+        )
+    add_path = caps.get("69") or {}
+    multiprotocol = caps.get("1") or {}
+    return Open(
+        peer=_peer(message), asn=int(opened["asn"]), hold_time=int(opened["hold_time"]),
+        router_id=IPv4Address(opened["router_id"]), graceful_restart=gr,
+        add_path=frozenset(k for k, v in add_path.items() if k != "name" and "send" in str(v)),
+        families=frozenset(multiprotocol.get("families") or ()),
+    )
+
+
+def _as_path(value: Any) -> AsPath:
+    if isinstance(value, list):  # older encoders: a flat AS_SEQUENCE
+        return AsPath.of(*(int(a) for a in value))
+    segments = []
+    for _, seg in sorted(value.items(), key=lambda kv: int(kv[0])):
+        element = str(seg["element"]).replace("as-", "").replace("confed-", "confed-")
+        kind = {"sequence": SegmentType.SEQUENCE, "set": SegmentType.SET,
+                "confed-sequence": SegmentType.CONFED_SEQUENCE,
+                "confed-set": SegmentType.CONFED_SET}[element]
+        segments.append(Segment(kind, tuple(int(a) for a in seg["value"])))
+    return AsPath(tuple(segments))
+
+
+def attributes(raw: dict[str, Any], next_hop: Address | None) -> Attributes:
+    origin = {"igp": Origin.IGP, "egp": Origin.EGP, "incomplete": Origin.INCOMPLETE}
+    return Attributes(
+        origin=origin[str(raw.get("origin", "igp")).lower()],
+        as_path=_as_path(raw["as-path"]) if "as-path" in raw else AsPath(),
+        next_hop=next_hop,
+        med=int(raw["med"]) if "med" in raw else None,
+        local_pref=int(raw["local-preference"]) if "local-preference" in raw else None,
+        communities=tuple((int(a), int(b)) for a, b in raw.get("community", [])),
+        large_communities=tuple((int(a), int(b), int(c))
+                                for a, b, c in raw.get("large-community", [])),
+        originator_id=IPv4Address(raw["originator-id"]) if "originator-id" in raw else None,
+        cluster_list=tuple(IPv4Address(c) for c in raw.get("cluster-list", [])),
+    )
+
+
+def _path_id(entry: Any) -> int:
+    if isinstance(entry, dict) and "path-information" in entry:
+        return int(IPv4Address(entry["path-information"]))
+    return 0
+
+
+def _nlri(entry: Any) -> Prefix:
+    text = entry["nlri"] if isinstance(entry, dict) else entry
+    return prefix(str(ip_network(text, strict=False)))
+
+
+def _update(peer: Address, update: dict[str, Any]) -> Update:
+    raw = update.get("attribute") or {}
+    announced: list[Announce] = []
+    for family, by_hop in (update.get("announce") or {}).items():
+        if not family.endswith("unicast"):
+            continue
+        for hop_text, entries in by_hop.items():
+            hop = ip_address(hop_text) if hop_text not in ("null", "") else None
+            attrs = attributes(raw, hop)
+            announced += [Announce(_nlri(e), _path_id(e), attrs) for e in entries]
+    withdrawn: list[Withdraw] = []
+    for family, entries in (update.get("withdraw") or {}).items():
+        if family.endswith("unicast"):
+            withdrawn += [Withdraw(_nlri(e), _path_id(e)) for e in entries]
+    return Update(peer, tuple(announced), tuple(withdrawn))
+
+
+# --- commands ----------------------------------------------------------------------------
+def _selector(peers: Sequence[Address]) -> str:
+    return " , ".join(f"neighbor {p}" for p in peers)
+
+
+def attribute_text(attrs: Attributes) -> str:
+    """The attribute part of an announce command; a None next hop is ``self``."""
+    parts = [f"next-hop {attrs.next_hop if attrs.next_hop is not None else 'self'}",
+             f"origin {attrs.origin.name.lower()}"]
+    if attrs.as_path.segments:
+        asns = [a for seg in attrs.as_path.segments for a in seg.asns]
+        parts.append(f"as-path [ {' '.join(map(str, asns))} ]")
+    if attrs.local_pref is not None:
+        parts.append(f"local-preference {attrs.local_pref}")
+    if attrs.med is not None:
+        parts.append(f"med {attrs.med}")
+    if attrs.communities:
+        parts.append("community [ " + " ".join(f"{a}:{b}" for a, b in attrs.communities) + " ]")
+    if attrs.large_communities:
+        parts.append("large-community [ "
+                     + " ".join(f"{a}:{b}:{c}" for a, b, c in attrs.large_communities) + " ]")
+    if attrs.originator_id is not None:
+        parts.append(f"originator-id {attrs.originator_id}")
+    if attrs.cluster_list:
+        parts.append("cluster-list [ " + " ".join(map(str, attrs.cluster_list)) + " ]")
+    return " ".join(parts)
+
+
+def announce_command(peers: Sequence[Address], attrs: Attributes,
+                     prefixes: Iterable[Prefix]) -> str:
+    nlri = " ".join(map(str, prefixes))
+    return f"{_selector(peers)} announce attributes {attribute_text(attrs)} nlri {nlri}"
+
+
+def withdraw_command(peers: Sequence[Address], attrs: Attributes,
+                     prefixes: Iterable[Prefix]) -> str:
+    nlri = " ".join(map(str, prefixes))
+    return f"{_selector(peers)} withdraw attributes {attribute_text(attrs)} nlri {nlri}"
+
+
+def eor_command(peer: Address) -> str:
+    family = "ipv4 unicast" if peer.version == 4 else "ipv6 unicast"
+    return f"neighbor {peer} announce eor {family}"
+
+
+def teardown_command(peer: Address, code: int = 2) -> str:
+    return f"neighbor {peer} teardown {code}"
+
+
+def refresh_command(peer: Address) -> str:
+    family = "ipv4 unicast" if peer.version == 4 else "ipv6 unicast"
+    return f"neighbor {peer} announce route-refresh {family}"

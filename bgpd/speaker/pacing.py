@@ -1,0 +1,133 @@
+"""Pacing (pure): the RIB's Adj-RIB-Out changes → commands ExaBGP cannot mis-apply.
+
+ExaBGP's outgoing RIB loses changes when one prefix changes several times inside one flush
+window (announce, withdraw, announce can end *withdrawn*; two re-announces can leave the
+older one on the wire).  So the pacer:
+
+* keeps, per neighbor, what ExaBGP has been told (``wire``) and the latest wanted state
+  (``pending``) — later changes to a prefix overwrite earlier ones before anything is sent;
+* sends at most one change per (neighbor, prefix) per batch, and none to a prefix changed
+  less than ``cooldown`` seconds ago (the change waits; :meth:`Pacer.take` returns when to
+  come back);
+* changes attributes by re-announcing, withdraws with exactly the announced attributes;
+* groups announcements with identical attributes into ``announce attributes ... nlri``
+  commands, and neighbors with identical changes into one command;
+* after a session comes up, sends whatever differs and then End-of-RIB.
+
+``wire`` is what ExaBGP's RIB for a neighbor holds; it survives session flaps (ExaBGP
+re-sends it itself) and is forgotten when ExaBGP restarts or the neighbor is redefined.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+
+from bgpd.speaker.codec import announce_command, eor_command, withdraw_command
+from ribs.types import Address, Attributes, Prefix
+
+
+def _order(p: Prefix) -> tuple[int, int, int]:
+    return (p.version, int(p.network_address), p.prefixlen)
+
+
+class Pacer:
+    def __init__(self, *, cooldown: float = 0.1, max_nlri: int = 400) -> None:
+        self.cooldown = cooldown
+        self.max_nlri = max_nlri
+        self.wire: dict[Address, dict[Prefix, Attributes]] = {}
+        self.pending: dict[Address, dict[Prefix, Attributes | None]] = {}
+        self.sent_at: dict[tuple[Address, Prefix], float] = {}
+        self.eor_due: set[Address] = set()
+
+    # --- input ---------------------------------------------------------------------------
+    def desire(self, peer: Address, prefix: Prefix, attrs: Attributes | None) -> None:
+        self.pending.setdefault(peer, {})[prefix] = attrs
+
+    def request_eor(self, peer: Address) -> None:
+        self.eor_due.add(peer)
+
+    def reset(self, peer: Address) -> None:
+        """ExaBGP no longer holds anything for ``peer`` (restart, redefinition): re-send all
+        that is wanted."""
+        wire = self.wire.pop(peer, {})
+        pending = self.pending.setdefault(peer, {})
+        for prefix, attrs in wire.items():
+            pending.setdefault(prefix, attrs)
+        for prefix in [p for p, a in pending.items() if a is None]:
+            del pending[prefix]  # nothing on the wire to withdraw
+        for key in [k for k in self.sent_at if k[0] == peer]:
+            del self.sent_at[key]
+
+    def forget(self, peer: Address) -> None:
+        self.wire.pop(peer, None)
+        self.pending.pop(peer, None)
+        self.eor_due.discard(peer)
+        for key in [k for k in self.sent_at if k[0] == peer]:
+            del self.sent_at[key]
+
+    def advertised(self, peer: Address) -> int:
+        return len(self.wire.get(peer, ()))
+
+    # --- output --------------------------------------------------------------------------
+    def take(self, now: float) -> tuple[list[str], float | None]:
+        """Commands to send now, and when to call again for changes held back (or None)."""
+        announces: dict[Attributes, dict[Address, list[Prefix]]] = defaultdict(
+            lambda: defaultdict(list))
+        withdraws: dict[Attributes, dict[Address, list[Prefix]]] = defaultdict(
+            lambda: defaultdict(list))
+        later: float | None = None
+        for peer, changes in self.pending.items():
+            wire = self.wire.setdefault(peer, {})
+            for prefix in list(changes):
+                wanted = changes[prefix]
+                current = wire.get(prefix)
+                if wanted == current:
+                    del changes[prefix]
+                    continue
+                sent = self.sent_at.get((peer, prefix))
+                if sent is not None and now - sent < self.cooldown:
+                    due = sent + self.cooldown
+                    later = due if later is None else min(later, due)
+                    continue
+                del changes[prefix]
+                self.sent_at[(peer, prefix)] = now
+                if wanted is None:
+                    assert current is not None
+                    withdraws[current][peer].append(prefix)
+                    del wire[prefix]
+                else:
+                    announces[wanted][peer].append(prefix)
+                    wire[prefix] = wanted
+        self.pending = {p: c for p, c in self.pending.items() if c}
+        commands = self._commands(announces, announce_command)
+        commands += self._commands(withdraws, withdraw_command)
+        for peer in sorted(self.eor_due, key=lambda a: (a.version, int(a))):
+            if peer not in self.pending:
+                commands.append(eor_command(peer))
+        self.eor_due &= set(self.pending)
+        self._expire(now)
+        return commands, later
+
+    def _commands(self, grouped: dict[Attributes, dict[Address, list[Prefix]]],
+                  build: Callable[[Sequence[Address], Attributes, Iterable[Prefix]], str],
+                  ) -> list[str]:
+        out: list[str] = []
+        for attrs, by_peer in grouped.items():
+            by_prefixes: dict[tuple[Prefix, ...], list[Address]] = defaultdict(list)
+            for peer, prefixes in by_peer.items():
+                by_prefixes[tuple(sorted(prefixes, key=_order))].append(peer)
+            for nlri, peers in by_prefixes.items():
+                peers.sort(key=lambda a: (a.version, int(a)))
+                for i in range(0, len(nlri), self.max_nlri):
+                    out.append(build(peers, attrs, nlri[i:i + self.max_nlri]))
+        return out
+
+    def _expire(self, now: float) -> None:
+        if len(self.sent_at) > 4096:
+            for key in [k for k, t in self.sent_at.items() if now - t >= self.cooldown]:
+                del self.sent_at[key]
+
+    def idle(self) -> bool:
+        return not self.pending and not self.eor_due
+

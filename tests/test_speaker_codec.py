@@ -1,0 +1,207 @@
+"""The ExaBGP codec, pacer and configuration renderer (pure)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from ipaddress import IPv4Address, ip_address
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bgpd.speaker import codec
+from bgpd.speaker.config import ConfigError, SpeakerConfig, render
+from bgpd.speaker.pacing import Pacer
+from node_controller.desired import PeerConfig
+from ribs.types import AsPath, Attributes, Origin, Segment, SegmentType, prefix
+
+HEAD = '"exabgp": "5.0.0", "time": 1.0, "host": "h", "pid": 1, "ppid": 1, "counter": 1'
+NEIGHBOR = ('"neighbor": { "address": { "local": "198.51.100.1", "peer": "198.51.100.2" }, '
+            '"asn": { "local": 64512, "peer": 64512 }')
+
+
+def test_acks_and_text() -> None:
+    assert codec.decode("done\n") == codec.Ack(True)
+    assert codec.decode("error") == codec.Ack(False)
+    assert codec.decode("exabgp 5.0.15") == codec.Text("exabgp 5.0.15")
+
+
+def test_state() -> None:
+    line = f'{{ {HEAD}, "type": "state", {NEIGHBOR}, "state": "down", "reason": "peer reset" }} }}'
+    assert codec.decode(line) == codec.PeerState(ip_address("198.51.100.2"), "down", "peer reset")
+
+
+def test_update_with_all_attributes_and_path_ids() -> None:
+    update = {
+        "attribute": {"origin": "incomplete",
+                      "as-path": {"0": {"element": "as-sequence", "value": [65001, 65002]},
+                                  "1": {"element": "as-set", "value": [65003, 65004]}},
+                      "med": 5, "local-preference": 200, "community": [[64512, 1]],
+                      "large-community": [[64512, 1, 2]], "originator-id": "10.0.0.9",
+                      "cluster-list": ["1.0.0.1"]},
+        "announce": {"ipv4 unicast": {"198.51.100.2": [
+            {"nlri": "172.17.2.0/24", "path-information": "0.0.0.2"}]},
+            "ipv6 unicast": {"2001:db8::2": [{"nlri": "fd00:17::/64"}]}},
+        "withdraw": {"ipv4 unicast": [{"nlri": "172.17.3.0/24", "path-information": "0.0.0.1"}]},
+    }
+    line = json.dumps({"exabgp": "5.0.0", "type": "update", "neighbor": {
+        "address": {"local": "198.51.100.1", "peer": "198.51.100.2"},
+        "message": {"update": update}}})
+    event = codec.decode(line)
+    assert isinstance(event, codec.Update)
+    a4, a6 = event.announce
+    assert (str(a4.prefix), a4.path_id, str(a4.attrs.next_hop)) == ("172.17.2.0/24", 2,
+                                                                     "198.51.100.2")
+    assert a4.attrs.as_path == AsPath((Segment(SegmentType.SEQUENCE, (65001, 65002)),
+                                       Segment(SegmentType.SET, (65003, 65004))))
+    assert a4.attrs.as_path.length == 3
+    assert (a4.attrs.origin, a4.attrs.med, a4.attrs.local_pref) == (Origin.INCOMPLETE, 5, 200)
+    assert a4.attrs.communities == ((64512, 1),) and a4.attrs.large_communities == ((64512, 1, 2),)
+    assert a4.attrs.originator_id == IPv4Address("10.0.0.9")
+    assert a4.attrs.cluster_list == (IPv4Address("1.0.0.1"),)
+    assert str(a6.prefix) == "fd00:17::/64" and a6.path_id == 0
+    assert [(str(w.prefix), w.path_id) for w in event.withdraw] == [("172.17.3.0/24", 1)]
+
+
+def test_graceful_restart_flags_read_despite_swapped_labels() -> None:
+    # ExaBGP 5.0.15 writes "restart" for the F bit and "forwarding" for the R bit
+    opened = {"version": 4, "asn": 64512, "hold_time": 90, "router_id": "198.51.100.2",
+              "capabilities": {"64": {"name": "graceful restart", "time": 120,
+                                      "address-family-flags": {"ipv4/unicast": ["restart"],
+                                                               "ipv6/unicast": []},
+                                      "restart-flags": ["forwarding"]},
+                               "1": {"name": "multiprotocol", "families": ["ipv4/unicast"]}}}
+    line = json.dumps({"exabgp": "5.0.0", "type": "open", "neighbor": {
+        "address": {"local": "198.51.100.1", "peer": "198.51.100.2"}, "direction": "receive",
+        "open": opened}})
+    event = codec.decode(line)
+    assert isinstance(event, codec.Open)
+    gr = event.graceful_restart
+    assert gr is not None and gr.restarting and gr.forwarding == frozenset({"ipv4/unicast"})
+    assert gr.restart_time == 120 and event.hold_time == 90
+
+
+def test_end_of_rib() -> None:
+    line = json.dumps({"exabgp": "5.0.0", "type": "update", "neighbor": {
+        "address": {"local": "a", "peer": "198.51.100.2"},
+        "message": {"eor": {"afi": "ipv4", "safi": "unicast"}}}})
+    assert codec.decode(line) == codec.EndOfRib(ip_address("198.51.100.2"), "ipv4 unicast")
+
+
+@settings(max_examples=300)
+@given(st.one_of(
+    st.text(),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                 lambda children: st.lists(children, max_size=4)
+                 | st.dictionaries(st.sampled_from(
+                     ["exabgp", "type", "neighbor", "address", "peer", "message", "update",
+                      "announce", "withdraw", "attribute", "eor", "state", "open", "nlri",
+                      "as-path", "ipv4 unicast", "capabilities", "64"]), children, max_size=5),
+                 max_leaves=30).map(json.dumps)))
+def test_fuzz_never_raises(line: str) -> None:
+    event = codec.decode(line)
+    assert isinstance(event, codec.Ack | codec.Text | codec.Malformed | codec.PeerState
+                      | codec.Open | codec.Update | codec.EndOfRib | codec.Notification)
+
+
+def test_commands() -> None:
+    attrs = Attributes(next_hop=None, local_pref=100, communities=((64512, 1),),
+                       as_path=AsPath.of(64512, 65000))
+    peers = [ip_address("198.51.100.2"), ip_address("198.51.100.3")]
+    assert codec.announce_command(peers, attrs, [prefix("172.17.1.0/24")]) == (
+        "neighbor 198.51.100.2 , neighbor 198.51.100.3 announce attributes next-hop self "
+        "origin igp as-path [ 64512 65000 ] local-preference 100 community [ 64512:1 ] "
+        "nlri 172.17.1.0/24")
+
+
+P1, P2 = prefix("172.17.1.0/24"), prefix("172.17.2.0/24")
+N1, N2 = ip_address("198.51.100.2"), ip_address("198.51.100.3")
+A, B = Attributes(local_pref=100), Attributes(local_pref=100, med=5)
+
+
+def test_pacer_coalesces_and_never_sends_two_changes_for_one_prefix() -> None:
+    pacer = Pacer(cooldown=0.1)
+    pacer.desire(N1, P1, A)
+    pacer.desire(N1, P1, None)
+    pacer.desire(N1, P1, B)  # only the last counts
+    commands, later = pacer.take(0.0)
+    assert commands == [codec.announce_command([N1], B, [P1])] and later is None
+    pacer.desire(N1, P1, A)  # inside the cooldown: held back
+    commands, later = pacer.take(0.05)
+    assert commands == [] and later == 0.1
+    commands, _ = pacer.take(0.1)
+    assert commands == [codec.announce_command([N1], A, [P1])]
+    pacer.desire(N1, P1, None)  # withdrawn with exactly what was announced
+    commands, _ = pacer.take(0.3)
+    assert commands == [codec.withdraw_command([N1], A, [P1])]
+
+
+def test_pacer_groups_attributes_and_neighbors_then_eor() -> None:
+    pacer = Pacer()
+    for n in (N1, N2):
+        for p in (P1, P2):
+            pacer.desire(n, p, A)
+        pacer.request_eor(n)
+    commands, _ = pacer.take(0.0)
+    assert commands == [codec.announce_command([N1, N2], A, [P1, P2]),
+                        codec.eor_command(N1), codec.eor_command(N2)]
+    pacer.desire(N1, P1, A)  # unchanged: nothing
+    assert pacer.take(1.0) == ([], None)
+
+
+def test_pacer_reset_resends_what_is_wanted() -> None:
+    pacer = Pacer()
+    pacer.desire(N1, P1, A)
+    pacer.take(0.0)
+    pacer.reset(N1)
+    commands, _ = pacer.take(0.0)
+    assert commands == [codec.announce_command([N1], A, [P1])]
+
+
+def peer(i: int, **kw: object) -> PeerConfig:
+    return PeerConfig(name=f"p{i}", address=ip_address(f"198.51.100.{i}"), port=179,
+                      peer_as=64512, local_as=64512, type="mesh", **kw)  # type: ignore[arg-type]
+
+
+def test_duplicate_addresses_and_bad_passwords_are_refused() -> None:
+    config = SpeakerConfig(router_id=IPv4Address("198.51.100.1"), peers=(peer(2), peer(2)))
+    try:
+        render(config, bridge=["x"])
+        raise AssertionError("accepted")
+    except ConfigError as exc:
+        assert "share address" in str(exc)
+    long = SpeakerConfig(router_id=IPv4Address("198.51.100.1"), peers=(peer(2, password="x" * 81),))
+    try:
+        render(long, bridge=["x"])
+        raise AssertionError("accepted")
+    except ConfigError as exc:
+        assert "1 to 80 bytes" in str(exc)
+
+
+peer_lists = st.lists(st.builds(
+    lambda i, passive, pw, ttl, keep, port, v6, asn: PeerConfig(
+        name=f"p{i}", address=ip_address(f"2001:db8::{i}" if v6 else f"198.51.100.{i}"),
+        port=port, peer_as=asn, local_as=64512, type="global", passive=passive, password=pw,
+        ttl_security=ttl, keepalive_time=keep, restart_time=120.0,
+        source_address=ip_address("2001:db8::1" if v6 else "198.51.100.1")),
+    st.integers(2, 250), st.booleans(), st.none() | st.text(min_size=1, max_size=40),
+    st.none() | st.integers(1, 255), st.none() | st.floats(1, 100), st.sampled_from([179, 1179]),
+    st.booleans(), st.integers(1, 2**32 - 1)), max_size=8, unique_by=lambda p: p.address)
+
+
+@settings(max_examples=15, deadline=None)
+@given(peer_lists)
+def test_exabgp_validates_every_rendered_configuration(peers: list[PeerConfig]) -> None:
+    config = SpeakerConfig(router_id=IPv4Address("198.51.100.1"), peers=tuple(peers))
+    text = render(config, bridge=[sys.executable, "/nonexistent/bridge.py", "/tmp/x.sock"])
+    path = Path(f"/tmp/bgpd-validate-{id(peers)}.conf")
+    path.write_text(text)
+    try:
+        proc = subprocess.run([sys.executable, "-c",
+                               "from exabgp.application.main import main; main()",
+                               "validate", str(path)], capture_output=True, text=True, timeout=60)
+    finally:
+        path.unlink()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
