@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,99 @@ def _config_text(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _run(args: argparse.Namespace) -> int:
+    from bgpd import log as logging_setup
+    from bgpd.daemon import Daemon
+    from bgpd.settings import SettingsError, load
+
+    if args.node:
+        os.environ["NODENAME"] = args.node
+    overrides = {"resources": args.resources, "datastore": "static" if args.resources else None}
+    for key, value in overrides.items():
+        if value is not None:
+            os.environ[f"BGPD_{key.upper()}"] = value
+    try:
+        settings = load(Path(args.config) if args.config else None)
+    except SettingsError as exc:
+        print(f"bgpd: settings: {exc}", file=sys.stderr)
+        return 2
+    if args.withdraw_on_exit:
+        from dataclasses import replace
+
+        settings = replace(settings, withdraw_on_exit=True)
+    logging_setup.configure(settings.log_level)
+    if settings.datastore == "static":
+        from node_controller.static import load_folder
+
+        load_folder(Path(settings.resources))  # a broken folder stops the start, named
+    daemon = Daemon(settings)
+    try:
+        asyncio.run(daemon.run())
+    except Exception as exc:  # a failed task ends the daemon: say which and why
+        for leaf in _leaves(exc):
+            print(f"bgpd: stopped: {type(leaf).__name__}: {leaf}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _ask(args: argparse.Namespace, payload: dict[str, Any]) -> Any:
+    from bgpd.observability import request
+
+    try:
+        return asyncio.run(request(Path(args.socket), payload))
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        raise BgpdError(f"no bgpd answers on {args.socket} ({exc.strerror}): is it running?"
+                        ) from None
+
+
+def _status(args: argparse.Namespace) -> int:
+    data = _ask(args, {"command": "status"})
+    if args.output == "json":
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"bgpd on node {data['node']}: AS {data['as']}, router id {data['router_id']}, "
+          f"{data['kernel']['owned_routes']} kernel routes owned, last kernel sync "
+          f"{data['kernel']['last_sync_seconds_ago']}s ago"
+          + (", restarting (stale routes held)" if data["rib"]["restarting"] else ""))
+    header = ("PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO", "RECV", "ACCEPT", "ADV")
+    rows = [(p["address"], p["type"], p["state"].split(" ")[0].lower() if p["established"]
+             else p["state"], p["since"], p["info"], str(p["routes_received"]),
+             str(p["routes_accepted"]), str(p["routes_advertised"])) for p in data["peers"]]
+    print(_table(header, rows))
+    if data["errors"]:
+        print(f"{len(data['errors'])} resource errors (bgpd status --output json shows them)")
+    return 0
+
+
+def _routes(args: argparse.Namespace) -> int:
+    data = _ask(args, {"command": "routes", "prefix": args.prefix, "peer": args.peer})
+    if args.output == "json":
+        print(json.dumps(data, indent=2))
+        return 0
+    header = ("PREFIX", "NEXT HOP", "FROM", "WHY", "KERNEL")
+    rows = [(r["prefix"], r["next_hop"] or "-", r["from"],
+             (r["why"] or "-") + (" [stale]" if r["stale"] else ""), r["kernel"]) for r in data]
+    print(_table(header, rows))
+    return 0
+
+
+def _table(header: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    out = [line, "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |",
+           line]
+    out += ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+            for r in rows]
+    out.append(line)
+    return "\n".join(out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bgpd",
@@ -118,6 +213,36 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default calico-system)")
     config.add_argument("--output", choices=["text", "json", "yaml"], default="text")
     config.set_defaults(func=_config)
+
+    run = commands.add_parser(
+        "run", help="run the daemon",
+        description="Run bgpd: watch Calico resources, speak BGP through ExaBGP, program the "
+                    "kernel's routes (proto bird). Settings come from --config (YAML, see "
+                    "config/bgpd.yaml for every key), overridden by BGPD_<KEY> environment "
+                    "variables; the node name from --node, NODENAME, the node_name setting "
+                    "or the hostname. SIGTERM stops without withdrawing anything (kernel "
+                    "routes stay, peers keep ours by graceful restart); SIGHUP reloads the "
+                    "static resource folder.")
+    run.add_argument("--config", metavar="FILE", help="settings file (YAML)")
+    run.add_argument("--node", help="this node's name (default: NODENAME, then the hostname)")
+    run.add_argument("--resources", metavar="DIR",
+                     help="static mode: read Calico resources from this folder instead of "
+                          "the Kubernetes API")
+    run.add_argument("--withdraw-on-exit", action="store_true",
+                     help="on SIGTERM, tear sessions down and remove every owned route "
+                          "(decommission) instead of keeping them for a restart")
+    run.set_defaults(func=_run)
+
+    for name, func, text in (("status", _status, "sessions and counters of a running bgpd"),
+                             ("routes", _routes, "the Loc-RIB: best paths, why, and kernel state")):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("--socket", default="/run/bgpd/bgpd.sock",
+                         help="the daemon's control socket (default /run/bgpd/bgpd.sock)")
+        sub.add_argument("--output", choices=["text", "json"], default="text")
+        if name == "routes":
+            sub.add_argument("--prefix", help="only prefixes inside this CIDR")
+            sub.add_argument("--peer", help="only routes from this peer (address or name)")
+        sub.set_defaults(func=func)
     return parser
 
 

@@ -33,7 +33,7 @@ from pyroute2.netns import create_socket
 
 from bgpd import rtnl
 from bgpd.errors import KernelError, NamespaceNotFound, NoSuchDevice, kernel_error
-from ribs.kernel_plan import KernelRoute, Op, OpKind
+from ribs.kernel_plan import Address, KernelRoute, Op, OpKind
 
 PROTO_BIRD = 12
 TABLE_MAIN = 254
@@ -146,6 +146,19 @@ class Kernel:
                 names[index] = name
         self.set_links(names)
         return names
+
+    async def interface_of(self, address: Address) -> str | None:
+        """The device that holds ``address`` in this namespace (None if none does)."""
+        async with self._lock:
+            seq = self._next_seq()
+            msgs = await self._dump(rtnl.encode_addr_dump(seq=seq), seq)
+        if not self.ifnames:
+            await self.refresh_links()
+        for msg in msgs:
+            decoded = rtnl.decode_addr(msg)
+            if decoded is not None and decoded[1] == address:
+                return self.ifnames.get(decoded[0])
+        return None
 
     def set_links(self, names: Mapping[int, str]) -> None:
         self.ifnames = dict(names)

@@ -30,6 +30,8 @@ from ribs.types import IPv4Prefix, IPv6Prefix
 NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE = 1, 2, 3
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_GETADDR = 22
+IFA_ADDRESS, IFA_LOCAL = 1, 2
 # header flags
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
 NLM_F_DUMP = 0x300
@@ -65,6 +67,7 @@ _RTA_U32 = struct.Struct("=HHI")
 _RTNH = struct.Struct("=HBBi")
 _IFINFO = struct.Struct("=BxHiII")
 _ERR = struct.Struct("=i")
+_IFADDR = struct.Struct("=BBBBI")
 _U32 = struct.Struct("=I")
 
 # No NLM_F_ACK: the kernel answers failures anyway; the sender acks the last of a batch only.
@@ -152,6 +155,24 @@ def encode_route_dump(version: int, *, seq: int, protocol: int, table: int) -> b
     return _message(
         RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, header + _u32(RTA_TABLE, table)
     )
+
+
+def encode_addr_dump(*, seq: int) -> bytes:
+    return _message(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq, _IFADDR.pack(0, 0, 0, 0, 0))
+
+
+def decode_addr(msg: Message) -> tuple[int, IPv4Address | IPv6Address, int] | None:
+    """(ifindex, address, prefix length) of an RTM_NEWADDR."""
+    family, length, _flags, _scope, index = _IFADDR.unpack_from(msg.data, msg.offset)
+    if family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    found: bytes | None = None
+    for kind, lo, hi in _attrs(msg.data, msg.offset + _IFADDR.size, msg.end):
+        if kind == IFA_LOCAL or (kind == IFA_ADDRESS and found is None):
+            found = msg.data[lo:hi]
+    if found is None:
+        return None
+    return index, _address(4 if family == socket.AF_INET else 6, found), length
 
 
 def encode_link_dump(*, seq: int) -> bytes:

@@ -175,6 +175,15 @@ class Speaker:
         self._control.append(codec.teardown_command(peer))
         self._wake.set()
 
+    async def wait_applied(self, timeout: float) -> bool:
+        """Wait until ExaBGP has been told the current configuration (True) or timeout."""
+        deadline = time.monotonic() + timeout
+        while self._rendered != self._applied or self.pid is None:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
     def established(self) -> list[Address]:
         return [a for a, s in self.peers.items() if s.state is SessionState.ESTABLISHED]
 

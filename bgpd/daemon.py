@@ -1,0 +1,148 @@
+"""The daemon: every part as a named task in one TaskGroup, and its lifecycle.
+
+Start: read the owned kernel routes a previous run left (they are adopted, not flushed),
+then start the resource source (Kubernetes or a static folder), the RIB owner, the speaker
+(ExaBGP), the kernel sync and the observability servers.  READY=1 goes to systemd once the
+first configuration is applied, the restart's stale routes are settled and the kernel is
+in sync — or after ``ready_timeout``, whichever comes first.
+
+If any task fails the group stops and the daemon exits non-zero with the reason (systemd
+restarts it).  SIGTERM/SIGINT stop it *without withdrawing anything*: kernel routes stay,
+ExaBGP is killed without a NOTIFICATION so peers that negotiated graceful restart keep our
+routes, and the next start adopts everything — a restart loses no traffic.  With
+``withdraw_on_exit`` (``bgpd run --withdraw-on-exit``) it tears the sessions down (peers
+drop our routes) and removes every route it owns, for a real decommission.  SIGHUP reloads
+the static resource folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from pathlib import Path
+
+import structlog
+
+from bgpd.kernel import Kernel
+from bgpd.kernel_sync import KernelSync
+from bgpd.observability import Parts, serve_bird, serve_control, serve_http
+from bgpd.router import Router
+from bgpd.runtime import tune_gc
+from bgpd.settings import Settings
+from bgpd.speaker.config import SpeakerConfig
+from bgpd.speaker.supervisor import Speaker
+from bgpd.systemd import Notifier
+from node_controller.controller import Controller
+
+log = structlog.get_logger("bgpd.daemon")
+
+
+class _Stop(Exception):
+    """Raised inside the task group to end it on a signal."""
+
+
+class Daemon:
+    def __init__(self, settings: Settings, *, notifier: Notifier | None = None) -> None:
+        self.settings = settings
+        self.notifier = notifier or Notifier()
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self.withdraw_on_exit = settings.withdraw_on_exit
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        s = self.settings
+        kernel = Kernel(protocol=s.kernel_protocol, table=s.kernel_table)
+        sync = KernelSync(kernel)
+        adopted = await sync.adopt()
+        controller = Controller(s.node_name)
+        speaker = Speaker(workdir=Path(s.state_dir) / "exabgp")
+        router = Router(settings=s, speaker=speaker, kernel=sync, desired=controller.desired,
+                        adopted=adopted)
+        parts = Parts(router, speaker, sync, controller)
+        self.parts = parts
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        tune_gc()
+        log.info("starting", node=s.node_name, datastore=s.datastore, adopted_routes=len(adopted),
+                 settings=s.source)
+        self.notifier.status(f"starting: {len(adopted)} routes adopted from the kernel")
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._source(controller), name="resource-source")
+                tasks.create_task(router.run(), name="rib")
+                tasks.create_task(speaker.run(), name="speaker")
+                tasks.create_task(sync.run(), name="kernel-sync")
+                tasks.create_task(serve_control(parts, Path(s.control_socket)), name="control")
+                if s.bird_socket and Path(s.bird_socket).parent.is_dir():
+                    tasks.create_task(serve_bird(parts, Path(s.bird_socket)), name="bird-socket")
+                if s.metrics_address:
+                    tasks.create_task(serve_http(parts, s.metrics_address,
+                                                 live=lambda: speaker.healthy), name="metrics")
+                tasks.create_task(self._readiness(parts), name="readiness")
+                tasks.create_task(self._stopper(parts), name="stopper")
+        except* _Stop:
+            pass
+        finally:
+            kernel.close()
+        log.info("stopped", withdrew=self.withdraw_on_exit)
+
+    async def _source(self, controller: Controller) -> None:
+        s = self.settings
+        if s.datastore == "kubernetes":
+            await controller.run_kubernetes(kubeconfig=s.kubeconfig, namespace=s.namespace)
+            return
+        while True:
+            await controller.run_static(Path(s.resources))
+            await self._reload.wait()
+            self._reload.clear()
+            self.parts.last_reconfigure = time.time()
+            log.info("reloading", resources=s.resources)
+
+    async def _readiness(self, parts: Parts) -> None:
+        start = time.monotonic()
+        router, sync, speaker = parts.router, parts.kernel, parts.speaker
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(router.converged.wait(), self.settings.ready_timeout)
+            left = self.settings.ready_timeout - (time.monotonic() - start)
+            await asyncio.wait_for(sync.synced.wait(), max(0.1, left))
+        parts.ready = True
+        text = (f"ready in {time.monotonic() - start:.1f}s: {len(speaker.established())}/"
+                f"{len(speaker.peers)} sessions up, {sync.stats.owned_routes} kernel routes")
+        log.info("ready", seconds=round(time.monotonic() - start, 2),
+                 sessions_up=len(speaker.established()), peers=len(speaker.peers),
+                 kernel_routes=sync.stats.owned_routes)
+        self.notifier.ready(text)
+        interval = self.notifier.watchdog_interval
+        while True:
+            await asyncio.sleep(interval / 2 if interval else 5.0)
+            up = len(speaker.established())
+            self.notifier.status(f"{up}/{len(speaker.peers)} sessions up, "
+                                 f"{sync.stats.owned_routes} kernel routes")
+            if interval and speaker.healthy:
+                self.notifier.watchdog()
+
+    async def _stopper(self, parts: Parts) -> None:
+        await self._stop.wait()
+        self.notifier.stopping()
+        if self.withdraw_on_exit:
+            await self._withdraw_everything(parts)
+        raise _Stop()
+
+    async def _withdraw_everything(self, parts: Parts) -> None:
+        """Decommission: sessions torn down (peers drop our routes), owned routes removed."""
+        speaker, sync = parts.speaker, parts.kernel
+        log.info("withdrawing", peers=len(speaker.peers))
+        config = parts.router.config
+        if config is not None and config.router_id is not None:
+            speaker.configure(SpeakerConfig(router_id=config.router_id, peers=()))
+            await speaker.wait_applied(10)
+            await asyncio.sleep(1.0)  # the NOTIFICATIONs leave before ExaBGP is killed
+        sync.set_desired([])
+        await sync.sync()

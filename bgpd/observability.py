@@ -1,0 +1,267 @@
+"""The daemon's faces: the control socket, a BIRD-compatible socket, metrics and health.
+
+* **Control socket** (Unix, mode 0600): one JSON request line (``{"command": "status"}``,
+  ``{"command": "routes", "prefix": ..., "peer": ...}``), one JSON answer line.
+* **BIRD socket**: speaks enough of BIRD's control protocol — numbered reply lines, ``0001``
+  hello, ``2002`` header, ``1002`` first row, space-led rows, ``0000`` end — for
+  ``calicoctl node status`` and calico-node's BIRD readiness check to keep working when
+  bgpd has replaced BIRD: ``show protocols`` lists the sessions under BIRD's names
+  (``Mesh_…``, ``Node_…``, ``Global_…``); ``show status`` says the daemon is up.
+* **Metrics** (Prometheus text, prometheus-client's exposition) and ``/livez`` / ``/readyz``
+  on one small HTTP server; values are read from the live objects at scrape time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from bgpd import __version__
+from bgpd.kernel_sync import KernelSync
+from bgpd.router import Router, source_key
+from bgpd.speaker.supervisor import SessionState, Speaker
+from bgpd.status import routes, status
+from node_controller.controller import Controller
+from node_controller.kube import WatchState
+
+log = structlog.get_logger("bgpd.observability")
+
+
+class Parts:
+    """The live objects the faces read (filled in by the daemon as it starts them)."""
+
+    def __init__(self, router: Router, speaker: Speaker, kernel: KernelSync,
+                 controller: Controller) -> None:
+        self.router, self.speaker, self.kernel, self.controller = (
+            router, speaker, kernel, controller)
+        self.ready = False
+        self.started = time.time()
+        self.last_reconfigure = time.time()
+
+
+# --- control socket ----------------------------------------------------------------------
+async def serve_control(parts: Parts, path: Path) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 10)
+            request = json.loads(line or b"{}")
+            command = request.get("command")
+            if command == "status":
+                answer: Any = status(parts.router, parts.speaker, parts.kernel)
+            elif command == "routes":
+                answer = routes(parts.router, parts.kernel, prefix=request.get("prefix"),
+                                peer=request.get("peer"))
+            else:
+                answer = {"error": f"unknown command {command!r} (status, routes)"}
+        except (json.JSONDecodeError, TimeoutError, ValueError) as exc:
+            answer = {"error": f"bad request: {exc}"}
+        writer.write(json.dumps(answer).encode() + b"\n")
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    await _serve_unix(handle, path)
+
+
+async def _serve_unix(handler: Callable[..., Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    old = os.umask(0o177)
+    try:
+        server = await asyncio.start_unix_server(handler, path=str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    try:
+        async with server:
+            await server.serve_forever()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+async def request(path: Path, payload: dict[str, Any], timeout: float = 10) -> Any:
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
+    writer.write(json.dumps(payload).encode() + b"\n")
+    await writer.drain()
+    line = await asyncio.wait_for(reader.readline(), timeout)
+    writer.close()
+    return json.loads(line)
+
+
+# --- BIRD-compatible socket --------------------------------------------------------------
+def bird_protocols(parts: Parts) -> list[str]:
+    """``show protocols`` in BIRD's reply format."""
+    rows = []
+    today = time.strftime("%Y-%m-%d")
+    for address, st in sorted(parts.speaker.peers.items(),
+                              key=lambda kv: (kv[0].version, int(kv[0]))):
+        day = time.strftime("%Y-%m-%d", time.localtime(st.since))
+        since = time.strftime("%H:%M:%S", time.localtime(st.since)) if day == today else day
+        up = st.state is SessionState.ESTABLISHED
+        info = "Established" if up else ("Connect" if st.state is SessionState.CONNECT
+                                         else "Active")
+        name = st.config.name.replace(".", "_").replace(":", "_")
+        rows.append(f"{name:<20} BGP        ---        {'up' if up else 'start':<6} "
+                    f"{since:<12}  {info}")
+        _ = address
+    lines = ["2002-name     proto    table    state  since       info"]
+    if rows:
+        lines.append("1002-" + rows[0])
+        lines += [" " + r for r in rows[1:]]
+    lines.append("0000 ")
+    return lines
+
+
+def bird_status(parts: Parts) -> list[str]:
+    config = parts.router.config
+    rid = str(config.router_id) if config and config.router_id else "0.0.0.0"
+    fmt = "%Y-%m-%d %H:%M:%S"
+    return [f"1000-BIRD bgpd-{__version__}", f"1011-Router ID is {rid}",
+            f" Current server time is {time.strftime(fmt)}",
+            f" Last reboot on {time.strftime(fmt, time.localtime(parts.started))}",
+            " Last reconfiguration on "
+            + time.strftime(fmt, time.localtime(parts.last_reconfigure)),
+            "0013 Daemon is up and running"]
+
+
+async def serve_bird(parts: Parts, path: Path) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(f"0001 BIRD bgpd-{__version__} ready.\n".encode())
+        try:
+            while line := await reader.readline():
+                command = " ".join(line.decode(errors="replace").split()).lower()
+                if command in ("show protocols", "show protocol", "show protocols all"):
+                    out = bird_protocols(parts)
+                elif command == "show status":
+                    out = bird_status(parts)
+                elif command in ("quit", "exit"):
+                    break
+                else:
+                    out = ["9001 Command not supported by bgpd (show protocols, show status)"]
+                writer.write(("\n".join(out) + "\n").encode())
+                await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+
+    await _serve_unix(handle, path)
+
+
+# --- metrics and health ------------------------------------------------------------------
+class DaemonCollector(Collector):
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+
+    def collect(self) -> Iterator[Any]:
+        p = self.parts
+        rib = p.router.rib
+        up = GaugeMetricFamily("bgpd_bgp_session_up", "1 when the BGP session is Established",
+                               labels=["peer", "name", "type"])
+        flaps = CounterMetricFamily("bgpd_bgp_session_flaps", "Established sessions lost",
+                                    labels=["peer", "name"])
+        received = GaugeMetricFamily("bgpd_bgp_routes_received", "Routes held from the peer",
+                                     labels=["peer"])
+        accepted = GaugeMetricFamily("bgpd_bgp_routes_accepted",
+                                     "Routes from the peer that passed import policy",
+                                     labels=["peer"])
+        advertised = GaugeMetricFamily("bgpd_bgp_routes_advertised", "Routes sent to the peer",
+                                       labels=["peer"])
+        for address, st in p.speaker.peers.items():
+            key = source_key(address)
+            peer = str(address)
+            up.add_metric([peer, st.config.name, st.config.type],
+                          float(st.state is SessionState.ESTABLISHED))
+            flaps.add_metric([peer, st.config.name], st.flaps)
+            received.add_metric([peer], len(rib.received.get(key, {})) if rib else 0)
+            accepted.add_metric([peer], rib.table.count(key) if rib else 0)
+            advertised.add_metric([peer], p.speaker.pacer.advertised(address))
+        yield from (up, flaps, received, accepted, advertised)
+        rejected = CounterMetricFamily("bgpd_bgp_routes_rejected",
+                                       "Routes refused by import policy",
+                                       labels=["peer", "reason"])
+        for (peer, reason), count in (rib.rejections.items() if rib else []):
+            rejected.add_metric([peer, reason], count)
+        yield rejected
+        k = p.kernel.stats
+        yield GaugeMetricFamily("bgpd_kernel_routes_owned", "Kernel routes bgpd owns",
+                                value=k.owned_routes)
+        yield CounterMetricFamily("bgpd_kernel_writes", "Route writes applied", value=k.writes)
+        yield CounterMetricFamily("bgpd_kernel_write_failures", "Route writes refused",
+                                  value=k.write_failures)
+        yield CounterMetricFamily("bgpd_kernel_drift_repairs",
+                                  "Owned routes restored after someone else changed them",
+                                  value=k.drift_repairs)
+        yield CounterMetricFamily("bgpd_kernel_foreign_conflicts",
+                                  "Prefixes held by another protocol's route",
+                                  value=k.foreign_conflicts)
+        yield GaugeMetricFamily("bgpd_rib_prefixes", "Prefixes in the Loc-RIB",
+                                value=len(rib.table) if rib else 0)
+        yield GaugeMetricFamily("bgpd_rib_stale_routes", "Routes kept by graceful restart",
+                                value=rib.table.stale_count() if rib else 0)
+        yield CounterMetricFamily("bgpd_exabgp_restarts", "BGP engine restarts",
+                                  value=p.speaker.restarts)
+        yield GaugeMetricFamily("bgpd_exabgp_up", "1 while the BGP engine answers",
+                                value=float(p.speaker.healthy))
+        watch = GaugeMetricFamily("bgpd_datastore_watch_up", "1 while the resource is watched",
+                                  labels=["resource"])
+        age = GaugeMetricFamily("bgpd_datastore_last_event_age_seconds",
+                                "Seconds since the last event or bookmark", labels=["resource"])
+        now = time.monotonic()
+        for w in p.controller.watchers:
+            watch.add_metric([str(w.resource)], float(w.state is WatchState.WATCHING))
+            if w.last_event is not None:
+                age.add_metric([str(w.resource)], now - w.last_event)
+        yield from (watch, age)
+        info = InfoMetricFamily("bgpd_build", "Build information")
+        info.add_metric([], {"version": __version__})
+        yield info
+
+
+async def serve_http(parts: Parts, address: str, *, live: Callable[[], bool]) -> None:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DaemonCollector(parts))
+    host, _, port = address.rpartition(":")
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            writer.close()
+            return
+        target = head.split(b" ", 2)[1].decode(errors="replace") if b" " in head else "/"
+        path = target.split("?", 1)[0]
+        if path == "/metrics":
+            code, body, ctype = 200, generate_latest(registry), "text/plain; version=0.0.4"
+        elif path == "/livez":
+            ok = live()
+            code, body = (200, b"ok\n") if ok else (503, b"not live\n")
+            ctype = "text/plain"
+        elif path == "/readyz":
+            code, body = (200, b"ready\n") if parts.ready else (503, b"not ready\n")
+            ctype = "text/plain"
+        else:
+            code, body, ctype = 404, b"not found\n", "text/plain"
+        reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[code]
+        writer.write(f"HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\n"
+                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, host.strip("[]"), int(port))
+    log.info("metrics_listening", address=address)
+    async with server:
+        await server.serve_forever()

@@ -1,0 +1,234 @@
+"""The RIB owner: the one task that holds the routing core and moves values between parts.
+
+Theory of operation: it waits on two inputs — a new :class:`DesiredConfig` from the node
+controller, events from the speaker — and on the RIB's next deadline.  Each input becomes
+calls on the :class:`~ribs.rib.Rib`; the resulting :class:`~ribs.rib.Delta` goes out as
+advertisements to the speaker (End-of-RIB after a session's full table), a new desired set
+to the kernel sync, and counters.  Nothing else touches the RIB.
+
+Translation at the edges: a peer of the DesiredConfig becomes an ``ExportPeer`` (its
+BGPFilters resolved into rules) and a speaker peer; a speaker ``SessionUp`` carries the
+peer's OPEN, from which the RIB learns whether it may keep that peer's routes over a
+restart (graceful restart negotiated, forwarding state kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from ipaddress import ip_address
+
+import structlog
+
+from bgpd.kernel_sync import KernelSync
+from bgpd.settings import Settings
+from bgpd.speaker import codec
+from bgpd.speaker.config import SpeakerConfig
+from bgpd.speaker.supervisor import SessionDown, SessionUp, Speaker, SpeakerEvent
+from node_controller.controller import Latest
+from node_controller.desired import DesiredConfig, PeerConfig
+from ribs.context import NodeContext, Pool, PrefixSet
+from ribs.export import ExportPeer, NextHopMode
+from ribs.kernel_plan import KernelRoute
+from ribs.policy import PeerPolicy
+from ribs.rib import Delta, Rib, Session
+from ribs.types import Address, Route, Source
+
+log = structlog.get_logger("bgpd.router")
+
+
+def source_key(address: Address) -> tuple[str, str]:
+    return ("bgp", str(address))
+
+
+@dataclass
+class RouterStats:
+    updates_received: int = 0
+    withdrawals_received: int = 0
+    adverts_sent: int = 0
+    config_changes: int = 0
+    started: float = field(default_factory=time.time)
+
+
+class Router:
+    def __init__(self, *, settings: Settings, speaker: Speaker, kernel: KernelSync,
+                 desired: Latest, adopted: list[KernelRoute]) -> None:
+        self.settings = settings
+        self.speaker = speaker
+        self.kernel = kernel
+        self.desired_slot = desired
+        self.adopted = adopted
+        self.rib: Rib | None = None
+        self.config: DesiredConfig | None = None
+        self.interface: str | None = None
+        self.stats = RouterStats()
+        self.converged = asyncio.Event()  # first config applied and our restart finished
+        self._peers: dict[Address, PeerConfig] = {}
+
+    # --- translation -----------------------------------------------------------------------
+    def node_context(self, config: DesiredConfig) -> NodeContext:
+        assert config.router_id is not None
+        return NodeContext(
+            local_as=config.local_as, router_id=config.router_id,
+            node_v4=config.node_address, node_v6=config.node_address_v6,
+            cluster_id=config.route_reflector_cluster_id,
+            own_blocks=PrefixSet(config.blackholes),
+            pools=tuple(Pool(p.cidr, ipip=p.ipip_mode, vxlan=p.vxlan_mode, disabled=p.disabled,
+                             disable_bgp_export=p.disable_bgp_export) for p in config.pools),
+            service_cidrs=PrefixSet(config.service_cidrs),
+            advertisements=config.advertisements,
+            import_guard=self.settings.import_guard,
+            interface=self.settings.interface or self.interface,
+            tunnel=self.settings.tunnel_device,
+        )
+
+    def export_peer(self, config: DesiredConfig, peer: PeerConfig) -> ExportPeer:
+        filters = {f.name: f for f in config.filters}
+        chosen = [filters[name] for name in peer.filters if name in filters]
+        policy = PeerPolicy(
+            import_v4=tuple(r for f in chosen for r in f.import_v4),
+            import_v6=tuple(r for f in chosen for r in f.import_v6),
+            export_v4=tuple(r for f in chosen for r in f.export_v4),
+            export_v6=tuple(r for f in chosen for r in f.export_v6),
+            allowed_local_as=peer.num_allowed_local_as,
+            max_prefixes=self.settings.max_prefixes_per_peer,
+        )
+        return ExportPeer(
+            key=source_key(peer.address), address=peer.address, peer_as=peer.peer_as,
+            local_as=peer.local_as, rr_client=peer.rr_client, cluster_id=peer.cluster_id,
+            next_hop_mode=NextHopMode(peer.next_hop_mode), policy=policy,
+        )
+
+    def speaker_config(self, config: DesiredConfig) -> SpeakerConfig:
+        assert config.router_id is not None
+        binds: tuple[Address, ...] = (config.bind_address,) if config.bind_address else ()
+        return SpeakerConfig(router_id=config.router_id, peers=config.peers,
+                             listen_port=config.listen_port, bind_addresses=binds,
+                             reactor_speed=self.settings.exabgp_reactor_speed)
+
+    # --- the task --------------------------------------------------------------------------
+    async def run(self) -> None:
+        version = 0
+        config_wait = asyncio.create_task(self.desired_slot.next(version))
+        event_wait = asyncio.create_task(self.speaker.events.get())
+        try:
+            while True:
+                deadline = self.rib.next_deadline() if self.rib else None
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                done, _ = await asyncio.wait({config_wait, event_wait}, timeout=timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                delta = Delta()
+                if config_wait in done:
+                    version, config = config_wait.result()
+                    config_wait = asyncio.create_task(self.desired_slot.next(version))
+                    delta.merge(await self.apply_config(config))
+                if event_wait in done:
+                    delta.merge(self.on_event(event_wait.result()))
+                    while not self.speaker.events.empty():  # a burst: one delta
+                        delta.merge(self.on_event(self.speaker.events.get_nowait()))
+                    event_wait = asyncio.create_task(self.speaker.events.get())
+                if self.rib is not None:
+                    delta.merge(self.rib.tick(time.monotonic()))
+                self.publish(delta)
+        finally:
+            config_wait.cancel()
+            event_wait.cancel()
+
+    async def apply_config(self, config: DesiredConfig) -> Delta:
+        self.stats.config_changes += 1
+        if config.router_id is None:
+            log.error("no_router_id", node=config.node,
+                      problem="this node has no IPv4 address: BGP stays down")
+            self.config = config
+            return Delta()
+        if self.interface is None and config.node_address is not None:
+            self.interface = await self.kernel.kernel.interface_of(config.node_address.ip)
+        ctx = self.node_context(config)
+        delta = Delta()
+        now = time.monotonic()
+        if self.rib is None:
+            self.rib = Rib(ctx, stale_time=self.settings.stale_time)
+            delta.merge(self.rib.set_peers(self.export_peer(config, p) for p in config.peers))
+            delta.merge(self.rib.begin_restart(
+                self.adopted, expected=[source_key(p.address) for p in config.peers], now=now,
+                establish_grace=self.settings.restart_establish_grace,
+                deadline=self.settings.restart_deadline))
+            if self.adopted:
+                log.info("adopted_kernel_routes", routes=len(self.adopted),
+                         held_until="peers resynced or deadline")
+        else:
+            delta.merge(self.rib.set_context(ctx))
+            delta.merge(self.rib.set_peers(self.export_peer(config, p) for p in config.peers))
+        delta.merge(self.rib.set_local(config.announce))
+        self._peers = {p.address: p for p in config.peers}
+        self.speaker.configure(self.speaker_config(config))
+        self.config = config
+        delta.fib_changed = True
+        return delta
+
+    def on_event(self, event: SpeakerEvent) -> Delta:
+        rib = self.rib
+        if rib is None:
+            return Delta()
+        now = time.monotonic()
+        if isinstance(event, SessionUp):
+            peer = self._peers.get(event.peer)
+            if peer is None:
+                return Delta()
+            return rib.peer_up(self._session(peer, event.open), now=now)
+        if isinstance(event, SessionDown):
+            return rib.peer_down(source_key(event.peer), now=now)
+        if isinstance(event, codec.EndOfRib):
+            return rib.end_of_rib(source_key(event.peer), now=now)
+        assert isinstance(event, codec.Update)
+        delta = Delta()
+        peer_state = rib.peers.get(source_key(event.peer))
+        if peer_state is None or peer_state.session is None:
+            return delta
+        source = peer_state.session.source
+        for w in event.withdraw:
+            self.stats.withdrawals_received += 1
+            delta.merge(rib.withdraw(w.prefix, source.key, w.path_id))
+        for a in event.announce:
+            self.stats.updates_received += 1
+            delta.merge(rib.receive(Route(a.prefix, source, a.attrs, a.path_id)))
+        return delta
+
+    def _session(self, peer: PeerConfig, opened: codec.Open | None) -> Session:
+        gr = opened.graceful_restart if opened else None
+        family = "ipv4/unicast" if peer.address.version == 4 else "ipv6/unicast"
+        source = Source.bgp(peer.address, peer_as=peer.peer_as, local_as=peer.local_as,
+                            router_id=opened.router_id if opened else None,
+                            rr_client=peer.rr_client, name=peer.name)
+        return Session(
+            source=source,
+            graceful_restart=gr is not None,
+            restart_time=float(gr.restart_time) if gr else 0.0,
+            peer_restarting=bool(gr and gr.restarting),
+            forwarding_preserved=bool(gr and family in gr.forwarding),
+        )
+
+    def publish(self, delta: Delta) -> None:
+        for change in delta.adverts:
+            address = _address_of(change.peer)
+            self.speaker.advertise(address, change.prefix,
+                                   change.advert.attrs if change.advert else None)
+            self.stats.adverts_sent += 1
+        for key in delta.synced_peers:
+            self.speaker.end_of_rib(_address_of(key))
+        for message in delta.alarms:
+            log.error("max_prefix", problem=message)
+        if delta.rejected:
+            reasons: dict[str, int] = {}
+            for _, reason in delta.rejected:
+                reasons[reason.value] = reasons.get(reason.value, 0) + 1
+            log.warning("routes_rejected", count=len(delta.rejected), reasons=reasons)
+        if self.rib is not None and (delta.fib_changed or delta.changes):
+            self.kernel.set_desired(self.rib.fib_routes())
+        if self.rib is not None and self.config is not None and not self.rib.restarting:
+            self.converged.set()
+
+
+def _address_of(key: tuple[str, str]) -> Address:
+    return ip_address(key[1])

@@ -1,0 +1,157 @@
+"""Daemon settings: a YAML file plus environment, validated at start with clear errors.
+
+Every setting has a default; a file overrides them, ``BGPD_<NAME>`` environment variables
+override the file (``BGPD_METRICS_ADDRESS=0.0.0.0:9095``), and the node name comes from
+``NODENAME`` (like calico-node), else the setting, else the hostname.  An unknown key, a
+value of the wrong type or out of range stops the daemon with a message naming the file,
+the line and the key.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bgpd.log import LEVELS
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    node_name: str = ""
+    datastore: str = "kubernetes"  # kubernetes | static
+    resources: str = "/etc/bgpd/resources"  # static mode: a folder of manifests
+    kubeconfig: str | None = None  # kubernetes mode: None = in-cluster service account
+    namespace: str = "calico-system"  # where password Secrets live
+    state_dir: str = "/run/bgpd"
+    control_socket: str = "/run/bgpd/bgpd.sock"
+    bird_socket: str | None = "/var/run/calico/bird.ctl"  # used when its folder exists
+    metrics_address: str | None = "127.0.0.1:9095"
+    log_level: str = "info"
+    kernel_protocol: int = 12
+    kernel_table: int = 254
+    tunnel_device: str = "tunl0"
+    interface: str | None = None  # None: the device holding the node address
+    import_guard: bool = True
+    max_prefixes_per_peer: int | None = None
+    restart_establish_grace: float = 10.0
+    restart_deadline: float = 120.0
+    stale_time: float = 120.0
+    ready_timeout: float = 60.0
+    withdraw_on_exit: bool = False
+    exabgp_reactor_speed: float = 1.0
+    source: str = field(default="(defaults)", compare=False)
+
+
+_CHOICES = {"datastore": ("kubernetes", "static"), "log_level": tuple(LEVELS)}
+_RANGES = {"kernel_protocol": (1, 255), "kernel_table": (1, 2**32 - 1),
+           "max_prefixes_per_peer": (1, 10**7)}
+
+
+def _check(name: str, value: Any, expected: Any, where: str) -> Any:
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "str": str, "int": int, "float": (int, float), "bool": bool}
+    text = str(expected)
+    optional = "None" in text
+    if value is None:
+        if optional:
+            return None
+        raise SettingsError(f"{where}: {name} cannot be empty")
+    base = text.replace(" | None", "").strip()
+    kind = kinds.get(base, str)
+    if (base != "bool" and isinstance(value, bool)) or not isinstance(value, kind):
+        raise SettingsError(f"{where}: {name} must be a {base}, got {value!r}")
+    if name in _CHOICES and value not in _CHOICES[name]:
+        raise SettingsError(f"{where}: {name} must be one of {', '.join(_CHOICES[name])}, "
+                            f"got {value!r}")
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return value
+    if name in _RANGES and not _RANGES[name][0] <= value <= _RANGES[name][1]:
+        low, high = _RANGES[name]
+        raise SettingsError(f"{where}: {name} must be between {low} and {high}, got {value}")
+    if base == "float" and value < 0:
+        raise SettingsError(f"{where}: {name} cannot be negative")
+    return float(value) if base == "float" else value
+
+
+def _from_env(name: str, expected: Any) -> Any:
+    raw = os.environ.get(f"BGPD_{name.upper()}")
+    if raw is None:
+        return ...
+    text = str(expected)
+    if raw == "" and "None" in text:
+        return None
+    if "bool" in text:
+        return raw.lower() in ("1", "true", "yes", "on")
+    if "int" in text:
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(
+                f"environment: BGPD_{name.upper()} must be a whole number") from None
+    if "float" in text:
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"environment: BGPD_{name.upper()} must be a number") from None
+    return raw
+
+
+def load(path: Path | None) -> Settings:
+    values: dict[str, Any] = {}
+    lines: dict[str, int] = {}
+    source = "(defaults)"
+    if path is not None:
+        source = str(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise SettingsError(f"{path}: {exc.strerror}") from None
+        try:
+            node = yaml.compose(text)
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise SettingsError(f"{where}: not valid YAML: "
+                                f"{getattr(exc, 'problem', None) or exc}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise SettingsError(f"{path}: expected a mapping of settings")
+        if node is not None and isinstance(node, yaml.MappingNode):
+            for key_node, _ in node.value:
+                lines[str(key_node.value)] = key_node.start_mark.line + 1
+        values = data
+    known = {f.name: f for f in fields(Settings) if f.name != "source"}
+    result: dict[str, Any] = {}
+    for key, value in values.items():
+        where = f"{path}:{lines.get(str(key), '?')}"
+        if key not in known:
+            raise SettingsError(f"{where}: unknown setting {key!r} "
+                                f"(known: {', '.join(sorted(known))})")
+        result[key] = _check(key, value, known[key].type, where)
+    for name, f in known.items():
+        env = _from_env(name, f.type)
+        if env is not ...:
+            result[name] = _check(name, env, f.type, f"environment BGPD_{name.upper()}")
+    settings = replace(Settings(), **result, source=source)
+    node_name = os.environ.get("NODENAME") or settings.node_name or socket.gethostname()
+    settings = replace(settings, node_name=node_name)
+    if settings.datastore == "static" and not Path(settings.resources).is_dir():
+        raise SettingsError(f"{source}: resources: {settings.resources} is not a folder "
+                            "(datastore: static reads its manifests from there)")
+    if settings.metrics_address:
+        host, _, port = settings.metrics_address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(f"{source}: metrics_address must be HOST:PORT, "
+                                f"got {settings.metrics_address!r}")
+    return settings

@@ -1,0 +1,110 @@
+"""What the daemon reports about itself: JSON-able views for the control socket and CLI.
+
+``status`` is ``calicoctl node status`` plus counters; ``routes`` is the Loc-RIB with, for each
+prefix, why its best path won and whether (and how) it is in the kernel.
+"""
+
+from __future__ import annotations
+
+import time
+from ipaddress import ip_network
+from typing import Any
+
+from bgpd.kernel_sync import KernelSync
+from bgpd.router import Router, source_key
+from bgpd.speaker.supervisor import SessionState, Speaker
+from ribs.rib import PeerState
+
+
+def peer_type(kind: str) -> str:
+    names = {"mesh": "node-to-node mesh", "global": "global", "node": "node specific"}
+    return names.get(kind, kind)
+
+
+def status(router: Router, speaker: Speaker, kernel: KernelSync) -> dict[str, Any]:
+    config = router.config
+    rib = router.rib
+    peers = []
+    for address, st in sorted(speaker.peers.items(), key=lambda kv: (kv[0].version, int(kv[0]))):
+        key = source_key(address)
+        rib_peer = rib.peers.get(key) if rib else None
+        rejected = sum(1 for r in (rib.rejected if rib else {}) if r[1] == key)
+        state = st.state.value
+        if rib_peer is not None and rib_peer.state is PeerState.STALE:
+            state = "Idle (graceful restart: routes kept)"
+        peers.append({
+            "name": st.config.name, "address": str(address), "port": st.config.port,
+            "type": peer_type(st.config.type), "peer_as": st.config.peer_as,
+            "state": state, "established": st.state is SessionState.ESTABLISHED,
+            "since": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.since)),
+            "info": "Established" if st.state is SessionState.ESTABLISHED
+            else (st.last_error or st.state.value),
+            "routes_received": len(rib.received.get(key, {})) if rib else 0,
+            "routes_accepted": rib.table.count(key) if rib else 0,
+            "routes_rejected": rejected,
+            "routes_advertised": speaker.pacer.advertised(address),
+            "stale_routes": rib.table.stale_count(key) if rib else 0,
+            "flaps": st.flaps,
+            "graceful_restart": bool(st.open and st.open.graceful_restart),
+        })
+    last = kernel.stats.last_sync_monotonic
+    return {
+        "node": config.node if config else router.settings.node_name,
+        "as": config.local_as if config else None,
+        "router_id": str(config.router_id) if config and config.router_id else None,
+        "peers": peers,
+        "kernel": {"owned_routes": kernel.stats.owned_routes, "writes": kernel.stats.writes,
+                   "write_failures": kernel.stats.write_failures,
+                   "drift_repairs": kernel.stats.drift_repairs,
+                   "foreign_conflicts": kernel.stats.foreign_conflicts,
+                   "last_sync_seconds_ago": round(time.monotonic() - last, 1) if last else None,
+                   "errors": {str(p): str(e) for p, e in kernel.errors.items()}},
+        "rib": {"prefixes": len(rib.table) if rib else 0,
+                "restarting": bool(rib and rib.restarting)},
+        "speaker": {"exabgp_pid": speaker.pid, "healthy": speaker.healthy,
+                    "restarts": speaker.restarts, "malformed_lines": speaker.malformed},
+        "errors": [e.as_dict() for e in config.errors] if config else [],
+    }
+
+
+def routes(router: Router, kernel: KernelSync, *, prefix: str | None = None,
+           peer: str | None = None) -> list[dict[str, Any]]:
+    rib = router.rib
+    if rib is None:
+        return []
+    wanted = ip_network(prefix, strict=False) if prefix else None
+    installed = {r.prefix: r for r in rib.fib_routes()}
+    rows: list[dict[str, Any]] = []
+
+    def selected(p: Any) -> bool:
+        return wanted is None or (p.version == wanted.version and p.subnet_of(wanted))
+
+    for best in rib.table.bests():
+        route = best.route
+        if not selected(route.prefix):
+            continue
+        if peer and str(route.source.address) != peer and route.source.name != peer:
+            continue
+        kernel_route = installed.get(route.prefix)
+        error = kernel.errors.get(route.prefix)
+        if error is not None:
+            state = f"not installed: {error}"
+        elif kernel_route is None:
+            state = "not installed: nothing to install (announced only)"
+        else:
+            state = f"installed: {kernel_route}"
+        rows.append({
+            "prefix": str(route.prefix),
+            "next_hop": str(route.attrs.next_hop) if route.attrs.next_hop else "self",
+            "from": str(route.source), "why": best.reason.value,
+            "paths": len(best.multipath), "stale": rib.table.is_stale(route),
+            "kernel": state,
+        })
+    for (p, key, _path_id), reason in rib.rejected.items():
+        if selected(p) and (not peer or key[1] == peer):
+            rows.append({"prefix": str(p), "next_hop": None, "from": key[1], "why": None,
+                         "paths": 0, "stale": False,
+                         "kernel": f"not installed: rejected by policy ({reason.value})"})
+    rows.sort(key=lambda r: (ip_network(r["prefix"]).version,
+                             int(ip_network(r["prefix"]).network_address), r["from"]))
+    return rows
