@@ -39,6 +39,16 @@ from node_controller.controller import Controller
 log = structlog.get_logger("bgpd.daemon")
 
 
+def _dump_tasks() -> None:
+    """SIGUSR2: log where every task is waiting (for a daemon that seems stuck)."""
+    import io
+
+    for task in asyncio.all_tasks():
+        out = io.StringIO()
+        task.print_stack(limit=8, file=out)
+        log.warning("task_stack", task=task.get_name(), stack=out.getvalue())
+
+
 class _Stop(Exception):
     """Raised inside the task group to end it on a signal."""
 
@@ -69,6 +79,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
         tune_gc()
         log.info("starting", node=s.node_name, datastore=s.datastore, adopted_routes=len(adopted),
                  settings=s.source)
@@ -109,9 +120,9 @@ class Daemon:
         start = time.monotonic()
         router, sync, speaker = parts.router, parts.kernel, parts.speaker
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(router.converged.wait(), self.settings.ready_timeout)
-            left = self.settings.ready_timeout - (time.monotonic() - start)
-            await asyncio.wait_for(sync.synced.wait(), max(0.1, left))
+            async with asyncio.timeout(self.settings.ready_timeout):
+                await router.converged.wait()
+                await sync.synced.wait()
         parts.ready = True
         text = (f"ready in {time.monotonic() - start:.1f}s: {len(speaker.established())}/"
                 f"{len(speaker.peers)} sessions up, {sync.stats.owned_routes} kernel routes")
@@ -136,9 +147,13 @@ class Daemon:
         raise _Stop()
 
     async def _withdraw_everything(self, parts: Parts) -> None:
-        """Decommission: sessions torn down (peers drop our routes), owned routes removed."""
+        """Decommission: our routes withdrawn from every peer, then the sessions torn down
+        (a plain close would let graceful-restart peers keep them), owned routes removed."""
         speaker, sync = parts.speaker, parts.kernel
         log.info("withdrawing", peers=len(speaker.peers))
+        speaker.withdraw_everything()
+        await speaker.wait_idle(10)
+        await asyncio.sleep(0.5)  # ExaBGP flushes the withdrawals to the wire
         config = parts.router.config
         if config is not None and config.router_id is not None:
             speaker.configure(SpeakerConfig(router_id=config.router_id, peers=()))

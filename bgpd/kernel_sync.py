@@ -119,7 +119,10 @@ class KernelSync:
         while True:
             deadline = periodic_at if self._retry_at is None else min(periodic_at, self._retry_at)
             try:
-                await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - loop.time()))
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                # that arrives as the event is set, and this loop would never end
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    await self._wake.wait()
                 await asyncio.sleep(self._debounce)  # coalesce a burst of changes into one pass
             except TimeoutError:
                 now = loop.time()

@@ -127,6 +127,7 @@ class Speaker:
         self._connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] | None
         self._connected = None
         self._configured = asyncio.Event()
+        self._sending = False  # commands taken from the pacer are still going out
 
     # --- the daemon's side ----------------------------------------------------------------
     @property
@@ -174,6 +175,23 @@ class Speaker:
     def teardown(self, peer: Address) -> None:
         self._control.append(codec.teardown_command(peer))
         self._wake.set()
+
+    def withdraw_everything(self) -> None:
+        """Withdraw every route ExaBGP announces, from every peer (decommission)."""
+        for peer, wire in self.pacer.wire.items():
+            for prefix in list(wire):
+                self.pacer.desire(peer, prefix, None)
+        self.pacer.eor_due.clear()
+        self._wake.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until every wanted change has been sent and acknowledged (True) or timeout."""
+        deadline = time.monotonic() + timeout
+        while not self.pacer.idle() or self._sending:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def wait_applied(self, timeout: float) -> bool:
         """Wait until ExaBGP has been told the current configuration (True) or timeout."""
@@ -246,7 +264,8 @@ class Speaker:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._pump_output(process), name="exabgp-log")
                 tasks.create_task(self._watch_process(process), name="exabgp-exit")
-                reader, writer = await asyncio.wait_for(self._connected, 30)
+                async with asyncio.timeout(30):
+                    reader, writer = await self._connected
                 self.healthy = True
                 self._last_heard = time.monotonic()
                 tasks.create_task(self._read(reader), name="exabgp-events")
@@ -362,7 +381,8 @@ class Speaker:
             if not queue and not self._control:
                 timeout = None if retry_at is None else max(0.0, retry_at - time.monotonic())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):  # (not wait_for: see kernel_sync)
+                        await self._wake.wait()
                 self._wake.clear()
             if self._rendered != self._applied:
                 await self._reload(writer)
@@ -370,10 +390,12 @@ class Speaker:
                 await self._send(writer, self._control.popleft())
             commands, retry_at = self.pacer.take(time.monotonic())
             queue.extend(commands)
+            self._sending = bool(queue)
             while queue:
                 await self._send(writer, queue.popleft())
                 if self._control or self._rendered != self._applied:
                     break
+            self._sending = bool(queue)
 
     async def _reload(self, writer: asyncio.StreamWriter) -> None:
         assert self._rendered is not None
@@ -387,7 +409,8 @@ class Speaker:
         writer.write(command.encode() + b"\n")
         await writer.drain()
         try:
-            ok = await asyncio.wait_for(self._acks.get(), self.liveness_timeout)
+            async with asyncio.timeout(self.liveness_timeout):
+                ok = await self._acks.get()
         except TimeoutError:
             raise EngineFailure(f"no answer to {command.split(' nlri ')[0][:80]!r} within "
                                 f"{self.liveness_timeout} s") from None

@@ -1,0 +1,218 @@
+"""A Calico-like cluster in namespaces: nodes running bgpd (or BIRD), pods, a ToR peer.
+
+Each node is a namespace with ``eth0`` on a shared bridge (the fabric), a ``tunl0`` (real
+IPIP where the kernel has it, else the stand-in of :func:`integration_tests.netns.tunl0`)
+and optionally pods: namespaces behind a ``cali…`` veth, with the ``/32`` route Felix would
+set (proto boot).  The Calico resources describing the cluster are written to a folder, and
+each bgpd runs in its node's namespace in static mode over that folder (the closest honest
+substitute for the API server when a test does not need the API itself).
+
+Addresses: nodes 198.51.100.11.. /24, the ToR 198.51.100.1, blocks 172.17.<i>.0/24.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from integration_tests.netns import HarnessError, Namespace, NetLab, sh, tunl0
+from integration_tests.peers import Bird2, Neighbor, Router
+
+NODE_AS, TOR_AS = 64512, 65000
+TOR_IP = "198.51.100.1"
+BGPD = [sys.executable, "-m", "bgpd"]
+
+
+def node_ip(i: int) -> str:
+    return f"198.51.100.{11 + i}"
+
+
+def block(i: int) -> str:
+    return f"172.17.{i + 1}.0/24"
+
+
+@dataclass
+class Node:
+    index: int
+    name: str
+    ns: Namespace
+    workdir: Path
+    tunl0: str
+    pods: list[Namespace] = field(default_factory=list)
+    pod_ips: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ip(self) -> str:
+        return node_ip(self.index)
+
+    @property
+    def block(self) -> str:
+        return block(self.index)
+
+    @property
+    def socket(self) -> Path:
+        return self.workdir / "bgpd.sock"
+
+    def routes(self) -> set[str]:
+        """This node's ``proto bird`` routes as ``ip route`` prints them."""
+        return {" ".join(line.split()) for line in self.ns.routes() if "proto bird" in line}
+
+
+class Cluster:
+    def __init__(self, lab: NetLab, workdir: Path, *, nodes: int = 2, mode: str = "Always",
+                 pods: int = 0, tor: bool = True, tor_originate: tuple[str, ...] = ()) -> None:
+        self.lab, self.workdir, self.mode = lab, workdir, mode
+        self.resources = workdir / "resources"
+        self.resources.mkdir(parents=True, exist_ok=True)
+        self.fabric = lab.namespace("fabric")
+        lab.bridge(self.fabric, "br0")
+        self.nodes = [self._node(i, pods) for i in range(nodes)]
+        self.tor: Router | None = None
+        if tor:
+            ns = self._attach("tor", f"{TOR_IP}/24")
+            self.tor = Bird2(ns, workdir / "tor", router_id=TOR_IP, asn=TOR_AS,
+                             neighbors=[Neighbor(n.ip, NODE_AS) for n in self.nodes],
+                             originate=tor_originate)
+        self.write_resources()
+
+    def _attach(self, role: str, cidr: str) -> Namespace:
+        ns = self.lab.namespace(role)
+        port = f"v{len(self.lab.namespaces)}"
+        self.lab.veth(ns, "eth0", self.fabric, port)
+        self.lab.attach(self.fabric, port, "br0")
+        self.lab.address(ns, "eth0", cidr)
+        return ns
+
+    def _node(self, i: int, pods: int) -> Node:
+        ns = self._attach(f"node{i}", f"{node_ip(i)}/24")
+        node = Node(i, f"node-{i}", ns, self.workdir / f"node-{i}", tunl0(ns))
+        node.workdir.mkdir(parents=True, exist_ok=True)
+        for p in range(pods):
+            pod = self.lab.namespace(f"pod{i}{p}")
+            ip = f"172.17.{i + 1}.{10 + p}"
+            host_if = f"cali{i:02d}{p:02d}"
+            self.lab.veth(ns, host_if, pod, "eth0")
+            self.lab.address(pod, "eth0", f"{ip}/32")
+            pod.ip("route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
+            pod.ip("route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+            ns.ip("route", "add", f"{ip}/32", "dev", host_if, "proto", "boot", "scope", "link")
+            sh("ip", "netns", "exec", ns.name, "sysctl", "-qw",
+               f"net.ipv4.conf.{host_if}.proxy_arp=1")
+            node.pods.append(pod)
+            node.pod_ips.append(ip)
+        sh("ip", "netns", "exec", ns.name, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        return node
+
+    # --- resources -----------------------------------------------------------------------
+    def calico(self, kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return {"apiVersion": "crd.projectcalico.org/v1", "kind": kind,
+                "metadata": {"name": name}, "spec": spec}
+
+    def manifests(self) -> list[dict[str, Any]]:
+        docs = [self.calico("BGPConfiguration", "default",
+                            {"asNumber": NODE_AS, "nodeToNodeMeshEnabled": True}),
+                self.calico("IPPool", "pool", {"cidr": "172.17.0.0/12", "blockSize": 24,
+                                               "ipipMode": self.mode})]
+        for n in self.nodes:
+            docs.append({"apiVersion": "v1", "kind": "Node", "metadata": {
+                "name": n.name, "labels": {"kubernetes.io/hostname": n.name},
+                "annotations": {"projectcalico.org/IPv4Address": f"{n.ip}/24"}}})
+            docs.append(self.calico("BlockAffinity", f"{n.name}-block", {
+                "node": n.name, "cidr": n.block, "state": "confirmed", "deleted": "false"}))
+        if self.tor is not None:
+            docs.append(self.calico("BGPPeer", "tor", {"peerIP": TOR_IP, "asNumber": TOR_AS}))
+        return docs
+
+    def write_resources(self, extra: list[dict[str, Any]] | None = None) -> None:
+        text = yaml.safe_dump_all(self.manifests() + (extra or []))
+        (self.resources / "cluster.yaml").write_text(text)
+
+    # --- processes -----------------------------------------------------------------------
+    def settings(self, node: Node, **overrides: Any) -> Path:
+        values = {"node_name": node.name, "datastore": "static",
+                  "resources": str(self.resources), "state_dir": str(node.workdir / "state"),
+                  "control_socket": str(node.socket), "bird_socket": None,
+                  "metrics_address": "127.0.0.1:9095", "log_level": "info",
+                  "restart_establish_grace": 5.0, "ready_timeout": 30.0, **overrides}
+        path = node.workdir / "bgpd.yaml"
+        path.write_text(yaml.safe_dump(values))
+        return path
+
+    def start(self, node: Node, *args: str, **settings: Any) -> None:
+        log = open(node.workdir / "bgpd.log", "ab")  # noqa: SIM115 - lives with the process
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        node.proc = subprocess.Popen(
+            ["ip", "netns", "exec", node.ns.name, *BGPD, "run", "--config",
+             str(self.settings(node, **settings)), *args],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def signal(self, node: Node, sig: int, *, wait: float = 20) -> int | None:
+        if node.proc is None:
+            return None
+        node.proc.send_signal(sig)
+        try:
+            return node.proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            node.proc.kill()
+            return node.proc.wait(5)
+
+    def kill(self, node: Node) -> None:
+        self.signal(node, signal.SIGKILL)
+
+    def start_all(self) -> None:
+        if self.tor is not None:
+            self.tor.start()
+        for n in self.nodes:
+            self.start(n)
+
+    def stop_all(self) -> None:
+        for n in self.nodes:
+            if n.proc is not None and n.proc.poll() is None:
+                self.signal(n, signal.SIGTERM, wait=10)
+        if self.tor is not None:
+            self.tor.kill()
+
+    def bgpd(self, node: Node, *args: str) -> str:
+        return node.ns.run(*BGPD, *args, "--socket", str(node.socket))
+
+    def status(self, node: Node) -> dict[str, Any]:
+        return json.loads(self.bgpd(node, "status", "--output", "json"))  # type: ignore[no-any-return]
+
+    def http(self, node: Node, path: str) -> tuple[int, str]:
+        code = ("import urllib.request, urllib.error, sys\n"
+                "try:\n r = urllib.request.urlopen('http://127.0.0.1:9095" + path + "', timeout=5)\n"
+                " print(r.status); print(r.read().decode())\n"
+                "except urllib.error.HTTPError as e:\n print(e.code); print(e.read().decode())\n")
+        out = node.ns.run(sys.executable, "-c", code)
+        status_line, _, body = out.partition("\n")
+        return int(status_line), body
+
+    def ping(self, src: Namespace, dst_ip: str, *, count: int = 1) -> bool:
+        result = subprocess.run(["ip", "netns", "exec", src.name, "ping", "-c", str(count),
+                                 "-W", "1", "-q", dst_ip], capture_output=True, timeout=30)
+        return result.returncode == 0
+
+    def wait(self, check: Any, timeout: float, what: str) -> float:
+        start = time.monotonic()
+        while True:
+            try:
+                if check():
+                    return time.monotonic() - start
+            except (HarnessError, json.JSONDecodeError, OSError, ValueError):
+                pass
+            if time.monotonic() - start > timeout:
+                logs = "\n".join(
+                    f"--- {n.name} ---\n" + (n.workdir / "bgpd.log").read_text()[-3000:]
+                    for n in self.nodes if (n.workdir / "bgpd.log").exists())
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
+            time.sleep(0.1)
