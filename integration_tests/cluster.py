@@ -186,11 +186,13 @@ class Cluster:
         return node.ns.run(*BGPD, *args, "--socket", str(node.socket))
 
     def status(self, node: Node) -> dict[str, Any]:
-        return json.loads(self.bgpd(node, "status", "--output", "json"))  # type: ignore[no-any-return]
+        data: dict[str, Any] = json.loads(self.bgpd(node, "status", "--output", "json"))
+        return data
 
     def http(self, node: Node, path: str) -> tuple[int, str]:
+        url = f"http://127.0.0.1:9095{path}"
         code = ("import urllib.request, urllib.error, sys\n"
-                "try:\n r = urllib.request.urlopen('http://127.0.0.1:9095" + path + "', timeout=5)\n"
+                f"try:\n r = urllib.request.urlopen({url!r}, timeout=5)\n"
                 " print(r.status); print(r.read().decode())\n"
                 "except urllib.error.HTTPError as e:\n print(e.code); print(e.read().decode())\n")
         out = node.ns.run(sys.executable, "-c", code)
