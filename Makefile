@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup system-deps lab test test-fast lint bench clean
+.PHONY: setup system-deps lab lab-down demo test test-fast lint bench clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -17,6 +17,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 lab: setup
+	$(BIN)/python -m integration_tests.lab up --nodes 3
+
+lab-down: setup
+	$(BIN)/python -m integration_tests.lab down
+
+demo: setup
 	$(BIN)/python -m integration_tests.demo
 
 lint: setup

@@ -153,7 +153,8 @@ class Router:
             delta.merge(self.rib.begin_restart(
                 self.adopted, expected=[source_key(p.address) for p in config.peers], now=now,
                 establish_grace=self.settings.restart_establish_grace,
-                deadline=self.settings.restart_deadline))
+                deadline=self.settings.restart_deadline,
+                peer_grace=self.settings.restart_peer_grace))
             if self.adopted:
                 log.info("adopted_kernel_routes", routes=len(self.adopted),
                          held_until="peers resynced or deadline")

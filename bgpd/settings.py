@@ -44,6 +44,7 @@ class Settings:
     max_prefixes_per_peer: int | None = None
     restart_establish_grace: float = 10.0
     restart_deadline: float = 120.0
+    restart_peer_grace: float = 5.0
     stale_time: float = 120.0
     ready_timeout: float = 60.0
     withdraw_on_exit: bool = False

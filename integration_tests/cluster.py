@@ -25,14 +25,17 @@ from typing import Any
 import yaml
 
 from integration_tests.netns import HarnessError, Namespace, NetLab, sh, tunl0
-from integration_tests.peers import Bird2, Neighbor, Router
+from integration_tests.peers import ROUTERS, Bird2, Neighbor, Router
 
 NODE_AS, TOR_AS = 64512, 65000
 TOR_IP = "198.51.100.1"
 BGPD = [sys.executable, "-m", "bgpd"]
 
 
-def node_ip(i: int) -> str:
+def node_ip(i: int, mode: str = "Always") -> str:
+    """Nodes sit on 198.51.100.0/24; with CrossSubnet the odd ones on 198.51.101.0/24."""
+    if mode == "CrossSubnet" and i % 2:
+        return f"198.51.101.{11 + i}"
     return f"198.51.100.{11 + i}"
 
 
@@ -50,10 +53,9 @@ class Node:
     pods: list[Namespace] = field(default_factory=list)
     pod_ips: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def ip(self) -> str:
-        return node_ip(self.index)
+    speaker: str = "bgpd"  # or "bird": BIRD 2 configured as Calico's confd configures it
+    ip: str = ""
+    bird: Bird2 | None = None
 
     @property
     def block(self) -> str:
@@ -64,38 +66,66 @@ class Node:
         return self.workdir / "bgpd.sock"
 
     def routes(self) -> set[str]:
-        """This node's ``proto bird`` routes as ``ip route`` prints them."""
+        """This node's ``proto bird`` routes as ``ip route`` prints them (``linkdown`` left
+        out: the IPIP stand-in has no carrier on some kernels)."""
         return {" ".join(line.split()) for line in self.ns.routes() if "proto bird" in line}
 
 
 class Cluster:
     def __init__(self, lab: NetLab, workdir: Path, *, nodes: int = 2, mode: str = "Always",
-                 pods: int = 0, tor: bool = True, tor_originate: tuple[str, ...] = ()) -> None:
+                 pods: int = 0, tor: bool | str = True, tor_originate: tuple[str, ...] = (),
+                 bird_nodes: int = 0, datastore: str = "static",
+                 kubeconfig: Path | None = None, tor_peer: bool = True) -> None:
         self.lab, self.workdir, self.mode = lab, workdir, mode
+        self.tor_peer = tor_peer
+        self.datastore, self.kubeconfig = datastore, kubeconfig
         self.resources = workdir / "resources"
         self.resources.mkdir(parents=True, exist_ok=True)
         self.fabric = lab.namespace("fabric")
         lab.bridge(self.fabric, "br0")
-        self.nodes = [self._node(i, pods) for i in range(nodes)]
+        self.router_ns: Namespace | None = None
+        if mode == "CrossSubnet":  # a second subnet behind a router namespace
+            lab.bridge(self.fabric, "br1")
+            self.router_ns = lab.namespace("router")
+            for i, (bridge, cidr) in enumerate((("br0", "198.51.100.254/24"),
+                                                ("br1", "198.51.101.254/24"))):
+                port = f"r{i}"
+                lab.veth(self.router_ns, f"eth{i}", self.fabric, port)
+                lab.attach(self.fabric, port, bridge)
+                lab.address(self.router_ns, f"eth{i}", cidr)
+            sh("ip", "netns", "exec", self.router_ns.name, "sysctl", "-qw",
+               "net.ipv4.ip_forward=1")
+        self.nodes = [self._node(i, pods, "bird" if i < bird_nodes else "bgpd")
+                      for i in range(nodes)]
         self.tor: Router | None = None
-        if tor:
-            ns = self._attach("tor", f"{TOR_IP}/24")
-            self.tor = Bird2(ns, workdir / "tor", router_id=TOR_IP, asn=TOR_AS,
-                             neighbors=[Neighbor(n.ip, NODE_AS) for n in self.nodes],
-                             originate=tor_originate)
+        kind = "bird2" if tor is True else (tor or None)
+        if kind:
+            ns = self._attach("tor", f"{TOR_IP}/24", "br0")
+            if self.router_ns is not None:
+                ns.ip("route", "add", "198.51.101.0/24", "via", "198.51.100.254")
+            self.tor = ROUTERS[str(kind)](
+                ns, workdir / "tor", router_id=TOR_IP, asn=TOR_AS,
+                neighbors=[Neighbor(n.ip, NODE_AS, multihop=not n.ip.startswith("198.51.100."))
+                           for n in self.nodes], originate=tor_originate)
         self.write_resources()
 
-    def _attach(self, role: str, cidr: str) -> Namespace:
+    def _attach(self, role: str, cidr: str, bridge: str) -> Namespace:
         ns = self.lab.namespace(role)
         port = f"v{len(self.lab.namespaces)}"
         self.lab.veth(ns, "eth0", self.fabric, port)
-        self.lab.attach(self.fabric, port, "br0")
+        self.lab.attach(self.fabric, port, bridge)
         self.lab.address(ns, "eth0", cidr)
         return ns
 
-    def _node(self, i: int, pods: int) -> Node:
-        ns = self._attach(f"node{i}", f"{node_ip(i)}/24")
-        node = Node(i, f"node-{i}", ns, self.workdir / f"node-{i}", tunl0(ns))
+    def _node(self, i: int, pods: int, speaker: str) -> Node:
+        ip = node_ip(i, self.mode)
+        ns = self._attach(f"node{i}", f"{ip}/24", "br1" if ip.startswith("198.51.101.") else "br0")
+        if self.router_ns is not None:
+            gateway = "198.51.101.254" if ip.startswith("198.51.101.") else "198.51.100.254"
+            other = "198.51.100.0/24" if ip.startswith("198.51.101.") else "198.51.101.0/24"
+            ns.ip("route", "add", other, "via", gateway)
+        node = Node(i, f"node-{i}", ns, self.workdir / f"node-{i}", tunl0(ns), speaker=speaker,
+                    ip=ip)
         node.workdir.mkdir(parents=True, exist_ok=True)
         for p in range(pods):
             pod = self.lab.namespace(f"pod{i}{p}")
@@ -105,6 +135,11 @@ class Cluster:
             self.lab.address(pod, "eth0", f"{ip}/32")
             pod.ip("route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
             pod.ip("route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+            # Calico's pods reach 169.254.1.1 by proxy ARP through the node's default route;
+            # these nodes have none, so the pod learns the gateway's MAC directly
+            mac = json.loads(ns.ip("-j", "link", "show", host_if))[0]["address"]
+            pod.ip("neigh", "add", "169.254.1.1", "lladdr", mac, "dev", "eth0", "nud",
+                   "permanent")
             ns.ip("route", "add", f"{ip}/32", "dev", host_if, "proto", "boot", "scope", "link")
             sh("ip", "netns", "exec", ns.name, "sysctl", "-qw",
                f"net.ipv4.conf.{host_if}.proxy_arp=1")
@@ -126,10 +161,12 @@ class Cluster:
         for n in self.nodes:
             docs.append({"apiVersion": "v1", "kind": "Node", "metadata": {
                 "name": n.name, "labels": {"kubernetes.io/hostname": n.name},
-                "annotations": {"projectcalico.org/IPv4Address": f"{n.ip}/24"}}})
+                "annotations": {"projectcalico.org/IPv4Address": f"{n.ip}/24",
+                                "projectcalico.org/IPv4IPIPTunnelAddr":
+                                    f"172.17.{n.index + 1}.1"}}})
             docs.append(self.calico("BlockAffinity", f"{n.name}-block", {
                 "node": n.name, "cidr": n.block, "state": "confirmed", "deleted": "false"}))
-        if self.tor is not None:
+        if self.tor is not None and self.tor_peer:
             docs.append(self.calico("BGPPeer", "tor", {"peerIP": TOR_IP, "asNumber": TOR_AS}))
         return docs
 
@@ -139,7 +176,8 @@ class Cluster:
 
     # --- processes -----------------------------------------------------------------------
     def settings(self, node: Node, **overrides: Any) -> Path:
-        values = {"node_name": node.name, "datastore": "static",
+        values = {"node_name": node.name, "datastore": self.datastore,
+                  "kubeconfig": str(self.kubeconfig) if self.kubeconfig else None,
                   "resources": str(self.resources), "state_dir": str(node.workdir / "state"),
                   "control_socket": str(node.socket), "bird_socket": None,
                   "metrics_address": "127.0.0.1:9095", "log_level": "info",
@@ -154,7 +192,8 @@ class Cluster:
         node.proc = subprocess.Popen(
             ["ip", "netns", "exec", node.ns.name, *BGPD, "run", "--config",
              str(self.settings(node, **settings)), *args],
-            stdout=log, stderr=subprocess.STDOUT, env=env)
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        (node.workdir / "bgpd.pid").write_text(str(node.proc.pid))
 
     def signal(self, node: Node, sig: int, *, wait: float = 20) -> int | None:
         if node.proc is None:
@@ -173,14 +212,62 @@ class Cluster:
         if self.tor is not None:
             self.tor.start()
         for n in self.nodes:
-            self.start(n)
+            if n.speaker == "bird":
+                self.start_bird(n)
+            else:
+                self.start(n)
 
     def stop_all(self) -> None:
         for n in self.nodes:
             if n.proc is not None and n.proc.poll() is None:
                 self.signal(n, signal.SIGTERM, wait=10)
+            if n.bird is not None:
+                n.bird.kill()
         if self.tor is not None:
             self.tor.kill()
+
+    # --- a node running BIRD the way Calico's confd configures it --------------------------
+    def bird_config(self, node: Node) -> str:
+        """BIRD 2 as a Calico node: mesh with the string passive rule, own block as a
+        blackhole, learned blocks to the kernel via tunl0 onlink (IPIP) or directly."""
+        if self.mode == "Always":
+            kernel = 'ifname = "tunl0"; onlink = true; gw = bgp_next_hop;'
+        else:
+            kernel = "gw = bgp_next_hop;"
+        peers = [n for n in self.nodes if n is not node]
+        lines = [
+            f"router id {node.ip};",
+            "protocol device { scan time 10; }",
+            "protocol direct { ipv4; interface \"eth0\"; }",
+            f"protocol static blocks {{ ipv4; route {node.block} blackhole; }}",
+            "protocol kernel k4 { learn no; persist; merge paths on; graceful restart on; "
+            "metric 0; ipv4 { import none; export filter { "
+            "if proto = \"blocks\" then accept; "
+            f"if source = RTS_BGP then {{ {kernel} accept; }} reject; }}; }}; }}",
+        ]
+        for peer in peers:
+            passive = "passive on; " if peer.ip > node.ip else ""
+            name = "Mesh_" + peer.ip.replace(".", "_")
+            lines.append(
+                f"protocol bgp {name} {{ local {node.ip} as {NODE_AS}; "
+                f"neighbor {peer.ip} as {NODE_AS}; {passive}graceful restart on; "
+                "connect delay time 2; connect retry time 5; error wait time 5, 30; "
+                "ipv4 { import all; export filter { if proto = \"blocks\" then accept; "
+                "reject; }; add paths on; next hop self; }; }")
+        if self.tor is not None:
+            lines.append(
+                f"protocol bgp Global_{TOR_IP.replace('.', '_')} {{ local {node.ip} as {NODE_AS}; "
+                f"neighbor {TOR_IP} as {TOR_AS}; graceful restart on; "
+                "ipv4 { import all; export filter { if proto = \"blocks\" then accept; "
+                "reject; }; }; }")
+        return "\n".join(lines) + "\n"
+
+    def start_bird(self, node: Node) -> None:
+        bird = Bird2(node.ns, node.workdir / "bird", router_id=node.ip, asn=NODE_AS,
+                     neighbors=[])
+        bird.config = lambda: self.bird_config(node)  # type: ignore[method-assign]
+        bird.start()
+        node.bird = bird
 
     def bgpd(self, node: Node, *args: str) -> str:
         return node.ns.run(*BGPD, *args, "--socket", str(node.socket))

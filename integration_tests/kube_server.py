@@ -24,6 +24,7 @@ import base64
 import contextlib
 import copy
 import json
+import socket
 import threading
 import time
 import uuid
@@ -187,8 +188,12 @@ def status(code: int, reason: str, message: str) -> dict[str, Any]:
 class KubeServer:
     """Serve on 127.0.0.1:``port`` (0: a free one) from a background thread."""
 
-    def __init__(self, port: int = 0, *, bookmark_interval: float = 1.0) -> None:
+    def __init__(self, port: int = 0, *, bookmark_interval: float = 1.0,
+                 extra_listen: tuple[tuple[str, str, int], ...] = ()) -> None:
         self.port = port
+        #: (netns, address, port): also listen inside a network namespace (the lab's nodes
+        #: reach the server there while kubectl uses loopback)
+        self.extra_listen = extra_listen
         self.bookmark_interval = bookmark_interval
         self.kinds = {k.plural: k for k in load_kinds()}
         self.rv = 1
@@ -231,6 +236,14 @@ class KubeServer:
         site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        for netns, address, port in self.extra_listen:
+            from pyroute2.netns import create_socket
+
+            sock = create_socket(netns, family=socket.AF_INET, socket_type=socket.SOCK_STREAM,
+                                 flags=0)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((address, port))
+            await web.SockSite(self._runner, sock).start()
 
     def stop(self) -> None:
         """Stop serving (open watches are cut); the data stays for :meth:`start`."""
@@ -564,3 +577,36 @@ def kubeconfig(server: KubeServer, path: Path) -> Path:
                                                  "namespace": "calico-system"}}],
     }))
     return path
+
+
+def main() -> None:
+    """``python -m integration_tests.kube_server --port P --load FILE...``: serve until
+    SIGTERM (the lab runs it in the background); writes the port to ``--port-file``."""
+    import argparse
+    import signal as signals
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--load", nargs="*", default=[], help="manifests to create at start")
+    parser.add_argument("--port-file", help="write the port here once listening")
+    parser.add_argument("--netns-listen", nargs=3, metavar=("NETNS", "ADDRESS", "PORT"),
+                        help="also listen on ADDRESS:PORT inside network namespace NETNS")
+    args = parser.parse_args()
+    extra = ((args.netns_listen[0], args.netns_listen[1], int(args.netns_listen[2])),) \
+        if args.netns_listen else ()
+    server = KubeServer(args.port, extra_listen=extra).start()
+    for path in args.load:
+        for doc in yaml.safe_load_all(Path(path).read_text()):
+            if doc:
+                server.put(doc)
+    if args.port_file:
+        Path(args.port_file).write_text(str(server.port))
+    stop = threading.Event()
+    signals.signal(signals.SIGTERM, lambda *_: stop.set())
+    signals.signal(signals.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

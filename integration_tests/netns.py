@@ -111,9 +111,15 @@ class NetLab:
     """Everything one test builds; ``close()`` (or leaving the ``with``) removes it all."""
 
     namespaces: list[Namespace] = field(default_factory=list)
+    #: a fixed name prefix (``bgpdlab``) for a lab that outlives this process; tests use
+    #: the default, unique per process and swept when that process is gone
+    stable_prefix: str | None = None
 
     def namespace(self, role: str = "ns") -> Namespace:
-        name = f"{PREFIX}-{os.getpid()}-{next(_counter)}-{role}"
+        if self.stable_prefix is not None:
+            name = f"{self.stable_prefix}-{role}"
+        else:
+            name = f"{PREFIX}-{os.getpid()}-{next(_counter)}-{role}"
         sh("ip", "netns", "add", name)
         ns = Namespace(name)
         self.namespaces.append(ns)

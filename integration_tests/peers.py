@@ -33,6 +33,7 @@ class Neighbor:
     password: str | None = None
     graceful_restart: bool = True
     port: int = 179
+    multihop: bool = False  # an eBGP neighbor that is not on a shared subnet
 
 
 @dataclass
@@ -128,6 +129,7 @@ class Bird2(Router):
                 f"protocol bgp n{i} {{ local {local} as {self.asn}; "
                 f"neighbor {n.address} port {n.port} as {n.asn}; "
                 + ("passive on; " if n.passive else "")
+                + ("multihop; " if n.multihop else "")
                 + (f'password "{n.password}"; ' if n.password else "")
                 + ("graceful restart on; " if n.graceful_restart else "graceful restart off; ")
                 + "connect retry time 1; connect delay time 1; error wait time 1, 4; "
@@ -239,6 +241,8 @@ class Frr(Router):
                 lines.append(f" neighbor {n.address} port {n.port}")
             if n.passive:
                 lines.append(f" neighbor {n.address} passive")
+            if n.multihop:
+                lines.append(f" neighbor {n.address} ebgp-multihop 5")
             if n.password:
                 lines.append(f" neighbor {n.address} password {n.password}")
         for family, is6 in (("ipv4 unicast", False), ("ipv6 unicast", True)):
@@ -337,6 +341,8 @@ class GoBgp(Router):
                       f"    passive-mode = {str(n.passive).lower()}",
                       f"    remote-port = {n.port}",
                       "  [neighbors.timers.config]", "    connect-retry = 1",
+                      "  [neighbors.ebgp-multihop.config]",
+                      f"    enabled = {str(n.multihop).lower()}", "    multihop-ttl = 5",
                       "  [neighbors.graceful-restart.config]",
                       f"    enabled = {str(n.graceful_restart).lower()}",
                       "  [[neighbors.afi-safis]]", "    [neighbors.afi-safis.config]",

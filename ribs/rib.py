@@ -18,9 +18,9 @@ routes immediately.
 
 Restarting side (our own restart): the routes found in the kernel at start are *adopted* and
 stay installed until every expected peer has sent End-of-RIB — but a peer that is not up
-within ``establish_grace``, or that is itself restarting (its OPEN's R bit: it will wait for
-our End-of-RIB before sending its own, and two such nodes would wait for each other), does
-not hold the sweep; nothing holds it past ``deadline``.
+within ``establish_grace`` does not hold the sweep, a peer that is itself restarting (its
+OPEN's R bit: it may wait for all of its own peers, some perhaps down, before it sends its
+End-of-RIB) holds it for ``peer_grace`` at most, and nothing holds it past ``deadline``.
 """
 
 from __future__ import annotations
@@ -104,6 +104,8 @@ class _Restart:
     waiting: set[SourceKey]
     grace_until: float
     deadline: float
+    peer_grace: float  # how long a peer that is itself restarting is waited for
+    restarting_until: dict[SourceKey, float] = field(default_factory=dict)
 
 
 class Rib:
@@ -189,7 +191,7 @@ class Rib:
         self._set_state(peer, PeerState.UP_STALE if stale else PeerState.UP)
         peer.deadline = now + self.stale_time if stale else None
         if self._restart is not None and session.peer_restarting:
-            self._restart.waiting.discard(key)
+            self._restart.restarting_until[key] = now + self._restart.peer_grace
         self._readvertise_peer(key, delta, full=True)
         delta.synced_peers.append(key)
         self._check_restart(now, delta)
@@ -302,9 +304,12 @@ class Rib:
     # --- time ----------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
         times = [p.deadline for p in self.peers.values() if p.deadline is not None]
-        if self._restart is not None:
-            times.append(min(self._restart.deadline, self._restart.grace_until)
-                         if self._restart.grace_until > 0 else self._restart.deadline)
+        restart = self._restart
+        if restart is not None:
+            times.append(restart.deadline)
+            if restart.grace_until > 0:
+                times.append(restart.grace_until)
+            times += [t for k, t in restart.restarting_until.items() if k in restart.waiting]
         return min(times) if times else None
 
     def tick(self, now: float) -> Delta:
@@ -334,12 +339,12 @@ class Rib:
     # --- our own restart -----------------------------------------------------------------
     def begin_restart(
         self, adopted: Iterable[KernelRoute], *, expected: Iterable[SourceKey], now: float,
-        establish_grace: float = 10.0, deadline: float = 120.0,
+        establish_grace: float = 10.0, deadline: float = 120.0, peer_grace: float = 5.0,
     ) -> Delta:
         """Hold the kernel routes a previous run left until the peers have resynced."""
         self._restart = _Restart(
             adopted={r.prefix: r for r in adopted}, waiting=set(expected),
-            grace_until=now + establish_grace, deadline=now + deadline,
+            grace_until=now + establish_grace, deadline=now + deadline, peer_grace=peer_grace,
         )
         delta = Delta(fib_changed=True)
         self._check_restart(now, delta)
@@ -358,6 +363,10 @@ class Rib:
             restart.waiting = {k for k in restart.waiting
                                if self.peers.get(k) is not None
                                and self.peers[k].state is not PeerState.DOWN}
+        # a peer restarting too may wait for all of its own peers before it sends its
+        # End-of-RIB: wait for it only briefly
+        restart.waiting = {k for k in restart.waiting
+                           if now < restart.restarting_until.get(k, float("inf"))}
         if restart.waiting and now < restart.deadline:
             return
         self._restart = None

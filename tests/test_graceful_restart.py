@@ -127,14 +127,29 @@ def test_a_peer_that_never_comes_up_does_not_hold_the_sweep_past_the_grace() -> 
     assert not rib.restarting  # C is down: not waited for
 
 
-def test_a_restarting_peer_does_not_hold_the_sweep() -> None:
-    rib = restarting_rib()
+def test_a_restarting_peer_holds_the_sweep_only_briefly() -> None:
+    rib = restarting_rib()  # peer_grace defaults to 5 s
     rib.peer_up(session(A), now=1)
     rib.peer_up(session(B), now=1)
-    rib.peer_up(session(C, restarting=True), now=1)  # waits for our EOR before its own
+    rib.peer_up(session(C, restarting=True), now=1)  # may wait for its own peers first
     rib.end_of_rib(A.key, now=2)
     rib.end_of_rib(B.key, now=2)
+    assert rib.restarting and rib.next_deadline() == 6
+    rib.tick(6)
     assert not rib.restarting
+
+
+def test_a_restarting_peer_that_answers_quickly_is_waited_for() -> None:
+    rib = restarting_rib()
+    for p in (A, B):
+        rib.peer_up(session(p), now=1)
+        rib.end_of_rib(p.key, now=2)
+    rib.peer_up(session(C, restarting=True), now=1)
+    assert rib.restarting  # its routes are not swept before they arrive
+    rib.receive(route("172.17.9.0/24", C))
+    rib.end_of_rib(C.key, now=3)
+    assert not rib.restarting
+    assert [str(r) for r in rib.fib_routes()] == ["172.17.9.0/24 via 10.10.1.9 dev tunl0 onlink"]
 
 
 def test_nothing_holds_the_sweep_past_the_deadline() -> None:

@@ -1,0 +1,251 @@
+"""The lab: a Calico-like cluster on one machine, in network namespaces.
+
+    python -m integration_tests.lab up [--nodes 3] [--mode ipip|crosssubnet|never]
+                                       [--bird-nodes K] [--tor bird|frr|gobgp|none]
+                                       [--state-dir DIR]
+    python -m integration_tests.lab exec NODE [--pod I] -- CMD...
+    python -m integration_tests.lab down [--state-dir DIR]
+
+``up`` builds nodes (``eth0`` on a shared fabric, ``tunl0``, two pods each with Felix's
+``/32`` route), starts the Kubernetes API test server loaded with the cluster's Calico
+resources (IPPool 172.17.0.0/12 with /24 blocks, Nodes, BlockAffinities, the default
+BGPConfiguration), runs bgpd on each node — or BIRD 2 configured as Calico's confd does on
+the first K — and a top-of-rack router, waits for the routes, prints each node's routes,
+``bgpd status`` and a pod-to-pod ping matrix, and leaves everything running.  It writes
+``DIR/kubeconfig`` (for ``kubectl``) and ``DIR/lab.json``.  ``down`` removes all of it, also
+after a crash (it finds its namespaces by their ``bgpdlab-`` names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from integration_tests.cluster import TOR_IP, Cluster
+from integration_tests.netns import Namespace, NetLab, list_namespaces, sh
+
+PREFIX = "bgpdlab"
+API_IP, API_PORT = "198.51.100.250", 6443
+MODES = {"ipip": "Always", "crosssubnet": "CrossSubnet", "never": "Never"}
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "lab",
+        "clusters": [{"name": "lab", "cluster": {"server": server}}],
+        "users": [{"name": "lab", "user": {}}],
+        "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "lab",
+                                                 "namespace": "calico-system"}}]}))
+    return path
+
+
+def start_api(state: Path, cluster: Cluster, api_ns: Namespace) -> tuple[int, int]:
+    port_file = state / "api.port"
+    port_file.unlink(missing_ok=True)
+    log = open(state / "api.log", "ab")  # noqa: SIM115 - lives with the process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "integration_tests.kube_server", "--load",
+         str(cluster.resources / "cluster.yaml"), "--port-file", str(port_file),
+         "--netns-listen", api_ns.name, API_IP, str(API_PORT)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=Path(__file__).resolve().parents[2])
+    deadline = time.monotonic() + 30
+    while not port_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the test API server did not start (see {state / 'api.log'})")
+        time.sleep(0.1)
+    return proc.pid, int(port_file.read_text())
+
+
+def up(args: argparse.Namespace) -> int:
+    state = Path(args.state_dir).resolve()
+    down_quietly(state)
+    state.mkdir(parents=True, exist_ok=True)
+    lab = NetLab(stable_prefix=PREFIX)
+    mode = MODES[args.mode]
+    tor = None if args.tor == "none" else {"bird": "bird2"}.get(args.tor, args.tor)
+    cluster = Cluster(lab, state, nodes=args.nodes, mode=mode, pods=2, tor=tor or False,
+                      tor_originate=(), bird_nodes=args.bird_nodes, datastore="kubernetes",
+                      kubeconfig=state / "kubeconfig-nodes")
+    api_ns = lab.namespace("api")
+    port = f"v{len(lab.namespaces)}"
+    lab.veth(api_ns, "eth0", cluster.fabric, port)
+    lab.attach(cluster.fabric, port, "br0")
+    lab.address(api_ns, "eth0", f"{API_IP}/24")
+    api_pid, api_port = start_api(state, cluster, api_ns)
+    write_kubeconfig(state / "kubeconfig", f"http://127.0.0.1:{api_port}")
+    write_kubeconfig(state / "kubeconfig-nodes", f"http://{API_IP}:{API_PORT}")
+    if cluster.router_ns is not None:  # nodes on the second subnet reach the API server
+        api_ns.ip("route", "add", "198.51.101.0/24", "via", "198.51.100.254")
+    cluster.start_all()
+    print(f"lab: {args.nodes} nodes ({args.bird_nodes} running BIRD), mode {mode}, "
+          f"tunl0: {cluster.nodes[0].tunl0}, ToR: {args.tor}")
+    converge(cluster)
+    record(state, cluster, api_pid, api_port)
+    summary(cluster, state)
+    return 0
+
+
+def converge(cluster: Cluster, timeout: float = 90) -> None:
+    def ready() -> bool:
+        return all(
+            all(other.block in " ".join(n.routes()) for other in cluster.nodes if other is not n)
+            for n in cluster.nodes)
+
+    try:
+        took = cluster.wait(ready, timeout, "every node to learn every block")
+        print(f"converged in {took:.1f}s")
+    except AssertionError as exc:
+        print(f"not converged: {str(exc).splitlines()[0]}")
+
+
+def record(state: Path, cluster: Cluster, api_pid: int, api_port: int) -> None:
+    data: dict[str, Any] = {
+        "nodes": [{"name": n.name, "namespace": n.ns.name, "node_ip": n.ip, "block": n.block,
+                   "pod_ips": n.pod_ips, "pod_namespaces": [p.name for p in n.pods],
+                   "speaker": n.speaker, "tunl0": n.tunl0,
+                   "pid": n.proc.pid if n.proc else None,
+                   "bird_pidfile": str(n.bird.workdir / "pid") if n.bird else None,
+                   "socket": str(n.socket)} for n in cluster.nodes],
+        "tor": ({"kind": cluster.tor.kind, "address": TOR_IP, "namespace": cluster.tor.ns.name,
+                 "pidfile": str(cluster.tor.workdir / "pid")} if cluster.tor else None),
+        "fabric": {"namespace": cluster.fabric.name, "mode": cluster.mode,
+                   "subnets": ["198.51.100.0/24"]
+                   + (["198.51.101.0/24"] if cluster.router_ns else [])},
+        "api": {"pid": api_pid, "url": f"http://127.0.0.1:{api_port}",
+                "kubeconfig": str(state / "kubeconfig")},
+    }
+    (state / "lab.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+def summary(cluster: Cluster, state: Path) -> None:
+    for n in cluster.nodes:
+        print(f"\n=== {n.name} ({n.speaker}, {n.ip}) — ip route ===")
+        for line in n.ns.routes():
+            print("  " + line)
+        if n.speaker == "bgpd":
+            with contextlib.suppress(Exception):
+                print(cluster.bgpd(n, "status"))
+    print("\n=== pod-to-pod ping matrix (1 packet each) ===")
+    pods = [(n, i, ip) for n in cluster.nodes for i, ip in enumerate(n.pod_ips)]
+    header = "from \\ to".ljust(16) + " ".join(ip.ljust(13) for _, _, ip in pods)
+    print(header)
+    for src_node, i, src_ip in pods:
+        cells = []
+        for dst_node, _, dst_ip in pods:
+            if dst_node is src_node:
+                cells.append("-".ljust(13))
+            else:
+                ok = cluster.ping(src_node.pods[i], dst_ip)
+                cells.append(("ok" if ok else "LOST").ljust(13))
+        print(src_ip.ljust(16) + " ".join(cells))
+    if cluster.mode != "Never":
+        print(f"\n(tunl0 here is {cluster.nodes[0].tunl0}: where it is not a real IPIP device, "
+              "packets routed into the tunnel cannot arrive — route shapes are exact, "
+              "encapsulation is not; --mode never sends real packets end to end.)")
+    print(f"\nkubectl --kubeconfig {state / 'kubeconfig'} get bgppeers,nodes")
+    print(f"kubectl --kubeconfig {state / 'kubeconfig'} apply -f config/examples/40-tor-peer.yaml")
+    print("python -m integration_tests.lab exec node-0 -- ip route")
+    print(f"python -m integration_tests.lab down --state-dir {state}")
+
+
+def _kill(pid: int | None, *, group: bool = False) -> None:
+    if not pid:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if group:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+
+
+def _pidfile(path: str | None) -> int | None:
+    try:
+        return int(Path(path).read_text().strip()) if path else None
+    except (OSError, ValueError):
+        return None
+
+
+def down_quietly(state: Path) -> list[str]:
+    lab_json = state / "lab.json"
+    if lab_json.exists():
+        with contextlib.suppress(json.JSONDecodeError, KeyError):
+            data = json.loads(lab_json.read_text())
+            for n in data["nodes"]:
+                _kill(n.get("pid"), group=True)
+                _kill(_pidfile(n.get("bird_pidfile")))
+            if data.get("tor"):
+                _kill(_pidfile(data["tor"].get("pidfile")))
+            _kill(data["api"].get("pid"), group=True)
+    removed = []
+    for name in list_namespaces():
+        if name.startswith(f"{PREFIX}-"):
+            for pid in sh("ip", "netns", "pids", name, check=False).split():
+                _kill(int(pid))
+            sh("ip", "netns", "del", name, check=False)
+            removed.append(name)
+    return removed
+
+
+def down(args: argparse.Namespace) -> int:
+    state = Path(args.state_dir).resolve()
+    removed = down_quietly(state)
+    if state.exists() and (state / "lab.json").exists():
+        shutil.rmtree(state)
+    print(f"lab down: removed {len(removed)} namespaces")
+    return 0
+
+
+def lab_exec(args: argparse.Namespace) -> int:
+    data = json.loads((Path(args.state_dir) / "lab.json").read_text())
+    node = next((n for n in data["nodes"] if n["name"] == args.node), None)
+    if node is None:
+        raise SystemExit(f"no node {args.node!r} (nodes: "
+                         f"{', '.join(n['name'] for n in data['nodes'])})")
+    ns = node["pod_namespaces"][args.pod] if args.pod is not None else node["namespace"]
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    return subprocess.call(["ip", "netns", "exec", ns, *command])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m integration_tests.lab",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--state-dir", default="/tmp/bgpd-lab")
+    sub = parser.add_subparsers(dest="action", required=True)
+    p_up = sub.add_parser("up", help="build the lab and leave it running")
+    p_up.add_argument("--nodes", type=int, default=3)
+    p_up.add_argument("--mode", choices=list(MODES), default="ipip")
+    p_up.add_argument("--bird-nodes", type=int, default=0)
+    p_up.add_argument("--tor", choices=["bird", "frr", "gobgp", "none"], default="bird")
+    p_up.add_argument("--state-dir", dest="state_dir_up")
+    p_up.set_defaults(func=up)
+    p_down = sub.add_parser("down", help="remove everything the lab made")
+    p_down.add_argument("--state-dir", dest="state_dir_down")
+    p_down.set_defaults(func=down)
+    p_exec = sub.add_parser("exec", help="run a command in a node (or one of its pods)")
+    p_exec.add_argument("node")
+    p_exec.add_argument("--pod", type=int)
+    p_exec.add_argument("command", nargs=argparse.REMAINDER)
+    p_exec.set_defaults(func=lab_exec)
+    args = parser.parse_args()
+    for key in ("state_dir_up", "state_dir_down"):
+        if getattr(args, key, None):
+            args.state_dir = getattr(args, key)
+    if os.geteuid() != 0:
+        raise SystemExit("the lab needs root (network namespaces)")
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

