@@ -74,6 +74,7 @@ class Daemon:
         router = Router(settings=s, speaker=speaker, kernel=sync, desired=controller.desired,
                         adopted=adopted)
         parts = Parts(router, speaker, sync, controller)
+        parts.grace = s.ready_timeout
         self.parts = parts
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -45,9 +45,18 @@ class Parts:
                  controller: Controller) -> None:
         self.router, self.speaker, self.kernel, self.controller = (
             router, speaker, kernel, controller)
-        self.ready = False
+        self.ready = False  # start-up done (READY=1 sent)
         self.started = time.time()
         self.last_reconfigure = time.time()
+        self.grace = 60.0  # after start, not-yet-Established peers do not count
+
+    def is_ready(self) -> bool:
+        """Ready: started up, and every configured peer Established (or still in the grace)."""
+        if not self.ready:
+            return False
+        if time.time() - self.started < self.grace:
+            return True
+        return all(st.state is SessionState.ESTABLISHED for st in self.speaker.peers.values())
 
 
 # --- control socket ----------------------------------------------------------------------
@@ -250,7 +259,7 @@ async def serve_http(parts: Parts, address: str, *, live: Callable[[], bool]) ->
             code, body = (200, b"ok\n") if ok else (503, b"not live\n")
             ctype = "text/plain"
         elif path == "/readyz":
-            code, body = (200, b"ready\n") if parts.ready else (503, b"not ready\n")
+            code, body = (200, b"ready\n") if parts.is_ready() else (503, b"not ready\n")
             ctype = "text/plain"
         else:
             code, body, ctype = 404, b"not found\n", "text/plain"

@@ -148,6 +148,24 @@ class Cluster:
         sh("ip", "netns", "exec", ns.name, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         return node
 
+    def add_node(self, pods: int = 0) -> Node:
+        """A node joining: namespace, devices and pods (its resources and daemon are the
+        caller's: the API or the folder, then :meth:`start`)."""
+        node = self._node(len(self.nodes), pods, "bgpd")
+        self.nodes.append(node)
+        return node
+
+    def node_manifests(self, n: Node) -> list[dict[str, Any]]:
+        return [
+            {"apiVersion": "v1", "kind": "Node", "metadata": {
+                "name": n.name, "labels": {"kubernetes.io/hostname": n.name},
+                "annotations": {"projectcalico.org/IPv4Address": f"{n.ip}/24",
+                                "projectcalico.org/IPv4IPIPTunnelAddr":
+                                    f"172.17.{n.index + 1}.1"}}},
+            self.calico("BlockAffinity", f"{n.name}-block", {
+                "node": n.name, "cidr": n.block, "state": "confirmed", "deleted": "false"}),
+        ]
+
     # --- resources -----------------------------------------------------------------------
     def calico(self, kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         return {"apiVersion": "crd.projectcalico.org/v1", "kind": kind,
@@ -159,13 +177,7 @@ class Cluster:
                 self.calico("IPPool", "pool", {"cidr": "172.17.0.0/12", "blockSize": 24,
                                                "ipipMode": self.mode})]
         for n in self.nodes:
-            docs.append({"apiVersion": "v1", "kind": "Node", "metadata": {
-                "name": n.name, "labels": {"kubernetes.io/hostname": n.name},
-                "annotations": {"projectcalico.org/IPv4Address": f"{n.ip}/24",
-                                "projectcalico.org/IPv4IPIPTunnelAddr":
-                                    f"172.17.{n.index + 1}.1"}}})
-            docs.append(self.calico("BlockAffinity", f"{n.name}-block", {
-                "node": n.name, "cidr": n.block, "state": "confirmed", "deleted": "false"}))
+            docs += self.node_manifests(n)
         if self.tor is not None and self.tor_peer:
             docs.append(self.calico("BGPPeer", "tor", {"peerIP": TOR_IP, "asNumber": TOR_AS}))
         return docs

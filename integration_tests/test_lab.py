@@ -223,3 +223,66 @@ def test_admin_route_changes(lab: NetLab, tmp_path: Path) -> None:
         c.wait(lambda: n0.routes() == good, 1.0, "the deleted route restored")
         print(f"restored in {time.monotonic() - start:.3f}s")
         assert "10.99.0.0/16 via" in " ".join(n0.ns.routes())
+
+
+def test_mixed_cluster_pods_reach_each_other(lab: NetLab, tmp_path: Path) -> None:
+    with k8s_cluster(lab, tmp_path, nodes=3, mode="Never", pods=1, bird_nodes=1) as (c, _):
+        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+        bird = c.nodes[0]
+        for n in c.nodes[1:]:  # the bgpd nodes' routes have the BIRD node's shape
+            assert f"{bird.block} via {bird.ip} dev eth0 proto bird" in n.routes()
+        for src in c.nodes:
+            for dst in c.nodes:
+                if src is not dst:
+                    assert c.ping(src.pods[0], dst.pod_ips[0]), f"{src.name} -> {dst.name}"
+
+
+def test_node_join_and_leave(lab: NetLab, tmp_path: Path) -> None:
+    with k8s_cluster(lab, tmp_path, nodes=2, tor=False) as (c, server):
+        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+        new = c.add_node()
+        start = time.monotonic()
+        for doc in c.node_manifests(new):
+            server.put(doc)
+        c.start(new)
+        c.wait(lambda: all_blocks_everywhere(c), 5, "the new node's block everywhere")
+        print(f"joined: routes everywhere in {time.monotonic() - start:.2f}s")
+        server.remove("Node", new.name)
+        server.remove("BlockAffinity", f"{new.name}-block")
+        c.signal(new, signal.SIGTERM)
+        c.wait(lambda: all(new.block not in " ".join(n.routes()) for n in c.nodes[:2]), 5,
+               "the departed node's block gone")
+
+
+def test_exabgp_killed_changes_nothing_in_the_kernel(lab: NetLab, tmp_path: Path) -> None:
+    import os
+
+    with k8s_cluster(lab, tmp_path, nodes=3) as (c, _):
+        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+        before = [n.routes() for n in c.nodes]
+        monitors = [RouteDeletions(n) for n in c.nodes]
+        os.kill(c.status(c.nodes[0])["speaker"]["exabgp_pid"], signal.SIGKILL)
+        c.wait(lambda: c.status(c.nodes[0])["speaker"]["restarts"] == 1, 15, "restarted")
+        c.wait(lambda: all(p["established"] for p in c.status(c.nodes[0])["peers"]), 60,
+               "sessions back")
+        time.sleep(1)
+        assert [n.routes() for n in c.nodes] == before
+        assert [m.stop() for m in monitors] == [[], [], []]
+
+
+@pytest.mark.slow
+def test_api_outage_changes_nothing_then_edits_apply(lab: NetLab, tmp_path: Path) -> None:
+    with k8s_cluster(lab, tmp_path, nodes=2) as (c, server):
+        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+        before = [n.routes() for n in c.nodes]
+        monitors = [RouteDeletions(n) for n in c.nodes]
+        server.stop()
+        server.remove("BGPPeer", "tor")  # edited while the API is down
+        time.sleep(30)
+        assert [n.routes() for n in c.nodes] == before
+        assert all(any(p["address"] == TOR_IP and p["established"]
+                       for p in c.status(n)["peers"]) for n in c.nodes)
+        server.start()
+        c.wait(lambda: all(all(p["address"] != TOR_IP for p in c.status(n)["peers"])
+                           for n in c.nodes), 45, "the edit applied after the outage")
+        assert [m.stop() for m in monitors] == [[], []]

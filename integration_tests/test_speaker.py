@@ -149,12 +149,17 @@ def test_peer_graceful_restart_is_reported_for_the_rib(lab: NetLab, tmp_path: Pa
         router = s.add_router("bird2", originate=["172.17.2.0/24"], v6=False)
         s.configure([s.peer_config(0)])
         await until(lambda: "172.17.2.0/24" in s.received.get(peer_v4(0), {}), 30, "routes")
+        await until(lambda: any(isinstance(e, codec.EndOfRib) for e in s.seen), 30,
+                    "the first session's End-of-RIB")
         before = len(s.seen)
         router.kill()
         assert isinstance(router, Bird2)
         router.start(graceful=True)
-        await until(lambda: any(isinstance(e, codec.EndOfRib) for e in s.seen[before:]), 30,
-                    "End-of-RIB after the peer's restart")
+        def restarted_and_resynced() -> bool:
+            kinds = [type(e).__name__ for e in s.seen[before:]]
+            return "SessionUp" in kinds and "EndOfRib" in kinds[kinds.index("SessionUp"):]
+
+        await until(restarted_and_resynced, 30, "End-of-RIB after the peer's restart")
         events = s.seen[before:]
         kinds = [type(e).__name__ for e in events]
         assert kinds.index("SessionDown") < kinds.index("SessionUp") < kinds.index("EndOfRib")

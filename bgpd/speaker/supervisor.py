@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import enum
 import os
 import signal
@@ -38,13 +37,13 @@ from pathlib import Path
 import structlog
 
 from bgpd.speaker import codec
+from bgpd.speaker.bridge import die_with_parent
 from bgpd.speaker.config import SpeakerConfig, environment, render
 from bgpd.speaker.pacing import Pacer
 from node_controller.desired import PeerConfig
 from ribs.types import Address, Attributes, Prefix
 
 log = structlog.get_logger("bgpd.speaker")
-PR_SET_PDEATHSIG = 1
 
 
 class SessionState(enum.Enum):
@@ -81,14 +80,6 @@ SpeakerEvent = SessionUp | SessionDown | codec.Update | codec.EndOfRib
 
 class EngineFailure(Exception):
     """ExaBGP crashed, hung or lost its API process."""
-
-
-def _die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 class Speaker:
@@ -251,7 +242,7 @@ class Speaker:
         return await asyncio.create_subprocess_exec(
             *argv, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            preexec_fn=_die_with_parent, start_new_session=True,
+            preexec_fn=die_with_parent, start_new_session=True,
         )
 
     async def _run_once(self) -> None:
