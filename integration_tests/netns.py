@@ -20,7 +20,6 @@ import itertools
 import os
 import re
 import subprocess
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,6 +193,3 @@ def require_root() -> str | None:
         return f"iproute2 unusable: {exc}"
     return None
 
-
-def route_lines(lines: Sequence[str]) -> set[str]:
-    return {" ".join(line.split()) for line in lines}

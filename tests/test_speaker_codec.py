@@ -114,6 +114,13 @@ def test_commands() -> None:
         "neighbor 198.51.100.2 , neighbor 198.51.100.3 announce attributes next-hop self "
         "origin igp as-path [ 64512 65000 ] local-preference 100 community [ 64512:1 ] "
         "nlri 172.17.1.0/24")
+    assert codec.withdraw_command(peers[:1], attrs, [prefix("172.17.1.0/24")]).startswith(
+        "neighbor 198.51.100.2 withdraw attributes next-hop self")
+    assert codec.eor_command(ip_address("2001:db8::2")) == (
+        "neighbor 2001:db8::2 announce eor ipv6 unicast")
+    assert codec.teardown_command(peers[0]) == "neighbor 198.51.100.2 teardown 2"
+    assert codec.refresh_command(peers[0]) == (
+        "neighbor 198.51.100.2 announce route-refresh ipv4 unicast")
 
 
 P1, P2 = prefix("172.17.1.0/24"), prefix("172.17.2.0/24")
