@@ -48,7 +48,7 @@ class Settings:
     stale_time: float = 120.0
     ready_timeout: float = 60.0
     withdraw_on_exit: bool = False
-    exabgp_reactor_speed: float = 1.0
+    exabgp_reactor_speed: float = 5.0
     source: str = field(default="(defaults)", compare=False)
 
 

@@ -46,7 +46,7 @@ class SpeakerConfig:
     listen_port: int = 179
     bind_addresses: tuple[Address, ...] = ()  # empty: every address
     log_level: str = "WARNING"
-    reactor_speed: float = 1.0
+    reactor_speed: float = 5.0
     extra_env: tuple[tuple[str, str], ...] = field(default=())
 
 

@@ -96,8 +96,7 @@ class Speaker:
     ) -> None:
         self.workdir = workdir
         self.netns = netns
-        self.exabgp = list(exabgp) if exabgp else [
-            sys.executable, "-c", "from exabgp.application.main import main; main()"]
+        self.exabgp = list(exabgp) if exabgp else [sys.executable, "-m", "bgpd.speaker.engine"]
         self.liveness_interval = liveness_interval
         self.liveness_timeout = liveness_timeout
         self.backoff_max = backoff_max
