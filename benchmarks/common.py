@@ -7,9 +7,6 @@ import json
 import os
 import platform
 import subprocess
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +42,3 @@ def report(name: str, result: dict[str, Any], *, save: bool = True) -> None:
         (RESULTS / f"{name}-{stamp}.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(result))
 
-
-@contextmanager
-def timed(into: dict[str, float], key: str) -> Iterator[None]:
-    start = time.perf_counter()
-    yield
-    into[key] = round(time.perf_counter() - start, 4)
-
-
-def best_of(runs: int, fn: Callable[[], float]) -> float:
-    return min(fn() for _ in range(runs))

@@ -115,8 +115,8 @@ def bird_protocols(parts: Parts) -> list[str]:
     """``show protocols`` in BIRD's reply format."""
     rows = []
     today = time.strftime("%Y-%m-%d")
-    for address, st in sorted(parts.speaker.peers.items(),
-                              key=lambda kv: (kv[0].version, int(kv[0]))):
+    for _, st in sorted(parts.speaker.peers.items(),
+                        key=lambda kv: (kv[0].version, int(kv[0]))):
         day = time.strftime("%Y-%m-%d", time.localtime(st.since))
         since = time.strftime("%H:%M:%S", time.localtime(st.since)) if day == today else day
         up = st.state is SessionState.ESTABLISHED
@@ -125,7 +125,6 @@ def bird_protocols(parts: Parts) -> list[str]:
         name = st.config.name.replace(".", "_").replace(":", "_")
         rows.append(f"{name:<20} BGP        ---        {'up' if up else 'start':<6} "
                     f"{since:<12}  {info}")
-        _ = address
     lines = ["2002-name     proto    table    state  since       info"]
     if rows:
         lines.append("1002-" + rows[0])
@@ -222,6 +221,16 @@ class DaemonCollector(Collector):
                                 value=rib.table.stale_count() if rib else 0)
         yield CounterMetricFamily("bgpd_exabgp_restarts", "BGP engine restarts",
                                   value=p.speaker.restarts)
+        r = p.router.stats
+        yield CounterMetricFamily("bgpd_bgp_updates_received", "Routes announced to us",
+                                  value=r.updates_received)
+        yield CounterMetricFamily("bgpd_bgp_withdrawals_received", "Routes withdrawn from us",
+                                  value=r.withdrawals_received)
+        yield CounterMetricFamily("bgpd_bgp_adverts_sent",
+                                  "Adj-RIB-Out changes handed to the BGP engine",
+                                  value=r.adverts_sent)
+        yield CounterMetricFamily("bgpd_config_changes",
+                                  "Desired configurations applied", value=r.config_changes)
         yield GaugeMetricFamily("bgpd_exabgp_up", "1 while the BGP engine answers",
                                 value=float(p.speaker.healthy))
         watch = GaugeMetricFamily("bgpd_datastore_watch_up", "1 while the resource is watched",

@@ -225,8 +225,8 @@ class Router:
             for _, reason in delta.rejected:
                 reasons[reason.value] = reasons.get(reason.value, 0) + 1
             log.warning("routes_rejected", count=len(delta.rejected), reasons=reasons)
-        if self.rib is not None and (delta.fib_changed or delta.changes):
-            self.kernel.set_desired(self.rib.fib_routes())
+        if self.rib is not None and delta.fib_changed:  # a best-path change alone may not
+            self.kernel.set_desired(self.rib.fib_routes())  # change any kernel route
         if self.rib is not None and self.config is not None and not self.rib.restarting:
             self.converged.set()
 

@@ -59,7 +59,6 @@ class PeerStatus:
     since: float = field(default_factory=time.time)
     last_error: str = ""
     open: codec.Open | None = None
-    received: int = 0  # announcements received in this session
     flaps: int = 0
 
 
@@ -329,8 +328,6 @@ class Speaker:
             status = self.peers.get(event.peer)
             if status is None or status.state is not SessionState.ESTABLISHED:
                 return
-            if isinstance(event, codec.Update):
-                status.received += len(event.announce)
             self.events.put_nowait(event)
         elif isinstance(event, codec.Notification):
             status = self.peers.get(event.peer) if event.peer else None
@@ -342,7 +339,7 @@ class Speaker:
         if status is None:
             return
         if event.state == "up":
-            status.state, status.since, status.received = SessionState.ESTABLISHED, time.time(), 0
+            status.state, status.since = SessionState.ESTABLISHED, time.time()
             status.last_error = ""
             log.info("peer_up", peer=str(event.peer), name=status.config.name)
             self.events.put_nowait(SessionUp(event.peer, status.open))
