@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
+import re
 import signal
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -104,9 +106,12 @@ def test_md5(lab: NetLab, tmp_path: Path, kind: str) -> None:
         bad = s.add_router(kind, password="other")
         s.configure([s.peer_config(0, password=password), s.peer_config(1, password="wrong")])
         await until(lambda: good.established(NODE_V4), 30, "session with the right password")
-        await asyncio.sleep(3)  # the wrong one keeps retrying meanwhile
-        assert not bad.established(NODE_V4)
-        assert s.speaker.peers[s.peer_config(1).address].state.value != "Established"
+        status = s.speaker.peers[s.peer_config(1).address]
+        # the kernel drops the other's segments; the status says so
+        await until(lambda: status.last_error.startswith("TCP MD5"), 20, "the MD5 hint")
+        assert "check that both sides have the same password" in status.last_error
+        assert not bad.established(NODE_V4) and status.state.value != "Established"
+        assert not s.speaker.peers[s.peer_config(0).address].last_error
 
     run(lab, tmp_path, scenario)
 
@@ -202,6 +207,31 @@ def test_reload_adds_and_removes_peers_without_resetting_others(lab: NetLab,
         assert sum(isinstance(e, SessionUp) for e in s.seen) == ups + 1
         assert not any(isinstance(e, SessionDown) and str(e.peer) in (peer_v4(0), peer_v4(1))
                        for e in s.seen)
+
+    run(lab, tmp_path, scenario)
+
+
+def test_short_hold_time_keeps_the_session_up_while_idle(lab: NetLab, tmp_path: Path) -> None:
+    """ExaBGP runs under bgpd's launcher, which gives an idle session a turn only when its
+    socket is readable or its timers are due: with a 3 s hold time, keepalives must still go
+    out in time and the peer's be read, or one side drops the session within 3 s."""
+    needs("bird2")
+
+    async def scenario(s: SpeakerLab) -> None:
+        router = s.add_router("bird2")
+        assert isinstance(router, Bird2)
+        s.configure([dataclasses.replace(s.peer_config(0), keepalive_time=1.0)])  # hold 3 s
+        await until(lambda: router.established(NODE_V4), 30, "session up")
+        since = router.since(NODE_V4)
+        hold = re.search(r"Hold timer:\s+[\d.]+/(\d+)", router.cli("show", "protocols", "all",
+                                                                    "n0"))
+        assert hold is not None and hold.group(1) == "3", "negotiated hold time"
+        # a duration, not an event: the session must survive five hold times untouched
+        end = asyncio.get_running_loop().time() + 15
+        while asyncio.get_running_loop().time() < end:
+            assert router.since(NODE_V4) == since, "the session was reset"
+            await asyncio.sleep(0.5)
+        assert not any(isinstance(e, SessionDown) for e in s.seen)
 
     run(lab, tmp_path, scenario)
 

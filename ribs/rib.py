@@ -365,8 +365,9 @@ class Rib:
                                and self.peers[k].state is not PeerState.DOWN}
         # a peer restarting too may wait for all of its own peers before it sends its
         # End-of-RIB: wait for it only briefly
-        restart.waiting = {k for k in restart.waiting
-                           if now < restart.restarting_until.get(k, float("inf"))}
+        if restart.restarting_until:
+            restart.waiting = {k for k in restart.waiting
+                               if now < restart.restarting_until.get(k, float("inf"))}
         if restart.waiting and now < restart.deadline:
             return
         self._restart = None

@@ -1,0 +1,77 @@
+"""The pure parts of bgpd's ExaBGP launcher: peer lookup by address, the epoll adapter and
+the timer-turn interval.  (The launcher as a whole runs under every speaker, daemon and lab
+test, against real peers.)"""
+
+from __future__ import annotations
+
+import select
+import socket
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bgpd.speaker import engine
+
+
+def exabgp_match_neighbors(peers: list[str], descriptions: list[list[str]]) -> list[str]:
+    from exabgp.reactor.api.command import limit
+
+    return limit.match_neighbors(peers, descriptions)
+
+
+def name(address: str, local: str = "198.51.100.1", asn: int = 64512) -> str:
+    return (f"neighbor {address} local-ip {local} local-as {asn} peer-as {asn} "
+            f"router-id {local} family-allowed in-open")
+
+
+ADDRESSES = [f"198.51.100.{i}" for i in range(1, 30)] + ["2001:db8::1", "2001:db8::10"]
+PEERS = [name(a) for a in ADDRESSES] + ["peer-ip 198.51.100.7 listen 1790"]
+descriptions = st.lists(st.lists(st.one_of(
+    st.sampled_from([f"neighbor {a}" for a in ADDRESSES] + ["neighbor *", "neighbor 10.0.0.1",
+                                                             "neighbor 198.51.100"]),
+    st.sampled_from(["local-as 64512", "peer-as 65000", "local-ip 198.51.100.1",
+                     "family-allowed in-open"])), min_size=1, max_size=3), max_size=3)
+
+
+@given(descriptions, st.permutations(PEERS))
+def test_indexed_match_is_exabgps_match(wanted: list[list[str]], peers: list[str]) -> None:
+    fast = engine.indexed_match(exabgp_match_neighbors)
+    assert fast(peers, wanted) == exabgp_match_neighbors(peers, wanted)
+
+
+def test_indexed_match_picks_by_address() -> None:
+    fast = engine.indexed_match(exabgp_match_neighbors)
+    assert fast(PEERS, [["neighbor 198.51.100.1"]]) == [name("198.51.100.1")]
+    assert fast(PEERS, [["neighbor 198.51.100.1", "peer-as 65000"]]) == []
+    assert fast(set(PEERS), []) == set(PEERS)
+
+
+def test_epoll_poller_behaves_as_poll() -> None:
+    poller = engine.EpollPoller()
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    try:
+        poller.register(a.fileno(), select.POLLIN | select.POLLNVAL)
+        poller.register(a.fileno(), select.POLLIN)  # again: a modify, as poll allows
+        assert poller.poll(0) == []
+        b.send(b"x")
+        assert [fd for fd, _ in poller.poll(100)] == [a.fileno()]
+        poller.unregister(a.fileno())
+        poller.unregister(a.fileno())  # not registered any more: ignored
+        assert poller.poll(0) == []
+    finally:
+        a.close()
+        b.close()
+    poller.unregister(fd)  # closed: ignored
+    poller.unregister(-1)
+
+
+def test_timer_turn_follows_the_hold_time() -> None:
+    class Peer:
+        def __init__(self, hold: object) -> None:
+            self.neighbor = {"hold-time": hold}
+
+    assert engine.timer_turn(Peer(3)) == 0.5
+    assert engine.timer_turn(Peer(240)) == engine.TIMER_TURN
+    assert engine.timer_turn(Peer(0)) == engine.TIMER_TURN
+    assert engine.timer_turn(Peer(None)) == 1.0
