@@ -18,6 +18,9 @@ Theory of operation:
   (SIGKILL), the bridge sets the same towards ExaBGP.
 * A new configuration is written and ExaBGP told to ``reload``: unchanged neighbors keep
   their sessions, changed ones re-establish alone, removed ones are torn down.
+* A TCP MD5 mismatch is invisible to ExaBGP (the kernel drops the segments; connections just
+  time out).  The kernel counts those drops per network namespace: when they grow, the
+  peers with no session say so in their ``last_error``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,32 @@ from node_controller.desired import PeerConfig
 from ribs.types import Address, Attributes, Prefix
 
 log = structlog.get_logger("bgpd.speaker")
+
+MD5_COUNTERS = ("TCPMD5NotFound", "TCPMD5Unexpected", "TCPMD5Failure")
+
+
+def md5_drops(netstat: str) -> dict[str, int]:
+    """TCP segments the kernel dropped for their MD5 signature (RFC 2385), by reason, from
+    ``/proc/net/netstat``: expected and missing, unexpected, or wrong."""
+    lines = netstat.splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:") and values.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+            return {k: int(table.get(k, 0)) for k in MD5_COUNTERS}
+    return dict.fromkeys(MD5_COUNTERS, 0)
+
+
+def md5_hint(status: PeerStatus, grew: dict[str, int]) -> str | None:
+    """Why a peer with no session may be failing, from the growth of the MD5 counters."""
+    counts = ", ".join(f"{k} +{v}" for k, v in grew.items())
+    if status.config.password is not None and (grew.get("TCPMD5Failure")
+                                               or grew.get("TCPMD5NotFound")):
+        return (f"TCP MD5: this node's kernel dropped segments with a wrong or missing "
+                f"signature ({counts}); check that both sides have the same password")
+    if status.config.password is None and grew.get("TCPMD5Unexpected"):
+        return (f"TCP MD5: this node's kernel dropped signed segments from a peer it has no "
+                f"password for ({counts}); the peer has a password set")
+    return None
 
 
 class SessionState(enum.Enum):
@@ -117,6 +146,7 @@ class Speaker:
         self._connected = None
         self._configured = asyncio.Event()
         self._sending = False  # commands taken from the pacer are still going out
+        self._md5_seen: dict[str, int] | None = None
 
     # --- the daemon's side ----------------------------------------------------------------
     @property
@@ -294,6 +324,7 @@ class Speaker:
     async def _liveness(self) -> None:
         while True:
             await asyncio.sleep(self.liveness_interval / 2)
+            self._check_md5()
             if time.monotonic() - self._last_heard >= self.liveness_interval and not self._control:
                 self._control.append("version")
                 self._wake.set()
@@ -354,6 +385,26 @@ class Speaker:
                 self.events.put_nowait(SessionDown(event.peer, event.reason))
         elif event.state == "connected":
             status.state = SessionState.CONNECT
+
+    def _check_md5(self) -> None:
+        """ExaBGP's namespace is the sessions' (``/proc/<pid>/net`` is per namespace)."""
+        try:
+            now = md5_drops(Path(f"/proc/{self.pid}/net/netstat").read_text())
+        except OSError:
+            return
+        before, self._md5_seen = self._md5_seen, now
+        grew = {k: now[k] - before[k] for k in now if before and now[k] > before[k]}
+        if not grew:
+            return
+        for status in self.peers.values():
+            if status.state is not SessionState.ESTABLISHED:
+                hint = md5_hint(status, grew)
+                if hint is None:
+                    continue
+                if not status.last_error.startswith("TCP MD5"):
+                    log.warning("peer_md5_drops", peer=str(status.config.address),
+                                name=status.config.name, problem=hint)
+                status.last_error = hint
 
     def _sessions_lost(self, reason: str) -> None:
         for address, status in self.peers.items():
