@@ -168,7 +168,9 @@ def test_kubectl_apply_edit_delete_bgppeer(server: KubeServer, tmp_path: Path) -
 
     async def scenario(c: Controller) -> None:
         await asyncio.to_thread(kubectl, "apply", "-f", str(EXAMPLES / "40-tor-peer.yaml"))
-        await until(lambda: "Global_198_51_100_1" in peer_names(c), 5, "applied peer")
+        # kubectl creates the peer, then its filter: each may be published on its own
+        await until(lambda: any(p.filters for p in c.desired.value.peers), 5,  # type: ignore[union-attr]
+                    "applied peer and filter")
         peer = next(p for p in c.desired.value.peers if p.name == "Global_198_51_100_1")  # type: ignore[union-attr]
         assert (peer.peer_as, peer.keepalive_time, peer.filters) == (65000, 30.0, ("tor-import",))
         await asyncio.to_thread(kubectl, "patch", "bgppeer", "tor", "--type=merge",

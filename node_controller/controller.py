@@ -45,6 +45,9 @@ class Latest:
             return self.version, self.value
 
 
+SETTLE = 0.002
+
+
 class Controller:
     def __init__(self, node: str, *, debounce: float = 0.05) -> None:
         self.node = node
@@ -61,10 +64,16 @@ class Controller:
         self._on_store_change()
 
     async def _publisher(self) -> None:
+        """Recompute after a change: an isolated change at once (once the events read with
+        it are in, ``SETTLE``), a burst — a relist, 600 nodes starting — at most once per
+        ``debounce``."""
+        loop = asyncio.get_running_loop()
+        last = -self.debounce
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(self.debounce)
+            await asyncio.sleep(max(SETTLE, last + self.debounce - loop.time()))
             self._dirty.clear()
+            last = loop.time()
             await self.recompute()
 
     async def recompute(self) -> None:
