@@ -86,8 +86,8 @@ def _config_text(data: dict[str, Any]) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from bgpd import log as logging_setup
-    from bgpd.daemon import Daemon
     from bgpd.settings import SettingsError, load
+    from bgpd.speaker import listen
 
     if args.node:
         os.environ["NODENAME"] = args.node
@@ -104,12 +104,20 @@ def _run(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         settings = replace(settings, withdraw_on_exit=True)
+    # BGP's port first: peers connecting while the rest starts wait in its backlog
+    sockets, problems = listen.bind()
     logging_setup.configure(settings.log_level)
+    if problems:
+        import structlog
+
+        structlog.get_logger("bgpd").warning("early_listen_failed", problems=problems)
+    from bgpd.daemon import Daemon
+
     if settings.datastore == "static":
         from node_controller.static import load_folder
 
         load_folder(Path(settings.resources))  # a broken folder stops the start, named
-    daemon = Daemon(settings)
+    daemon = Daemon(settings, listen_sockets=sockets)
     try:
         asyncio.run(daemon.run())
     except Exception as exc:  # a failed task ends the daemon: say which and why

@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
@@ -54,8 +56,10 @@ class _Stop(Exception):
 
 
 class Daemon:
-    def __init__(self, settings: Settings, *, notifier: Notifier | None = None) -> None:
+    def __init__(self, settings: Settings, *, notifier: Notifier | None = None,
+                 listen_sockets: Sequence[socket.socket] = ()) -> None:
         self.settings = settings
+        self.listen_sockets = listen_sockets
         self.notifier = notifier or Notifier()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
@@ -70,7 +74,8 @@ class Daemon:
         sync = KernelSync(kernel)
         adopted = await sync.adopt()
         controller = Controller(s.node_name)
-        speaker = Speaker(workdir=Path(s.state_dir) / "exabgp")
+        speaker = Speaker(workdir=Path(s.state_dir) / "exabgp",
+                          listen_sockets=self.listen_sockets)
         router = Router(settings=s, speaker=speaker, kernel=sync, desired=controller.desired,
                         adopted=adopted)
         parts = Parts(router, speaker, sync, controller)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import select
 import socket
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,6 +18,12 @@ def exabgp_match_neighbors(peers: list[str], descriptions: list[list[str]]) -> l
     from exabgp.reactor.api.command import limit
 
     return limit.match_neighbors(peers, descriptions)
+
+
+def indexed() -> object:
+    from exabgp.reactor.api.command import limit
+
+    return engine.indexed_match(limit.match_neighbors, limit.match_neighbor)
 
 
 def name(address: str, local: str = "198.51.100.1", asn: int = 64512) -> str:
@@ -35,12 +42,19 @@ descriptions = st.lists(st.lists(st.one_of(
 
 @given(descriptions, st.permutations(PEERS))
 def test_indexed_match_is_exabgps_match(wanted: list[list[str]], peers: list[str]) -> None:
-    fast = engine.indexed_match(exabgp_match_neighbors)
+    fast: Any = indexed()
     assert fast(peers, wanted) == exabgp_match_neighbors(peers, wanted)
 
 
+def test_one_command_for_many_neighbours() -> None:
+    fast: Any = indexed()
+    many = [name(f"198.18.{i // 250}.{i % 250 + 1}") for i in range(700)]
+    wanted = [[f"neighbor 198.18.{i // 250}.{i % 250 + 1}"] for i in range(0, 700, 2)]
+    assert fast(many, wanted) == many[::2]
+
+
 def test_indexed_match_picks_by_address() -> None:
-    fast = engine.indexed_match(exabgp_match_neighbors)
+    fast: Any = indexed()
     assert fast(PEERS, [["neighbor 198.51.100.1"]]) == [name("198.51.100.1")]
     assert fast(PEERS, [["neighbor 198.51.100.1", "peer-as 65000"]]) == []
     assert fast(set(PEERS), []) == set(PEERS)

@@ -9,21 +9,22 @@ peers waits on the loop period.  Here:
 
 * A loop looks at the few peers with a reason for a turn — its socket is readable (the
   reactor's own ``poll`` said so), its last turn asked to be called again at once
-  (``ACTION.NOW``), or it is not Established (connecting, opening) or stopping — not at all
-  of them.
-* A full pass over every peer, which also finds work queued for a peer (routes, End-of-RIB,
-  refresh, operational messages) and peers whose timers are due, runs after anything that
-  can queue such work — an API command, a callback the reactor deferred, a new connection, a
-  reload — and otherwise once per ``SCAN_PERIOD``.  An Established peer gets a timer turn
-  when it has had none for a sixth of its hold time, at most ``TIMER_TURN`` seconds:
-  keepalives are due every third of the hold time, and the hold timer is checked in a turn.
+  (``ACTION.NOW``), it is not Established (connecting, opening) or stopping, or an API
+  command has just queued work for it (routes, End-of-RIB, refresh, teardown: the peers a
+  command names are the ones it acts on) — not at all of them.
+* A full pass over every peer, which also finds peers whose timers are due and any work
+  queued some other way, runs after a reload and otherwise once per ``SCAN_PERIOD``.  An
+  Established peer gets a timer turn when it has had none for a sixth of its hold time, at
+  most ``TIMER_TURN`` seconds: keepalives are due every third of the hold time, and the
+  hold timer is checked in a turn.
 * ``poll`` becomes ``epoll``: its cost follows the sockets that are ready, not the sockets
   registered.
 * Listening sockets are in the ``epoll`` set, so a connection wakes the loop, and a loop
-  accepts every connection waiting, not one.
+  accepts every connection waiting, not one.  Sockets the daemon bound before starting
+  ExaBGP (``BGPD_LISTEN_FDS``, :mod:`bgpd.speaker.listen`) are taken as ExaBGP's own.
 * A command for ``neighbor <address>`` finds its peers by address: ExaBGP tries a regular
-  expression per command against every peer (some 360,000 matches to bring up one
-  node of a 600-node mesh).  Every candidate is still confirmed by ExaBGP's own matcher.
+  expression per (peer, neighbour named) pair, which for one command to 599 neighbours is
+  358,801 of them.  Every candidate is still confirmed by ExaBGP's own matcher.
 
 Everything else — what a turn does, timers, the API, the configuration — is ExaBGP's,
 unchanged.  ``BGPD_EXABGP_PLAIN=1`` runs ExaBGP exactly as shipped.
@@ -34,9 +35,13 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from bgpd.speaker.listen import ENV as LISTEN_ENV
+from bgpd.speaker.listen import inherited
 
 TIMER_TURN = 5.0
 SCAN_PERIOD = 1.0
@@ -74,7 +79,19 @@ class Turns:
     fd_key: dict[int, Any] = field(default_factory=dict)  # socket -> peer key, from turns
     urgent: set[Any] = field(default_factory=set)  # peers whose last turn wants another
     scan: bool = True  # the next loop looks at every peer
+    wake: bool = False  # work was queued: the next loop starts without waiting
     last_scan: float = 0.0
+
+
+_REACTOR: list[Any] = []  # the reactor of this process, once made
+
+
+def queue_turns(keys: Any) -> None:
+    """Peers that were just given work: they get a turn in the next loop."""
+    if _REACTOR:
+        turns = turns_of(_REACTOR[0])
+        turns.urgent.update(keys)
+        turns.wake = True
 
 
 def turns_of(reactor: Any) -> Turns:
@@ -104,23 +121,31 @@ def neighbor_head(name: str) -> str | None:
 _HEADS: dict[str, str] = {}
 
 
-def indexed_match(original: Any) -> Any:
-    """ExaBGP's ``match_neighbors``, looking only at peers whose key starts with the
-    ``neighbor <address>`` a description asks for (every key made from a neighbour's name
-    does; the others cannot hold that phrase, as ExaBGP builds them)."""
+def indexed_match(original: Any, match_one: Any) -> Any:
+    """ExaBGP's ``match_neighbors`` (``original``), looking at a peer only for the
+    descriptions that name its address: a peer's key starts with ``neighbor <address>`` when
+    made from its name, and no other key can hold that phrase, as ExaBGP builds them.  Each
+    remaining pair is still decided by ExaBGP's ``match_neighbor`` (``match_one``).  One
+    command for 599 neighbours is 599 checks instead of 358,801 regular expressions (more
+    patterns than ``re`` caches: each was compiled anew, 15 s per command)."""
 
     def match_neighbors(peers: Any, descriptions: Any) -> Any:
+        found = find(peers, descriptions)
+        queue_turns(found)  # the command acts on these peers now
+        return found
+
+    def find(peers: Any, descriptions: Any) -> Any:
         if not descriptions:
             return peers
-        heads = []
+        by_head: dict[str, list[Any]] = {}
         for description in descriptions:
             wanted = [s for s in description if s.startswith("neighbor ")]
             if (len(wanted) != 1 or wanted[0].strip() == "neighbor *"
                     or " " in wanted[0][len("neighbor "):]):
                 return original(peers, descriptions)
-            heads.append(wanted[0])
-        candidates = [name for name in peers if neighbor_head(name) in heads]
-        return original(candidates, descriptions)
+            by_head.setdefault(wanted[0], []).append(description)
+        return [name for name in peers
+                if any(match_one(d, name) for d in by_head.get(neighbor_head(name) or "", ()))]
 
     return match_neighbors
 
@@ -141,13 +166,16 @@ def patch() -> None:
     original_wait = reactor_cls._wait_for_io
     original_reload = reactor_cls.reload
     original_handle = reactor_cls.handle_connection
+    original_teardown = reactor_cls.teardown_peer
     original_process = API.process
     original_run = peer_cls.run
     original_listen = listener_cls._listen
+    listen_fds = inherited(os.environ.get(LISTEN_ENV, ""))
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
         self._poller = EpollPoller()
+        _REACTOR[:] = [self]
 
     def run(self: Any) -> Any:
         action = original_run(self)
@@ -175,8 +203,8 @@ def patch() -> None:
 
     def wait_for_io(self: Any, sleeptime: int) -> Any:
         turns = turns_of(self)
-        if turns.scan or not self.asynchronous.ready():
-            sleeptime = 0  # work was queued this loop: the next loop finds who has it
+        if turns.scan or turns.wake or not self.asynchronous.ready():
+            sleeptime = 0  # work was queued this loop: the next loop gets to it
         listeners = listening(self)
         for fd in original_wait(self, sleeptime):
             if fd in listeners:  # accepted at the top of the next loop
@@ -192,8 +220,9 @@ def patch() -> None:
     def active_peers(self: Any) -> set[Any]:
         turns = turns_of(self)
         ready, turns.ready = turns.ready, set()
+        turns.wake = False
         now = time.monotonic()
-        if turns.scan or now - turns.last_scan >= SCAN_PERIOD or not self.asynchronous.ready():
+        if turns.scan or now - turns.last_scan >= SCAN_PERIOD:
             turns.scan, turns.last_scan = False, now
             chosen = set()
             for key in original_active(self):
@@ -221,11 +250,15 @@ def patch() -> None:
         return original_reload(self)
 
     def handle_connection(self: Any, peer_name: Any, connection: Any) -> Any:
-        turns_of(self).scan = True
+        queue_turns([peer_name])
         return original_handle(self, peer_name, connection)
 
+    def teardown_peer(self: Any, name: Any, code: Any) -> Any:
+        queue_turns([name])
+        return original_teardown(self, name, code)
+
     def process(self: Any, reactor: Any, service: Any, command: Any) -> Any:
-        turns_of(reactor).scan = True
+        turns_of(reactor).wake = True  # its callback runs in this loop
         return original_process(self, reactor, service, command)
 
     def incoming(self: Any) -> bool:
@@ -246,31 +279,65 @@ def patch() -> None:
                 waiting.append((sock, io))
         return bool(waiting)
 
-    def connected(self: Any) -> Any:
-        from exabgp.reactor.network.error import NetworkError
-
+    def new_connections(self: Any) -> Any:
+        """ExaBGP's own, once per accepted connection (it stops at the first connection it
+        refuses), with the peers named by the connection's address looked at first."""
         waiting, self._bgpd_waiting = self.__dict__.get("_bgpd_waiting", []), []
-        original_accepted = self._accepted
+        reactor = self._reactor
+        for sock, io in waiting:
+            self._bgpd_one = (sock, io)
+            try:
+                reactor._bgpd_first = f"neighbor {io.getpeername()[0]}"
+            except OSError:
+                reactor._bgpd_first = None
+            try:
+                yield from original_new_connections(self)
+            finally:
+                reactor._bgpd_first = None
+
+    def connected(self: Any) -> Any:
+        one = self.__dict__.pop("_bgpd_one", None)
+        if one is None:
+            return
+        original_accepted, self._accepted = self._accepted, dict([one])
         try:
-            for sock, io in waiting:
-                # ExaBGP's own generator, handed one accepted connection at a time
-                self._accepted = {sock: io}
-                yield from original_connected(self)
-        except NetworkError as exc:
-            from exabgp.logger import log
-            log.critical(lambda exc=exc: str(exc), "network")
+            yield from original_connected(self)
         finally:
             self._accepted = original_accepted
 
+    def peers(self: Any, service: str = "") -> Any:
+        keys = original_peers(self, service)
+        first = self.__dict__.get("_bgpd_first")
+        if first is None:
+            return keys
+        # the same peers in the same order, but those with the connection's address first:
+        # ExaBGP's loop takes the first that matches (IP.create twice per peer looked at)
+        ahead = [k for k in keys if neighbor_head(k) == first]
+        return ahead + [k for k in keys if k not in ahead] if ahead else keys
+
     def listen(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not self.__dict__.get("_bgpd_adopted"):
+            self._bgpd_adopted = True
+            for fd, address, port in listen_fds:
+                try:
+                    sock = socket.socket(fileno=fd)
+                except OSError:
+                    continue
+                sock.setblocking(False)
+                # the shape ExaBGP keeps: (local address, port, peer, md5); it finds the
+                # socket by the first two and applies each peer's MD5 key and TTL to it
+                self._sockets[sock] = (address, port, None, False)
+                self.serving = True
         result = original_listen(self, *args, **kwargs)
         for sock in self._sockets:
             self._reactor._poller.register(sock.fileno(), select.POLLIN)
         return result
 
     original_connected = listener_cls._connected
+    original_new_connections = listener_cls.new_connections
+    original_peers = reactor_cls.peers
     from exabgp.reactor.api.command import announce, limit, rib
-    matcher = indexed_match(limit.match_neighbors)
+    matcher = indexed_match(limit.match_neighbors, limit.match_neighbor)
     for module in (limit, announce, rib):
         module.match_neighbors = matcher
     reactor_cls.__init__ = init
@@ -278,10 +345,13 @@ def patch() -> None:
     reactor_cls.active_peers = active_peers
     reactor_cls.reload = reload
     reactor_cls.handle_connection = handle_connection
+    reactor_cls.teardown_peer = teardown_peer
     API.process = process
     peer_cls.run = run
     listener_cls.incoming = incoming
     listener_cls._connected = connected
+    listener_cls.new_connections = new_connections
+    reactor_cls.peers = peers
     listener_cls._listen = listen
 
 

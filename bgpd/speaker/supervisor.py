@@ -30,6 +30,7 @@ import contextlib
 import enum
 import os
 import signal
+import socket
 import sys
 import time
 from collections import deque
@@ -39,7 +40,7 @@ from pathlib import Path
 
 import structlog
 
-from bgpd.speaker import codec
+from bgpd.speaker import codec, listen
 from bgpd.speaker.bridge import die_with_parent
 from bgpd.speaker.config import SpeakerConfig, environment, render
 from bgpd.speaker.pacing import Pacer
@@ -121,6 +122,7 @@ class Speaker:
         liveness_timeout: float = 15.0,
         backoff_max: float = 30.0,
         cooldown: float = 0.1,
+        listen_sockets: Sequence[socket.socket] = (),
     ) -> None:
         self.workdir = workdir
         self.netns = netns
@@ -128,6 +130,7 @@ class Speaker:
         self.liveness_interval = liveness_interval
         self.liveness_timeout = liveness_timeout
         self.backoff_max = backoff_max
+        self.listen_sockets = list(listen_sockets)  # bound early, handed to every ExaBGP
         self.events: asyncio.Queue[SpeakerEvent] = asyncio.Queue()
         self.pacer = Pacer(cooldown=cooldown)
         self.peers: dict[Address, PeerStatus] = {}
@@ -264,6 +267,12 @@ class Speaker:
         os.chmod(self.config_path, 0o600)  # it may hold MD5 passwords
         self._applied = self._rendered
         env = {**os.environ, **environment(self._config)}
+        binds = [str(a) for a in self._config.bind_addresses]
+        inherit = listen.usable(self.listen_sockets, self._config.listen_port, binds)
+        for sock in set(self.listen_sockets) - set(inherit):  # another port or address:
+            sock.close()  # connections must not wait in a backlog nobody serves
+        self.listen_sockets = inherit
+        env[listen.ENV] = listen.describe(inherit)
         argv = [*self.exabgp, "server", str(self.config_path)]
         if self.netns is not None:
             argv = ["ip", "netns", "exec", self.netns, *argv]
@@ -271,6 +280,7 @@ class Speaker:
             *argv, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             preexec_fn=die_with_parent, start_new_session=True,
+            pass_fds=[sock.fileno() for sock in inherit],
         )
 
     async def _run_once(self) -> None:
