@@ -116,8 +116,10 @@ def test_commands() -> None:
         "nlri 172.17.1.0/24")
     assert codec.withdraw_command(peers[:1], attrs, [prefix("172.17.1.0/24")]).startswith(
         "neighbor 198.51.100.2 withdraw attributes next-hop self")
-    assert codec.eor_command(ip_address("2001:db8::2")) == (
+    assert codec.eor_command([ip_address("2001:db8::2")]) == (
         "neighbor 2001:db8::2 announce eor ipv6 unicast")
+    assert codec.eor_command(peers) == (
+        "neighbor 198.51.100.2 , neighbor 198.51.100.3 announce eor ipv4 unicast")
     assert codec.teardown_command(peers[0]) == "neighbor 198.51.100.2 teardown 2"
     assert codec.refresh_command(peers[0]) == (
         "neighbor 198.51.100.2 announce route-refresh ipv4 unicast")
@@ -153,7 +155,7 @@ def test_pacer_groups_attributes_and_neighbors_then_eor() -> None:
         pacer.request_eor(n)
     commands, _ = pacer.take(0.0)
     assert commands == [codec.announce_command([N1, N2], A, [P1, P2]),
-                        codec.eor_command(N1), codec.eor_command(N2)]
+                        codec.eor_command([N1, N2])]
     pacer.desire(N1, P1, A)  # unchanged: nothing
     assert pacer.take(1.0) == ([], None)
 
@@ -193,7 +195,8 @@ peer_lists = st.lists(st.builds(
         port=port, peer_as=asn, local_as=64512, type="global", passive=passive, password=pw,
         ttl_security=ttl, keepalive_time=keep, restart_time=120.0,
         source_address=ip_address("2001:db8::1" if v6 else "198.51.100.1")),
-    st.integers(2, 250), st.booleans(), st.none() | st.text(min_size=1, max_size=40),
+    st.integers(2, 250), st.booleans(),
+    st.none() | st.text(min_size=1, max_size=40).filter(lambda t: len(t.encode()) <= 80),
     st.none() | st.integers(1, 255), st.none() | st.floats(1, 100), st.sampled_from([179, 1179]),
     st.booleans(), st.integers(1, 2**32 - 1)), max_size=8, unique_by=lambda p: p.address)
 

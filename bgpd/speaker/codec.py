@@ -279,9 +279,10 @@ def withdraw_command(peers: Sequence[Address], attrs: Attributes,
     return f"{_selector(peers)} withdraw attributes {attribute_text(attrs)} nlri {nlri}"
 
 
-def eor_command(peer: Address) -> str:
-    family = "ipv4 unicast" if peer.version == 4 else "ipv6 unicast"
-    return f"neighbor {peer} announce eor {family}"
+def eor_command(peers: Sequence[Address]) -> str:
+    """End-of-RIB to ``peers``, all of one address family."""
+    family = "ipv4 unicast" if peers[0].version == 4 else "ipv6 unicast"
+    return f"{_selector(peers)} announce eor {family}"
 
 
 def teardown_command(peer: Address, code: int = 2) -> str:

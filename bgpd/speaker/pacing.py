@@ -102,9 +102,12 @@ class Pacer:
         self.pending = {p: c for p, c in self.pending.items() if c}
         commands = self._commands(announces, announce_command)
         commands += self._commands(withdraws, withdraw_command)
-        for peer in sorted(self.eor_due, key=lambda a: (a.version, int(a))):
-            if peer not in self.pending:
-                commands.append(eor_command(peer))
+        done = sorted((p for p in self.eor_due if p not in self.pending),
+                      key=lambda a: (a.version, int(a)))
+        for version in (4, 6):  # one command per family, however many peers
+            peers = [p for p in done if p.version == version]
+            for i in range(0, len(peers), self.max_nlri):
+                commands.append(eor_command(peers[i:i + self.max_nlri]))
         self.eor_due &= set(self.pending)
         self._expire(now)
         return commands, later
