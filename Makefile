@@ -13,7 +13,7 @@ system-deps:
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,dev]'
+	$(BIN)/pip install --quiet -e '.[test,dev,bench]'
 	touch $@
 
 lab: setup
@@ -36,8 +36,20 @@ test: lint
 test-fast: lint
 	$(BIN)/pytest -m "not slow"
 
+# every benchmark at the sizes of README's tables (about 40 minutes on 2 cores), then the report
 bench: setup
 	$(BIN)/python -m benchmarks.kernel_routes --routes 20000 --json
+	$(BIN)/python -m benchmarks.rib --routes 100000 --peers 4 --candidates 1 --json
+	$(BIN)/python -m benchmarks.desired --nodes 600 --peers 50 --json
+	$(BIN)/python -m benchmarks.mesh --peers 100,300,599 --compare --role passive --idle 60 --json
+	$(BIN)/python -m benchmarks.mesh --peers 100,300,599 --engine bgpd-stock --idle 60 --json
+	$(BIN)/python -m benchmarks.mesh --peers 100,300,599 --compare --role active --idle 10 --json
+	$(BIN)/python -m benchmarks.mesh --peers 100,300,599 --compare --role mesh --idle 10 --json
+	$(BIN)/python -m benchmarks.mesh --peers 100,300,599 --compare --storm --idle 10 --json
+	$(BIN)/python -m benchmarks.propagation --samples 200 --compare --json
+	$(BIN)/python -m benchmarks.ingest --routes 20000 --compare --profile --json
+	$(BIN)/python -m benchmarks.restart --compare --json
+	$(BIN)/python -m benchmarks.report --readme README.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

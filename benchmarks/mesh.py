@@ -1,45 +1,54 @@
 """One node of a full mesh: bgpd (daemon + ExaBGP + kernel sync) or BIRD as that node.
 
-    python -m benchmarks.mesh --peers 100 --engine bgpd|bird|bird2 [--idle 60] --json
+    python -m benchmarks.mesh --peers 100[,300,599] --engine bgpd|bgpd-stock|bird|bird2
+        [--role passive|active|mesh] [--storm] [--compare] [--idle 60] --json
 
-The device under test (DUT) is one node (198.18.0.1) in its own namespace; the other
-``--peers`` nodes are emulated in a second namespace, each by its own BIRD 2 process bound to
-its own address (``strict bind``: one listener per emulated node, so the emulator does not
-serialise connections the way one BIRD holding hundreds of sessions would), each announcing
-its ``/24`` from 172.17.0.0/12.  The mesh's string-ordered passive rule applies (with the DUT
-at 198.18.0.1 every emulated node has the greater address, so the DUT is passive and the
-peers connect, as in a real cluster for this node).
+The device under test (DUT) is one node in its own namespace; the other ``--peers`` nodes are
+emulated in a second namespace, each by its own BIRD 2 process bound to its own address
+(``strict bind``: one listener per emulated node, so the emulator does not serialise
+connections the way one BIRD holding hundreds of sessions would), each announcing its ``/24``
+from 172.17.0.0/12.  Both sides apply the mesh's string-ordered passive rule (the node whose
+address is the smaller string connects); the role picks the DUT's address so that:
+
+* ``passive``: every emulated node connects to the DUT (DUT 198.18.0.1, the smallest);
+* ``active``: the DUT connects to every emulated node (DUT 198.18.9.1, the greatest);
+* ``mesh``: about half each way, as for a node in the middle of a real cluster (198.18.2.1).
+
+``--storm``: after convergence the DUT is killed (SIGKILL), its routes flushed (a node that
+rebooted) and started again at once.  Every emulated node saw its session drop at the same
+instant and retries on the same timers, so all of them reconnect in lock-step, as after a
+mass restart.  ``storm_converged_s`` is counted from the new start.
 
 Reported: ``established_s`` (DUT start → a BGP connection with every peer, counted by the
 kernel in the DUT's namespace — engine-neutral and cheap under load), ``converged_s`` (→ every
 peer's block in the DUT's kernel), ``cpu_s`` of the DUT's processes to convergence,
 ``rss_mb`` of the DUT's processes, ``idle_cpu_pct`` over ``--idle`` seconds after, ``flaps``
-(sessions lost meanwhile), and how many emulated peers learned the DUT's block.
+(sessions lost meanwhile), and how many emulated peers learned the DUT's block.  Several sizes
+or ``--compare`` (bgpd and BIRD 1.6 in one invocation) print ``{"runs": [...],
+"bgpd_vs_bird": [...]}``, the ratios taken between runs of the same size and role.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
+import json
 import signal
 import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from benchmarks.common import report
+from benchmarks.dut import Dut, cpu_seconds, owned_routes, role_of, rounded, rss_mb
 from integration_tests.netns import Namespace, NetLab, tunl0
-from integration_tests.peers import BIRD1
 
-DUT_IP = "198.18.0.1"
+DUT_IPS = {"passive": "198.18.0.1", "active": "198.18.9.1", "mesh": "198.18.2.1"}
 BASE = int(IPv4Address("198.18.1.0"))
 FIRST_BLOCK = int(IPv4Address("172.17.0.0"))
 DUT_BLOCK = "172.31.255.0/24"
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def peer_ip(i: int) -> str:
@@ -50,35 +59,45 @@ def block(i: int) -> str:
     return str(IPv4Network((FIRST_BLOCK + 256 * i, 24)))
 
 
-def emulator_config(i: int) -> str:
+# the timers of Calico's BIRD template (bird.cfg.template's bgp_template)
+CALICO_TIMERS = "connect delay time 2; connect retry time 5; error wait time 5, 30; "
+
+
+def passive(me: str, other: str) -> bool:
+    """The mesh's rule (as confd's): a node waits for peers whose address string is greater."""
+    return other > me
+
+
+def emulator_config(i: int, dut_ip: str) -> str:
+    wait = "passive on; " if passive(peer_ip(i), dut_ip) else ""
     return (f"router id {peer_ip(i)};\nprotocol device {{ scan time 60; }}\n"
             f"protocol static {{ ipv4; route {block(i)} blackhole; }}\n"
-            f"protocol bgp dut {{ local {peer_ip(i)} as 64512; neighbor {DUT_IP} as 64512; "
-            "strict bind on; graceful restart on; connect delay time 1; "
+            f"protocol bgp dut {{ local {peer_ip(i)} as 64512; neighbor {dut_ip} as 64512; "
+            f"{wait}strict bind on; graceful restart on; connect delay time 1; "
             "connect retry time 2; error wait time 1, 10; "
             "ipv4 { import all; export all; }; }\n")
 
 
-def start_emulators(ns: Namespace, workdir: Path, peers: int) -> list[Path]:
+def start_emulators(ns: Namespace, workdir: Path, peers: int, dut_ip: str) -> list[Path]:
     socks = []
     for i in range(peers):
         d = workdir / f"emu{i}"
         d.mkdir(parents=True, exist_ok=True)
-        (d / "bird.conf").write_text(emulator_config(i))
+        (d / "bird.conf").write_text(emulator_config(i, dut_ip))
         sock = d / "bird.ctl"
         ns.run("bird", "-c", str(d / "bird.conf"), "-s", str(sock), "-P", str(d / "pid"))
         socks.append(sock)
     return socks
 
 
-def resources(folder: Path, peers: int) -> None:
+def resources(peers: int, dut_ip: str) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = [
         {"apiVersion": "crd.projectcalico.org/v1", "kind": "BGPConfiguration",
          "metadata": {"name": "default"}, "spec": {"asNumber": 64512}},
         {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool", "metadata": {"name": "p"},
          "spec": {"cidr": "172.16.0.0/12", "blockSize": 24, "ipipMode": "Always"}},
         {"apiVersion": "v1", "kind": "Node", "metadata": {
-            "name": "dut", "annotations": {"projectcalico.org/IPv4Address": f"{DUT_IP}/16"}}},
+            "name": "dut", "annotations": {"projectcalico.org/IPv4Address": f"{dut_ip}/16"}}},
         {"apiVersion": "crd.projectcalico.org/v1", "kind": "BlockAffinity",
          "metadata": {"name": "dut"},
          "spec": {"node": "dut", "cidr": DUT_BLOCK, "state": "confirmed", "deleted": "false"}},
@@ -91,147 +110,63 @@ def resources(folder: Path, peers: int) -> None:
                      "metadata": {"name": f"n{i}"},
                      "spec": {"node": f"n{i}", "cidr": block(i), "state": "confirmed",
                               "deleted": "false"}})
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "cluster.yaml").write_text(yaml.safe_dump_all(docs))
+    return docs
 
 
-def bird_dut_config(peers: int, version: int) -> str:
+def bird_dut_config(peers: int, version: int, dut_ip: str) -> str:
     """The DUT as Calico's confd configures BIRD: a mesh, blocks blackholed, learned blocks to
     the kernel (BIRD 1.6 cannot write Calico's onlink tunl0 shape; the route is plain)."""
+
+    def wait(i: int) -> str:
+        return "passive on; " if passive(dut_ip, peer_ip(i)) else ""
+
     if version == 2:
-        head = (f"router id {DUT_IP};\nprotocol device {{ scan time 10; }}\n"
+        head = (f"router id {dut_ip};\nprotocol device {{ scan time 10; }}\n"
                 f"protocol static blocks {{ ipv4; route {DUT_BLOCK} blackhole; }}\n"
                 "protocol kernel { learn no; persist; merge paths on; graceful restart on; "
                 "metric 0; ipv4 { import none; export filter { if source = RTS_BGP then { "
                 'ifname = "tunl0"; onlink = true; gw = bgp_next_hop; accept; } '
                 'if proto = "blocks" then accept; reject; }; }; }\n')
         body = "".join(
-            f"protocol bgp Mesh_{peer_ip(i).replace('.', '_')} {{ local {DUT_IP} as 64512; "
-            f"neighbor {peer_ip(i)} as 64512; passive on; graceful restart on; "
+            f"protocol bgp Mesh_{peer_ip(i).replace('.', '_')} {{ local {dut_ip} as 64512; "
+            f"neighbor {peer_ip(i)} as 64512; {wait(i)}graceful restart on; {CALICO_TIMERS}"
             "ipv4 { import all; export filter { if proto = \"blocks\" then accept; reject; }; "
             "next hop self; }; }\n" for i in range(peers))
         return head + body
-    head = (f"router id {DUT_IP};\nprotocol device {{ scan time 2; }}\n"
+    head = (f"router id {dut_ip};\nprotocol device {{ scan time 2; }}\n"
             f"protocol static blocks {{ route {DUT_BLOCK} blackhole; }}\n"
             "protocol kernel { learn no; persist; merge paths on; graceful restart on; "
             "scan time 2; import none; export filter { if source = RTS_BGP then accept; "
             'if proto = "blocks" then accept; reject; }; }\n')
     body = "".join(
         f"protocol bgp Mesh_{peer_ip(i).replace('.', '_')} {{ local as 64512; "
-        f"neighbor {peer_ip(i)} as 64512; source address {DUT_IP}; passive on; "
-        "direct; gateway direct; graceful restart on; import all; "
+        f"neighbor {peer_ip(i)} as 64512; source address {dut_ip}; {wait(i)}"
+        f"direct; gateway direct; graceful restart on; {CALICO_TIMERS}import all; "
         "export filter { if proto = \"blocks\" then accept; reject; }; next hop self; }\n"
         for i in range(peers))
     return head + body
 
 
-def process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo += children.get(pid, [])
-    return out
+NEIGH = Path("/proc/sys/net/ipv4/neigh/default")
+ROOM = {"gc_thresh1": 1024, "gc_thresh2": 4096, "gc_thresh3": 8192}
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / TICKS
-
-
-def role(pid: int) -> str:
-    """A short name for a DUT process: the daemon, ExaBGP, its API bridge, BIRD."""
+@contextlib.contextmanager
+def neighbour_room() -> Iterator[None]:
+    """Room in the kernel's ARP table for a node with hundreds of neighbours, as large
+    clusters configure their nodes.  The table and its limits are the host's, shared by
+    every namespace: past ``gc_thresh2`` (512 by default) the kernel keeps evicting entries
+    and the SYN-ACKs of a burst of connections wait on ARP, for tens of seconds.  Raised for
+    the run, restored after."""
+    before = {name: int((NEIGH / name).read_text()) for name in ROOM}
     try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return str(pid)
-    for key, name in (("bridge.py", "bridge"), ("speaker.engine", "exabgp"),
-                      ("exabgp", "exabgp"), ("bgpd run", "daemon"), ("bird", "bird")):
-        if key in cmd:
-            return name
-    return cmd.split(" ")[0].rsplit("/", 1)[-1]
-
-
-def rss_mb(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
-
-
-def owned_routes(ns: Namespace) -> int:
-    return sum(1 for line in ns.ip("route", "show", "proto", "bird").splitlines()
-               if line.startswith("172."))
-
-
-class Dut:
-    def __init__(self, engine: str, ns: Namespace, workdir: Path, peers: int,
-                 reactor_speed: float = 5.0) -> None:
-        self.engine, self.ns, self.workdir, self.peers = engine, ns, workdir, peers
-        self.reactor_speed = reactor_speed
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.pid: int | None = None
-
-    def start(self) -> None:
-        if self.engine == "bgpd":
-            folder = self.workdir / "resources"
-            resources(folder, self.peers)
-            settings = self.workdir / "bgpd.yaml"
-            settings.write_text(yaml.safe_dump({
-                "node_name": "dut", "datastore": "static", "resources": str(folder),
-                "state_dir": str(self.workdir / "state"),
-                "control_socket": str(self.workdir / "bgpd.sock"), "bird_socket": None,
-                "metrics_address": None, "log_level": "warning",
-                "exabgp_reactor_speed": self.reactor_speed}))
-            log = open(self.workdir / "bgpd.log", "wb")  # noqa: SIM115
-            self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns.name, sys.executable,
-                                          "-m", "bgpd", "run", "--config", str(settings)],
-                                         stdout=log, stderr=subprocess.STDOUT)
-            self.pid = self.proc.pid
-            return
-        version = 2 if self.engine == "bird2" else 1
-        conf = self.workdir / "bird.conf"
-        conf.write_text(bird_dut_config(self.peers, version))
-        binary = "bird" if version == 2 else f"{BIRD1}/bird"
-        self.ns.run(binary, "-c", str(conf), "-s", str(self.workdir / "bird.ctl"),
-                    "-P", str(self.workdir / "pid"))
-        self.pid = int((self.workdir / "pid").read_text())
-
-    def pids(self) -> list[int]:
-        return process_tree(self.pid) if self.pid else []
-
-    def established(self) -> int:
-        """Established BGP connections in the DUT's namespace, counted by the kernel (the
-        same for every engine, and cheap while the engine is busy)."""
-        out = self.ns.run("ss", "-Htn", "state", "established",
-                          "( sport = :179 or dport = :179 )")
-        return len(out.splitlines())
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(30)
-        elif self.pid:
-            os.kill(self.pid, signal.SIGTERM)
+        for name, value in ROOM.items():
+            if before[name] < value:
+                (NEIGH / name).write_text(str(value))
+        yield
+    finally:
+        for name, value in before.items():
+            (NEIGH / name).write_text(str(value))
 
 
 def learned_dut_block(emu: Namespace, socks: list[Path]) -> int:
@@ -242,28 +177,37 @@ def learned_dut_block(emu: Namespace, socks: list[Path]) -> int:
     return count
 
 
-def run(peers: int, engine: str, idle: float, workdir: Path,
-        reactor_speed: float = 5.0) -> dict[str, Any]:
-    with NetLab() as lab:
+def converge(dut: Dut, peers: int, start: float,
+             timeout: float = 600) -> tuple[float | None, float | None]:
+    """Seconds from ``start`` to every session up and to every peer's block in the kernel."""
+    established_s = converged_s = None
+    deadline = start + timeout
+    while time.monotonic() < deadline and (converged_s is None or established_s is None):
+        if established_s is None and dut.established() >= peers:
+            established_s = time.monotonic() - start
+        if converged_s is None and owned_routes(dut.ns) >= peers:
+            converged_s = time.monotonic() - start
+        time.sleep(0.05)
+    return established_s, converged_s
+
+
+def run(peers: int, engine: str, idle: float, workdir: Path, *, role: str = "passive",
+        storm: bool = False, reactor_speed: float = 5.0) -> dict[str, Any]:
+    dut_ip = DUT_IPS[role]
+    with neighbour_room(), NetLab() as lab:
         dut_ns, emu = lab.namespace("dut"), lab.namespace("emu")
         lab.veth(dut_ns, "eth0", emu, "eth0")
-        lab.address(dut_ns, "eth0", f"{DUT_IP}/16")
+        lab.address(dut_ns, "eth0", f"{dut_ip}/16")
         for i in range(peers):
             lab.address(emu, "eth0", f"{peer_ip(i)}/16")
         tunl0(dut_ns)
-        socks = start_emulators(emu, workdir / "emu", peers)
-        dut = Dut(engine, dut_ns, workdir / "dut", peers, reactor_speed)
-        (workdir / "dut").mkdir(parents=True, exist_ok=True)
+        socks = start_emulators(emu, workdir / "emu", peers, dut_ip)
+        dut = Dut(engine, dut_ns, workdir / "dut", docs=resources(peers, dut_ip),
+                  bird_config=lambda version: bird_dut_config(peers, version, dut_ip),
+                  reactor_speed=reactor_speed)
         start = time.monotonic()
         dut.start()
-        established_s = converged_s = None
-        deadline = start + 300
-        while time.monotonic() < deadline and (converged_s is None or established_s is None):
-            if established_s is None and dut.established() >= peers:
-                established_s = time.monotonic() - start
-            if converged_s is None and owned_routes(dut_ns) >= peers:
-                converged_s = time.monotonic() - start
-            time.sleep(0.05)
+        established_s, converged_s = converge(dut, peers, start)
         pids = dut.pids()
         cpu = cpu_seconds(pids)  # to convergence (and every session up)
         rss = rss_mb(pids)
@@ -271,26 +215,64 @@ def run(peers: int, engine: str, idle: float, workdir: Path,
         idle_pids = dut.pids()
         idle_start = {pid: cpu_seconds([pid]) for pid in idle_pids}
         time.sleep(idle)
-        per_process = {role(pid): round((cpu_seconds([pid]) - idle_start[pid]) / idle * 100, 2)
-                       for pid in idle_pids}
+        per_process = {role_of(pid): round((cpu_seconds([pid]) - idle_start[pid]) / idle * 100,
+                                           2) for pid in idle_pids}
         idle_cpu = sum(per_process.values())
         flaps = max(0, sessions_before - dut.established())
         learned = learned_dut_block(emu, socks)
-        dut.stop()
-    return {"peers": peers, "engine": engine, "role": "mesh (DUT passive)",
-            "established_s": round(established_s, 2) if established_s else None,
-            "converged_s": round(converged_s, 2) if converged_s else None,
+        result: dict[str, Any] = {
+            "peers": peers, "engine": engine, "role": role, "dut_ip": dut_ip,
+            "established_s": rounded(established_s), "converged_s": rounded(converged_s),
             "cpu_s": round(cpu, 2), "rss_mb": round(rss, 1),
             "idle_cpu_pct": round(idle_cpu, 2), "idle_cpu_by_process": per_process,
-            "idle_s": idle, "flaps": flaps,
-            "peers_learned_dut_block": learned,
+            "idle_s": idle, "flaps": flaps, "peers_learned_dut_block": learned,
             **({"exabgp_reactor_speed": reactor_speed} if engine == "bgpd" else {})}
+        if storm:
+            dut.stop(signal.SIGKILL)
+            dut_ns.ip("route", "flush", "proto", "bird")
+            restart = time.monotonic()
+            dut.start()
+            storm_established, storm_converged = converge(dut, peers, restart)
+            result.update(storm_established_s=rounded(storm_established),
+                          storm_converged_s=rounded(storm_converged),
+                          storm_cpu_s=round(cpu_seconds(dut.pids()), 2))
+        dut.stop()
+    return result
+
+
+RATIOS = {"converged": "converged_s", "established": "established_s", "cpu": "cpu_s",
+          "rss": "rss_mb", "idle_cpu": "idle_cpu_pct", "storm_converged": "storm_converged_s"}
+
+
+def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """bgpd's figures over BIRD 1.6's, for each size and role measured with both."""
+    out = []
+    for ours in (r for r in runs if r["engine"] == "bgpd"):
+        for theirs in (r for r in runs if r["engine"] == "bird"):
+            if (theirs["peers"], theirs["role"]) != (ours["peers"], ours["role"]):
+                continue
+            ratios: dict[str, Any] = {"peers": ours["peers"], "role": ours["role"]}
+            for name, key in RATIOS.items():
+                a, b = ours.get(key), theirs.get(key)
+                if a is not None and b:
+                    ratios[name] = round(a / b, 2)
+            out.append(ratios)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--peers", type=int, default=100)
-    parser.add_argument("--engine", choices=["bgpd", "bird", "bird2"], default="bgpd")
+    parser.add_argument("--peers", default="100",
+                        help="emulated peers; several sizes comma-separated (100,300,599)")
+    parser.add_argument("--engine", choices=["bgpd", "bgpd-stock", "bird", "bird2"],
+                        default="bgpd", help="bgpd-stock: bgpd with ExaBGP's reactor as shipped")
+    parser.add_argument("--role", choices=sorted(DUT_IPS), default="passive",
+                        help="who connects: peers to the node, the node to peers, or the "
+                             "mesh rule per peer")
+    parser.add_argument("--storm", action="store_true",
+                        help="then kill and restart the node: every peer reconnects at once")
+    parser.add_argument("--compare", action="store_true",
+                        help="run bgpd and BIRD 1.6 and report bgpd_vs_bird ratios")
     parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle measurement")
     parser.add_argument("--workdir", default="/tmp/bgpd-bench-mesh")
     parser.add_argument("--reactor-speed", type=float, default=5.0,
@@ -299,9 +281,20 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
     args = parser.parse_args()
     workdir = Path(args.workdir)
-    subprocess.run(["rm", "-rf", str(workdir)], check=False)
-    report("mesh", run(args.peers, args.engine, args.idle, workdir, args.reactor_speed),
-           save=not args.no_save)
+    sizes = [int(n) for n in str(args.peers).split(",")]
+    engines = ["bgpd", "bird"] if args.compare else [args.engine]
+    runs = []
+    for peers in sizes:
+        for engine in engines:
+            subprocess.run(["rm", "-rf", str(workdir)], check=False)
+            result = run(peers, engine, args.idle, workdir, role=args.role, storm=args.storm,
+                         reactor_speed=args.reactor_speed)
+            print(json.dumps(result), flush=True)
+            runs.append(result)
+    if len(runs) == 1:
+        report("mesh", runs[0], save=not args.no_save)
+    else:
+        report("mesh", {"runs": runs, "bgpd_vs_bird": compare(runs)}, save=not args.no_save)
 
 
 if __name__ == "__main__":

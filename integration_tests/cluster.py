@@ -56,6 +56,7 @@ class Node:
     speaker: str = "bgpd"  # or "bird": BIRD 2 configured as Calico's confd configures it
     ip: str = ""
     bird: Bird2 | None = None
+    extra_blocks: list[str] = field(default_factory=list)  # more blocks for a BIRD node
 
     @property
     def block(self) -> str:
@@ -75,8 +76,10 @@ class Cluster:
     def __init__(self, lab: NetLab, workdir: Path, *, nodes: int = 2, mode: str = "Always",
                  pods: int = 0, tor: bool | str = True, tor_originate: tuple[str, ...] = (),
                  bird_nodes: int = 0, datastore: str = "static",
-                 kubeconfig: Path | None = None, tor_peer: bool = True) -> None:
+                 kubeconfig: Path | None = None, tor_peer: bool = True,
+                 bird_graceful: bool = True) -> None:
         self.lab, self.workdir, self.mode = lab, workdir, mode
+        self.bird_graceful = bird_graceful  # BIRD nodes: graceful restart on (Calico's) or off
         self.tor_peer = tor_peer
         self.datastore, self.kubeconfig = datastore, kubeconfig
         self.resources = workdir / "resources"
@@ -251,7 +254,8 @@ class Cluster:
             f"router id {node.ip};",
             "protocol device { scan time 10; }",
             "protocol direct { ipv4; interface \"eth0\"; }",
-            f"protocol static blocks {{ ipv4; route {node.block} blackhole; }}",
+            "protocol static blocks { ipv4; "
+            + "".join(f"route {b} blackhole; " for b in [node.block, *node.extra_blocks]) + "}",
             "protocol kernel k4 { learn no; persist; merge paths on; graceful restart on; "
             "metric 0; ipv4 { import none; export filter { "
             "if proto = \"blocks\" then accept; "
@@ -272,7 +276,9 @@ class Cluster:
                 f"neighbor {TOR_IP} as {TOR_AS}; graceful restart on; "
                 "ipv4 { import all; export filter { if proto = \"blocks\" then accept; "
                 "reject; }; }; }")
-        return "\n".join(lines) + "\n"
+        text = "\n".join(lines) + "\n"
+        return text if self.bird_graceful else text.replace("graceful restart on",
+                                                            "graceful restart off")
 
     def start_bird(self, node: Node) -> None:
         bird = Bird2(node.ns, node.workdir / "bird", router_id=node.ip, asn=NODE_AS,
@@ -280,6 +286,11 @@ class Cluster:
         bird.config = lambda: self.bird_config(node)  # type: ignore[method-assign]
         bird.start()
         node.bird = bird
+
+    def reconfigure_bird(self, node: Node) -> None:
+        """Rewrite a BIRD node's configuration and load it, as confd does after a change."""
+        assert node.bird is not None
+        node.bird.set_originate([])  # writes config() (this node's) and runs `configure`
 
     def bgpd(self, node: Node, *args: str) -> str:
         return node.ns.run(*BGPD, *args, "--socket", str(node.socket))

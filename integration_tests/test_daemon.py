@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from integration_tests.cluster import TOR_IP, Cluster, Node, node_ip
+from integration_tests.monitor import RouteMonitor
 from integration_tests.netns import NetLab
 from integration_tests.peers import available
 
@@ -50,25 +50,14 @@ def converged(c: Cluster) -> None:
 
 
 class RouteDeletions:
-    """``ip monitor route`` in a node's namespace: every owned route deleted meanwhile."""
+    """Every owned route deleted in a node's namespace while this watches."""
 
     def __init__(self, node: Node) -> None:
-        self.proc = subprocess.Popen(["ip", "-n", node.ns.name, "monitor", "route"],
-                                     stdout=subprocess.PIPE, text=True)
-        self.deleted: list[str] = []
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith("Deleted") and "proto bird" in line:
-                self.deleted.append(line.strip())
+        self.monitor = RouteMonitor(node.ns.name)
 
     def stop(self) -> list[str]:
-        self.proc.terminate()
-        self.proc.wait(5)
-        return self.deleted
+        self.monitor.stop()
+        return self.monitor.deleted_owned()
 
 
 def test_two_nodes_and_a_tor(cluster: Cluster) -> None:

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from integration_tests import kube_cluster
 from integration_tests.cluster import TOR_IP, Cluster, Node
 from integration_tests.kube_server import KubeServer, kubeconfig
-from integration_tests.lab.__main__ import API_IP, API_PORT, write_kubeconfig
+from integration_tests.monitor import Pinger
 from integration_tests.netns import NetLab
 from integration_tests.peers import available
 from integration_tests.test_daemon import RouteDeletions
@@ -35,24 +36,8 @@ def k8s_cluster(lab: NetLab, tmp_path: Path, **kwargs: object) -> Iterator[
     for kind in ("bird2", str(kwargs.get("tor", "bird2")).replace("True", "bird2")):
         if kind in ("bird2", "frr", "gobgp") and available(kind):
             pytest.skip(str(available(kind)))
-    c = Cluster(lab, tmp_path, datastore="kubernetes", kubeconfig=tmp_path / "kc-nodes",
-                **kwargs)  # type: ignore[arg-type]
-    api_ns = lab.namespace("api")
-    lab.veth(api_ns, "eth0", c.fabric, "vapi")
-    lab.attach(c.fabric, "vapi", "br0")
-    lab.address(api_ns, "eth0", f"{API_IP}/24")
-    if c.router_ns is not None:
-        api_ns.ip("route", "add", "198.51.101.0/24", "via", "198.51.100.254")
-    server = KubeServer(extra_listen=((api_ns.name, API_IP, API_PORT),)).start()
-    for doc in c.manifests():
-        server.put(doc)
-    write_kubeconfig(tmp_path / "kc-nodes", f"http://{API_IP}:{API_PORT}")
-    c.start_all()
-    try:
-        yield c, server
-    finally:
-        c.stop_all()
-        server.stop()
+    with kube_cluster.k8s_cluster(lab, tmp_path, **kwargs) as running:
+        yield running
 
 
 def all_blocks_everywhere(c: Cluster) -> bool:
@@ -140,31 +125,12 @@ def test_live_bgppeer_edits_with_kubectl(lab: NetLab, tmp_path: Path) -> None:
         print(f"ToR peer Established on every node {took:.2f}s after kubectl apply")
 
 
-class Pinger:
-    """``ping -i 0.05`` (20 packets/s) from a pod; counts what was lost."""
-
-    def __init__(self, src: Node, dst_ip: str) -> None:
-        self.proc = subprocess.Popen(["ip", "netns", "exec", src.pods[0].name, "ping", "-i",
-                                      "0.05", "-W", "1", dst_ip], stdout=subprocess.PIPE,
-                                     text=True)
-
-    def stop(self) -> tuple[int, int]:
-        self.proc.send_signal(signal.SIGINT)
-        out, _ = self.proc.communicate(timeout=10)
-        for line in out.splitlines():
-            if "packets transmitted" in line:
-                sent = int(line.split()[0])
-                received = int(line.split(",")[1].split()[0])
-                return sent, received
-        raise AssertionError(f"no ping summary in {out[-300:]}")
-
-
 def test_restarts_lose_no_packet(lab: NetLab, tmp_path: Path) -> None:
     with k8s_cluster(lab, tmp_path, nodes=3, mode="Never", pods=1) as (c, _):
         c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
         n0, n1, _n2 = c.nodes
         monitors = [RouteDeletions(n) for n in c.nodes]
-        ping = Pinger(n0, n1.pod_ips[0])
+        ping = Pinger(n0.pods[0].name, n1.pod_ips[0])
         time.sleep(1)
         for sig in (signal.SIGTERM, signal.SIGKILL):
             c.signal(n0, sig)

@@ -1,0 +1,150 @@
+"""The node under test of the BGP benchmarks: bgpd (daemon + ExaBGP + bridge) or BIRD, in a
+namespace, and what is measured of its processes from ``/proc``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from integration_tests.netns import Namespace
+from integration_tests.peers import BIRD1
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / TICKS
+
+
+def role_of(pid: int) -> str:
+    """A short name for a DUT process: the daemon, ExaBGP, its API bridge, BIRD."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return str(pid)
+    for key, name in (("bridge.py", "bridge"), ("speaker.engine", "exabgp"),
+                      ("exabgp", "exabgp"), ("bgpd run", "daemon"), ("bird", "bird")):
+        if key in cmd:
+            return name
+    return cmd.split(" ")[0].rsplit("/", 1)[-1]
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def owned_routes(ns: Namespace) -> int:
+    """``proto bird`` routes to pod networks in ``ns`` (the engine's own blackholes too)."""
+    return sum(1 for line in ns.ip("route", "show", "proto", "bird").splitlines()
+               if line.startswith("172."))
+
+
+def rounded(value: float | None) -> float | None:
+    return round(value, 2) if value is not None else None
+
+
+class Dut:
+    """One node's routing engine. ``docs``: the Calico resources bgpd reads (a static
+    folder); ``bird_config(version)``: the same node as confd would configure BIRD."""
+
+    def __init__(self, engine: str, ns: Namespace, workdir: Path, *,
+                 docs: list[dict[str, Any]], bird_config: Callable[[int], str],
+                 reactor_speed: float = 5.0, **settings: Any) -> None:
+        self.engine, self.ns, self.workdir = engine, ns, workdir
+        self.docs, self.bird_config = docs, bird_config
+        self.reactor_speed, self.settings = reactor_speed, settings
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        if self.engine in ("bgpd", "bgpd-stock"):
+            # bgpd-stock: ExaBGP's reactor as shipped (no bgpd launcher, 10 ms loop)
+            stock = self.engine == "bgpd-stock"
+            env = {**os.environ, **({"BGPD_EXABGP_PLAIN": "1"} if stock else {})}
+            folder = self.workdir / "resources"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "cluster.yaml").write_text(yaml.safe_dump_all(self.docs))
+            config = self.workdir / "bgpd.yaml"
+            config.write_text(yaml.safe_dump({
+                "node_name": "dut", "datastore": "static", "resources": str(folder),
+                "state_dir": str(self.workdir / "state"),
+                "control_socket": str(self.workdir / "bgpd.sock"), "bird_socket": None,
+                "metrics_address": None, "log_level": "warning",
+                "exabgp_reactor_speed": 1.0 if stock else self.reactor_speed,
+                **self.settings}))
+            log = open(self.workdir / "bgpd.log", "ab")  # noqa: SIM115
+            self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns.name, sys.executable,
+                                          "-m", "bgpd", "run", "--config", str(config)],
+                                         stdout=log, stderr=subprocess.STDOUT, env=env)
+            self.pid = self.proc.pid
+            return
+        version = 2 if self.engine == "bird2" else 1
+        conf = self.workdir / "bird.conf"
+        conf.write_text(self.bird_config(version))
+        binary = "bird" if version == 2 else f"{BIRD1}/bird"
+        self.ns.run(binary, "-c", str(conf), "-s", str(self.workdir / "bird.ctl"),
+                    "-P", str(self.workdir / "pid"))
+        self.pid = int((self.workdir / "pid").read_text())
+
+    def pids(self) -> list[int]:
+        return process_tree(self.pid) if self.pid else []
+
+    def established(self) -> int:
+        """Established BGP connections in the DUT's namespace, counted by the kernel (the
+        same for every engine, and cheap while the engine is busy)."""
+        out = self.ns.run("ss", "-Htn", "state", "established",
+                          "( sport = :179 or dport = :179 )")
+        return len(out.splitlines())
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+            self.proc = None
+        elif self.pid:
+            os.kill(self.pid, sig)
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{self.pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self.pid = None

@@ -1,0 +1,225 @@
+"""Render the stored results (``benchmarks/results/*.json``) into plots and a Markdown table.
+
+    python -m benchmarks.report [--readme README.md]
+
+Writes ``benchmarks/results/mesh.png`` (convergence time, idle CPU and RSS against the number
+of peers, bgpd next to BIRD) and ``benchmarks/results/report.md`` (tables of the latest result
+of every benchmark, with the machine and the date they were measured on) and prints the
+Markdown.  ``--readme``: also replaces the part of that file between ``<!-- benchmarks:begin
+-->`` and ``<!-- benchmarks:end -->`` with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import RESULTS
+
+BEGIN, END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
+ROLES = ("passive", "active", "mesh")
+NA = "n/a"
+ENGINE_NAMES = {"bgpd": "bgpd", "bgpd-stock": "bgpd, ExaBGP's stock reactor",
+                "bird": "BIRD 1.6", "bird2": "BIRD 2", "bird-gr": "BIRD 2, graceful restart",
+                "bird-nogr": "BIRD 2, no graceful restart"}
+
+
+def records(folder: Path = RESULTS) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """benchmark -> [(machine, result)], oldest first; multi-run results flattened."""
+    out: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+            name, machine, result = data["benchmark"], data["machine"], data["result"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for one in result.get("runs", [result]):
+            out.setdefault(name, []).append((machine, one))
+    return out
+
+
+def latest(rows: Iterable[tuple[dict[str, Any], dict[str, Any]]], *keys: str,
+           having: str | None = None) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The latest result for each value of ``keys`` (those with the field ``having``)."""
+    found: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for _, result in rows:
+        if having is None or result.get(having) is not None:
+            found[tuple(result.get(k) for k in keys)] = result
+    return found
+
+
+def fmt(value: Any, unit: str = "", digits: int = 2) -> str:
+    if value is None:
+        return NA
+    if isinstance(value, float):
+        value = f"{value:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{value:.0f}"
+    return f"{value}{unit}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def mesh_section(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
+    runs = latest(rows, "engine", "role", "peers")
+    storms = latest(rows, "engine", "role", "peers", having="storm_converged_s")
+    sizes = sorted({k[2] for k in runs if k[1] in ROLES})
+    body = []
+    for peers in sizes:
+        for engine in ("bgpd", "bgpd-stock", "bird", "bird2"):
+            r = runs.get((engine, "passive", peers))
+            if r is None:
+                continue
+            body.append([str(peers), ENGINE_NAMES[engine], fmt(r["established_s"], " s"),
+                         fmt(r["converged_s"], " s"), fmt(r["cpu_s"], " s"),
+                         fmt(r["rss_mb"], " MB", 0), fmt(r["idle_cpu_pct"], " %"),
+                         str(r.get("flaps", NA))])
+    passive = table(["peers", "engine", "established", "converged", "CPU to converge", "RSS",
+                     "idle CPU", "flaps"], body)
+    body = []
+    for peers in sizes:
+        for engine in ("bgpd", "bird"):
+            cells = [str(peers), ENGINE_NAMES[engine]]
+            for role in ROLES:
+                r = runs.get((engine, role, peers))
+                cells.append(fmt(r["converged_s"], " s") if r else NA)
+            storm = [s for role in ROLES if (s := storms.get((engine, role, peers)))]
+            cells.append(fmt(storm[-1]["storm_converged_s"], " s") if storm else NA)
+            body.append(cells)
+    roles = table(["peers", "engine", "converged, node passive", "node active",
+                   "mesh rule", "reconnect storm"], body)
+    return (f"{passive}\n\nConvergence by role (who connects), and after a reconnect storm "
+            f"(`--storm`):\n\n{roles}")
+
+
+def mesh_plot(rows: list[tuple[dict[str, Any], dict[str, Any]]], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    runs = latest(rows, "engine", "role", "peers")
+    storms = latest(rows, "engine", "role", "peers", having="storm_converged_s")
+    if not any(k[1] in ROLES for k in runs):
+        return False
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    colours = {"bgpd": "tab:blue", "bgpd-stock": "tab:cyan", "bird": "tab:red",
+               "bird2": "tab:orange"}
+    styles = {"passive": "-", "active": "--", "mesh": ":"}
+
+    def series(engine: str, role: str, key: str,
+               source: dict[tuple[Any, ...], dict[str, Any]]) -> tuple[list[int], list[float]]:
+        points = sorted((k[2], r[key]) for k, r in source.items()
+                        if k[0] == engine and k[1] == role and r.get(key) is not None)
+        return [p for p, _ in points], [v for _, v in points]
+
+    ax = axes[0]
+    for engine in ("bgpd", "bird"):
+        for role in ROLES:
+            x, y = series(engine, role, "converged_s", runs)
+            if x:
+                ax.plot(x, y, styles[role], marker="o", color=colours[engine],
+                        label=f"{ENGINE_NAMES[engine]}, {role}")
+        x, y = series(engine, "passive", "storm_converged_s", storms)
+        if x:
+            ax.plot(x, y, "-.", marker="x", color=colours[engine],
+                    label=f"{ENGINE_NAMES[engine]}, storm")
+    ax.set(title="Convergence (start → every block in the kernel)", xlabel="peers",
+           ylabel="seconds", yscale="log")
+    ax.legend(fontsize=7)
+    for ax, key, title, unit in ((axes[1], "idle_cpu_pct", "Idle CPU", "% of a core"),
+                                 (axes[2], "rss_mb", "Resident memory", "MB")):
+        for engine in ("bgpd", "bgpd-stock", "bird"):
+            x, y = series(engine, "passive", key, runs)
+            if x:
+                ax.plot(x, y, marker="o", color=colours[engine], label=ENGINE_NAMES[engine])
+        ax.set(title=title, xlabel="peers", ylabel=unit, yscale="log")
+        ax.legend(fontsize=7)
+    fig.suptitle("One node of a full mesh (benchmarks.mesh)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]) -> str:
+    parts = []
+    if "propagation" in found:
+        rows = [[ENGINE_NAMES.get(r["engine"], r["engine"]), str(r["samples"]),
+                 fmt(r["p50_ms"], " ms", 1), fmt(r["p99_ms"], " ms", 1),
+                 fmt(r["max_ms"], " ms", 1)]
+                for r in latest(found["propagation"], "engine").values()]
+        parts.append("**Propagation** (`python -m benchmarks.propagation --compare`): a new "
+                     "block on node A until its route is in node C's kernel.\n\n"
+                     + table(["engine", "samples", "p50", "p99", "max"], rows))
+    if "ingest" in found:
+        rows = [[ENGINE_NAMES.get(r["engine"], r["engine"]), str(r["routes"]),
+                 fmt(r["ingest_s"], " s"), fmt(r["withdraw_s"], " s"),
+                 fmt(r["peak_rss_mb"], " MB", 0)]
+                for r in latest(found["ingest"], "engine", "routes").values()]
+        parts.append("**Bulk ingestion** (`python -m benchmarks.ingest --routes 20000 "
+                     "--compare`): a peer sends the routes at once.\n\n"
+                     + table(["engine", "routes", "all in the kernel", "all withdrawn",
+                              "peak RSS"], rows))
+    if "restart" in found:
+        rows = []
+        for r in latest(found["restart"], "engine").values():
+            cells = [ENGINE_NAMES.get(r["engine"], r["engine"])]
+            for kind in ("graceful", "crash"):
+                k = r.get(kind, {})
+                cells += [f"{k.get('lost', NA)} / {k.get('sent', NA)}",
+                          str(k.get("owned_routes_deleted", NA))]
+            rows.append(cells)
+        parts.append("**Restart loss** (`python -m benchmarks.restart --compare`): pod-to-pod "
+                     "ping at 100/s while one node's engine restarts.\n\n"
+                     + table(["engine", "SIGTERM + start: lost / sent", "routes deleted",
+                              "SIGKILL + start: lost / sent", "routes deleted"], rows))
+    return "\n\n".join(parts)
+
+
+def render(folder: Path = RESULTS) -> str:
+    found = records(folder)
+    parts = []
+    machines = [m for rows in found.values() for m, _ in rows]
+    if machines:
+        m = machines[-1]
+        parts.append(f"Measured on {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, "
+                     f"Python {m['python']}; latest run {m['date'][:10]}.")
+    if "mesh" in found:
+        parts.append("**One node of a full mesh** (`python -m benchmarks.mesh --peers "
+                     "100,300,599 --compare`, node passive):\n\n" + mesh_section(found["mesh"]))
+        if mesh_plot(found["mesh"], folder / "mesh.png"):
+            parts.append("![mesh benchmark](benchmarks/results/mesh.png)")
+    others = other_sections(found)
+    if others:
+        parts.append(others)
+    return "\n\n".join(parts) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--readme", type=Path, help="replace the marked section of this file")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    args.results.mkdir(parents=True, exist_ok=True)
+    text = render(args.results)
+    (args.results / "report.md").write_text(text)
+    if args.readme is not None:
+        readme = args.readme.read_text()
+        if BEGIN not in readme or END not in readme:
+            raise SystemExit(f"{args.readme}: no {BEGIN} … {END} section to replace")
+        head, _, rest = readme.partition(BEGIN)
+        _, _, tail = rest.partition(END)
+        args.readme.write_text(f"{head}{BEGIN}\n{text}{END}{tail}")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
