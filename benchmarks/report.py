@@ -181,6 +181,28 @@ def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
                      "ping at 100/s while one node's engine restarts.\n\n"
                      + table(["engine", "SIGTERM + start: lost / sent", "routes deleted",
                               "SIGKILL + start: lost / sent", "routes deleted"], rows))
+    rows = []
+    if "kernel_routes" in found:
+        r = list(latest(found["kernel_routes"], "routes").values())[-1]
+        rows.append([f"kernel routes, {r['routes']:,} (`benchmarks.kernel_routes`)",
+                     f"install {fmt(r['bgpd_install_s'], ' s', 3)} "
+                     f"({fmt(r['install_vs_ip_batch'], 'x')} `ip -batch`); read back "
+                     f"{fmt(r['bgpd_snapshot_s'], ' s', 3)} ({fmt(r['snapshot_vs_ip_show'], 'x')}"
+                     f" `ip route show`, {fmt(r['bgpd_snapshot_warm_s'], ' s', 3)} when read "
+                     f"again); delete {fmt(r['bgpd_delete_s'], ' s', 3)} "
+                     f"({fmt(r['delete_vs_ip_flush'], 'x')} `ip route flush`)"])
+    for r in latest(found.get("rib", []), "candidates_per_prefix").values():
+        rows.append([f"routing core, {r['routes']:,} routes x {r['peers']} peers, "
+                     f"{r['candidates_per_prefix']} candidate(s) per prefix (`benchmarks.rib`)",
+                     f"{r['updates_per_s']:,} updates/s, {r['bytes_per_route']:,} bytes/route"])
+    if "desired" in found:
+        r = list(latest(found["desired"], "nodes").values())[-1]
+        rows.append([f"configuration of one node of {r['nodes']} (`benchmarks.desired`)",
+                     f"recompute p50 {fmt(r['recompute_ms_p50'], ' ms')}, p99 "
+                     f"{fmt(r['recompute_ms_p99'], ' ms')}; node heartbeats: "
+                     f"{r['heartbeat_recomputes']} recomputations"])
+    if rows:
+        parts.append(table(["parts", "result"], rows))
     return "\n\n".join(parts)
 
 

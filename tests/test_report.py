@@ -36,6 +36,9 @@ def test_tables_and_plot_from_the_latest_results(tmp_path: Path) -> None:
     store(tmp_path, "restart", "20261126T090200Z", {
         "engine": "bgpd", "graceful": {"sent": 300, "lost": 0, "owned_routes_deleted": 0},
         "crash": {"sent": 290, "lost": 1, "owned_routes_deleted": 0}})
+    store(tmp_path, "rib", "20261126T090300Z", {
+        "routes": 100000, "peers": 4, "candidates_per_prefix": 1, "updates_per_s": 141922,
+        "bytes_per_route": 1321})
     (tmp_path / "broken-x.json").write_text("{not json")
     text = report.render(tmp_path)
     assert "Test CPU, 2 cores" in text
@@ -44,6 +47,7 @@ def test_tables_and_plot_from_the_latest_results(tmp_path: Path) -> None:
     assert "| 100 | bgpd | 1.23 s | n/a | n/a | 2.5 s |" in text  # roles and storm
     assert "| bgpd | 200 | 13.1 ms | 20.4 ms |" in text
     assert "| bgpd | 0 / 300 | 0 | 1 / 290 | 0 |" in text
+    assert "141,922 updates/s, 1,321 bytes/route" in text
     png = tmp_path / "mesh.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

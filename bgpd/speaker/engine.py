@@ -20,8 +20,11 @@ peers waits on the loop period.  Here:
 * ``poll`` becomes ``epoll``: its cost follows the sockets that are ready, not the sockets
   registered.
 * Listening sockets are in the ``epoll`` set, so a connection wakes the loop, and a loop
-  accepts every connection waiting, not one.  Sockets the daemon bound before starting
-  ExaBGP (``BGPD_LISTEN_FDS``, :mod:`bgpd.speaker.listen`) are taken as ExaBGP's own.
+  accepts every connection waiting, not one; each is handed to ExaBGP's own connection
+  code on its own (which gives up on the rest of a batch at a connection it refuses), with
+  the peers of the connection's address looked at first (ExaBGP walks every peer, building
+  two addresses for each).  Sockets the daemon bound before starting ExaBGP
+  (``BGPD_LISTEN_FDS``, :mod:`bgpd.speaker.listen`) are taken as ExaBGP's own.
 * A command for ``neighbor <address>`` finds its peers by address: ExaBGP tries a regular
   expression per (peer, neighbour named) pair, which for one command to 599 neighbours is
   358,801 of them.  Every candidate is still confirmed by ExaBGP's own matcher.
