@@ -269,6 +269,8 @@ class Speaker:
         env = {**os.environ, **environment(self._config)}
         binds = [str(a) for a in self._config.bind_addresses]
         inherit = listen.usable(self.listen_sockets, self._config.listen_port, binds)
+        if env.get("BGPD_EXABGP_PLAIN") == "1":
+            inherit = []  # ExaBGP as shipped binds its own
         for sock in set(self.listen_sockets) - set(inherit):  # another port or address:
             sock.close()  # connections must not wait in a backlog nobody serves
         self.listen_sockets = inherit
