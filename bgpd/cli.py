@@ -18,12 +18,14 @@ from typing import Any
 
 from bgpd import __version__
 from bgpd.errors import BgpdError
-from bgpd.kernel import PROTO_BIRD, TABLE_MAIN, Kernel
+from bgpd.rtnl import PROTO_BIRD, TABLE_MAIN
 from node_controller.static import ResourceFolderError
 
 
 def _kernel_show(args: argparse.Namespace) -> int:
     async def read() -> list[str]:
+        from bgpd.kernel import Kernel
+
         kernel = Kernel(netns=args.netns, protocol=args.protocol, table=args.table)
         try:
             return sorted(map(str, await kernel.snapshot()))

@@ -33,10 +33,9 @@ from pyroute2.netns import create_socket
 
 from bgpd import rtnl
 from bgpd.errors import KernelError, NamespaceNotFound, NoSuchDevice, kernel_error
+from bgpd.rtnl import PROTO_BIRD, TABLE_MAIN
 from ribs.kernel_plan import Address, KernelRoute, Op, OpKind
 
-PROTO_BIRD = 12
-TABLE_MAIN = 254
 _BATCH_BYTES = 60_000  # below the default netlink send buffer
 _RCVBUF = 8 << 20
 

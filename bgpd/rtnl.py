@@ -26,6 +26,9 @@ from typing import NamedTuple
 from ribs.kernel_plan import KernelRoute, NextHop, OpKind, RouteKind
 from ribs.types import IPv4Prefix, IPv6Prefix
 
+PROTO_BIRD = 12  # the routes bgpd owns, as Calico's BIRD tags them
+TABLE_MAIN = 254
+
 # message types
 NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE = 1, 2, 3
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 
 from ribs.bestpath import Best, Step
@@ -124,7 +124,8 @@ class Rib:
         self._fib: dict[Prefix, KernelRoute] = {}
         self._local: set[Prefix] = set()
         self._restart: _Restart | None = None
-        self._established: tuple[list[ExportPeer], list[ExportPeer]] | None = None
+        # the peers with a session up, kept as their states change: (iBGP, eBGP)
+        self._up: tuple[dict[SourceKey, ExportPeer], dict[SourceKey, ExportPeer]] = ({}, {})
 
     # Public methods each return one Delta; the private ones add to the Delta they are given.
 
@@ -141,7 +142,7 @@ class Rib:
                 self.peers[key] = _Peer(config)
             elif peer.config != config:
                 peer.config = config
-                self._established = None
+                self._track(peer)
                 self._reimport(key, delta)
                 if peer.state in (PeerState.UP, PeerState.UP_STALE):
                     self._readvertise_peer(key, delta)
@@ -387,15 +388,18 @@ class Rib:
     # --- internals -----------------------------------------------------------------------
     def _set_state(self, peer: _Peer, state: PeerState) -> None:
         peer.state = state
-        self._established = None
+        self._track(peer)
 
-    def _sessions(self) -> tuple[list[ExportPeer], list[ExportPeer]]:
-        """The peers with a session up, as (iBGP, eBGP) lists."""
-        if self._established is None:
-            up = [p.config for p in self.peers.values()
-                  if p.state in (PeerState.UP, PeerState.UP_STALE)]
-            self._established = ([p for p in up if not p.ebgp], [p for p in up if p.ebgp])
-        return self._established
+    def _track(self, peer: _Peer) -> None:
+        key = peer.config.key
+        for up in self._up:
+            up.pop(key, None)
+        if peer.state in (PeerState.UP, PeerState.UP_STALE):
+            self._up[1 if peer.config.ebgp else 0][key] = peer.config
+
+    def _sessions(self) -> tuple[Collection[ExportPeer], Collection[ExportPeer]]:
+        """The peers with a session up, as (iBGP, eBGP)."""
+        return self._up[0].values(), self._up[1].values()
 
     def _apply(self, change: Change | None, delta: Delta) -> None:
         if change is None:
@@ -408,7 +412,7 @@ class Rib:
         # iBGP split horizon: on a node that reflects nothing, a prefix whose best path was
         # and is learned over iBGP is not, and was not, sent to any iBGP peer: skip them all.
         if self.ctx.cluster_id is None and _ibgp_learned(change.old) and _ibgp_learned(change.new):
-            ibgp = []
+            ibgp = ()
         for peers in (ibgp, ebgp):
             for peer in peers:
                 self._advertise(peer, prefix, change.new, delta)
@@ -449,7 +453,10 @@ class Rib:
         if full:
             self.out[key] = {}
         current = set(self.out.get(key, {}))
-        for best in sorted(self.table.bests(), key=lambda b: _order(b.route.prefix)):
+        bests: Iterable[Best] = self.table.bests()
+        if self.ctx.cluster_id is None and not config.ebgp:  # split horizon, as in _apply
+            bests = [b for b in bests if not b.route.source.ibgp]
+        for best in sorted(bests, key=lambda b: _order(b.route.prefix)):
             self._advertise(config, best.route.prefix, best, delta)
             current.discard(best.route.prefix)
         for prefix in current:
@@ -466,7 +473,8 @@ class Rib:
     def _forget_peer(self, key: SourceKey, delta: Delta) -> None:
         self._forget_received(key)
         self.peers.pop(key, None)
-        self._established = None
+        for up in self._up:
+            up.pop(key, None)
         self.out.pop(key, None)
         if self._restart is not None:
             self._restart.waiting.discard(key)
