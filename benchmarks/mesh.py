@@ -12,7 +12,8 @@ address is the smaller string connects); the role picks the DUT's address so tha
 
 * ``passive``: every emulated node connects to the DUT (DUT 198.18.0.1, the smallest);
 * ``active``: the DUT connects to every emulated node (DUT 198.18.9.1, the greatest);
-* ``mesh``: about half each way, as for a node in the middle of a real cluster (198.18.2.1).
+* ``mesh``: some each way, as for a node in the middle of a real cluster (198.18.10.251
+  among emulated nodes from 198.18.10.1: ``dut_connects`` says to how many it connects).
 
 ``--storm``: after convergence the DUT is killed (SIGKILL), its routes flushed (a node that
 rebooted) and started again at once.  Every emulated node saw its session drop at the same
@@ -45,14 +46,15 @@ from benchmarks.common import report
 from benchmarks.dut import Dut, cpu_seconds, owned_routes, role_of, rounded, rss_mb
 from integration_tests.netns import Namespace, NetLab, tunl0
 
-DUT_IPS = {"passive": "198.18.0.1", "active": "198.18.9.1", "mesh": "198.18.2.1"}
-BASE = int(IPv4Address("198.18.1.0"))
+DUT_IPS = {"passive": "198.18.0.1", "active": "198.18.9.1", "mesh": "198.18.10.251"}
 FIRST_BLOCK = int(IPv4Address("172.17.0.0"))
 DUT_BLOCK = "172.31.255.0/24"
 
 
 def peer_ip(i: int) -> str:
-    return str(IPv4Address(BASE + 1 + i))
+    """Emulated nodes on 198.18.10.1-250, 198.18.11.1-250, ...: never a node under test's
+    address."""
+    return f"198.18.{10 + i // 250}.{1 + i % 250}"
 
 
 def block(i: int) -> str:
@@ -222,6 +224,7 @@ def run(peers: int, engine: str, idle: float, workdir: Path, *, role: str = "pas
         learned = learned_dut_block(emu, socks)
         result: dict[str, Any] = {
             "peers": peers, "engine": engine, "role": role, "dut_ip": dut_ip,
+            "dut_connects": sum(not passive(dut_ip, peer_ip(i)) for i in range(peers)),
             "established_s": rounded(established_s), "converged_s": rounded(converged_s),
             "cpu_s": round(cpu, 2), "rss_mb": round(rss, 1),
             "idle_cpu_pct": round(idle_cpu, 2), "idle_cpu_by_process": per_process,

@@ -34,11 +34,6 @@ def sample_block(i: int) -> str:
     return f"172.{20 + i // 256}.{i % 256}.0/24"
 
 
-def all_blocks_everywhere(c: Cluster) -> bool:
-    return all(all(o.block in " ".join(n.routes()) for o in c.nodes if o is not n)
-               for n in c.nodes)
-
-
 def is_route_for(cidr: str, line: str) -> bool:
     return line.startswith(cidr + " ")
 
@@ -50,7 +45,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def measure(c: Cluster, samples: int, add: Any, gap: float) -> list[float]:
     a, dest = c.nodes[0], c.nodes[-1]
-    c.wait(lambda: all_blocks_everywhere(c), 90, "every block on every node")
+    c.wait(c.blocks_everywhere, 90, "every block on every node")
     monitor = RouteMonitor(dest.ns.name)
     time.sleep(0.5)  # ip monitor has subscribed
     latencies = []
@@ -86,7 +81,7 @@ def run(engine: str, samples: int, workdir: Path, gap: float = 0.2) -> dict[str,
             try:
                 def add(node: Any, cidr: str) -> None:
                     node.extra_blocks.append(cidr)
-                    c.reconfigure_bird(node)
+                    node.bird.reconfigure()  # what confd does after a change
 
                 latencies = measure(c, samples, add, gap)
             finally:

@@ -287,11 +287,6 @@ class Cluster:
         bird.start()
         node.bird = bird
 
-    def reconfigure_bird(self, node: Node) -> None:
-        """Rewrite a BIRD node's configuration and load it, as confd does after a change."""
-        assert node.bird is not None
-        node.bird.set_originate([])  # writes config() (this node's) and runs `configure`
-
     def bgpd(self, node: Node, *args: str) -> str:
         return node.ns.run(*BGPD, *args, "--socket", str(node.socket))
 
@@ -313,6 +308,11 @@ class Cluster:
         result = subprocess.run(["ip", "netns", "exec", src.name, "ping", "-c", str(count),
                                  "-W", "1", "-q", dst_ip], capture_output=True, timeout=30)
         return result.returncode == 0
+
+    def blocks_everywhere(self) -> bool:
+        """Every node has a route to every other node's block."""
+        return all(all(o.block in " ".join(n.routes()) for o in self.nodes if o is not n)
+                   for n in self.nodes)
 
     def wait(self, check: Any, timeout: float, what: str) -> float:
         start = time.monotonic()

