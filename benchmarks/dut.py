@@ -123,9 +123,16 @@ class Dut:
         conf = self.workdir / "bird.conf"
         conf.write_text(self.bird_config(version))
         binary = "bird" if version == 2 else f"{BIRD1}/bird"
+        pidfile = self.workdir / "pid"
+        pidfile.unlink(missing_ok=True)  # a killed BIRD leaves its own behind
         self.ns.run(binary, "-c", str(conf), "-s", str(self.workdir / "bird.ctl"),
-                    "-P", str(self.workdir / "pid"))
-        self.pid = int((self.workdir / "pid").read_text())
+                    "-P", str(pidfile))
+        deadline = time.monotonic() + 10
+        while not (text := pidfile.read_text().strip() if pidfile.exists() else ""):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"BIRD wrote no pid file in {self.workdir}")
+            time.sleep(0.01)  # the daemonised BIRD writes it
+        self.pid = int(text)
 
     def pids(self) -> list[int]:
         return process_tree(self.pid) if self.pid else []

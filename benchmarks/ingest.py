@@ -127,7 +127,11 @@ class Profile:
         for line in self.out.read_text().splitlines():
             stack, _, text = line.rpartition(" ")
             frames, count = stack.split(";"), int(text)
-            process = "exabgp" if "speaker.engine" in frames[0] else "daemon"
+            # py-spy nests a child's stack under its parent's "process ..." frame
+            owner = [f for f in frames if f.startswith("process ")][-1:] or [""]
+            process = next((name for key, name in (("speaker.engine", "exabgp"),
+                                                   ("bridge.py", "bridge"))
+                            if key in owner[0]), "daemon")
             totals[process] += count
             own.setdefault(process, Counter())[frames[-1]] += count
             seen = inclusive.setdefault(process, Counter())
