@@ -42,12 +42,19 @@ def records(folder: Path = RESULTS) -> dict[str, list[tuple[dict[str, Any], dict
 
 
 def latest(rows: Iterable[tuple[dict[str, Any], dict[str, Any]]], *keys: str,
-           having: str | None = None) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """The latest result for each value of ``keys`` (those with the field ``having``)."""
+           having: str | None = None,
+           longest: str | None = None) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The latest result for each value of ``keys`` (those with the field ``having``; with
+    ``longest``, the latest of those where that field is largest: the longest idle period)."""
     found: dict[tuple[Any, ...], dict[str, Any]] = {}
     for _, result in rows:
-        if having is None or result.get(having) is not None:
-            found[tuple(result.get(k) for k in keys)] = result
+        if having is not None and result.get(having) is None:
+            continue
+        key = tuple(result.get(k) for k in keys)
+        if longest is not None and key in found and (
+                (found[key].get(longest) or 0) > (result.get(longest) or 0)):
+            continue
+        found[key] = result
     return found
 
 
@@ -67,20 +74,22 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 def mesh_section(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     runs = latest(rows, "engine", "role", "peers")
+    steady = latest(rows, "engine", "role", "peers", longest="idle_s")
     storms = latest(rows, "engine", "role", "peers", having="storm_converged_s")
     sizes = sorted({k[2] for k in runs if k[1] in ROLES})
     body = []
     for peers in sizes:
         for engine in ("bgpd", "bgpd-stock", "bird", "bird2"):
-            r = runs.get((engine, "passive", peers))
+            r = steady.get((engine, "passive", peers))
             if r is None:
                 continue
             body.append([str(peers), ENGINE_NAMES[engine], fmt(r["established_s"], " s"),
                          fmt(r["converged_s"], " s"), fmt(r["cpu_s"], " s"),
-                         fmt(r["rss_mb"], " MB", 0), fmt(r["idle_cpu_pct"], " %"),
+                         fmt(r["rss_mb"], " MB", 0),
+                         f"{fmt(r['idle_cpu_pct'], ' %')} ({fmt(r.get('idle_s'), ' s', 0)})",
                          str(r.get("flaps", NA))])
     passive = table(["peers", "engine", "established", "converged", "CPU to converge", "RSS",
-                     "idle CPU", "flaps"], body)
+                     "idle CPU (over)", "flaps"], body)
     body = []
     for peers in sizes:
         for engine in ("bgpd", "bird"):
@@ -106,6 +115,7 @@ def mesh_plot(rows: list[tuple[dict[str, Any], dict[str, Any]]], path: Path) -> 
     except ImportError:
         return False
     runs = latest(rows, "engine", "role", "peers")
+    steady = latest(rows, "engine", "role", "peers", longest="idle_s")
     storms = latest(rows, "engine", "role", "peers", having="storm_converged_s")
     if not any(k[1] in ROLES for k in runs):
         return False
@@ -137,7 +147,7 @@ def mesh_plot(rows: list[tuple[dict[str, Any], dict[str, Any]]], path: Path) -> 
     for ax, key, title, unit in ((axes[1], "idle_cpu_pct", "Idle CPU", "% of a core"),
                                  (axes[2], "rss_mb", "Resident memory", "MB")):
         for engine in ("bgpd", "bgpd-stock", "bird"):
-            x, y = series(engine, "passive", key, runs)
+            x, y = series(engine, "passive", key, steady)
             if x:
                 ax.plot(x, y, marker="o", color=colours[engine], label=ENGINE_NAMES[engine])
         ax.set(title=title, xlabel="peers", ylabel=unit, yscale="log")

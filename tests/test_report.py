@@ -52,6 +52,16 @@ def test_tables_and_plot_from_the_latest_results(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_steady_figures_come_from_the_longest_idle_period(tmp_path: Path) -> None:
+    store(tmp_path, "mesh", "20261126T080000Z", mesh(100, "bgpd", 1.0, idle_s=60.0,
+                                                     idle_cpu_pct=0.61))
+    store(tmp_path, "mesh", "20261126T090000Z", mesh(100, "bgpd", 1.1, idle_s=10.0,
+                                                     idle_cpu_pct=3.0))
+    text = report.render(tmp_path)
+    assert "0.61 % (60 s)" in text and "3 % (10 s)" not in text
+    assert "| 100 | bgpd | 1.1 s | n/a | n/a | n/a |" in text  # convergence: the latest
+
+
 def test_readme_section_is_replaced(tmp_path: Path) -> None:
     store(tmp_path, "mesh", "20261126T090000Z", mesh(100, "bgpd", 1.5))
     readme = tmp_path / "README.md"
