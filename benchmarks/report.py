@@ -142,7 +142,7 @@ def mesh_plot(rows: list[tuple[dict[str, Any], dict[str, Any]]], path: Path) -> 
             ax.plot(x, y, "-.", marker="x", color=colours[engine],
                     label=f"{ENGINE_NAMES[engine]}, storm")
     ax.set(title="Convergence (start → every block in the kernel)", xlabel="peers",
-           ylabel="seconds", yscale="log")
+           ylabel="seconds", ylim=(0, None))
     ax.legend(fontsize=7)
     for ax, key, title, unit in ((axes[1], "idle_cpu_pct", "Idle CPU", "% of a core"),
                                  (axes[2], "rss_mb", "Resident memory", "MB")):
@@ -162,12 +162,13 @@ def mesh_plot(rows: list[tuple[dict[str, Any], dict[str, Any]]], path: Path) -> 
 def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]) -> str:
     parts = []
     if "propagation" in found:
-        rows = [[ENGINE_NAMES.get(r["engine"], r["engine"]), str(r["samples"]),
+        rows = [[{"bird": "BIRD 2"}.get(r["engine"], r["engine"]), str(r["samples"]),
                  fmt(r["p50_ms"], " ms", 1), fmt(r["p99_ms"], " ms", 1),
                  fmt(r["max_ms"], " ms", 1)]
                 for r in latest(found["propagation"], "engine").values()]
         parts.append("**Propagation** (`python -m benchmarks.propagation --compare`): a new "
-                     "block on node A until its route is in node C's kernel.\n\n"
+                     "block on node A until its route is in node C's kernel (BIRD: from "
+                     "`birdc configure` on node A).\n\n"
                      + table(["engine", "samples", "p50", "p99", "max"], rows))
     if "ingest" in found:
         rows = [[ENGINE_NAMES.get(r["engine"], r["engine"]), str(r["routes"]),
