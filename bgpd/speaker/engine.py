@@ -173,6 +173,9 @@ def patch() -> None:
     original_process = API.process
     original_run = peer_cls.run
     original_listen = listener_cls._listen
+    original_connected = listener_cls._connected
+    original_new_connections = listener_cls.new_connections
+    original_peers = reactor_cls.peers
     listen_fds = inherited(os.environ.get(LISTEN_ENV, ""))
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -336,9 +339,6 @@ def patch() -> None:
             self._reactor._poller.register(sock.fileno(), select.POLLIN)
         return result
 
-    original_connected = listener_cls._connected
-    original_new_connections = listener_cls.new_connections
-    original_peers = reactor_cls.peers
     from exabgp.reactor.api.command import announce, limit, rib
     matcher = indexed_match(limit.match_neighbors, limit.match_neighbor)
     for module in (limit, announce, rib):
