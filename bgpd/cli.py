@@ -115,11 +115,12 @@ def _run(args: argparse.Namespace) -> int:
         structlog.get_logger("bgpd").warning("early_listen_failed", problems=problems)
     from bgpd.daemon import Daemon
 
+    store = None
     if settings.datastore == "static":
         from node_controller.static import load_folder
 
-        load_folder(Path(settings.resources))  # a broken folder stops the start, named
-    daemon = Daemon(settings, listen_sockets=sockets)
+        store = load_folder(Path(settings.resources))  # a broken folder stops the start, named
+    daemon = Daemon(settings, listen_sockets=sockets, static_store=store)
     try:
         asyncio.run(daemon.run())
     except Exception as exc:  # a failed task ends the daemon: say which and why

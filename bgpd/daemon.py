@@ -37,6 +37,7 @@ from bgpd.speaker.config import SpeakerConfig
 from bgpd.speaker.supervisor import Speaker
 from bgpd.systemd import Notifier
 from node_controller.controller import Controller
+from node_controller.store import Store
 
 log = structlog.get_logger("bgpd.daemon")
 
@@ -57,9 +58,11 @@ class _Stop(Exception):
 
 class Daemon:
     def __init__(self, settings: Settings, *, notifier: Notifier | None = None,
-                 listen_sockets: Sequence[socket.socket] = ()) -> None:
+                 listen_sockets: Sequence[socket.socket] = (),
+                 static_store: Store | None = None) -> None:
         self.settings = settings
         self.listen_sockets = listen_sockets
+        self.static_store = static_store  # the static folder, already read and checked
         self.notifier = notifier or Notifier()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
@@ -115,8 +118,10 @@ class Daemon:
         if s.datastore == "kubernetes":
             await controller.run_kubernetes(kubeconfig=s.kubeconfig, namespace=s.namespace)
             return
+        loaded, self.static_store = self.static_store, None  # read by the CLI: not again
         while True:
-            await controller.run_static(Path(s.resources))
+            await controller.run_static(Path(s.resources), loaded=loaded)
+            loaded = None
             await self._reload.wait()
             self._reload.clear()
             self.parts.last_reconfigure = time.time()

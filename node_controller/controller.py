@@ -93,10 +93,10 @@ class Controller:
             log.info("desired_config", node=self.node, peers=len(config.peers),
                      announce=[str(p) for p in config.announce])
 
-    async def run_static(self, folder: Path) -> None:
-        """Load ``folder`` once and publish; a reload is another call (SIGHUP)."""
-        store = load_folder(folder)
-        self.store = store
+    async def run_static(self, folder: Path, *, loaded: Store | None = None) -> None:
+        """Load ``folder`` once (or take it ``loaded`` already) and publish; a reload is
+        another call (SIGHUP)."""
+        self.store = loaded if loaded is not None else load_folder(folder)
         await self.recompute()
 
     async def run_kubernetes(self, *, kubeconfig: str | None, namespace: str) -> None:
