@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,40 @@ def owned_routes(ns: Namespace) -> int:
     """``proto bird`` routes to pod networks in ``ns`` (the engine's own blackholes too)."""
     return sum(1 for line in ns.ip("route", "show", "proto", "bird").splitlines()
                if line.startswith("172."))
+
+
+# the timers of Calico's BIRD template (bird.cfg.template's bgp_template)
+CALICO_TIMERS = "connect delay time 2; connect retry time 5; error wait time 5, 30; "
+
+
+def bird_node_config(version: int, node_ip: str, block: str,
+                     peers: Sequence[tuple[str, str, bool]]) -> str:
+    """A node as Calico's confd configures BIRD: its block blackholed and exported, learned
+    routes to the kernel (BIRD 1.6 cannot write Calico's onlink tunl0 shape: the route is
+    plain), one BGP protocol per (name, address, passive) peer, iBGP AS 64512."""
+    export = 'export filter { if proto = "blocks" then accept; reject; };'
+    if version == 2:
+        head = (f"router id {node_ip};\nprotocol device {{ scan time 10; }}\n"
+                f"protocol static blocks {{ ipv4; route {block} blackhole; }}\n"
+                "protocol kernel { learn no; persist; merge paths on; graceful restart on; "
+                "metric 0; ipv4 { import none; export filter { if source = RTS_BGP then { "
+                'ifname = "tunl0"; onlink = true; gw = bgp_next_hop; accept; } '
+                'if proto = "blocks" then accept; reject; }; }; }\n')
+        return head + "".join(
+            f"protocol bgp {name} {{ local {node_ip} as 64512; neighbor {address} as 64512; "
+            f"{'passive on; ' if waits else ''}graceful restart on; {CALICO_TIMERS}"
+            f"ipv4 {{ import all; {export} next hop self; }}; }}\n"
+            for name, address, waits in peers)
+    head = (f"router id {node_ip};\nprotocol device {{ scan time 2; }}\n"
+            f"protocol static blocks {{ route {block} blackhole; }}\n"
+            "protocol kernel { learn no; persist; merge paths on; graceful restart on; "
+            "scan time 2; import none; export filter { if source = RTS_BGP then accept; "
+            'if proto = "blocks" then accept; reject; }; }\n')
+    return head + "".join(
+        f"protocol bgp {name} {{ local as 64512; neighbor {address} as 64512; "
+        f"source address {node_ip}; {'passive on; ' if waits else ''}direct; gateway direct; "
+        f"graceful restart on; {CALICO_TIMERS}import all; {export} next hop self; }}\n"
+        for name, address, waits in peers)
 
 
 def rounded(value: float | None) -> float | None:

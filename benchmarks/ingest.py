@@ -29,14 +29,21 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import report
-from benchmarks.dut import Dut, cpu_seconds, owned_routes, role_of, rounded, rss_mb
+from benchmarks.dut import (
+    Dut,
+    bird_node_config,
+    cpu_seconds,
+    owned_routes,
+    role_of,
+    rounded,
+    rss_mb,
+)
 from integration_tests.netns import NetLab, tunl0
 from integration_tests.peers import Bird2, Neighbor
 
 DUT_IP, FEEDER_IP = "198.18.0.1", "198.18.0.2"
 POOL = IPv4Network("172.16.0.0/12")
 DUT_BLOCK = "172.31.255.0/26"
-CALICO_TIMERS = "connect delay time 2; connect retry time 5; error wait time 5, 30; "
 
 
 def prefixes(count: int) -> list[str]:
@@ -65,29 +72,9 @@ def docs() -> list[dict[str, Any]]:
 
 
 def bird_config(version: int) -> str:
-    """The node as confd configures BIRD with one global peer; learned routes to the kernel
-    (plain routes with BIRD 1.6, which cannot write the onlink tunl0 shape)."""
-    name = "Global_" + FEEDER_IP.replace(".", "_")
-    if version == 2:
-        return (f"router id {DUT_IP};\nprotocol device {{ scan time 10; }}\n"
-                f"protocol static blocks {{ ipv4; route {DUT_BLOCK} blackhole; }}\n"
-                "protocol kernel { learn no; persist; merge paths on; graceful restart on; "
-                "metric 0; ipv4 { import none; export filter { if source = RTS_BGP then { "
-                'ifname = "tunl0"; onlink = true; gw = bgp_next_hop; accept; } '
-                'if proto = "blocks" then accept; reject; }; }; }\n'
-                f"protocol bgp {name} {{ local {DUT_IP} as 64512; neighbor {FEEDER_IP} as 64512; "
-                f"graceful restart on; {CALICO_TIMERS}"
-                'ipv4 { import all; export filter { if proto = "blocks" then accept; reject; }; '
-                "next hop self; }; }\n")
-    return (f"router id {DUT_IP};\nprotocol device {{ scan time 2; }}\n"
-            f"protocol static blocks {{ route {DUT_BLOCK} blackhole; }}\n"
-            "protocol kernel { learn no; persist; merge paths on; graceful restart on; "
-            "scan time 2; import none; export filter { if source = RTS_BGP then accept; "
-            'if proto = "blocks" then accept; reject; }; }\n'
-            f"protocol bgp {name} {{ local as 64512; neighbor {FEEDER_IP} as 64512; "
-            f"source address {DUT_IP}; direct; gateway direct; graceful restart on; "
-            f"{CALICO_TIMERS}import all; "
-            'export filter { if proto = "blocks" then accept; reject; }; next hop self; }\n')
+    """The node as confd configures BIRD with one global peer."""
+    return bird_node_config(version, DUT_IP, DUT_BLOCK,
+                            [("Global_" + FEEDER_IP.replace(".", "_"), FEEDER_IP, False)])
 
 
 def wait(check: Any, timeout: float, what: str, dut: Dut, peak: list[float]) -> float:

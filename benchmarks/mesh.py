@@ -43,7 +43,15 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import report
-from benchmarks.dut import Dut, cpu_seconds, owned_routes, role_of, rounded, rss_mb
+from benchmarks.dut import (
+    Dut,
+    bird_node_config,
+    cpu_seconds,
+    owned_routes,
+    role_of,
+    rounded,
+    rss_mb,
+)
 from integration_tests.netns import Namespace, NetLab, tunl0
 
 DUT_IPS = {"passive": "198.18.0.1", "active": "198.18.9.1", "mesh": "198.18.10.251"}
@@ -59,10 +67,6 @@ def peer_ip(i: int) -> str:
 
 def block(i: int) -> str:
     return str(IPv4Network((FIRST_BLOCK + 256 * i, 24)))
-
-
-# the timers of Calico's BIRD template (bird.cfg.template's bgp_template)
-CALICO_TIMERS = "connect delay time 2; connect retry time 5; error wait time 5, 30; "
 
 
 def passive(me: str, other: str) -> bool:
@@ -116,37 +120,10 @@ def resources(peers: int, dut_ip: str) -> list[dict[str, Any]]:
 
 
 def bird_dut_config(peers: int, version: int, dut_ip: str) -> str:
-    """The DUT as Calico's confd configures BIRD: a mesh, blocks blackholed, learned blocks to
-    the kernel (BIRD 1.6 cannot write Calico's onlink tunl0 shape; the route is plain)."""
-
-    def wait(i: int) -> str:
-        return "passive on; " if passive(dut_ip, peer_ip(i)) else ""
-
-    if version == 2:
-        head = (f"router id {dut_ip};\nprotocol device {{ scan time 10; }}\n"
-                f"protocol static blocks {{ ipv4; route {DUT_BLOCK} blackhole; }}\n"
-                "protocol kernel { learn no; persist; merge paths on; graceful restart on; "
-                "metric 0; ipv4 { import none; export filter { if source = RTS_BGP then { "
-                'ifname = "tunl0"; onlink = true; gw = bgp_next_hop; accept; } '
-                'if proto = "blocks" then accept; reject; }; }; }\n')
-        body = "".join(
-            f"protocol bgp Mesh_{peer_ip(i).replace('.', '_')} {{ local {dut_ip} as 64512; "
-            f"neighbor {peer_ip(i)} as 64512; {wait(i)}graceful restart on; {CALICO_TIMERS}"
-            "ipv4 { import all; export filter { if proto = \"blocks\" then accept; reject; }; "
-            "next hop self; }; }\n" for i in range(peers))
-        return head + body
-    head = (f"router id {dut_ip};\nprotocol device {{ scan time 2; }}\n"
-            f"protocol static blocks {{ route {DUT_BLOCK} blackhole; }}\n"
-            "protocol kernel { learn no; persist; merge paths on; graceful restart on; "
-            "scan time 2; import none; export filter { if source = RTS_BGP then accept; "
-            'if proto = "blocks" then accept; reject; }; }\n')
-    body = "".join(
-        f"protocol bgp Mesh_{peer_ip(i).replace('.', '_')} {{ local as 64512; "
-        f"neighbor {peer_ip(i)} as 64512; source address {dut_ip}; {wait(i)}"
-        f"direct; gateway direct; graceful restart on; {CALICO_TIMERS}import all; "
-        "export filter { if proto = \"blocks\" then accept; reject; }; next hop self; }\n"
-        for i in range(peers))
-    return head + body
+    """The DUT as Calico's confd configures BIRD for a mesh."""
+    return bird_node_config(version, dut_ip, DUT_BLOCK, [
+        (f"Mesh_{peer_ip(i).replace('.', '_')}", peer_ip(i), passive(dut_ip, peer_ip(i)))
+        for i in range(peers)])
 
 
 NEIGH = Path("/proc/sys/net/ipv4/neigh/default")
