@@ -6,10 +6,13 @@ calls on the :class:`~ribs.rib.Rib`; the resulting :class:`~ribs.rib.Delta` goes
 advertisements to the speaker (End-of-RIB after a session's full table), a new desired set
 to the kernel sync, and counters.  Nothing else touches the RIB.
 
-Translation at the edges: a peer of the DesiredConfig becomes an ``ExportPeer`` (its
-BGPFilters resolved into rules) and a speaker peer; a speaker ``SessionUp`` carries the
-peer's OPEN, from which the RIB learns whether it may keep that peer's routes over a
-restart (graceful restart negotiated, forwarding state kept).
+Translation at the edges, before anything changes: :func:`bgpd.translate.translate` checks
+every peer of the DesiredConfig and leaves out, as an error on its resource, whatever the
+speaker could not run; each peer applied becomes an ``ExportPeer`` (its BGPFilters resolved
+into rules) and a speaker neighbour.  A speaker ``SessionUp`` carries the peer's OPEN, from
+which the RIB learns whether it may keep that peer's routes over a restart (graceful restart
+negotiated, forwarding state kept).  Session states are the speaker's; the RIB keeps only
+what its routes need (up, down, stale).
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from bgpd.settings import Settings
 from bgpd.speaker import codec
 from bgpd.speaker.config import SpeakerConfig
 from bgpd.speaker.supervisor import SessionDown, SessionUp, Speaker, SpeakerEvent
+from bgpd.translate import Translation, translate
 from node_controller.controller import Latest
 from node_controller.desired import DesiredConfig, PeerConfig
+from node_controller.errors import ResourceError
 from ribs.context import NodeContext, Pool, PrefixSet
 from ribs.export import ExportPeer, NextHopMode
 from ribs.kernel_plan import KernelRoute
@@ -64,7 +69,26 @@ class Router:
         self.interface: str | None = None
         self.stats = RouterStats()
         self.converged = asyncio.Event()  # first config applied and our restart finished
-        self._peers: dict[Address, PeerConfig] = {}
+        self.translation = Translation()
+        self._peers: dict[Address, PeerConfig] = {}  # the translation's, by address
+
+    def peer_kind(self, address: Address) -> str:
+        """mesh, global or node: what made the peer at ``address``."""
+        peer = self._peers.get(address)
+        return peer.type if peer else "unknown"
+
+    def blocks_unannounced(self) -> bool:
+        """The node has blocks and announces none of them (a pool it cannot see, say)."""
+        config = self.config
+        if config is None or not config.blackholes:
+            return False
+        return self.rib is None or not set(config.blackholes) & self.rib.exportable_local()
+
+    @property
+    def errors(self) -> tuple[ResourceError, ...]:
+        """Every problem of the configuration applied: the resources' and the translation's."""
+        own = self.config.errors if self.config else ()
+        return tuple(sorted({*own, *self.translation.errors}))
 
     # --- translation -----------------------------------------------------------------------
     def node_context(self, config: DesiredConfig) -> NodeContext:
@@ -100,10 +124,10 @@ class Router:
             next_hop_mode=NextHopMode(peer.next_hop_mode), policy=policy,
         )
 
-    def speaker_config(self, config: DesiredConfig) -> SpeakerConfig:
+    def speaker_config(self, config: DesiredConfig, translation: Translation) -> SpeakerConfig:
         assert config.router_id is not None
         binds: tuple[Address, ...] = (config.bind_address,) if config.bind_address else ()
-        return SpeakerConfig(router_id=config.router_id, peers=config.peers,
+        return SpeakerConfig(router_id=config.router_id, neighbors=translation.neighbors,
                              listen_port=config.listen_port, bind_addresses=binds,
                              reactor_speed=self.settings.exabgp_reactor_speed)
 
@@ -144,14 +168,18 @@ class Router:
             return Delta()
         if self.interface is None and config.node_address is not None:
             self.interface = await self.kernel.kernel.interface_of(config.node_address.ip)
+        running = {a: s.neighbor.name for a, s in self.speaker.peers.items()}
+        translation = translate(config, running=running)
+        self._report(translation)
+        peers = translation.peers
         ctx = self.node_context(config)
         delta = Delta()
         now = time.monotonic()
         if self.rib is None:
             self.rib = Rib(ctx, stale_time=self.settings.stale_time)
-            delta.merge(self.rib.set_peers(self.export_peer(config, p) for p in config.peers))
+            delta.merge(self.rib.set_peers(self.export_peer(config, p) for p in peers))
             delta.merge(self.rib.begin_restart(
-                self.adopted, expected=[source_key(p.address) for p in config.peers], now=now,
+                self.adopted, expected=[source_key(p.address) for p in peers], now=now,
                 establish_grace=self.settings.restart_establish_grace,
                 deadline=self.settings.restart_deadline,
                 peer_grace=self.settings.restart_peer_grace))
@@ -160,13 +188,18 @@ class Router:
                          held_until="peers resynced or deadline")
         else:
             delta.merge(self.rib.set_context(ctx))
-            delta.merge(self.rib.set_peers(self.export_peer(config, p) for p in config.peers))
-        delta.merge(self.rib.set_local(config.announce))
-        self._peers = {p.address: p for p in config.peers}
-        self.speaker.configure(self.speaker_config(config))
-        self.config = config
+            delta.merge(self.rib.set_peers(self.export_peer(config, p) for p in peers))
+        delta.merge(self.rib.set_local(translation.announce))
+        self._peers = {p.address: p for p in peers}
+        self.speaker.configure(self.speaker_config(config, translation))
+        self.config, self.translation = config, translation
         delta.fib_changed = True
         return delta
+
+    def _report(self, translation: Translation) -> None:
+        for error in set(translation.errors) - set(self.translation.errors):
+            log.error("peer_not_configured", kind=error.kind, name=error.name,
+                      field=error.field, problem=error.message)
 
     def on_event(self, event: SpeakerEvent) -> Delta:
         rib = self.rib

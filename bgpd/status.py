@@ -33,8 +33,8 @@ def status(router: Router, speaker: Speaker, kernel: KernelSync) -> dict[str, An
         if rib_peer is not None and rib_peer.state is PeerState.STALE:
             state = "Idle (graceful restart: routes kept)"
         peers.append({
-            "name": st.config.name, "address": str(address), "port": st.config.port,
-            "type": peer_type(st.config.type), "peer_as": st.config.peer_as,
+            "name": st.neighbor.name, "address": str(address), "port": st.neighbor.port,
+            "type": peer_type(router.peer_kind(address)), "peer_as": st.neighbor.peer_as,
             "state": state, "established": st.state is SessionState.ESTABLISHED,
             "since": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.since)),
             "info": "Established" if st.state is SessionState.ESTABLISHED
@@ -62,8 +62,11 @@ def status(router: Router, speaker: Speaker, kernel: KernelSync) -> dict[str, An
         "rib": {"prefixes": len(rib.table) if rib else 0,
                 "restarting": bool(rib and rib.restarting)},
         "speaker": {"exabgp_pid": speaker.pid, "healthy": speaker.healthy,
-                    "restarts": speaker.restarts, "malformed_lines": speaker.malformed},
-        "errors": [e.as_dict() for e in config.errors] if config else [],
+                    "restarts": speaker.restarts, "malformed_lines": speaker.malformed,
+                    "commands_refused": speaker.core.stats.refused_commands,
+                    "configuration_refused": speaker.core.refusal or None,
+                    "last_failure": speaker.last_failure or None},
+        "errors": [e.as_dict() for e in router.errors],
     }
 
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from bgpd.speaker.config import Neighbor as SpeakerNeighbor
 from bgpd.speaker.config import SpeakerConfig
 from bgpd.speaker.supervisor import SessionDown, SessionUp, Speaker, SpeakerEvent
 from integration_tests.netns import Namespace, NetLab
 from integration_tests.peers import ROUTERS, Neighbor, Router
-from node_controller.desired import PeerConfig
 from ribs.types import AsPath, Attributes, prefix
 
 NODE_V4, NODE_V6 = "198.51.100.1", "2001:db8::1"
@@ -73,15 +73,16 @@ class SpeakerLab:
         return router
 
     def peer_config(self, i: int, *, v6: bool = False, asn: int = LOCAL_AS,
-                    passive: bool = False, password: str | None = None) -> PeerConfig:
+                    passive: bool = False, password: str | None = None) -> SpeakerNeighbor:
         address = ip_address(peer_v6(i) if v6 else peer_v4(i))
         source = ip_address(NODE_V6 if v6 else NODE_V4)
-        return PeerConfig(name=f"Node_{address}", address=address, port=179, peer_as=asn,
-                          local_as=LOCAL_AS, type="node", passive=passive, password=password,
-                          source_address=source)
+        return SpeakerNeighbor(name=f"Node_{address}", address=address, peer_as=asn,
+                               local_as=LOCAL_AS, passive=passive, local_address=source,
+                               password=password.encode() if password else None)
 
-    def configure(self, peers: Sequence[PeerConfig]) -> None:
-        self.speaker.configure(SpeakerConfig(router_id=IPv4Address(NODE_V4), peers=tuple(peers)))
+    def configure(self, peers: Sequence[SpeakerNeighbor]) -> None:
+        self.speaker.configure(SpeakerConfig(router_id=IPv4Address(NODE_V4),
+                                             neighbors=tuple(peers)))
 
     async def pump(self) -> None:
         """Consume speaker events: remember received routes, answer with End-of-RIB."""

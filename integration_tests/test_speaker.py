@@ -220,7 +220,7 @@ def test_short_hold_time_keeps_the_session_up_while_idle(lab: NetLab, tmp_path: 
     async def scenario(s: SpeakerLab) -> None:
         router = s.add_router("bird2")
         assert isinstance(router, Bird2)
-        s.configure([dataclasses.replace(s.peer_config(0), keepalive_time=1.0)])  # hold 3 s
+        s.configure([dataclasses.replace(s.peer_config(0), hold_time=3)])  # keepalives every 1 s
         await until(lambda: router.established(NODE_V4), 30, "session up")
         since = router.since(NODE_V4)
         hold = re.search(r"Hold timer:\s+[\d.]+/(\d+)", router.cli("show", "protocols", "all",

@@ -35,7 +35,7 @@ from ribs.context import NodeContext
 from ribs.export import Advert, ExportPeer, advert_for
 from ribs.fib import kernel_route
 from ribs.kernel_plan import KernelRoute
-from ribs.policy import Reason, import_verdict
+from ribs.policy import Reason, exportable, import_verdict
 from ribs.table import Change, Table
 from ribs.types import LOCAL, Attributes, Prefix, Route, Source, SourceKey
 
@@ -175,6 +175,10 @@ class Rib:
             self._apply(self.table.update(Route(prefix, LOCAL, Attributes())), delta)
         self._local = wanted
         return delta
+
+    def exportable_local(self) -> set[Prefix]:
+        """The node's own prefixes that Calico's export filter lets out (rules aside)."""
+        return {p for p in self._local if exportable(Route(p, LOCAL, Attributes()), self.ctx)}
 
     # --- sessions ------------------------------------------------------------------------
     def peer_up(self, session: Session, *, now: float) -> Delta:

@@ -89,3 +89,20 @@ def test_timer_turn_follows_the_hold_time() -> None:
     assert engine.timer_turn(Peer(240)) == engine.TIMER_TURN
     assert engine.timer_turn(Peer(0)) == engine.TIMER_TURN
     assert engine.timer_turn(Peer(None)) == 1.0
+
+
+def test_the_installed_exabgp_is_the_one_the_launcher_patches() -> None:
+    assert engine.contract_problems() == []
+
+
+def test_a_patched_attribute_that_disappears_or_changes_shape_is_named(monkeypatch: Any) -> None:
+    from exabgp.reactor import listener, loop
+
+    monkeypatch.delattr(loop.Reactor, "teardown_peer")
+    monkeypatch.setattr(listener.Listener, "incoming", lambda self, extra: None)
+    problems = engine.contract_problems()
+    assert "exabgp.reactor.loop.Reactor.teardown_peer is missing" in problems
+    assert ("exabgp.reactor.listener.Listener.incoming takes (self, extra), expected (self)"
+            in problems)
+    assert any("is installed; the launcher is written against 9.9.9" in p
+               for p in engine.contract_problems("9.9.9"))

@@ -31,3 +31,21 @@ def test_the_check_can_fail(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import asyncio\nfrom time import monotonic\n")
     assert imported_roots(bad) & FORBIDDEN == {"asyncio", "time"}
+
+
+SANS_IO = ["bgpd/translate.py", "bgpd/speaker/core.py", "bgpd/speaker/config.py",
+           "bgpd/speaker/pacing.py", "bgpd/speaker/codec.py", "node_controller/desired.py",
+           "node_controller/store.py"]
+TOP = RIBS.parent
+
+
+@pytest.mark.parametrize("name", SANS_IO)
+def test_sans_io_cores_are_pure(name: str) -> None:
+    assert not imported_roots(TOP / name) & FORBIDDEN
+
+
+@pytest.mark.parametrize("path", sorted((TOP / "bgpd" / "speaker").glob("*.py")),
+                         ids=lambda p: p.name)
+def test_the_speaker_knows_no_calico_model(path: Path) -> None:
+    """The ExaBGP adapter speaks its own types: Calico's come in through bgpd.translate."""
+    assert "node_controller" not in imported_roots(path)

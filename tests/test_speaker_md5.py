@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from ipaddress import ip_address
 
-from bgpd.speaker.supervisor import PeerStatus, md5_drops, md5_hint
-from node_controller.desired import PeerConfig
+from bgpd.speaker.config import Neighbor
+from bgpd.speaker.core import PeerSession
+from bgpd.speaker.supervisor import md5_drops, md5_hint
 
 NETSTAT = (
     "TcpExt: SyncookiesSent TW TCPMD5NotFound TCPMD5Unexpected TCPMD5Failure TCPAckCompressed\n"
@@ -15,10 +16,10 @@ NETSTAT = (
 )
 
 
-def peer(password: str | None) -> PeerStatus:
-    return PeerStatus(PeerConfig(name="Global_198_51_100_1", address=ip_address("198.51.100.1"),
-                                 port=179, peer_as=65000, local_as=64512, type="global",
-                                 password=password))
+def peer(password: str | None) -> PeerSession:
+    return PeerSession(Neighbor(name="Global_198_51_100_1", address=ip_address("198.51.100.1"),
+                                peer_as=65000, local_as=64512,
+                                password=password.encode() if password else None))
 
 
 def test_counters_read_by_name() -> None:

@@ -12,8 +12,10 @@ Inbound, :func:`decode` turns one line from ExaBGP into one value:
 
 ExaBGP 5.0.15 swaps two labels in the graceful-restart capability's JSON: the per-family
 list holds ``"restart"`` when the family's **forwarding** bit (F) is set, and
-``restart-flags`` holds ``"forwarding"`` when the **restart** bit (R) is set.  We read the
-bits, not the labels.
+``restart-flags`` holds ``"forwarding"`` when the **restart** bit (R) is set.  The JSON
+header says ``5.0.0`` for every 5.0.x, so the caller says which labelling the installed
+release uses (:class:`Dialect`, from the package's version: :func:`dialect_for`); a release
+not known here is read as labelled, and :func:`dialect_for` says so.
 
 Outbound, the ``*_command`` functions build the few commands the daemon sends.
 """
@@ -114,7 +116,29 @@ class Notification:
 Event = (Ack | Text | Malformed | PeerState | Open | Update | EndOfRib | Notification)
 
 
-def decode(line: str) -> Event:
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How the installed ExaBGP release writes what its JSON header does not tell apart."""
+
+    release: str
+    gr_labels_swapped: bool  # R and F labelled the other way round (5.0.15)
+
+
+SWAPPED_GR_LABELS = frozenset({"5.0.15"})  # read in their source: Graceful.json()
+KNOWN_RELEASES = SWAPPED_GR_LABELS
+EXABGP_5_0_15 = Dialect("5.0.15", gr_labels_swapped=True)
+
+
+def dialect_for(release: str) -> tuple[Dialect, str | None]:
+    """The dialect of ``release`` and, for a release not checked here, a warning."""
+    dialect = Dialect(release, gr_labels_swapped=release in SWAPPED_GR_LABELS)
+    if release in KNOWN_RELEASES:
+        return dialect, None
+    return dialect, (f"ExaBGP {release}: its graceful-restart flags are read as labelled "
+                     f"(checked only for {', '.join(sorted(KNOWN_RELEASES))})")
+
+
+def decode(line: str, dialect: Dialect = EXABGP_5_0_15) -> Event:
     stripped = line.strip()
     if stripped in ("done", "error"):
         return Ack(stripped == "done")
@@ -127,7 +151,7 @@ def decode(line: str) -> Event:
     if not isinstance(message, dict) or "exabgp" not in message:
         return Text(stripped)
     try:
-        return _decode_message(message)
+        return _decode_message(message, dialect)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return Malformed(stripped, f"{type(exc).__name__}: {exc}")
 
@@ -136,13 +160,13 @@ def _peer(message: dict[str, Any]) -> Address:
     return ip_address(message["neighbor"]["address"]["peer"])
 
 
-def _decode_message(message: dict[str, Any]) -> Event:
+def _decode_message(message: dict[str, Any], dialect: Dialect) -> Event:
     kind = message.get("type")
     if kind == "state":
         neighbor = message["neighbor"]
         return PeerState(_peer(message), str(neighbor["state"]), str(neighbor.get("reason", "")))
     if kind == "open":
-        return _open(message)
+        return _open(message, dialect)
     if kind == "update":
         body = message["neighbor"]["message"]
         if "eor" in body:
@@ -160,17 +184,19 @@ def _decode_message(message: dict[str, Any]) -> Event:
     raise ValueError(f"unexpected message type {kind!r}")
 
 
-def _open(message: dict[str, Any]) -> Open:
+def _open(message: dict[str, Any], dialect: Dialect) -> Open:
     opened = message["neighbor"]["open"]
     caps = opened.get("capabilities") or {}
     gr = None
     if "64" in caps:
         cap = caps["64"]
         families = cap.get("address-family-flags") or {}
+        r_label, f_label = ("forwarding", "restart") if dialect.gr_labels_swapped else (
+            "restart", "forwarding")
         gr = GracefulRestart(
             restart_time=int(cap.get("time", 0)),
-            restarting="forwarding" in (cap.get("restart-flags") or []),  # swapped label: R
-            forwarding=frozenset(f for f, flags in families.items() if "restart" in flags),
+            restarting=r_label in (cap.get("restart-flags") or []),
+            forwarding=frozenset(f for f, flags in families.items() if f_label in flags),
         )
     add_path = caps.get("69") or {}
     multiprotocol = caps.get("1") or {}

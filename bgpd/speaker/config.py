@@ -1,5 +1,10 @@
-"""ExaBGP configuration rendering (pure): the peer list in, a configuration file and an
-environment out.
+"""ExaBGP configuration rendering (pure): the speaker's neighbours in, a configuration file
+and an environment out.
+
+A :class:`Neighbor` is the speaker's own value: everything ExaBGP is told about one session,
+already checked (:mod:`bgpd.translate` builds them from the node's DesiredConfig and leaves
+out, with an error, whatever ExaBGP or the kernel would refuse).  Rendering therefore never
+fails; :func:`problems` lists what a neighbour breaks, for the translation and the tests.
 
 What each rendered neighbor gets, and why:
 
@@ -28,21 +33,66 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from node_controller.desired import PeerConfig
 from ribs.types import Address
 
 DEFAULT_HOLD = 240
 MD5_MAX = 80  # TCP_MD5SIG_MAXKEYLEN
+HOLD_MAX = 65535  # a 16-bit field of OPEN; 0 or at least 3 (RFC 4271 4.2)
+RESTART_MAX = 4095  # graceful restart time: 12 bits (RFC 4724 3)
+AS_MAX = 2**32 - 1
 
 
-class ConfigError(ValueError):
-    """A peer list that cannot be rendered (named in the message)."""
+@dataclass(frozen=True, slots=True)
+class Neighbor:
+    """One BGP session as ExaBGP is told it."""
+
+    name: str  # BIRD's protocol name, shown as the neighbour's description
+    address: Address
+    peer_as: int
+    local_as: int
+    port: int = 179
+    passive: bool = False
+    local_address: Address | None = None
+    password: bytes | None = field(default=None, repr=False)
+    ttl_security: int | None = None
+    hold_time: int = DEFAULT_HOLD
+    restart_time: int = 120
+
+    @property
+    def family(self) -> str:
+        return "ipv4 unicast" if self.address.version == 4 else "ipv6 unicast"
+
+
+def problems(n: Neighbor) -> list[tuple[str, str]]:
+    """(what, why) for each value of ``n`` that ExaBGP or the kernel would refuse."""
+    out = []
+    if n.address.is_unspecified or n.address.is_multicast:
+        out.append(("address", f"{n.address} cannot be a BGP peer"))
+    for what, asn in (("peer AS", n.peer_as), ("local AS", n.local_as)):
+        if not 1 <= asn <= AS_MAX:
+            out.append((what, f"AS number {asn} is outside 1..{AS_MAX}"))
+    if not 1 <= n.port <= 65535:
+        out.append(("port", f"port {n.port} is outside 1..65535"))
+    if n.password is not None and not 1 <= len(n.password) <= MD5_MAX:
+        out.append(("password", f"a TCP MD5 password has 1 to {MD5_MAX} bytes, "
+                                f"this one {len(n.password)}"))
+    if n.ttl_security is not None and not 1 <= n.ttl_security <= 255:
+        out.append(("ttl security", f"{n.ttl_security} hops is outside 1..255"))
+    if not (n.hold_time == 0 or 3 <= n.hold_time <= HOLD_MAX):
+        out.append(("hold time", f"{n.hold_time} s: the hold time (three keepalives) is 0 "
+                                 f"or 3..{HOLD_MAX} s"))
+    if not 0 <= n.restart_time <= RESTART_MAX:
+        out.append(("restart time", f"{n.restart_time} s is outside 0..{RESTART_MAX} s "
+                                    "(graceful restart's 12-bit field)"))
+    if n.local_address is not None and n.local_address.version != n.address.version:
+        out.append(("local address", f"{n.local_address} is not of the peer's family"))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
 class SpeakerConfig:
     router_id: IPv4Address
-    peers: tuple[PeerConfig, ...] = ()
+    neighbors: tuple[Neighbor, ...] = ()
     listen_port: int = 179
     bind_addresses: tuple[Address, ...] = ()  # empty: every address
     log_level: str = "WARNING"
@@ -54,43 +104,35 @@ def _quote(text: str) -> str:
     return json.dumps(text)  # ExaBGP accepts double-quoted strings with backslash escapes
 
 
-def hold_time(peer: PeerConfig) -> int:
-    if peer.keepalive_time:
-        return max(3, round(peer.keepalive_time * 3))
-    return DEFAULT_HOLD
-
-
-def render_neighbor(peer: PeerConfig, *, router_id: IPv4Address, process: str) -> str:
-    family = "ipv4 unicast" if peer.address.version == 4 else "ipv6 unicast"
+def render_neighbor(n: Neighbor, *, router_id: IPv4Address, process: str) -> str:
     lines = [
-        f"neighbor {peer.address} {{",
-        f"    description {_quote(peer.name)};",
+        f"neighbor {n.address} {{",
+        f"    description {_quote(n.name)};",
         f"    router-id {router_id};",
-        f"    local-as {peer.local_as};",
-        f"    peer-as {peer.peer_as};",
-        f"    hold-time {hold_time(peer)};",
+        f"    local-as {n.local_as};",
+        f"    peer-as {n.peer_as};",
+        f"    hold-time {n.hold_time};",
         "    manual-eor true;",
         "    adj-rib-in false;",
         "    group-updates true;",
     ]
-    if peer.source_address is not None and peer.source_address.version == peer.address.version:
-        lines.append(f"    local-address {peer.source_address};")
-    if peer.passive:
+    if n.local_address is not None:
+        lines.append(f"    local-address {n.local_address};")
+    if n.passive:
         lines.append("    passive true;")
-    if peer.port != 179:
-        lines.append(f"    connect {peer.port};")
-    if peer.password is not None:
-        # base64 keeps any character of a password out of ExaBGP's tokeniser
-        encoded = base64.b64encode(peer.password.encode()).decode()
-        lines.append(f"    md5-password {encoded};")
+    if n.port != 179:
+        lines.append(f"    connect {n.port};")
+    if n.password is not None:
+        # base64 keeps any byte of a password out of ExaBGP's tokeniser
+        lines.append(f"    md5-password {base64.b64encode(n.password).decode()};")
         lines.append("    md5-base64 true;")
-    if peer.ttl_security:
+    if n.ttl_security:
         lines.append("    outgoing-ttl 255;")
-        lines.append(f"    incoming-ttl {256 - peer.ttl_security};")
+        lines.append(f"    incoming-ttl {256 - n.ttl_security};")
     lines += [
-        f"    family {{ {family}; }}",
+        f"    family {{ {n.family}; }}",
         "    capability {",
-        f"        graceful-restart {int(peer.restart_time)};",
+        f"        graceful-restart {n.restart_time};",
         "        route-refresh enable;",
         "        add-path send/receive;",
         "    }",
@@ -102,19 +144,13 @@ def render_neighbor(peer: PeerConfig, *, router_id: IPv4Address, process: str) -
 
 
 def render(config: SpeakerConfig, *, bridge: Sequence[str], process: str = "bgpd") -> str:
-    """The configuration file's text; ``bridge`` is the API process's command line."""
-    seen: dict[Address, str] = {}
-    for peer in config.peers:
-        if peer.password is not None and not 0 < len(peer.password.encode()) <= MD5_MAX:
-            raise ConfigError(f"peer {peer.name}: a TCP MD5 password has 1 to {MD5_MAX} bytes")
-        if peer.address in seen:
-            raise ConfigError(f"peers {seen[peer.address]} and {peer.name} share address "
-                              f"{peer.address}: one session per address")
-        seen[peer.address] = peer.name
+    """The configuration file's text; ``bridge`` is the API process's command line.  The
+    neighbours are the translation's: checked, one per address."""
     blocks = [
         f"process {process} {{\n    run {' '.join(shlex.quote(a) for a in bridge)};\n"
         "    encoder json;\n}",
-        *(render_neighbor(p, router_id=config.router_id, process=process) for p in config.peers),
+        *(render_neighbor(n, router_id=config.router_id, process=process)
+          for n in config.neighbors),
     ]
     return "\n\n".join(blocks) + "\n"
 

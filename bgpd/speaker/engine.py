@@ -31,20 +31,107 @@ peers waits on the loop period.  Here:
 
 Everything else — what a turn does, timers, the API, the configuration — is ExaBGP's,
 unchanged.  ``BGPD_EXABGP_PLAIN=1`` runs ExaBGP exactly as shipped.
+
+The launcher is written against one release (:data:`PINNED`, the version ``setup.cfg``
+pins).  Before patching anything it checks the installed release and every private method,
+signature and instance attribute it relies on (:data:`CONTRACT`); a mismatch ends it with
+one message naming each difference and the way out (``BGPD_EXABGP_PLAIN=1``), instead of a
+patch that half applies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import inspect
 import os
 import select
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from bgpd.speaker.listen import ENV as LISTEN_ENV
 from bgpd.speaker.listen import inherited
+
+PINNED = "5.0.15"
+EXIT_CONTRACT = 78  # EX_CONFIG: the installed ExaBGP is not the one the launcher knows
+
+# (module, attribute path, the parameters it must take — or None for a value)
+CONTRACT: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
+    ("exabgp.reactor.loop", "Reactor.__init__", ("self", "configuration")),
+    ("exabgp.reactor.loop", "Reactor.active_peers", ("self",)),
+    ("exabgp.reactor.loop", "Reactor._wait_for_io", ("self", "sleeptime")),
+    ("exabgp.reactor.loop", "Reactor.reload", ("self",)),
+    ("exabgp.reactor.loop", "Reactor.handle_connection", ("self", "peer_name", "connection")),
+    ("exabgp.reactor.loop", "Reactor.teardown_peer", ("self", "name", "code")),
+    ("exabgp.reactor.loop", "Reactor.peers", ("self", "service")),
+    ("exabgp.reactor.api", "API.process", ("self", "reactor", "service", "command")),
+    ("exabgp.reactor.peer", "Peer.run", ("self",)),
+    ("exabgp.reactor.peer", "Peer.stopping", ("self",)),
+    ("exabgp.reactor.peer", "Peer.socket", ("self",)),
+    ("exabgp.reactor.peer", "ACTION.NOW", None),
+    ("exabgp.reactor.peer", "ACTION.CLOSE", None),
+    ("exabgp.bgp.fsm", "FSM.ESTABLISHED", None),
+    ("exabgp.reactor.listener", "Listener._listen", None),
+    ("exabgp.reactor.listener", "Listener._connected", ("self",)),
+    ("exabgp.reactor.listener", "Listener.new_connections", ("self",)),
+    ("exabgp.reactor.listener", "Listener.incoming", ("self",)),
+    ("exabgp.reactor.api.command.limit", "match_neighbors", ("peers", "descriptions")),
+    ("exabgp.reactor.api.command.limit", "match_neighbor", ("description", "name")),
+    ("exabgp.reactor.api.command.announce", "match_neighbors", ("peers", "descriptions")),
+    ("exabgp.reactor.api.command.rib", "match_neighbors", ("peers", "descriptions")),
+)
+# instance attributes the patches read, as the class's __init__ must assign them
+ATTRIBUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("exabgp.reactor.loop", "Reactor", ("_peers", "_poller", "listener", "asynchronous")),
+    ("exabgp.reactor.listener", "Listener", ("_sockets", "serving", "_accepted", "_reactor")),
+    ("exabgp.reactor.peer", "Peer", ("fsm", "neighbor", "proto", "reactor")),
+    ("exabgp.bgp.neighbor", "Neighbor", ("rib", "eor", "messages", "refresh")),
+)
+
+
+def _resolve(module: str, path: str) -> Any:
+    value: Any = importlib.import_module(module)
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def contract_problems(pinned: str = PINNED) -> list[str]:
+    """Every way the installed ExaBGP differs from what the launcher patches (empty: none)."""
+    try:
+        installed = version("exabgp")
+    except PackageNotFoundError:
+        return ["ExaBGP is not installed"]
+    problems = [] if installed == pinned else [
+        f"ExaBGP {installed} is installed; the launcher is written against {pinned}"]
+    for module, path, params in CONTRACT:
+        try:
+            value = _resolve(module, path)
+        except (ImportError, AttributeError):
+            problems.append(f"{module}.{path} is missing")
+            continue
+        if params is not None:
+            try:
+                found = tuple(inspect.signature(value).parameters)
+            except (TypeError, ValueError):
+                found = ()
+            if found != params:
+                problems.append(f"{module}.{path} takes ({', '.join(found)}), "
+                                f"expected ({', '.join(params)})")
+    for module, cls, names in ATTRIBUTES:
+        try:
+            source = inspect.getsource(_resolve(module, cls).__init__)
+        except (ImportError, AttributeError, OSError, TypeError):
+            problems.append(f"{module}.{cls}.__init__ cannot be read")
+            continue
+        problems += [f"{module}.{cls} no longer sets self.{name}" for name in names
+                     if f"self.{name} =" not in source and f"self.{name}:" not in source]
+    return problems
+
 
 TIMER_TURN = 5.0
 SCAN_PERIOD = 1.0
@@ -360,6 +447,12 @@ def patch() -> None:
 
 def main() -> None:
     if os.environ.get("BGPD_EXABGP_PLAIN") != "1":
+        problems = contract_problems()
+        if problems:
+            print("bgpd's ExaBGP launcher cannot patch this ExaBGP: " + "; ".join(problems)
+                  + ". Install the pinned release, or set BGPD_EXABGP_PLAIN=1 to run ExaBGP "
+                  "as shipped (slower with many peers).", file=sys.stderr)
+            sys.exit(EXIT_CONTRACT)
         patch()
     from exabgp.application.main import main as exabgp_main
 

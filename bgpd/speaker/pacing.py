@@ -12,7 +12,11 @@ older one on the wire).  So the pacer:
 * changes attributes by re-announcing, withdraws with exactly the announced attributes;
 * groups announcements with identical attributes into ``announce attributes ... nlri``
   commands, and neighbors with identical changes into one command;
-* after a session comes up, sends whatever differs and then End-of-RIB.
+* after a session comes up, sends whatever differs and then End-of-RIB;
+* hands out each command as a :class:`Batch` that remembers the changes it carries: a
+  command ExaBGP refuses changed nothing there, so :meth:`Pacer.refused` puts its changes
+  back (``wire`` as before, the wanted state pending again) to be retried after ``retry``
+  seconds — never recorded as on the wire.
 
 ``wire`` is what ExaBGP's RIB for a neighbor holds; it survives session flaps (ExaBGP
 re-sends it itself) and is forgotten when ExaBGP restarts or the neighbor is redefined.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from bgpd.speaker.codec import announce_command, eor_command, withdraw_command
 from ribs.types import Address, Attributes, Prefix
@@ -31,13 +36,31 @@ def _order(p: Prefix) -> tuple[int, int, int]:
     return (p.version, int(p.network_address), p.prefixlen)
 
 
+Change = tuple[Address, Prefix, Attributes | None, Attributes | None]  # peer, prefix, was, is
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One command, and what it changes in ExaBGP's outgoing RIB."""
+
+    text: str
+    changes: tuple[Change, ...] = ()
+    eor: tuple[Address, ...] = ()
+
+
+Grouped = dict[Attributes, dict[Address, list[Prefix]]]
+
+
 class Pacer:
-    def __init__(self, *, cooldown: float = 0.1, max_nlri: int = 400) -> None:
+    def __init__(self, *, cooldown: float = 0.1, max_nlri: int = 400,
+                 retry: float = 10.0) -> None:
         self.cooldown = cooldown
+        self.retry = retry
         self.max_nlri = max_nlri
         self.wire: dict[Address, dict[Prefix, Attributes]] = {}
         self.pending: dict[Address, dict[Prefix, Attributes | None]] = {}
         self.sent_at: dict[tuple[Address, Prefix], float] = {}
+        self.held: dict[tuple[Address, Prefix], float] = {}  # refused: not before then
         self.eor_due: set[Address] = set()
 
     # --- input ---------------------------------------------------------------------------
@@ -56,27 +79,29 @@ class Pacer:
             pending.setdefault(prefix, attrs)
         for prefix in [p for p, a in pending.items() if a is None]:
             del pending[prefix]  # nothing on the wire to withdraw
-        for key in [k for k in self.sent_at if k[0] == peer]:
-            del self.sent_at[key]
+        self._drop_times(peer)
 
     def forget(self, peer: Address) -> None:
         self.wire.pop(peer, None)
         self.pending.pop(peer, None)
         self.eor_due.discard(peer)
-        for key in [k for k in self.sent_at if k[0] == peer]:
-            del self.sent_at[key]
+        self._drop_times(peer)
+
+    def _drop_times(self, peer: Address) -> None:
+        for times in (self.sent_at, self.held):
+            for key in [k for k in times if k[0] == peer]:
+                del times[key]
 
     def advertised(self, peer: Address) -> int:
         return len(self.wire.get(peer, ()))
 
     # --- output --------------------------------------------------------------------------
-    def take(self, now: float) -> tuple[list[str], float | None]:
+    def take(self, now: float) -> tuple[list[Batch], float | None]:
         """Commands to send now, and when to call again for changes held back (or None)."""
-        announces: dict[Attributes, dict[Address, list[Prefix]]] = defaultdict(
-            lambda: defaultdict(list))
-        withdraws: dict[Attributes, dict[Address, list[Prefix]]] = defaultdict(
-            lambda: defaultdict(list))
+        announces: Grouped = defaultdict(lambda: defaultdict(list))
+        withdraws: Grouped = defaultdict(lambda: defaultdict(list))
         later: float | None = None
+        before: dict[tuple[Address, Prefix], Attributes | None] = {}
         for peer, changes in self.pending.items():
             wire = self.wire.setdefault(peer, {})
             for prefix in list(changes):
@@ -86,12 +111,15 @@ class Pacer:
                     del changes[prefix]
                     continue
                 sent = self.sent_at.get((peer, prefix))
-                if sent is not None and now - sent < self.cooldown:
-                    due = sent + self.cooldown
+                due = max(sent + self.cooldown if sent is not None else now,
+                          self.held.get((peer, prefix), now))
+                if due > now:
                     later = due if later is None else min(later, due)
                     continue
+                self.held.pop((peer, prefix), None)
                 del changes[prefix]
                 self.sent_at[(peer, prefix)] = now
+                before[(peer, prefix)] = current
                 if wanted is None:
                     assert current is not None
                     withdraws[current][peer].append(prefix)
@@ -100,22 +128,24 @@ class Pacer:
                     announces[wanted][peer].append(prefix)
                     wire[prefix] = wanted
         self.pending = {p: c for p, c in self.pending.items() if c}
-        commands = self._commands(announces, announce_command)
-        commands += self._commands(withdraws, withdraw_command)
+        batches = self._batches(announces, announce_command, before, announce=True)
+        batches += self._batches(withdraws, withdraw_command, before, announce=False)
         done = sorted((p for p in self.eor_due if p not in self.pending),
                       key=lambda a: (a.version, int(a)))
         for version in (4, 6):  # one command per family, however many peers
             peers = [p for p in done if p.version == version]
             for i in range(0, len(peers), self.max_nlri):
-                commands.append(eor_command(peers[i:i + self.max_nlri]))
+                chunk = tuple(peers[i:i + self.max_nlri])
+                batches.append(Batch(eor_command(chunk), eor=chunk))
         self.eor_due &= set(self.pending)
         self._expire(now)
-        return commands, later
+        return batches, later
 
-    def _commands(self, grouped: dict[Attributes, dict[Address, list[Prefix]]],
-                  build: Callable[[Sequence[Address], Attributes, Iterable[Prefix]], str],
-                  ) -> list[str]:
-        out: list[str] = []
+    def _batches(self, grouped: Grouped,
+                 build: Callable[[Sequence[Address], Attributes, Iterable[Prefix]], str],
+                 before: dict[tuple[Address, Prefix], Attributes | None], *,
+                 announce: bool) -> list[Batch]:
+        out: list[Batch] = []
         for attrs, by_peer in grouped.items():
             by_prefixes: dict[tuple[Prefix, ...], list[Address]] = defaultdict(list)
             for peer, prefixes in by_peer.items():
@@ -123,8 +153,28 @@ class Pacer:
             for nlri, peers in by_prefixes.items():
                 peers.sort(key=lambda a: (a.version, int(a)))
                 for i in range(0, len(nlri), self.max_nlri):
-                    out.append(build(peers, attrs, nlri[i:i + self.max_nlri]))
+                    chunk = nlri[i:i + self.max_nlri]
+                    wanted = attrs if announce else None
+                    changes = tuple((peer, p, before[(peer, p)], wanted)
+                                    for peer in peers for p in chunk)
+                    out.append(Batch(build(peers, attrs, chunk), changes))
         return out
+
+    def refused(self, batch: Batch, now: float) -> None:
+        """ExaBGP refused ``batch``: it changed nothing there.  Its changes are wanted again
+        (unless something newer is), not before ``now + retry``.  A refused End-of-RIB is
+        not sent again (the peer's restart timer ends its wait)."""
+        for peer, prefix, was, wanted in batch.changes:
+            wire = self.wire.get(peer)
+            if wire is None:
+                continue  # forgotten or reset meanwhile: it will be sent whole anyway
+            if wire.get(prefix) == wanted:
+                if was is None:
+                    wire.pop(prefix, None)
+                else:
+                    wire[prefix] = was
+            self.pending.setdefault(peer, {}).setdefault(prefix, wanted)
+            self.held[(peer, prefix)] = now + self.retry
 
     def _expire(self, now: float) -> None:
         if len(self.sent_at) > 4096:

@@ -1,4 +1,8 @@
-"""The speaker: ExaBGP as a supervised child, seen by the daemon as typed events and calls.
+"""The speaker's IO shell: ExaBGP as a supervised child, around the sans-IO core.
+
+What ExaBGP has been told, each session's state and the command in flight are the
+:class:`~bgpd.speaker.core.SpeakerCore`'s; this module runs the process, the bridge socket
+and the timers, and moves lines between them.
 
 Theory of operation:
 
@@ -6,9 +10,8 @@ Theory of operation:
   its API process, which connects to it.  A reader task drains the socket without ever
   waiting on anyone (a blocked API pipe would stall every session): JSON lines become events
   on an unbounded queue, acknowledgements go to the writer.
-* The writer sends one command at a time and waits for its ``done``/``error``, so
-  acknowledgements can never be matched to the wrong command; route changes come from the
-  :class:`~bgpd.speaker.pacing.Pacer`.
+* The writer sends the core's next command and waits for its ``done``/``error``, which the
+  core settles (one command in flight: an acknowledgement always belongs to it).
 * Liveness: when ExaBGP has been quiet for ``liveness_interval`` a ``version`` command is
   sent; no answer to any command within ``liveness_timeout`` means ExaBGP is hung.
 * A crash, a hang, or the bridge going away → the process group is killed, every session
@@ -27,15 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import os
 import signal
 import socket
 import sys
 import time
-from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import structlog
@@ -43,9 +44,22 @@ import structlog
 from bgpd.speaker import codec, listen
 from bgpd.speaker.bridge import die_with_parent
 from bgpd.speaker.config import SpeakerConfig, environment, render
+from bgpd.speaker.core import (
+    Command,
+    CommandKind,
+    PeerSession,
+    SessionDown,
+    SessionState,
+    SessionUp,
+    SpeakerCore,
+    SpeakerEvent,
+)
+from bgpd.speaker.engine import EXIT_CONTRACT
 from bgpd.speaker.pacing import Pacer
-from node_controller.desired import PeerConfig
 from ribs.types import Address, Attributes, Prefix
+
+__all__ = ["EngineFailure", "SessionDown", "SessionState", "SessionUp", "Speaker",
+           "SpeakerEvent"]
 
 log = structlog.get_logger("bgpd.speaker")
 
@@ -63,52 +77,22 @@ def md5_drops(netstat: str) -> dict[str, int]:
     return dict.fromkeys(MD5_COUNTERS, 0)
 
 
-def md5_hint(status: PeerStatus, grew: dict[str, int]) -> str | None:
+def md5_hint(session: PeerSession, grew: dict[str, int]) -> str | None:
     """Why a peer with no session may be failing, from the growth of the MD5 counters."""
     counts = ", ".join(f"{k} +{v}" for k, v in grew.items())
-    if status.config.password is not None and (grew.get("TCPMD5Failure")
-                                               or grew.get("TCPMD5NotFound")):
+    password = session.neighbor.password
+    if password is not None and (grew.get("TCPMD5Failure") or grew.get("TCPMD5NotFound")):
         return (f"TCP MD5: this node's kernel dropped segments with a wrong or missing "
                 f"signature ({counts}); check that both sides have the same password")
-    if status.config.password is None and grew.get("TCPMD5Unexpected"):
+    if password is None and grew.get("TCPMD5Unexpected"):
         return (f"TCP MD5: this node's kernel dropped signed segments from a peer it has no "
                 f"password for ({counts}); the peer has a password set")
     return None
 
 
-class SessionState(enum.Enum):
-    IDLE = "Idle"
-    CONNECT = "Connect"  # TCP up, OPEN exchange
-    ESTABLISHED = "Established"
-
-
-@dataclass
-class PeerStatus:
-    config: PeerConfig
-    state: SessionState = SessionState.IDLE
-    since: float = field(default_factory=time.time)
-    last_error: str = ""
-    open: codec.Open | None = None
-    flaps: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class SessionUp:
-    peer: Address
-    open: codec.Open | None
-
-
-@dataclass(frozen=True, slots=True)
-class SessionDown:
-    peer: Address
-    reason: str
-
-
-SpeakerEvent = SessionUp | SessionDown | codec.Update | codec.EndOfRib
-
-
 class EngineFailure(Exception):
     """ExaBGP crashed, hung or lost its API process."""
+
 
 
 class Speaker:
@@ -132,26 +116,33 @@ class Speaker:
         self.backoff_max = backoff_max
         self.listen_sockets = list(listen_sockets)  # bound early, handed to every ExaBGP
         self.events: asyncio.Queue[SpeakerEvent] = asyncio.Queue()
-        self.pacer = Pacer(cooldown=cooldown)
-        self.peers: dict[Address, PeerStatus] = {}
+        self.core = SpeakerCore(cooldown=cooldown)
+        self.dialect, self._dialect_warning = codec.dialect_for(_exabgp_release())
         self.restarts = 0
-        self.malformed = 0
         self.healthy = False
         self.pid: int | None = None
-        self._config: SpeakerConfig | None = None
-        self._rendered: str | None = None
-        self._applied: str | None = None  # the text ExaBGP has loaded
+        self.last_failure = ""
         self._wake = asyncio.Event()
-        self._control: deque[str] = deque()
         self._acks: asyncio.Queue[bool] = asyncio.Queue()
         self._last_heard = time.monotonic()
         self._connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] | None
         self._connected = None
         self._configured = asyncio.Event()
-        self._sending = False  # commands taken from the pacer are still going out
         self._md5_seen: dict[str, int] | None = None
 
-    # --- the daemon's side ----------------------------------------------------------------
+    # --- read-only views -------------------------------------------------------------------
+    @property
+    def peers(self) -> dict[Address, PeerSession]:
+        return self.core.peers
+
+    @property
+    def pacer(self) -> Pacer:
+        return self.core.pacer
+
+    @property
+    def malformed(self) -> int:
+        return self.core.stats.malformed
+
     @property
     def socket_path(self) -> Path:
         return self.workdir / "api.sock"
@@ -163,69 +154,42 @@ class Speaker:
     def bridge_command(self) -> list[str]:
         return [sys.executable, str(Path(__file__).with_name("bridge.py")), str(self.socket_path)]
 
+    def established(self) -> list[Address]:
+        return self.core.established()
+
+    # --- the daemon's side ----------------------------------------------------------------
     def configure(self, config: SpeakerConfig) -> None:
         """Use ``config`` from now on (reloading ExaBGP when it runs)."""
-        text = render(config, bridge=self.bridge_command())
-        old = {p.address: p for p in (self._config.peers if self._config else ())}
-        new = {p.address: p for p in config.peers}
-        for address in old.keys() - new.keys():
-            self.pacer.forget(address)
-            self.peers.pop(address, None)
-        for address, peer in new.items():
-            status = self.peers.get(address)
-            if status is None:
-                self.peers[address] = PeerStatus(peer)
-            else:
-                if old.get(address) != peer:
-                    self.pacer.reset(address)  # ExaBGP rebuilds that neighbor
-                status.config = peer
-        self._config = config
-        if text != self._rendered:
-            self._rendered = text
-            self._wake.set()
+        self.core.configure(config, render(config, bridge=self.bridge_command()),
+                            wall=time.time())
+        self._wake.set()
         self._configured.set()
 
     def advertise(self, peer: Address, prefix: Prefix, attrs: Attributes | None) -> None:
         """What ``peer`` should be told about ``prefix`` (None: nothing, withdraw)."""
-        self.pacer.desire(peer, prefix, attrs)
+        self.core.advertise(peer, prefix, attrs)
         self._wake.set()
 
     def end_of_rib(self, peer: Address) -> None:
-        self.pacer.request_eor(peer)
+        self.core.end_of_rib(peer)
         self._wake.set()
 
     def teardown(self, peer: Address) -> None:
-        self._control.append(codec.teardown_command(peer))
+        self.core.control(codec.teardown_command(peer))
         self._wake.set()
 
     def withdraw_everything(self) -> None:
         """Withdraw every route ExaBGP announces, from every peer (decommission)."""
-        for peer, wire in self.pacer.wire.items():
-            for prefix in list(wire):
-                self.pacer.desire(peer, prefix, None)
-        self.pacer.eor_due.clear()
+        self.core.withdraw_everything()
         self._wake.set()
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until every wanted change has been sent and acknowledged (True) or timeout."""
-        deadline = time.monotonic() + timeout
-        while not self.pacer.idle() or self._sending:
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+        return await _until(lambda: not self.core.busy(), timeout)
 
     async def wait_applied(self, timeout: float) -> bool:
         """Wait until ExaBGP has been told the current configuration (True) or timeout."""
-        deadline = time.monotonic() + timeout
-        while self._rendered != self._applied or self.pid is None:
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
-
-    def established(self) -> list[Address]:
-        return [a for a, s in self.peers.items() if s.state is SessionState.ESTABLISHED]
+        return await _until(lambda: self.core.configured() and self.pid is not None, timeout)
 
     # --- supervision ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -236,6 +200,8 @@ class Speaker:
         server = await asyncio.start_unix_server(self._on_connection, path=str(self.socket_path))
         os.chmod(self.socket_path, 0o600)
         delay = 1.0
+        if self._dialect_warning:
+            log.warning("exabgp_release_unchecked", problem=self._dialect_warning)
         try:
             await self._configured.wait()
             while True:
@@ -243,9 +209,11 @@ class Speaker:
                 try:
                     await self._run_once()
                 except EngineFailure as exc:
+                    self.last_failure = str(exc)
                     log.error("exabgp_failed", error=str(exc), restart_in=delay)
                 self.healthy = False
-                self._sessions_lost("BGP engine restart")
+                for event in self.core.engine_lost("BGP engine restart", wall=time.time()):
+                    self.events.put_nowait(event)
                 self.restarts += 1
                 if time.monotonic() - started > 60:
                     delay = 1.0
@@ -261,14 +229,17 @@ class Speaker:
         else:
             writer.close()  # a stray or late bridge: only one API channel at a time
 
-    async def _spawn(self) -> asyncio.subprocess.Process:
-        assert self._rendered is not None and self._config is not None
-        self.config_path.write_text(self._rendered)
+    def _write_config(self, text: str) -> None:
+        self.config_path.write_text(text)
         os.chmod(self.config_path, 0o600)  # it may hold MD5 passwords
-        self._applied = self._rendered
-        env = {**os.environ, **environment(self._config)}
-        binds = [str(a) for a in self._config.bind_addresses]
-        inherit = listen.usable(self.listen_sockets, self._config.listen_port, binds)
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        config = self.core.config
+        assert config is not None
+        self._write_config(self.core.engine_started())
+        env = {**os.environ, **environment(config)}
+        binds = [str(a) for a in config.bind_addresses]
+        inherit = listen.usable(self.listen_sockets, config.listen_port, binds)
         if env.get("BGPD_EXABGP_PLAIN") == "1":
             inherit = []  # ExaBGP as shipped binds its own
         for sock in set(self.listen_sockets) - set(inherit):  # another port or address:
@@ -287,7 +258,8 @@ class Speaker:
 
     async def _run_once(self) -> None:
         self._connected = asyncio.get_running_loop().create_future()
-        self.pacer_reset_all()
+        while not self._acks.empty():
+            self._acks.get_nowait()
         process = await self._spawn()
         self.pid = process.pid
         log.info("exabgp_started", pid=process.pid, peers=len(self.peers))
@@ -309,12 +281,6 @@ class Speaker:
         finally:
             await self._kill(process)
 
-    def pacer_reset_all(self) -> None:
-        for address in list(self.peers):
-            self.pacer.reset(address)
-        while not self._acks.empty():
-            self._acks.get_nowait()
-
     async def _kill(self, process: asyncio.subprocess.Process) -> None:
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -324,6 +290,9 @@ class Speaker:
 
     async def _watch_process(self, process: asyncio.subprocess.Process) -> None:
         code = await process.wait()
+        if code == EXIT_CONTRACT:
+            raise EngineFailure(f"ExaBGP exited with status {code}: the installed ExaBGP is not "
+                                "the release the launcher patches (its log line says how)")
         raise EngineFailure(f"ExaBGP exited with status {code}")
 
     async def _pump_output(self, process: asyncio.subprocess.Process) -> None:
@@ -337,8 +306,8 @@ class Speaker:
         while True:
             await asyncio.sleep(self.liveness_interval / 2)
             self._check_md5()
-            if time.monotonic() - self._last_heard >= self.liveness_interval and not self._control:
-                self._control.append("version")
+            if time.monotonic() - self._last_heard >= self.liveness_interval:
+                self.core.control("version")
                 self._wake.set()
 
     # --- the channel ---------------------------------------------------------------------
@@ -350,53 +319,28 @@ class Speaker:
                 raise EngineFailure("the API channel closed") from exc
             except asyncio.LimitOverrunError:
                 line = await reader.read(1 << 20)  # an oversized line: skip it whole
-                self.malformed += 1
+                self.core.stats.malformed += 1
                 continue
             self._last_heard = time.monotonic()
-            self._dispatch(codec.decode(line.decode(errors="replace")))
+            event = codec.decode(line.decode(errors="replace"), self.dialect)
+            if isinstance(event, codec.Ack):
+                self._acks.put_nowait(event.ok)
+                continue
+            if isinstance(event, codec.Malformed):
+                log.warning("exabgp_line_malformed", problem=event.problem,
+                            line=event.line[:300])
+            for out in self.core.receive(event, wall=time.time()):
+                self._log_session(out)
+                self.events.put_nowait(out)
 
-    def _dispatch(self, event: codec.Event) -> None:
-        if isinstance(event, codec.Ack):
-            self._acks.put_nowait(event.ok)
-        elif isinstance(event, codec.Malformed):
-            self.malformed += 1
-            log.warning("exabgp_line_malformed", problem=event.problem, line=event.line[:300])
-        elif isinstance(event, codec.PeerState):
-            self._on_state(event)
-        elif isinstance(event, codec.Open):
-            status = self.peers.get(event.peer)
-            if status is not None:
-                status.open = event
-        elif isinstance(event, codec.Update | codec.EndOfRib):
-            status = self.peers.get(event.peer)
-            if status is None or status.state is not SessionState.ESTABLISHED:
-                return
-            self.events.put_nowait(event)
-        elif isinstance(event, codec.Notification):
-            status = self.peers.get(event.peer) if event.peer else None
-            if status is not None:
-                status.last_error = f"notification: {event.text}"
-
-    def _on_state(self, event: codec.PeerState) -> None:
-        status = self.peers.get(event.peer)
-        if status is None:
-            return
-        if event.state == "up":
-            status.state, status.since = SessionState.ESTABLISHED, time.time()
-            status.last_error = ""
-            log.info("peer_up", peer=str(event.peer), name=status.config.name)
-            self.events.put_nowait(SessionUp(event.peer, status.open))
-        elif event.state == "down":
-            was_up = status.state is SessionState.ESTABLISHED
-            status.state, status.since = SessionState.IDLE, time.time()
-            status.last_error = event.reason
-            if was_up:
-                status.flaps += 1
-                log.warning("peer_down", peer=str(event.peer), name=status.config.name,
-                            reason=event.reason)
-                self.events.put_nowait(SessionDown(event.peer, event.reason))
-        elif event.state == "connected":
-            status.state = SessionState.CONNECT
+    def _log_session(self, event: SpeakerEvent) -> None:
+        if isinstance(event, SessionUp | SessionDown):
+            session = self.peers.get(event.peer)
+            name = session.neighbor.name if session else None
+            if isinstance(event, SessionUp):
+                log.info("peer_up", peer=str(event.peer), name=name)
+            else:
+                log.warning("peer_down", peer=str(event.peer), name=name, reason=event.reason)
 
     def _check_md5(self) -> None:
         """ExaBGP's namespace is the sessions' (``/proc/<pid>/net`` is per namespace)."""
@@ -408,62 +352,62 @@ class Speaker:
         grew = {k: now[k] - before[k] for k in now if before and now[k] > before[k]}
         if not grew:
             return
-        for status in self.peers.values():
-            if status.state is not SessionState.ESTABLISHED:
-                hint = md5_hint(status, grew)
+        for session in self.peers.values():
+            if session.state is not SessionState.ESTABLISHED:
+                hint = md5_hint(session, grew)
                 if hint is None:
                     continue
-                if not status.last_error.startswith("TCP MD5"):
-                    log.warning("peer_md5_drops", peer=str(status.config.address),
-                                name=status.config.name, problem=hint)
-                status.last_error = hint
-
-    def _sessions_lost(self, reason: str) -> None:
-        for address, status in self.peers.items():
-            if status.state is SessionState.ESTABLISHED:
-                self.events.put_nowait(SessionDown(address, reason))
-            status.state, status.last_error = SessionState.IDLE, reason
+                if not session.last_error.startswith("TCP MD5"):
+                    log.warning("peer_md5_drops", peer=str(session.neighbor.address),
+                                name=session.neighbor.name, problem=hint)
+                session.last_error = hint
 
     async def _write(self, writer: asyncio.StreamWriter) -> None:
-        queue: deque[str] = deque()
-        retry_at: float | None = None
         while True:
-            if not queue and not self._control:
-                timeout = None if retry_at is None else max(0.0, retry_at - time.monotonic())
+            command = self.core.next_command(time.monotonic())
+            if command is None:
+                due = self.core.wake_at()
+                timeout = None if due is None else max(0.0, due - time.monotonic())
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):  # (not wait_for: see kernel_sync)
                         await self._wake.wait()
                 self._wake.clear()
-            if self._rendered != self._applied:
-                await self._reload(writer)
-            while self._control:
-                await self._send(writer, self._control.popleft())
-            commands, retry_at = self.pacer.take(time.monotonic())
-            queue.extend(commands)
-            self._sending = bool(queue)
-            while queue:
-                await self._send(writer, queue.popleft())
-                if self._control or self._rendered != self._applied:
-                    break
-            self._sending = bool(queue)
+                continue
+            await self._send(writer, command)
 
-    async def _reload(self, writer: asyncio.StreamWriter) -> None:
-        assert self._rendered is not None
-        self.config_path.write_text(self._rendered)
-        self._applied = self._rendered
-        await self._send(writer, "reload")
-        log.info("exabgp_reloaded", peers=len(self.peers))
-
-    async def _send(self, writer: asyncio.StreamWriter, command: str) -> None:
-        log.debug("exabgp_command", command=command[:200])
-        writer.write(command.encode() + b"\n")
+    async def _send(self, writer: asyncio.StreamWriter, command: Command) -> None:
+        if command.config is not None:
+            self._write_config(command.config)
+        log.debug("exabgp_command", command=command.text[:200])
+        writer.write(command.text.encode() + b"\n")
         await writer.drain()
         try:
             async with asyncio.timeout(self.liveness_timeout):
                 ok = await self._acks.get()
         except TimeoutError:
-            raise EngineFailure(f"no answer to {command.split(' nlri ')[0][:80]!r} within "
+            raise EngineFailure(f"no answer to {command.text.split(' nlri ')[0][:80]!r} within "
                                 f"{self.liveness_timeout} s") from None
-        if not ok:
-            log.error("exabgp_command_refused", command=command[:300])
+        refused = self.core.acknowledged(ok, time.monotonic())
+        if command.kind is CommandKind.RELOAD and ok:
+            log.info("exabgp_reloaded", peers=len(self.peers))
+        elif refused is not None and refused.kind is CommandKind.RELOAD:
+            log.error("exabgp_reload_refused", problem=self.core.refusal)
+        elif refused is not None:
+            log.error("exabgp_command_refused", command=refused.text[:300],
+                      retry_in=self.core.retry if refused.batch else None)
 
+
+def _exabgp_release() -> str:
+    try:
+        return version("exabgp")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+async def _until(check: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True

@@ -1,0 +1,284 @@
+"""The speaker's core (sans-IO): session states, the command channel and its bookkeeping.
+
+Theory of operation (as h11 keeps a protocol's state apart from its sockets): the supervisor
+(:mod:`bgpd.speaker.supervisor`) runs the ExaBGP process and moves bytes; everything it
+knows about ExaBGP lives here, owned by one object and changed by a few calls —
+
+* **sessions**: each configured neighbour's state (Idle → Connect → Established and back),
+  since when, the last error, its OPEN, its flaps.  Transitions are one table
+  (:data:`TRANSITIONS`); an ExaBGP state this table does not allow is counted and ignored.
+  The daemon learns sessions from the core's events (:class:`SessionUp`,
+  :class:`SessionDown`) and keeps no copy.
+* **the channel**: one command in flight at a time, so an acknowledgement always belongs to
+  it.  :meth:`SpeakerCore.next_command` says what to send next — a reload of a new
+  configuration first, then control commands (teardown, liveness), then route batches from
+  the :class:`~bgpd.speaker.pacing.Pacer`; :meth:`SpeakerCore.acknowledged` settles it.
+* **the rule for a refusal**: a refused route command changed nothing in ExaBGP — its
+  changes go back to the pacer and are retried after ``retry`` seconds (never recorded as on
+  the wire); a refused configuration is not applied — ExaBGP keeps the one it runs, the
+  core records the refusal (it shows in ``bgpd status``) and does not send the same text
+  again, and a restarted ExaBGP is started on the last configuration it accepted.
+  Refusals are counted.
+* **engine restart**: :meth:`SpeakerCore.engine_lost` reports every session that was up as
+  down and makes the pacer forget what ExaBGP held; :meth:`SpeakerCore.engine_started` takes
+  the configuration the new process loaded.
+
+Time comes in as ``now`` (monotonic) or ``wall`` (for the ``since`` shown to people).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+
+from bgpd.speaker import codec
+from bgpd.speaker.config import Neighbor, SpeakerConfig
+from bgpd.speaker.pacing import Batch, Pacer
+from ribs.types import Address, Attributes, Prefix
+
+
+class SessionState(enum.Enum):
+    IDLE = "Idle"
+    CONNECT = "Connect"  # TCP up, OPEN exchange
+    ESTABLISHED = "Established"
+
+
+# ExaBGP's neighbour-changes → the next state, from each state (absent: not allowed)
+TRANSITIONS: dict[tuple[SessionState, str], SessionState] = {
+    (SessionState.IDLE, "connected"): SessionState.CONNECT,
+    (SessionState.IDLE, "up"): SessionState.ESTABLISHED,  # a fast OPEN exchange
+    (SessionState.IDLE, "down"): SessionState.IDLE,
+    (SessionState.CONNECT, "connected"): SessionState.CONNECT,
+    (SessionState.CONNECT, "up"): SessionState.ESTABLISHED,
+    (SessionState.CONNECT, "down"): SessionState.IDLE,
+    (SessionState.ESTABLISHED, "down"): SessionState.IDLE,
+}
+
+
+@dataclass
+class PeerSession:
+    neighbor: Neighbor
+    state: SessionState = SessionState.IDLE
+    since: float = 0.0  # wall clock
+    last_error: str = ""
+    open: codec.Open | None = None
+    flaps: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUp:
+    peer: Address
+    open: codec.Open | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDown:
+    peer: Address
+    reason: str
+
+
+SpeakerEvent = SessionUp | SessionDown | codec.Update | codec.EndOfRib
+
+
+class CommandKind(enum.Enum):
+    RELOAD = "reload"
+    CONTROL = "control"
+    ROUTES = "routes"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    kind: CommandKind
+    text: str
+    config: str | None = None  # RELOAD: the configuration file to write first
+    batch: Batch | None = None  # ROUTES: what it changes
+
+
+@dataclass
+class CoreStats:
+    refused_commands: int = 0
+    refused_reloads: int = 0
+    unexpected_states: int = 0
+    stray_acks: int = 0
+    malformed: int = 0
+
+
+@dataclass
+class SpeakerCore:
+    cooldown: float = 0.1
+    retry: float = 10.0
+    peers: dict[Address, PeerSession] = field(default_factory=dict)
+    config: SpeakerConfig | None = None
+    rendered: str | None = None  # the configuration wanted
+    applied: str | None = None  # the configuration ExaBGP runs
+    refused: str | None = None  # a configuration ExaBGP refused (not sent again)
+    refusal: str = ""  # why, for status
+    in_flight: Command | None = None
+    stats: CoreStats = field(default_factory=CoreStats)
+    pacer: Pacer = field(init=False)
+    _control: deque[str] = field(default_factory=deque)
+    _queue: deque[Batch] = field(default_factory=deque)
+    _retry_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.pacer = Pacer(cooldown=self.cooldown, retry=self.retry)
+
+    # --- what the daemon wants -------------------------------------------------------------
+    def configure(self, config: SpeakerConfig, text: str, *, wall: float) -> None:
+        """Use ``config`` (rendered as ``text``) from now on."""
+        old = {n.address: n for n in (self.config.neighbors if self.config else ())}
+        new = {n.address: n for n in config.neighbors}
+        for address in old.keys() - new.keys():
+            self.pacer.forget(address)
+            self.peers.pop(address, None)
+        for address, neighbor in new.items():
+            session = self.peers.get(address)
+            if session is None:
+                self.peers[address] = PeerSession(neighbor, since=wall)
+                continue
+            if old.get(address) != neighbor:
+                self.pacer.reset(address)  # ExaBGP rebuilds that neighbor
+            session.neighbor = neighbor
+        self.config, self.rendered = config, text
+
+    def advertise(self, peer: Address, prefix: Prefix, attrs: Attributes | None) -> None:
+        self.pacer.desire(peer, prefix, attrs)
+
+    def end_of_rib(self, peer: Address) -> None:
+        self.pacer.request_eor(peer)
+
+    def control(self, command: str) -> None:
+        if command not in self._control:
+            self._control.append(command)
+
+    def withdraw_everything(self) -> None:
+        for peer, wire in self.pacer.wire.items():
+            for prefix in list(wire):
+                self.pacer.desire(peer, prefix, None)
+        self.pacer.eor_due.clear()
+
+    # --- the channel -----------------------------------------------------------------------
+    def next_command(self, now: float) -> Command | None:
+        """The command to send now (it is then in flight), or None: nothing to do before
+        :meth:`wake_at` or a new input."""
+        if self.in_flight is not None:
+            return None
+        command = self._next(now)
+        self.in_flight = command
+        return command
+
+    def _next(self, now: float) -> Command | None:
+        if self.rendered is not None and self.rendered not in (self.applied, self.refused):
+            return Command(CommandKind.RELOAD, "reload", config=self.rendered)
+        if self._control:
+            return Command(CommandKind.CONTROL, self._control.popleft())
+        if not self._queue:
+            batches, self._retry_at = self.pacer.take(now)
+            self._queue.extend(batches)
+        if self._queue:
+            batch = self._queue.popleft()
+            return Command(CommandKind.ROUTES, batch.text, batch=batch)
+        return None
+
+    def wake_at(self) -> float | None:
+        """When changes held back by the pacer are due (monotonic), if any."""
+        return self._retry_at
+
+    def acknowledged(self, ok: bool, now: float) -> Command | None:
+        """ExaBGP answered the command in flight; the refused command is returned."""
+        command, self.in_flight = self.in_flight, None
+        if command is None:
+            self.stats.stray_acks += 1
+            return None
+        if command.kind is CommandKind.RELOAD:
+            if ok:
+                self.applied, self.refused, self.refusal = command.config, None, ""
+            else:
+                self.refused = command.config
+                self.refusal = "ExaBGP refused the new configuration; it runs the previous one"
+                self.stats.refused_reloads += 1
+        elif not ok:
+            self.stats.refused_commands += 1
+            if command.batch is not None:
+                self.pacer.refused(command.batch, now)
+                self._retry_at = min(filter(None, (self._retry_at, now + self.retry)))
+        return None if ok else command
+
+    def busy(self) -> bool:
+        """Route changes wanted or on their way."""
+        return not self.pacer.idle() or bool(self._queue) or (
+            self.in_flight is not None and self.in_flight.kind is CommandKind.ROUTES)
+
+    def configured(self) -> bool:
+        """ExaBGP runs the configuration wanted (or refused it)."""
+        return self.rendered is not None and self.rendered in (self.applied, self.refused)
+
+    # --- ExaBGP's side ---------------------------------------------------------------------
+    def receive(self, event: codec.Event, *, wall: float) -> list[SpeakerEvent]:
+        """One decoded line from ExaBGP (not an Ack: the shell settles those)."""
+        if isinstance(event, codec.Malformed):
+            self.stats.malformed += 1
+        elif isinstance(event, codec.PeerState):
+            return self._on_state(event, wall)
+        elif isinstance(event, codec.Open):
+            session = self.peers.get(event.peer)
+            if session is not None:
+                session.open = event
+        elif isinstance(event, codec.Update | codec.EndOfRib):
+            session = self.peers.get(event.peer)
+            if session is not None and session.state is SessionState.ESTABLISHED:
+                return [event]
+        elif isinstance(event, codec.Notification):
+            session = self.peers.get(event.peer) if event.peer else None
+            if session is not None:
+                session.last_error = f"notification: {event.text}"
+        return []
+
+    def _on_state(self, event: codec.PeerState, wall: float) -> list[SpeakerEvent]:
+        session = self.peers.get(event.peer)
+        if session is None:
+            return []
+        after = TRANSITIONS.get((session.state, event.state))
+        if after is None:
+            self.stats.unexpected_states += 1
+            return []
+        before, session.state = session.state, after
+        if after is not before:
+            session.since = wall
+        out: list[SpeakerEvent] = []
+        if before is SessionState.ESTABLISHED and after is not SessionState.ESTABLISHED:
+            session.flaps += 1
+            out.append(SessionDown(event.peer, event.reason or event.state))
+        if after is SessionState.ESTABLISHED and before is not SessionState.ESTABLISHED:
+            session.last_error = ""
+            out.append(SessionUp(event.peer, session.open))
+        if event.state == "down":
+            session.last_error = event.reason
+        return out
+
+    def engine_lost(self, reason: str, *, wall: float) -> list[SpeakerEvent]:
+        """ExaBGP is gone: every session is down, nothing it held is on the wire."""
+        out: list[SpeakerEvent] = []
+        for address, session in self.peers.items():
+            if session.state is SessionState.ESTABLISHED:
+                out.append(SessionDown(address, reason))
+                session.since = wall
+            session.state, session.last_error = SessionState.IDLE, reason
+        self.in_flight = None
+        self._queue.clear()
+        self._control.clear()
+        for address in list(self.peers):
+            self.pacer.reset(address)
+        return out
+
+    def engine_started(self) -> str:
+        """The configuration to start a new ExaBGP with (the wanted one, or the last one
+        ExaBGP accepted when it refused the wanted one); it counts as applied."""
+        assert self.rendered is not None
+        text = self.applied if self.rendered == self.refused and self.applied else self.rendered
+        self.applied = text
+        return text
+
+    def established(self) -> list[Address]:
+        return [a for a, s in self.peers.items() if s.state is SessionState.ESTABLISHED]

@@ -1,0 +1,130 @@
+"""DesiredConfig → what the speaker and the RIB are given (pure): validated, or left out.
+
+Theory of operation: the node controller's :class:`~node_controller.desired.DesiredConfig`
+speaks Calico (peers made from BGPPeers and the mesh); the speaker speaks ExaBGP
+(:class:`~bgpd.speaker.config.Neighbor`).  :func:`translate` turns each peer into a
+neighbour and checks it completely — against everything ExaBGP or the kernel would refuse
+(:func:`bgpd.speaker.config.problems`), one session per address (ExaBGP keys neighbours by
+address), a family the node has an address of — *before* any part of the daemon changes.
+A peer that fails is left out of both the speaker and the RIB and becomes a
+:class:`~node_controller.errors.ResourceError` naming the resource that made it, the field
+and the reason; every other peer is applied.  So no resource, however it is written, can
+make the RIB task raise.
+
+Several peers for one address (say the mesh session to a node and a BGPPeer towards the
+same node on another port, which BIRD would run side by side): the one already running
+keeps its session — adding a resource never resets a working session — else the first of
+an explicit global peer, a node-scoped one, the mesh, then the lower port.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bgpd.speaker.config import DEFAULT_HOLD, Neighbor, problems
+from node_controller.desired import DesiredConfig, PeerConfig
+from node_controller.errors import ResourceError
+from ribs.types import Address, Prefix
+
+_RANK = {"global": 0, "node": 1, "mesh": 2}
+
+# the resource field each neighbour value comes from, by the kind of resource
+_FIELDS = {
+    "BGPPeer": {"address": "spec.peerIP", "port": "spec.peerIP", "peer AS": "spec.asNumber",
+                "local AS": "spec.asNumber", "password": "spec.password.secretKeyRef",
+                "ttl security": "spec.ttlSecurity", "hold time": "spec.keepaliveTime",
+                "restart time": "spec.maxRestartTime", "local address": "spec.sourceAddress",
+                "family": "spec.peerIP"},
+    "BGPConfiguration": {"password": "spec.nodeMeshPassword",
+                         "restart time": "spec.nodeMeshMaxRestartTime",
+                         "port": "spec.listenPort", "peer AS": "spec.asNumber",
+                         "local AS": "spec.asNumber"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    peers: tuple[PeerConfig, ...] = ()  # the peers applied (RIB and speaker)
+    neighbors: tuple[Neighbor, ...] = ()  # the same, as ExaBGP is told them
+    announce: tuple[Prefix, ...] = ()
+    errors: tuple[ResourceError, ...] = ()
+
+
+def _error(peer: PeerConfig, what: str, why: str) -> ResourceError:
+    kind, name = peer.origin
+    field = _FIELDS.get(kind, {}).get(what, what)
+    return ResourceError(kind, name, field, f"peer {peer.name}: {why}: left out")
+
+
+def neighbor_of(peer: PeerConfig, config: DesiredConfig) -> Neighbor | ResourceError:
+    """The speaker's value for ``peer``, or the first reason it cannot be configured."""
+    own = {4: config.node_address.ip if config.node_address else None,
+           6: config.node_address_v6.ip if config.node_address_v6 else None}
+    if own[peer.address.version] is None:
+        return _error(peer, "family", f"this node has no IPv{peer.address.version} address "
+                                      "to speak that family from")
+    if peer.address in (own[4], own[6]):
+        return _error(peer, "address", f"{peer.address} is this node's own address")
+    local = own[peer.address.version] if peer.source_address is not None else None
+    password = peer.password.encode() if peer.password is not None else None
+    hold = max(3, _seconds(peer.keepalive_time * 3)) if peer.keepalive_time else DEFAULT_HOLD
+    neighbor = Neighbor(
+        name=peer.name, address=peer.address, peer_as=peer.peer_as, local_as=peer.local_as,
+        port=peer.port, passive=peer.passive, local_address=local, password=password,
+        ttl_security=peer.ttl_security or None, hold_time=hold,
+        restart_time=_seconds(peer.restart_time),
+    )
+    found = problems(neighbor)
+    if found:
+        return _error(peer, *found[0])
+    return neighbor
+
+
+def _seconds(value: float) -> int:
+    """Whole seconds; anything not finite becomes a value every range check refuses."""
+    return round(min(value, 1e9)) if math.isfinite(value) else 10**9
+
+
+def _choose(candidates: list[PeerConfig], running: str | None) -> PeerConfig:
+    for peer in candidates:
+        if peer.name == running:
+            return peer
+    return min(candidates, key=lambda p: (_RANK.get(p.type, 3), p.port, p.name))
+
+
+def translate(config: DesiredConfig, *, running: Mapping[Address, str] | None = None
+              ) -> Translation:
+    """Every peer of ``config`` either applied or reported; ``running``: the name of the
+    neighbour each address has now (it keeps its session in a clash)."""
+    running = running or {}
+    errors: list[ResourceError] = []
+    valid: dict[Address, list[tuple[PeerConfig, Neighbor]]] = {}
+    for peer in config.peers:
+        result = neighbor_of(peer, config)
+        if isinstance(result, ResourceError):
+            errors.append(result)
+        else:
+            valid.setdefault(peer.address, []).append((peer, result))
+    peers, neighbors = [], []
+    for address, pairs in valid.items():
+        chosen = _choose([p for p, _ in pairs], running.get(address))
+        for peer, neighbor in pairs:
+            if peer is chosen:
+                peers.append(peer)
+                neighbors.append(neighbor)
+            else:
+                errors.append(_error(peer, "address", (
+                    f"{chosen.name} (from {'/'.join(chosen.origin)}) already has the session "
+                    f"to {address}; one session per address")))
+    announce = []
+    for prefix in config.announce:
+        if prefix.version == 6 and config.node_address_v6 is None:
+            errors.append(ResourceError(
+                "Node", config.node, "metadata.annotations.projectcalico.org/IPv6Address",
+                f"{prefix} is not announced: this node has no IPv6 address for its next hop"))
+        else:
+            announce.append(prefix)
+    return Translation(peers=tuple(peers), neighbors=tuple(neighbors),
+                       announce=tuple(announce), errors=tuple(sorted(set(errors))))

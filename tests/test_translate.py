@@ -1,0 +1,128 @@
+"""The translation DesiredConfig → speaker neighbours (pure): nothing raises, every peer is
+applied or reported on its resource, and every rendered file is one ExaBGP accepts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface, ip_address
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bgpd.speaker.config import SpeakerConfig, problems, render
+from bgpd.translate import translate
+from node_controller.desired import DesiredConfig, PeerConfig
+from ribs.types import prefix
+
+NODE = IPv4Interface("198.51.100.1/24")
+NODE6 = IPv6Interface("2001:db8::1/64")
+BRIDGE = [sys.executable, "/nonexistent/bridge.py", "/tmp/x.sock"]
+
+
+def config(*peers: PeerConfig, v6: bool = True, announce: tuple[str, ...] = ()) -> DesiredConfig:
+    return DesiredConfig(node="node-0", router_id=NODE.ip, node_address=NODE,
+                         node_address_v6=NODE6 if v6 else None, peers=peers,
+                         announce=tuple(prefix(p) for p in announce))
+
+
+def peer(address: str, *, kind: str = "global", port: int = 179, origin: str = "tor",
+         **kw: object) -> PeerConfig:
+    name = {"mesh": "Mesh", "global": "Global", "node": "Node"}[kind] + "_" + address
+    name += f"_port_{port}" if port != 179 else ""
+    source = ("BGPConfiguration", "default") if kind == "mesh" else ("BGPPeer", origin)
+    return PeerConfig(name=name, address=ip_address(address), port=port, peer_as=64512,
+                      local_as=64512, type=kind, origin=source,
+                      source_address=NODE.ip, **kw)  # type: ignore[arg-type]
+
+
+def test_a_bgppeer_on_a_mesh_node_at_another_port_is_an_error_not_an_exit() -> None:
+    mesh = peer("192.0.2.2", kind="mesh")
+    alt = peer("192.0.2.2", port=1790, origin="tor-alt-port")
+    t = translate(config(mesh, alt), running={mesh.address: mesh.name})
+    assert [n.name for n in t.neighbors] == [mesh.name]  # the running session stays
+    (error,) = t.errors
+    assert (error.kind, error.name, error.field) == ("BGPPeer", "tor-alt-port", "spec.peerIP")
+    assert "Mesh_192.0.2.2 (from BGPConfiguration/default) already has the session" in (
+        error.message)
+    # nothing running yet: the explicit peer wins, as confd ranks peers for one address
+    t = translate(config(mesh, alt))
+    assert [n.port for n in t.neighbors] == [1790]
+    assert t.errors[0].kind == "BGPConfiguration"
+
+
+def test_bad_passwords_families_and_timers_are_errors_on_their_resource() -> None:
+    t = translate(config(
+        peer("192.0.2.3", password=""),
+        peer("192.0.2.4", password="é" * 41),  # 82 bytes
+        peer("2001:db8::9", origin="v6"),
+        peer("192.0.2.5", keepalive_time=30000.0),
+        peer("192.0.2.6", kind="mesh", restart_time=5000.0),
+        peer("192.0.2.7", password="x" * 80, ttl_security=1, keepalive_time=1.0),
+        peer("198.51.100.1", origin="myself"),
+        v6=False, announce=("172.17.0.0/24", "fd00::/64")))
+    assert [n.name for n in t.neighbors] == ["Global_192.0.2.7"]
+    assert t.neighbors[0].hold_time == 3 and t.neighbors[0].password == b"x" * 80
+    fields = {(e.name, e.field) for e in t.errors}
+    assert ("tor", "spec.password.secretKeyRef") in fields
+    assert ("v6", "spec.peerIP") in fields
+    assert ("tor", "spec.keepaliveTime") in fields
+    assert ("default", "spec.nodeMeshMaxRestartTime") in fields
+    assert ("myself", "spec.peerIP") in fields
+    assert ("node-0", "metadata.annotations.projectcalico.org/IPv6Address") in fields
+    assert t.announce == (prefix("172.17.0.0/24"),)
+    assert any("this one 82" in e.message for e in t.errors)
+
+
+addresses = st.sampled_from(["192.0.2.2", "192.0.2.3", "198.51.100.1", "2001:db8::2",
+                             "2001:db8::1", "0.0.0.0", "224.0.0.5"])
+passwords = st.none() | st.text(max_size=50)
+seconds = st.floats(allow_nan=True, allow_infinity=True) | st.floats(0, 100)
+peers = st.builds(
+    lambda address, kind, port, asn, pw, ttl, keep, restart, passive, source: PeerConfig(
+        name=f"{kind}_{address}_{port}", address=ip_address(address), port=port, peer_as=asn,
+        local_as=64512, type=kind, passive=passive, password=pw, ttl_security=ttl,
+        keepalive_time=keep, restart_time=restart,
+        source_address=ip_address("198.51.100.1") if source else None,
+        origin=("BGPPeer", f"p-{address}-{port}")),
+    addresses, st.sampled_from(["mesh", "global", "node"]),
+    st.sampled_from([179, 1790, 0, 70000]), st.integers(0, 2**32), passwords,
+    st.none() | st.integers(0, 300), st.none() | seconds, seconds, st.booleans(),
+    st.booleans())
+configs = st.builds(
+    lambda ps, v6: DesiredConfig(node="n", router_id=NODE.ip, node_address=NODE,
+                                 node_address_v6=NODE6 if v6 else None, peers=tuple(ps)),
+    st.lists(peers, max_size=8), st.booleans())
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs, st.dictionaries(addresses.map(ip_address), st.text(max_size=5), max_size=3))
+def test_every_peer_is_applied_or_reported(desired: DesiredConfig,
+                                           running: dict[object, str]) -> None:
+    t = translate(desired, running=running)  # type: ignore[arg-type]
+    applied = {p.name for p in t.peers}
+    reported = " ".join(e.message for e in t.errors)
+    for p in desired.peers:
+        assert p.name in applied or f"peer {p.name}:" in reported
+    assert len({n.address for n in t.neighbors}) == len(t.neighbors)  # one per address
+    assert all(not problems(n) for n in t.neighbors)
+    render(SpeakerConfig(router_id=IPv4Address("198.51.100.1"), neighbors=t.neighbors),
+           bridge=BRIDGE)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs)
+def test_exabgp_validates_every_rendered_configuration(desired: DesiredConfig) -> None:
+    t = translate(desired)
+    text = render(SpeakerConfig(router_id=IPv4Address("198.51.100.1"), neighbors=t.neighbors),
+                  bridge=BRIDGE)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "exabgp.conf"
+        path.write_text(text)
+        proc = subprocess.run([sys.executable, "-c",
+                               "from exabgp.application.main import main; main()",
+                               "validate", str(path)], capture_output=True, text=True,
+                              timeout=60)
+    assert proc.returncode == 0, text + proc.stdout + proc.stderr
