@@ -142,7 +142,7 @@ class Dut:
             config = self.workdir / "bgpd.yaml"
             config.write_text(yaml.safe_dump({
                 "node_name": "dut", "datastore": "static", "resources": str(folder),
-                "state_dir": str(self.workdir / "state"),
+                "state_dir": str(self.workdir / "state"), "data_dir": str(self.workdir / "data"),
                 "control_socket": str(self.workdir / "bgpd.sock"), "bird_socket": None,
                 "metrics_address": None, "log_level": "warning",
                 "exabgp_reactor_speed": 1.0 if stock else self.reactor_speed,

@@ -41,6 +41,7 @@ def _kernel_show(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
+    from bgpd.translate import translate
     from node_controller.desired import desired_config
     from node_controller.static import load_folder
 
@@ -51,7 +52,12 @@ def _config(args: argparse.Namespace) -> int:
 
         store = asyncio.run(load_cluster(kubeconfig=args.kubeconfig, namespace=args.namespace))
     config = desired_config(store, args.node)
+    translation = translate(config)  # what the daemon would leave out, and why
     data = config.as_dict()
+    applied = {p.name for p in translation.peers}
+    data["peers"] = [p for p in data["peers"] if p["name"] in applied]
+    data["announce"] = [str(p) for p in translation.announce]
+    data["errors"] = [e.as_dict() for e in sorted({*config.errors, *translation.errors})]
     if args.output == "json":
         print(json.dumps(data, indent=2))
     elif args.output == "yaml":
@@ -115,12 +121,7 @@ def _run(args: argparse.Namespace) -> int:
         structlog.get_logger("bgpd").warning("early_listen_failed", problems=problems)
     from bgpd.daemon import Daemon
 
-    store = None
-    if settings.datastore == "static":
-        from node_controller.static import load_folder
-
-        store = load_folder(Path(settings.resources))  # a broken folder stops the start, named
-    daemon = Daemon(settings, listen_sockets=sockets, static_store=store)
+    daemon = Daemon(settings, listen_sockets=sockets)
     try:
         asyncio.run(daemon.run())
     except Exception as exc:  # a failed task ends the daemon: say which and why
@@ -160,8 +161,9 @@ def _status(args: argparse.Namespace) -> int:
              else p["state"], p["since"], p["info"], str(p["routes_received"]),
              str(p["routes_accepted"]), str(p["routes_advertised"])) for p in data["peers"]]
     print(_table(header, rows))
-    if data["errors"]:
-        print(f"{len(data['errors'])} resource errors (bgpd status --output json shows them)")
+    if data.get("degraded"):
+        print(f"DEGRADED ({len(data['degraded'])}):")
+        print("\n".join(f"  {reason}" for reason in data["degraded"]))
     return 0
 
 

@@ -12,7 +12,9 @@ ExaBGP is killed without a NOTIFICATION so peers that negotiated graceful restar
 routes, and the next start adopts everything — a restart loses no traffic.  With
 ``withdraw_on_exit`` (``bgpd run --withdraw-on-exit``) it tears the sessions down (peers
 drop our routes) and removes every route it owns, for a real decommission.  SIGHUP reloads
-the static resource folder.
+the static resource folder; a folder that cannot be read then (or at start) keeps the
+configuration running (at start: the last valid resources saved in ``data_dir``) and is
+reported, file and line.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from bgpd.speaker.config import SpeakerConfig
 from bgpd.speaker.supervisor import Speaker
 from bgpd.systemd import Notifier
 from node_controller.controller import Controller
-from node_controller.store import Store
 
 log = structlog.get_logger("bgpd.daemon")
 
@@ -58,11 +59,9 @@ class _Stop(Exception):
 
 class Daemon:
     def __init__(self, settings: Settings, *, notifier: Notifier | None = None,
-                 listen_sockets: Sequence[socket.socket] = (),
-                 static_store: Store | None = None) -> None:
+                 listen_sockets: Sequence[socket.socket] = ()) -> None:
         self.settings = settings
         self.listen_sockets = listen_sockets
-        self.static_store = static_store  # the static folder, already read and checked
         self.notifier = notifier or Notifier()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
@@ -73,10 +72,12 @@ class Daemon:
 
     async def run(self) -> None:
         s = self.settings
+        Path(s.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
         kernel = Kernel(protocol=s.kernel_protocol, table=s.kernel_table)
         sync = KernelSync(kernel)
         adopted = await sync.adopt()
-        controller = Controller(s.node_name)
+        controller = Controller(s.node_name, data_dir=Path(s.data_dir),
+                                stale_after=s.watch_stale_after)
         speaker = Speaker(workdir=Path(s.state_dir) / "exabgp",
                           listen_sockets=self.listen_sockets)
         router = Router(settings=s, speaker=speaker, kernel=sync, desired=controller.desired,
@@ -118,10 +119,8 @@ class Daemon:
         if s.datastore == "kubernetes":
             await controller.run_kubernetes(kubeconfig=s.kubeconfig, namespace=s.namespace)
             return
-        loaded, self.static_store = self.static_store, None  # read by the CLI: not again
         while True:
-            await controller.run_static(Path(s.resources), loaded=loaded)
-            loaded = None
+            await controller.run_static(Path(s.resources))
             await self._reload.wait()
             self._reload.clear()
             self.parts.last_reconfigure = time.time()
@@ -167,7 +166,7 @@ class Daemon:
         await asyncio.sleep(0.5)  # ExaBGP flushes the withdrawals to the wire
         config = parts.router.config
         if config is not None and config.router_id is not None:
-            speaker.configure(SpeakerConfig(router_id=config.router_id, peers=()))
+            speaker.configure(SpeakerConfig(router_id=config.router_id))
             await speaker.wait_applied(10)
             await asyncio.sleep(1.0)  # the NOTIFICATIONs leave before ExaBGP is killed
         sync.set_desired([])

@@ -49,13 +49,28 @@ class Parts:
         self.last_reconfigure = time.time()
         self.grace = 60.0  # after start, not-yet-Established peers do not count
 
-    def is_ready(self) -> bool:
-        """Ready: started up, and every configured peer Established (or still in the grace)."""
+    def degraded(self) -> list[str]:
+        """Why this node runs on less than its resources say: a resource in error (its last
+        valid version applies, or it is left out), or none of its blocks announced."""
+        reasons = [str(e) for e in self.router.errors]
+        if self.router.blocks_unannounced():
+            reasons.append("none of this node's blocks is announced")
+        return reasons
+
+    def not_ready(self) -> list[str]:
+        """Why the node is not ready (empty: ready): starting, degraded, or after the grace
+        a configured peer not Established."""
         if not self.ready:
-            return False
-        if time.time() - self.started < self.grace:
-            return True
-        return all(st.state is SessionState.ESTABLISHED for st in self.speaker.peers.values())
+            return ["starting"]
+        reasons = self.degraded()
+        if time.time() - self.started >= self.grace:
+            reasons += [f"peer {st.neighbor.name} not Established"
+                        for st in self.speaker.peers.values()
+                        if st.state is not SessionState.ESTABLISHED]
+        return reasons
+
+    def is_ready(self) -> bool:
+        return not self.not_ready()
 
 
 # --- control socket ----------------------------------------------------------------------
@@ -67,6 +82,8 @@ async def serve_control(parts: Parts, path: Path) -> None:
             command = request.get("command")
             if command == "status":
                 answer: Any = status(parts.router, parts.speaker, parts.kernel)
+                answer["degraded"] = parts.degraded()
+                answer["ready"] = parts.is_ready()
             elif command == "routes":
                 answer = routes(parts.router, parts.kernel, prefix=request.get("prefix"),
                                 peer=request.get("peer"))
@@ -83,7 +100,6 @@ async def serve_control(parts: Parts, path: Path) -> None:
 
 
 async def _serve_unix(handler: Callable[..., Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     old = os.umask(0o177)
@@ -104,9 +120,9 @@ async def request(path: Path, payload: dict[str, Any], timeout: float = 10) -> A
     reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
     writer.write(json.dumps(payload).encode() + b"\n")
     await writer.drain()
-    line = await asyncio.wait_for(reader.readline(), timeout)
+    body = await asyncio.wait_for(reader.read(), timeout)  # the answer, whatever its size
     writer.close()
-    return json.loads(line)
+    return json.loads(body)
 
 
 # --- BIRD-compatible socket --------------------------------------------------------------
@@ -121,7 +137,7 @@ def bird_protocols(parts: Parts) -> list[str]:
         up = st.state is SessionState.ESTABLISHED
         info = "Established" if up else ("Connect" if st.state is SessionState.CONNECT
                                          else "Active")
-        name = st.config.name.replace(".", "_").replace(":", "_")
+        name = st.neighbor.name.replace(".", "_").replace(":", "_")
         rows.append(f"{name:<20} BGP        ---        {'up' if up else 'start':<6} "
                     f"{since:<12}  {info}")
     lines = ["2002-name     proto    table    state  since       info"]
@@ -189,9 +205,9 @@ class DaemonCollector(Collector):
         for address, st in p.speaker.peers.items():
             key = source_key(address)
             peer = str(address)
-            up.add_metric([peer, st.config.name, st.config.type],
+            up.add_metric([peer, st.neighbor.name, p.router.peer_kind(address)],
                           float(st.state is SessionState.ESTABLISHED))
-            flaps.add_metric([peer, st.config.name], st.flaps)
+            flaps.add_metric([peer, st.neighbor.name], st.flaps)
             received.add_metric([peer], len(rib.received.get(key, {})) if rib else 0)
             accepted.add_metric([peer], rib.table.count(key) if rib else 0)
             advertised.add_metric([peer], p.speaker.pacer.advertised(address))
@@ -220,6 +236,22 @@ class DaemonCollector(Collector):
                                 value=rib.table.stale_count() if rib else 0)
         yield CounterMetricFamily("bgpd_exabgp_restarts", "BGP engine restarts",
                                   value=p.speaker.restarts)
+        core = p.speaker.core.stats
+        yield CounterMetricFamily("bgpd_exabgp_commands_refused",
+                                  "Route commands the BGP engine refused (retried)",
+                                  value=core.refused_commands)
+        yield CounterMetricFamily("bgpd_exabgp_reloads_refused",
+                                  "Configurations the BGP engine refused (it kept the previous)",
+                                  value=core.refused_reloads)
+        errors = GaugeMetricFamily("bgpd_config_errors",
+                                   "1 for each resource field that is in error now",
+                                   labels=["kind", "name", "field"])
+        for e in p.router.errors:
+            errors.add_metric([e.kind, e.name, e.field], 1.0)
+        yield errors
+        yield GaugeMetricFamily("bgpd_degraded",
+                                "1 while a resource is in error or no block is announced",
+                                value=float(bool(p.degraded())))
         r = p.router.stats
         yield CounterMetricFamily("bgpd_bgp_updates_received", "Routes announced to us",
                                   value=r.updates_received)
@@ -238,7 +270,7 @@ class DaemonCollector(Collector):
                                 "Seconds since the last event or bookmark", labels=["resource"])
         now = time.monotonic()
         for w in p.controller.watchers:
-            watch.add_metric([str(w.resource)], float(w.state.value == "watching"))
+            watch.add_metric([str(w.resource)], float(w.up(now)))
             if w.last_event is not None:
                 age.add_metric([str(w.resource)], now - w.last_event)
         yield from (watch, age)
@@ -267,7 +299,10 @@ async def serve_http(parts: Parts, address: str, *, live: Callable[[], bool]) ->
             code, body = (200, b"ok\n") if ok else (503, b"not live\n")
             ctype = "text/plain"
         elif path == "/readyz":
-            code, body = (200, b"ready\n") if parts.is_ready() else (503, b"not ready\n")
+            why = parts.not_ready()
+            code = 503 if why else 200
+            body = ("not ready:\n" + "".join(f"- {w}\n" for w in why) if why
+                    else "ready\n").encode()
             ctype = "text/plain"
         else:
             code, body, ctype = 404, b"not found\n", "text/plain"

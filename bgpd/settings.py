@@ -32,6 +32,7 @@ class Settings:
     kubeconfig: str | None = None  # kubernetes mode: None = in-cluster service account
     namespace: str = "calico-system"  # where password Secrets live
     state_dir: str = "/run/bgpd"
+    data_dir: str = "/var/lib/bgpd"  # survives reboots: the last valid resources
     control_socket: str = "/run/bgpd/bgpd.sock"
     bird_socket: str | None = "/var/run/calico/bird.ctl"  # used when its folder exists
     metrics_address: str | None = "127.0.0.1:9095"
@@ -49,6 +50,7 @@ class Settings:
     ready_timeout: float = 60.0
     withdraw_on_exit: bool = False
     exabgp_reactor_speed: float = 5.0
+    watch_stale_after: float = 90.0
     source: str = field(default="(defaults)", compare=False)
 
 
@@ -150,6 +152,13 @@ def load(path: Path | None) -> Settings:
     if settings.datastore == "static" and not Path(settings.resources).is_dir():
         raise SettingsError(f"{source}: resources: {settings.resources} is not a folder "
                             "(datastore: static reads its manifests from there)")
+    if settings.datastore == "kubernetes" and settings.kubeconfig is not None \
+            and not Path(settings.kubeconfig).is_file():
+        raise SettingsError(f"{source}: kubeconfig: {settings.kubeconfig}: no such file")
+    folder = Path(settings.control_socket).parent
+    if folder != Path(settings.state_dir) and not folder.is_dir():
+        raise SettingsError(f"{source}: control_socket: the folder {folder} does not exist "
+                            "(only state_dir is made by the daemon)")
     if settings.metrics_address:
         host, _, port = settings.metrics_address.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:

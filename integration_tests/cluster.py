@@ -194,6 +194,7 @@ class Cluster:
         values = {"node_name": node.name, "datastore": self.datastore,
                   "kubeconfig": str(self.kubeconfig) if self.kubeconfig else None,
                   "resources": str(self.resources), "state_dir": str(node.workdir / "state"),
+                  "data_dir": str(node.workdir / "data"),
                   "control_socket": str(node.socket), "bird_socket": None,
                   "metrics_address": "127.0.0.1:9095", "log_level": "info",
                   "restart_establish_grace": 5.0, "ready_timeout": 30.0, **overrides}

@@ -203,6 +203,9 @@ class KubeServer:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._watch_tasks: set[asyncio.Task[Any]] = set()
+        self._gates: dict[str, asyncio.Event] = {}
+        #: a frozen server (as under SIGSTOP) keeps its connections and sends nothing
+        self.frozen = False
 
     # --- lifecycle (called from the test's thread) ---------------------------------------
     @property
@@ -290,6 +293,13 @@ class KubeServer:
                 coll.events.clear()
                 coll.compacted_to = self.rv
         self.call(run)
+
+    def hold(self, plural: str) -> None:
+        """Lists of ``plural`` wait until :meth:`release` (a slow first list)."""
+        self.call(lambda: self._gates.setdefault(plural, asyncio.Event()))
+
+    def release(self, plural: str) -> None:
+        self.call(lambda: self._gates.pop(plural).set())
 
     def _plural_of(self, kind: str) -> str:
         return next(p for p, k in self.kinds.items() if k.kind == kind)
@@ -403,6 +413,9 @@ class KubeServer:
             if request.method == "GET":
                 if _flag(request, "watch"):
                     return await self._watch(request, plural, namespace)
+                gate = self._gates.get(plural)
+                if gate is not None:
+                    await gate.wait()
                 return web.json_response(self._list(request, plural, namespace))
             if request.method == "POST":
                 body = await request.json()
@@ -497,6 +510,9 @@ class KubeServer:
             deadline = time.monotonic() + timeout
             last_bookmark = time.monotonic()
             while time.monotonic() < deadline:
+                if self.frozen:
+                    await asyncio.sleep(0.05)
+                    continue
                 wakeup = coll.wakeup
                 assert wakeup is not None
                 for event in [e for e in coll.events if e.rv > since]:

@@ -133,13 +133,14 @@ def test_broken_settings_and_resources_are_named(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert f"{bad}:3: unknown setting 'listen_prot'" in proc.stderr
-    folder = tmp_path / "resources"
-    folder.mkdir()
-    (folder / "peers.yaml").write_text("kind: BGPPeer\nmetadata: {name: x\nspec: {}\n")
-    proc = subprocess.run([sys.executable, "-m", "bgpd", "run", "--resources", str(folder),
-                           "--node", "n1"], capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 1
-    assert f"{folder / 'peers.yaml'}:3:" in proc.stderr and "not valid YAML" in proc.stderr
+    missing = tmp_path / "k.yaml"
+    bad.write_text(f"datastore: kubernetes\nkubeconfig: {missing}\n")
+    proc = subprocess.run([sys.executable, "-m", "bgpd", "run", "--config", str(bad)],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"bgpd: settings: {bad}: kubeconfig: {missing}: no such file"]
+    # (a folder of manifests that is not valid YAML does not stop the daemon: test_hostile)
 
 
 def test_bird_compatible_socket_answers_as_calicoctl_reads_it(lab: NetLab, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from integration_tests.kube_server import KubeServer, kubeconfig
 from node_controller import kube
 from node_controller.controller import Controller
 from node_controller.desired import DesiredConfig
+from node_controller.models import Node
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "config" / "examples"
 KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which(
@@ -202,3 +203,84 @@ def test_password_secret_is_watched_by_name(server: KubeServer, tmp_path: Path) 
                    "fieldSelector=metadata.name=bgp-secrets" in r for r in server.requests)
 
     run_controller(server, tmp_path, scenario)
+
+
+def test_nothing_is_published_before_every_watcher_has_listed(server: KubeServer,
+                                                              tmp_path: Path) -> None:
+    path = kubeconfig(server, tmp_path / "kubeconfig")
+    server.hold("bgpfilters")
+
+    async def main() -> None:
+        controller = Controller("node-2")
+        task = asyncio.create_task(controller.run_kubernetes(kubeconfig=str(path),
+                                                             namespace="calico-system"))
+        try:
+            await until(lambda: len(controller.watchers) == 6 and sum(
+                w.listed for w in controller.watchers) == 5, 10, "all lists but one")
+            assert controller.desired.value is None and not controller.synced()
+            server.release("bgpfilters")
+            await until(lambda: peer_names(controller) == {"Mesh_198_51_100_11",
+                                                           "Mesh_198_51_100_13"}, 10,
+                        "the first configuration, once every watcher has listed")
+            assert controller.desired.version == 1  # one publication, from the whole cluster
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+def test_a_frozen_server_makes_the_watches_down(server: KubeServer, tmp_path: Path) -> None:
+    async def scenario(c: Controller) -> None:
+        await until(lambda: all(w.up(time.monotonic()) for w in c.watchers), 5, "watches up")
+        server.frozen = True  # connections stay open, nothing arrives: not even bookmarks
+        try:
+            await until(lambda: not any(w.up(time.monotonic()) for w in c.watchers), 5,
+                        "every watch seen as down")
+        finally:
+            server.frozen = False
+        await until(lambda: all(w.up(time.monotonic()) for w in c.watchers), 5, "up again")
+
+    run_controller(server, tmp_path, scenario, stale_after=1.0)
+
+
+def test_an_object_larger_than_the_http_line_limit_is_read(server: KubeServer,
+                                                           tmp_path: Path) -> None:
+    async def scenario(c: Controller) -> None:
+        big = examples("20-nodes.yaml")[0]
+        big["metadata"].setdefault("annotations", {})["example.com/blob"] = "x" * 400_000
+        big["metadata"]["labels"] = {**big["metadata"].get("labels", {}), "rack": "r9"}
+        server.put(big)
+        name = big["metadata"]["name"]
+        def applied() -> bool:
+            node = c.store.get(Node, name)
+            return node is not None and node.label_map.get("rack") == "r9"
+
+        await until(applied, 5, "the 400 KB Node applied")
+        server.put(tor())
+        await until(lambda: "Global_198_51_100_1" in peer_names(c), 5, "the stream goes on")
+        assert all(w.errors == 0 for w in c.watchers)
+
+    run_controller(server, tmp_path, scenario)
+
+
+def test_watch_lines_of_any_size_and_an_oversized_one_skipped(monkeypatch: Any) -> None:
+    class Content:
+        def __init__(self, chunks: list[bytes]) -> None:
+            self.chunks = chunks
+
+        async def iter_any(self) -> Any:
+            for chunk in self.chunks:
+                yield chunk
+
+    class Response:
+        def __init__(self, chunks: list[bytes]) -> None:
+            self.content = Content(chunks)
+
+    async def lines(chunks: list[bytes]) -> list[bytes | None]:
+        return [line async for line in kube._lines(Response(chunks))]  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kube, "MAX_EVENT", 10)
+    got = asyncio.run(lines([b'{"a"', b": 1}\n\n{", b'"b": 2}\n', b"x" * 8, b"y" * 8,
+                             b"\n{}\n", b'{"t": 1}']))
+    assert got == [b'{"a": 1}', b'{"b": 2}', None, b"{}", b'{"t": 1}']

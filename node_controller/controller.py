@@ -6,20 +6,32 @@ Secrets referenced) or a static folder — feeds it; every real change schedules
 recomputation shortly after (a burst such as an initial list is computed once), and a result
 equal to the last one published is dropped, so a change that does not alter this node's
 configuration (another node's heartbeat, an unrelated object) causes no BGP work at all.
+
+Nothing is published before every watcher — the Secret watchers of the referenced Secrets
+included — has completed its first list: a configuration computed from half a cluster
+("no such node", a mesh of ten nodes out of 600) would reach the RIB as real.  Every watcher
+runs in the controller's TaskGroup.  After each publication the last valid resources are
+saved (:mod:`node_controller.durable`) and read back at the next start.  A static folder
+that cannot be read (a file that is not YAML) keeps the configuration running and becomes
+an error naming the file and line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
+from node_controller import durable
 from node_controller.desired import DesiredConfig, desired_config
-from node_controller.static import load_folder
+from node_controller.errors import ResourceError
+from node_controller.static import ResourceFolderError, load_folder
 from node_controller.store import Store
 
 if TYPE_CHECKING:  # the Kubernetes client is imported only by a node that uses the API
@@ -52,16 +64,46 @@ SETTLE = 0.002
 
 
 class Controller:
-    def __init__(self, node: str, *, debounce: float = 0.05) -> None:
+    def __init__(self, node: str, *, debounce: float = 0.05, data_dir: Path | None = None,
+                 stale_after: float = 90.0, sync_timeout: float = 60.0) -> None:
         self.node = node
-        self.store = Store()
+        self.stale_after = stale_after
+        self.sync_timeout = sync_timeout
+        self.data_dir = data_dir
+        self.fallback = durable.load(data_dir) if data_dir is not None else {}
+        self.store = Store(fallback=self.fallback)
         self.desired = Latest()
         self.debounce = debounce
         self.watchers: list[Watcher] = []
         self.recomputes = 0
         self.last_compute_s = 0.0
+        self.source_errors: tuple[ResourceError, ...] = ()  # the source itself (a file)
+        self.initial_sync_s: float | None = None  # start → first publication
+        self._waited = False  # the first lists took longer than sync_timeout
+        self._saved = -1
         self._dirty = asyncio.Event()
         self._on_store_change: Callable[[], None] = self._dirty.set
+
+    def synced(self) -> bool:
+        """Every watcher has listed once (always, for a static folder)."""
+        return all(w.listed for w in self.watchers)
+
+    def _unlisted_errors(self) -> list[ResourceError]:
+        return [ResourceError("Watch", str(w.resource), "list", (
+            f"not listed within {self.sync_timeout:g} s of the start: its objects are the "
+            "last valid ones saved")) for w in self.watchers if not w.listed]
+
+    def _stop_waiting(self) -> None:
+        """The first lists took too long: publish with what is known, the kinds still
+        unlisted taken from the last valid resources saved."""
+        self._waited = True
+        for watcher in self.watchers:
+            if not watcher.listed and watcher.resource.name is None:
+                for (kind, _), obj in self.fallback.items():
+                    if kind == watcher.resource.kind:
+                        self.store.apply(obj)
+        log.error("initial_sync_incomplete", waited=self.sync_timeout,
+                  unlisted=[str(w.resource) for w in self.watchers if not w.listed])
 
     def changed(self) -> None:
         self._on_store_change()
@@ -72,16 +114,31 @@ class Controller:
         ``debounce``."""
         loop = asyncio.get_running_loop()
         last = -self.debounce
+        started = loop.time()
+        barrier = True  # until every watcher has listed once (or sync_timeout)
         while True:
-            await self._dirty.wait()
+            timeout = max(0.0, started + self.sync_timeout - loop.time()) if barrier else None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._dirty.wait()
             await asyncio.sleep(max(SETTLE, last + self.debounce - loop.time()))
             self._dirty.clear()
+            if barrier:
+                if not self.synced() and loop.time() < started + self.sync_timeout:
+                    continue  # the last first list sets it again
+                if not self.synced():
+                    self._stop_waiting()
+                barrier = False
+                self.initial_sync_s = loop.time() - started
             last = loop.time()
             await self.recompute()
 
     async def recompute(self) -> None:
         start = time.perf_counter()
         config = desired_config(self.store, self.node)
+        extra = [*self.source_errors, *(self._unlisted_errors() if self._waited else ())]
+        if extra:
+            config = replace(config, errors=tuple(sorted({*config.errors, *extra})))
         self.last_compute_s = time.perf_counter() - start
         self.recomputes += 1
         if config != self.desired.value:
@@ -92,30 +149,50 @@ class Controller:
             await self.desired.publish(config)
             log.info("desired_config", node=self.node, peers=len(config.peers),
                      announce=[str(p) for p in config.announce])
+        self._save()
 
-    async def run_static(self, folder: Path, *, loaded: Store | None = None) -> None:
-        """Load ``folder`` once (or take it ``loaded`` already) and publish; a reload is
-        another call (SIGHUP)."""
-        self.store = loaded if loaded is not None else load_folder(folder)
+    def _save(self) -> None:
+        generation = self.store.valid_generation
+        if self.data_dir is not None and generation != self._saved and durable.save(
+                self.data_dir, self.store.valid):
+            self._saved = generation
+
+    async def run_static(self, folder: Path) -> None:
+        """Load ``folder`` and publish; a reload is another call (SIGHUP).  A folder that
+        cannot be read keeps what runs (at start: the last valid resources saved)."""
+        try:
+            self.store = load_folder(folder, Store(fallback=self.fallback))
+            self.source_errors = ()
+        except ResourceFolderError as exc:
+            self.source_errors = (ResourceError(
+                "File", str(folder), "", f"{exc}: the folder is not read; the configuration "
+                "running (at start: the last valid resources saved) stays"),)
+            log.error("resources_unreadable", folder=str(folder), problem=str(exc))
+            if self.recomputes == 0:
+                self.store = Store(fallback=self.fallback)
+                for obj in self.fallback.values():
+                    self.store.apply(obj)
         await self.recompute()
 
     async def run_kubernetes(self, *, kubeconfig: str | None, namespace: str) -> None:
         from node_controller.kube import RESOURCES, SecretWatchers, Watcher, api_client
 
         api = await api_client(kubeconfig=kubeconfig)
-        secrets = SecretWatchers(api, namespace, self.store, self.changed)
-
-        def on_change() -> None:
-            secrets.sync()  # references may have changed
-            self._dirty.set()
-
-        self._on_store_change = on_change
-        self.watchers = [Watcher(api, r, self.store, self.changed) for r in RESOURCES]
+        self.watchers = [Watcher(api, r, self.store, self.changed, stale_after=self.stale_after)
+                         for r in RESOURCES]
         try:
             async with asyncio.TaskGroup() as tasks:
+                secrets = SecretWatchers(api, namespace, self.store, self.changed, tasks,
+                                         self.watchers)
+
+                def on_change() -> None:
+                    if all(w.listed for w in self.watchers):
+                        secrets.sync()  # references may have changed
+                    self._dirty.set()
+
+                self._on_store_change = on_change
                 tasks.create_task(self._publisher(), name="desired-publisher")
-                for watcher in self.watchers:
+                for watcher in list(self.watchers):
                     tasks.create_task(watcher.run(), name=f"watch-{watcher.resource}")
         finally:
-            secrets.close()
             await api.close()

@@ -69,6 +69,7 @@ class PeerConfig:
     calico_node: str | None = None  # the Calico node at that address, if any
     cluster_id: IPv4Address | None = None  # that node's route-reflector cluster id
     reachable_by: Address | None = None
+    origin: tuple[str, str] = ("BGPConfiguration", "default")  # the resource that made it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +83,7 @@ class PeerConfig:
             "num_allowed_local_as": self.num_allowed_local_as, "filters": list(self.filters),
             "calico_node": self.calico_node,
             "reachable_by": str(self.reachable_by) if self.reachable_by else None,
+            "origin": "/".join(self.origin),
         }
 
 
@@ -287,7 +289,7 @@ class _Builder:
             "keepalive_time": peer.keepalive_time, "next_hop_mode": mode,
             "source_address": source, "num_allowed_local_as": peer.num_allowed_local_as or 0,
             "filters": tuple(f for f in peer.filters if self.store.get(BGPFilter, f)),
-            "reachable_by": peer.reachable_by,
+            "reachable_by": peer.reachable_by, "origin": ("BGPPeer", peer.name),
         }
 
     def peers(self, me: Node) -> list[PeerConfig]:

@@ -10,10 +10,16 @@ Theory of operation, one :class:`Watcher` per resource type (kopf's layering, sm
 * ``410 Gone`` (history compacted) → list again; any other failure (API down, timeouts,
   HTTP errors) → keep the store as it is and retry with capped exponential backoff and
   jitter.  A watcher never exits on its own.
+* watch streams are read in chunks and split into lines of any size (no line limit of the
+  HTTP library); one line larger than :data:`MAX_EVENT` bytes, or one that is not JSON, is
+  skipped with an error and the stream goes on.
+* a watch is *up* while it streams and has seen an event or a bookmark within
+  ``stale_after`` seconds: a frozen API server keeps the connection open but sends nothing.
 
 Secrets are read only by name, in the daemon's namespace, for the names the other resources
-reference (:class:`SecretWatchers` starts and stops one watcher per name).  Responses are
-read raw (no client-model conversion: a 600-node list stays cheap).
+reference (:class:`SecretWatchers` starts and stops one watcher per name, each a task of the
+controller's TaskGroup and listed with the other watchers).  Responses are read raw (no
+client-model conversion: a 600-node list stays cheap).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -40,6 +47,8 @@ log = structlog.get_logger("bgpd.kube")
 CALICO_GROUP, CALICO_VERSION = "crd.projectcalico.org", "v1"
 WATCH_SECONDS = 300
 PAGE = 500
+MAX_EVENT = 64 << 20  # one watch event (the API server's own request limit is 3 MiB)
+STALE_AFTER = 90.0  # the API server sends a bookmark about once a minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +84,24 @@ class WatchState(enum.Enum):
     RETRYING = "retrying"
 
 
+class KubeconfigError(ValueError):
+    """No usable credentials for the API: the message says which file or what is missing."""
+
+
 async def api_client(*, kubeconfig: str | None = None) -> client.ApiClient:
     """An API client from a kubeconfig file, else the in-cluster service account."""
-    if kubeconfig is not None:
-        configuration = client.Configuration()
-        await config.load_kube_config(config_file=kubeconfig,
-                                      client_configuration=configuration)
-    else:
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
+    configuration = client.Configuration()
+    try:
+        if kubeconfig is not None:
+            if not Path(kubeconfig).is_file():
+                raise KubeconfigError(f"kubeconfig {kubeconfig}: no such file")
+            await config.load_kube_config(config_file=kubeconfig,
+                                          client_configuration=configuration)
+        else:
+            config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException as exc:
+        where = f"kubeconfig {kubeconfig}" if kubeconfig else "in-cluster service account"
+        raise KubeconfigError(f"{where}: {exc}") from None
     return client.ApiClient(configuration)
 
 
@@ -91,17 +109,26 @@ class Watcher:
     """List+watch of one resource into the store; calls ``on_change`` after real changes."""
 
     def __init__(self, api: client.ApiClient, resource: Resource, store: Store,
-                 on_change: Callable[[], None], *, backoff_max: float = 30.0) -> None:
+                 on_change: Callable[[], None], *, backoff_max: float = 30.0,
+                 stale_after: float = STALE_AFTER) -> None:
         self.api = api
         self.resource = resource
         self.store = store
         self.on_change = on_change
         self.backoff_max = backoff_max
+        self.stale_after = stale_after
         self.state = WatchState.STARTING
         self.last_event: float | None = None  # monotonic time of the last event or bookmark
+        self.listed = False  # a first list has completed
         self.errors = 0
+        self.skipped = 0  # events skipped: too large or not JSON
         self._core = client.CoreV1Api(api)
         self._custom = client.CustomObjectsApi(api)
+
+    def up(self, now: float) -> bool:
+        """Streaming, and heard from within ``stale_after`` seconds."""
+        return (self.state is WatchState.WATCHING and self.last_event is not None
+                and now - self.last_event <= self.stale_after)
 
     async def run(self) -> None:
         delay = 0.5
@@ -162,7 +189,8 @@ class Watcher:
         else:
             changed = self._replace_one(items)
         self.last_event = time.monotonic()
-        if changed:
+        first, self.listed = not self.listed, True
+        if changed or first:
             self.on_change()
         return version
 
@@ -179,9 +207,28 @@ class Watcher:
             watch=True, resource_version=version, allow_watch_bookmarks=True,
             timeout_seconds=WATCH_SECONDS, _request_timeout=(10, WATCH_SECONDS + 30))
         async with response:
-            async for event in _events(response):
-                version = self._handle(event, version)
+            async for line in _lines(response):
+                event = self._decode(line)
+                if event is not None:
+                    version = self._handle(event, version)
         return version
+
+    def _decode(self, line: bytes | None) -> dict[str, Any] | None:
+        problem = f"larger than {MAX_EVENT >> 20} MiB" if line is None else None
+        if line is not None:
+            try:
+                event = json.loads(line)
+            except ValueError as exc:
+                problem = f"not JSON ({exc})"
+            else:
+                if isinstance(event, dict):
+                    return event
+                problem = "not an object"
+        self.skipped += 1
+        self.errors += 1
+        log.error("watch_event_skipped", resource=str(self.resource), problem=problem,
+                  size=len(line) if line is not None else None)
+        return None
 
     def _handle(self, event: dict[str, Any], version: str) -> str:
         kind, obj = event.get("type"), event.get("object") or {}
@@ -203,13 +250,30 @@ class Watcher:
         return version
 
 
-async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
-    while True:
-        line = await response.content.readline()
-        if not line:
-            return
-        if line.strip():
-            yield json.loads(line)
+async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes | None]:
+    """The stream's lines, whatever their size; None for a line over ``MAX_EVENT`` (skipped
+    up to its end)."""
+    buffer = bytearray()
+    oversized = False
+    async for chunk in response.content.iter_any():
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            if oversized:
+                yield None
+            else:
+                buffer += chunk[start:end]
+                if buffer.strip():
+                    yield bytes(buffer)
+            buffer.clear()
+            oversized = False
+            start = end + 1
+        if not oversized:
+            buffer += chunk[start:]
+            if len(buffer) > MAX_EVENT:
+                buffer.clear()
+                oversized = True
+    if buffer.strip() and not oversized:
+        yield bytes(buffer)
 
 
 def _with_kind(obj: dict[str, Any], resource: Resource) -> dict[str, Any]:
@@ -238,27 +302,30 @@ def referenced_secrets(store: Store) -> set[str]:
 
 
 class SecretWatchers:
-    """One watcher per Secret name the resources reference, in one namespace."""
+    """One watcher per Secret name the resources reference, in one namespace: each a task of
+    ``group`` and a member of ``watchers`` (the controller's list, shown in metrics)."""
 
     def __init__(self, api: client.ApiClient, namespace: str, store: Store,
-                 on_change: Callable[[], None]) -> None:
+                 on_change: Callable[[], None], group: asyncio.TaskGroup,
+                 watchers: list[Watcher]) -> None:
         self.api, self.namespace, self.store, self.on_change = api, namespace, store, on_change
-        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.group, self.watchers = group, watchers
+        self.tasks: dict[str, tuple[Watcher, asyncio.Task[None]]] = {}
 
     def sync(self) -> None:
         wanted = referenced_secrets(self.store)
         for name in [n for n in self.tasks if n not in wanted]:
-            self.tasks.pop(name).cancel()
+            watcher, task = self.tasks.pop(name)
+            task.cancel()
+            self.watchers.remove(watcher)
             if self.store.delete("Secret", name):
                 self.on_change()
-        for name in wanted - set(self.tasks):
+        for name in sorted(wanted - set(self.tasks)):
             watcher = Watcher(self.api, Resource("Secret", "secrets", namespace=self.namespace,
                                                  name=name), self.store, self.on_change)
-            self.tasks[name] = asyncio.create_task(watcher.run(), name=f"watch-secret-{name}")
-
-    def close(self) -> None:
-        for task in self.tasks.values():
-            task.cancel()
+            self.watchers.append(watcher)
+            task = self.group.create_task(watcher.run(), name=f"watch-secret-{name}")
+            self.tasks[name] = (watcher, task)
 
 
 async def load_cluster(*, kubeconfig: str | None, namespace: str) -> Store:

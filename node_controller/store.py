@@ -6,6 +6,12 @@ object; an invalid one is recorded as an error *and the previous valid version s
 bad edit never takes a working peer or pool away.  :meth:`Store.apply` says whether anything
 the daemon reads changed, so an object that changed only where the daemon does not look
 (a Node's status, a resourceVersion) causes no recomputation at all.
+
+The manifest of each valid object is kept too (:attr:`Store.valid`, trimmed of ``status``
+and ``managedFields``), to be saved as the last valid resources
+(:mod:`node_controller.durable`); given back as :attr:`Store.fallback` at the next start, an
+object that is invalid then, and has no valid version in memory yet, takes its last valid
+one — a bad edit keeps its last good version across a restart too.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ class Store:
         default_factory=lambda: {kind: {} for kind in KINDS})
     errors: dict[tuple[str, str], ResourceError] = field(default_factory=dict)
     generation: int = 0
+    valid: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    valid_generation: int = 0  # moves when ``valid`` changes
+    fallback: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
 
     def apply(self, obj: Mapping[str, Any]) -> bool:
         """Add or update one object; True when what the daemon reads changed."""
@@ -49,23 +58,43 @@ class Store:
         try:
             model = parse(obj)
         except Invalid as exc:
-            error = ResourceError(kind, name, exc.field, exc.message)
-            changed = self.errors.get((kind, name)) != error
-            self.errors[(kind, name)] = error
-            if changed:
-                self.generation += 1
-            return changed
+            return self._invalid(kind, name, ResourceError(kind, name, exc.field, exc.message))
         cleared = self.errors.pop((kind, name), None) is not None
         bucket = self.objects[kind]
         if bucket.get(name) == model and not cleared:
             return False
         bucket[name] = model
+        self.valid[(kind, name)] = trimmed(obj)
+        self.valid_generation += 1
         self.generation += 1
         return True
+
+    def _invalid(self, kind: str, name: str, error: ResourceError) -> bool:
+        bucket = self.objects.get(kind)
+        last = self.fallback.get((kind, name))
+        if bucket is not None and name not in bucket and last is not None:
+            try:
+                bucket[name] = parse(last)
+                self.valid[(kind, name)] = last
+            except Invalid:
+                pass
+            else:
+                error = ResourceError(kind, name, error.field, error.message + (
+                    "; its last valid version, kept from before the restart, applies"))
+        elif bucket is not None and name in bucket:
+            error = ResourceError(kind, name, error.field,
+                                  error.message + "; its last valid version applies")
+        changed = self.errors.get((kind, name)) != error
+        self.errors[(kind, name)] = error
+        if changed:
+            self.generation += 1
+        return changed
 
     def delete(self, kind: str, name: str) -> bool:
         removed = self.objects.get(kind, {}).pop(name, None) is not None
         removed |= self.errors.pop((kind, name), None) is not None
+        if self.valid.pop((kind, name), None) is not None:
+            self.valid_generation += 1
         if removed:
             self.generation += 1
         return removed
@@ -94,3 +123,12 @@ class Store:
 
     def error_list(self) -> list[ResourceError]:
         return sorted(self.errors.values())
+
+
+def trimmed(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """``obj`` without what no parser reads (a Node's status is most of its size)."""
+    out = {k: v for k, v in obj.items() if k != "status"}
+    meta = out.get("metadata")
+    if isinstance(meta, Mapping):
+        out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    return out
