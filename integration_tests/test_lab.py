@@ -247,3 +247,37 @@ def test_api_outage_changes_nothing_then_edits_apply(lab: NetLab, tmp_path: Path
         c.wait(lambda: all(all(p["address"] != TOR_IP for p in c.status(n)["peers"])
                            for n in c.nodes), 45, "the edit applied after the outage")
         assert [m.stop() for m in monitors] == [[], []]
+
+
+@pytest.mark.slow
+def test_an_invalid_pool_then_a_restart_changes_no_route(lab: NetLab, tmp_path: Path) -> None:
+    """An IPPool edited to ``cidr: banana``, then the node's bgpd restarted: it starts from the
+    pool's last valid version (kept in its data folder), reports itself degraded, and no
+    route changes anywhere; pods keep reaching each other."""
+    with k8s_cluster(lab, tmp_path, nodes=2, mode="Never", pods=1) as (c, server):
+        c.wait(c.blocks_everywhere, 60, "routes everywhere")
+        n0, n1 = c.nodes
+        before = [n.routes() for n in c.nodes]
+        monitors = [RouteDeletions(n) for n in c.nodes]
+        ping = Pinger(n0.pods[0].name, n1.pod_ips[0])
+        good = next(d for d in c.manifests() if d["kind"] == "IPPool")
+        server.put({**good, "spec": {"cidr": "banana"}})
+        c.wait(lambda: any(e["kind"] == "IPPool" for e in c.status(n0)["errors"]), 20,
+               "the invalid pool reported")
+        c.signal(n0, signal.SIGTERM)
+        c.start(n0)
+        c.wait(lambda: all(p["established"] for p in c.status(n0)["peers"]), 60,
+               "sessions back")
+        status = c.status(n0)
+        assert any("kept from before the restart" in e["message"] for e in status["errors"])
+        assert status["degraded"] and not status["ready"]
+        code, body = c.http(n0, "/readyz")
+        assert code == 503 and "IPPool 'pool'" in body
+        assert c.http(n0, "/metrics")[1].count("bgpd_degraded 1.0") == 1
+        c.wait(lambda: not c.status(n0)["rib"]["restarting"], 60, "restart settled")
+        assert [n.routes() for n in c.nodes] == before
+        server.put(good)
+        c.wait(lambda: not c.status(n0)["degraded"], 20, "no longer degraded")
+        sent, received = ping.stop()
+        assert sent > 10 and received == sent
+        assert [m.stop() for m in monitors] == [[], []]
