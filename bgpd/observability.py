@@ -51,10 +51,15 @@ class Parts:
 
     def degraded(self) -> list[str]:
         """Why this node runs on less than its resources say: a resource in error (its last
-        valid version applies, or it is left out), or none of its blocks announced."""
+        valid version applies, or it is left out), none of its blocks announced, or a watch
+        that has gone silent."""
         reasons = [str(e) for e in self.router.errors]
         if self.router.blocks_unannounced():
             reasons.append("none of this node's blocks is announced")
+        now = time.monotonic()
+        reasons += [f"watch {w.resource}: no event or bookmark for {w.stale_after:g} s or more"
+                    " (the API server may be down or frozen: the last state applies)"
+                    for w in self.controller.watchers if w.listed and not w.up(now)]
         return reasons
 
     def not_ready(self) -> list[str]:

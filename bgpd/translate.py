@@ -38,6 +38,8 @@ _FIELDS = {
                 "restart time": "spec.maxRestartTime", "local address": "spec.sourceAddress",
                 "family": "spec.peerIP"},
     "BGPConfiguration": {"password": "spec.nodeMeshPassword",
+                         "address": "spec.nodeToNodeMeshEnabled",
+                         "family": "spec.nodeToNodeMeshEnabled",
                          "restart time": "spec.nodeMeshMaxRestartTime",
                          "port": "spec.listenPort", "peer AS": "spec.asNumber",
                          "local AS": "spec.asNumber"},
