@@ -98,6 +98,7 @@ class Router:
             node_v4=config.node_address, node_v6=config.node_address_v6,
             cluster_id=config.route_reflector_cluster_id,
             own_blocks=PrefixSet(config.blackholes),
+            other_blocks=PrefixSet(config.other_blocks),
             pools=tuple(Pool(p.cidr, ipip=p.ipip_mode, vxlan=p.vxlan_mode, disabled=p.disabled,
                              disable_bgp_export=p.disable_bgp_export) for p in config.pools),
             service_cidrs=PrefixSet(config.service_cidrs),
@@ -110,13 +111,19 @@ class Router:
     def export_peer(self, config: DesiredConfig, peer: PeerConfig) -> ExportPeer:
         filters = {f.name: f for f in config.filters}
         chosen = [filters[name] for name in peer.filters if name in filters]
+        external = peer.calico_node is None
+        limit = peer.max_prefixes or self.settings.max_prefixes_per_peer or (
+            self.settings.max_prefixes_external if external else None)
         policy = PeerPolicy(
             import_v4=tuple(r for f in chosen for r in f.import_v4),
             import_v6=tuple(r for f in chosen for r in f.import_v6),
             export_v4=tuple(r for f in chosen for r in f.export_v4),
             export_v6=tuple(r for f in chosen for r in f.export_v6),
             allowed_local_as=peer.num_allowed_local_as,
-            max_prefixes=self.settings.max_prefixes_per_peer,
+            max_prefixes=limit,
+            teardown_at_limit=peer.max_prefixes_action == "teardown",
+            node_routes=not external or peer.accept_node_block_routes,
+            closed=len(chosen) < len(peer.filters),  # a filter missing or invalid: fail closed
         )
         return ExportPeer(
             key=source_key(peer.address), address=peer.address, peer_as=peer.peer_as,
@@ -253,6 +260,8 @@ class Router:
             self.speaker.end_of_rib(_address_of(key))
         for message in delta.alarms:
             log.error("max_prefix", problem=message)
+        for key in delta.teardowns:
+            self.speaker.teardown(_address_of(key), code=1)  # Cease: maximum prefixes reached
         if delta.rejected:
             reasons: dict[str, int] = {}
             for _, reason in delta.rejected:

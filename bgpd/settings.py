@@ -43,6 +43,7 @@ class Settings:
     interface: str | None = None  # None: the device holding the node address
     import_guard: bool = True
     max_prefixes_per_peer: int | None = None
+    max_prefixes_external: int | None = 10000  # peers that are not Calico nodes
     restart_establish_grace: float = 10.0
     restart_deadline: float = 120.0
     restart_peer_grace: float = 5.0
@@ -56,7 +57,7 @@ class Settings:
 
 _CHOICES = {"datastore": ("kubernetes", "static"), "log_level": tuple(LEVELS)}
 _RANGES = {"kernel_protocol": (1, 255), "kernel_table": (1, 2**32 - 1),
-           "max_prefixes_per_peer": (1, 10**7)}
+           "max_prefixes_per_peer": (1, 10**7), "max_prefixes_external": (1, 10**7)}
 
 
 def _check(name: str, value: Any, expected: Any, where: str) -> Any:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -281,3 +282,82 @@ def test_an_invalid_pool_then_a_restart_changes_no_route(lab: NetLab, tmp_path: 
         sent, received = ping.stop()
         assert sent > 10 and received == sent
         assert [m.stop() for m in monitors] == [[], []]
+
+
+def tor_peer(**annotations: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {"apiVersion": "crd.projectcalico.org/v1", "kind": "BGPPeer",
+                           "metadata": {"name": "tor", "annotations": annotations},
+                           "spec": {"peerIP": TOR_IP, "asNumber": 65000}}
+    return doc
+
+
+@pytest.mark.slow
+def test_a_hostile_tor_never_changes_a_pods_path(lab: NetLab, tmp_path: Path) -> None:
+    """A ToR (BIRD 2, an ordinary BGPPeer with its own AS) announces more-specifics of node-1's
+    block, then floods 5,000 /32s past its limit, then its BGPFilter turns invalid — before
+    and after a restart: node-0's pods keep reaching node-1's through node-1."""
+    with k8s_cluster(lab, tmp_path, nodes=2, mode="Never", pods=1,
+                     tor_originate=("172.17.2.0/25", "172.17.2.10/32", "172.17.100.0/24"),
+                     ) as (c, server):
+        n0, n1 = c.nodes
+        assert c.tor is not None and n1.pod_ips[0] == "172.17.2.10"
+        path = f"{n1.block} via {n1.ip} dev eth0 proto bird"
+        c.wait(lambda: all("172.17.100.0/24 via" in " ".join(n.routes()) for n in c.nodes), 60,
+               "the ToR's legitimate route")
+
+        def pod_path_intact() -> None:
+            for n in (n0,):
+                text = " ".join(n.routes())
+                assert path in n.routes() and "172.17.2.0/25" not in text
+                assert "172.17.2.10 " not in text
+            assert c.ping(n0.pods[0], n1.pod_ips[0])
+
+        pod_path_intact()
+        _code, metrics = c.http(n0, "/metrics")
+        assert 'reason="more_specific_of_another_nodes_block"} 2.0' in metrics
+        # a flood of /32s inside the pool, past a limit of 50
+        server.put(tor_peer(**{"bgpd/max-prefixes": "50"}))
+        flood = [f"172.20.{i // 250}.{i % 250 + 1}/32" for i in range(5000)]
+        c.tor.set_originate(["172.17.2.0/25", "172.17.2.10/32", "172.17.100.0/24", *flood])
+
+        def accepted() -> int:
+            tor = next(p for p in c.status(n0)["peers"] if p["address"] == TOR_IP)
+            return int(tor["routes_accepted"]) if tor["routes_received"] >= 5003 else -1
+
+        c.wait(lambda: accepted() == 50, 60, "50 routes accepted of 5,003")
+        assert "reached its limit of 50 prefixes" in (n0.workdir / "bgpd.log").read_text()
+        pod_path_intact()
+        c.tor.set_originate(["172.17.100.0/24"])
+        # an invalid BGPFilter named by the peer: nothing in, nothing out
+        server.put({"apiVersion": "crd.projectcalico.org/v1", "kind": "BGPFilter",
+                    "metadata": {"name": "tor-in"},
+                    "spec": {"importV4": [{"cidr": "172.17.0.0/12", "matchOperator": "In"}]}})
+        peer = tor_peer()
+        peer["spec"]["filters"] = ["tor-in"]
+        server.put(peer)
+        c.wait(lambda: "172.17.100.0/24 via" not in " ".join(n0.routes()), 30,
+               "the ToR's routes gone: its filter is invalid")
+        c.wait(lambda: not c.tor.routes_from(n0.ip), 30,  # type: ignore[union-attr]
+               "nothing sent to the ToR")
+        assert any("BGPFilter 'tor-in' is invalid" in e["message"]
+                   for e in c.status(n0)["errors"])
+        pod_path_intact()
+        # a valid reject filter, edited invalid, then node-0 restarted: it still rejects
+        server.put({"apiVersion": "crd.projectcalico.org/v1", "kind": "BGPFilter",
+                    "metadata": {"name": "tor-in"},
+                    "spec": {"importV4": [{"action": "Reject", "cidr": "172.17.100.0/24",
+                                           "matchOperator": "Equal"}]}})
+        c.wait(lambda: c.tor.routes_from(n0.ip), 30, "routes sent to the ToR again")
+        assert "172.17.100.0/24 via" not in " ".join(n0.routes())
+        server.put({"apiVersion": "crd.projectcalico.org/v1", "kind": "BGPFilter",
+                    "metadata": {"name": "tor-in"}, "spec": {"importV4": [{"action": "Banana"}]}})
+        c.wait(lambda: any(e["kind"] == "BGPFilter" for e in c.status(n0)["errors"]), 20,
+               "the invalid edit reported")
+        c.signal(n0, signal.SIGTERM)
+        c.start(n0)
+        c.wait(lambda: all(p["established"] for p in c.status(n0)["peers"]), 60,
+               "sessions back")
+        c.wait(lambda: not c.status(n0)["rib"]["restarting"], 60, "restart settled")
+        assert "172.17.100.0/24 via" not in " ".join(n0.routes())  # the last valid filter
+        assert c.tor.routes_from(n0.ip)
+        pod_path_intact()

@@ -70,6 +70,9 @@ class PeerConfig:
     cluster_id: IPv4Address | None = None  # that node's route-reflector cluster id
     reachable_by: Address | None = None
     origin: tuple[str, str] = ("BGPConfiguration", "default")  # the resource that made it
+    accept_node_block_routes: bool = False
+    max_prefixes: int | None = None
+    max_prefixes_action: str = "refuse"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +87,8 @@ class PeerConfig:
             "calico_node": self.calico_node,
             "reachable_by": str(self.reachable_by) if self.reachable_by else None,
             "origin": "/".join(self.origin),
+            "accept_node_block_routes": self.accept_node_block_routes,
+            "max_prefixes": self.max_prefixes, "max_prefixes_action": self.max_prefixes_action,
         }
 
 
@@ -99,6 +104,7 @@ class DesiredConfig:
     route_reflector_cluster_id: IPv4Address | None = None
     announce: tuple[Prefix, ...] = ()
     blackholes: tuple[Prefix, ...] = ()
+    other_blocks: tuple[Prefix, ...] = ()  # the blocks other nodes hold
     service_cidrs: tuple[Prefix, ...] = ()
     pools: tuple[IPPool, ...] = ()
     advertisements: tuple[Advertisement, ...] = ()
@@ -276,9 +282,12 @@ class _Builder:
             return None
         for f in peer.filters:
             if self.store.get(BGPFilter, f) is None:
+                invalid = self.store.errors.get(("BGPFilter", f))
+                what = (f"BGPFilter {f!r} is invalid ({invalid.field}: {invalid.message})"
+                        if invalid else f"BGPFilter {f!r} not found")
                 self.errors.append(ResourceError(
                     "BGPPeer", peer.name, "spec.filters",
-                    f"BGPFilter {f!r} not found: the peer works without it"))
+                    f"{what}: the peer imports and exports nothing until it is valid"))
         mode = peer.next_hop_mode or ("Keep" if peer.keep_original_next_hop else "Auto")
         source = None
         if peer.source_address == "UseNodeIP" and me.ipv4 is not None:
@@ -288,8 +297,10 @@ class _Builder:
             "restart_time": peer.max_restart_time or DEFAULT_RESTART_TIME,
             "keepalive_time": peer.keepalive_time, "next_hop_mode": mode,
             "source_address": source, "num_allowed_local_as": peer.num_allowed_local_as or 0,
-            "filters": tuple(f for f in peer.filters if self.store.get(BGPFilter, f)),
+            "filters": peer.filters,  # all of them: one that is missing closes the peer
             "reachable_by": peer.reachable_by, "origin": ("BGPPeer", peer.name),
+            "accept_node_block_routes": peer.accept_node_block_routes,
+            "max_prefixes": peer.max_prefixes, "max_prefixes_action": peer.max_prefixes_action,
         }
 
     def peers(self, me: Node) -> list[PeerConfig]:
@@ -340,6 +351,17 @@ class _Builder:
                       if a.node == me.name and a.active]
         return tuple(sorted(set(affinities or me.pod_cidrs), key=_order))
 
+    def other_blocks(self, me: Node) -> tuple[Prefix, ...]:
+        """Blocks other nodes hold: their affinities, else their pod CIDRs."""
+        held: dict[str, set[Prefix]] = {}
+        for a in self.store.all(BlockAffinity):
+            if a.node != me.name and a.active:
+                held.setdefault(a.node, set()).add(a.cidr)
+        for node in self.nodes:
+            if node.name != me.name and node.name not in held:
+                held[node.name] = set(node.pod_cidrs)
+        return tuple(sorted(set().union(*held.values()), key=_order))
+
 
 def desired_config(store: Store, node_name: str) -> DesiredConfig:
     """The DesiredConfig of ``node_name``; problems found go into its ``errors``."""
@@ -374,6 +396,7 @@ def desired_config(store: Store, node_name: str) -> DesiredConfig:
         route_reflector_cluster_id=me.rr_cluster_id,
         announce=tuple(sorted(set(blocks) | set(services), key=_order)),
         blackholes=blocks,
+        other_blocks=b.other_blocks(me),
         service_cidrs=services,
         pools=tuple(sorted(store.all(IPPool), key=lambda p: _order(p.cidr))),
         advertisements=b.advertisements(),

@@ -301,6 +301,10 @@ class BGPPeer:
     next_hop_mode: str | None = None
     reachable_by: Address | None = None
     filters: tuple[str, ...] = ()
+    # bgpd's own knobs, as annotations (Calico's BGPPeer has no field for them)
+    accept_node_block_routes: bool = False
+    max_prefixes: int | None = None
+    max_prefixes_action: str = "refuse"
 
     @property
     def scoped(self) -> bool:
@@ -320,6 +324,38 @@ def parse_peer_address(value: str, path: str) -> tuple[Address, int | None]:
     except ValueError:
         raise Invalid(
             path, f"{value!r} is not an IP address (ip, ip:port or [ipv6]:port)") from None
+
+
+BGPD_ANNOTATION = "bgpd/"
+PEER_ANNOTATIONS = ("accept-node-block-routes", "max-prefixes", "max-prefixes-action")
+
+
+def _peer_annotations(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """bgpd's annotations on a BGPPeer: ``bgpd/accept-node-block-routes: "true"`` (routes more
+    specific than another node's block accepted from this peer), ``bgpd/max-prefixes: "N"``,
+    ``bgpd/max-prefixes-action: refuse | teardown``."""
+    annotations = _get(obj, "metadata.annotations") or {}
+    if not isinstance(annotations, Mapping):
+        raise Invalid("metadata.annotations", "expected an object")
+    out: dict[str, Any] = {}
+    for key in [k for k in annotations if str(k).startswith(BGPD_ANNOTATION)]:
+        path, value = f"metadata.annotations.{key}", str(annotations[key])
+        short = str(key)[len(BGPD_ANNOTATION):]
+        if short == "accept-node-block-routes":
+            if value not in ("true", "false"):
+                raise Invalid(path, f"expected \"true\" or \"false\", got {value!r}")
+            out["accept_node_block_routes"] = value == "true"
+        elif short == "max-prefixes":
+            if not value.isdigit() or not 1 <= int(value) <= 10**7:
+                raise Invalid(path, f"expected a number of prefixes 1..10000000, got {value!r}")
+            out["max_prefixes"] = int(value)
+        elif short == "max-prefixes-action":
+            if value not in ("refuse", "teardown"):
+                raise Invalid(path, f"expected refuse or teardown, got {value!r}")
+            out["max_prefixes_action"] = value
+        else:
+            raise Invalid(path, f"unknown bgpd annotation (known: {', '.join(PEER_ANNOTATIONS)})")
+    return out
 
 
 def parse_bgp_peer(obj: Mapping[str, Any]) -> BGPPeer:
@@ -363,6 +399,7 @@ def parse_bgp_peer(obj: Mapping[str, Any]) -> BGPPeer:
         next_hop_mode=_str(obj, "spec.nextHopMode", choices=("Auto", "Self", "Keep")),
         reachable_by=reachable_by,
         filters=tuple(str(f) for f in _list(obj, "spec.filters")),
+        **_peer_annotations(obj),
     )
 
 

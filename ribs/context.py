@@ -114,6 +114,7 @@ class NodeContext:
     node_v6: IPv6Interface | None = None
     cluster_id: IPv4Address | None = None  # set on a route-reflector node
     own_blocks: PrefixSet = field(default_factory=PrefixSet)
+    other_blocks: PrefixSet = field(default_factory=PrefixSet)  # blocks other nodes hold
     pools: tuple[Pool, ...] = ()
     service_cidrs: PrefixSet = field(default_factory=PrefixSet)
     advertisements: tuple[Advertisement, ...] = ()

@@ -12,8 +12,17 @@ Import, in order:
    first match wins; ``Reject`` refuses, ``Accept`` accepts and skips step 4 — an explicit
    accept is the administrator's decision);
 4. the default guard (unless turned off): the default route, any prefix overlapping the
-   node's own networks (its subnets, its own blocks), and anything not inside an enabled IP
-   pool nor equal to an advertised service CIDR are refused.  Calico itself accepts all of it.
+   node's own networks (its subnets, its own blocks), anything not inside an enabled IP
+   pool nor equal to an advertised service CIDR, and — from a peer that is not a Calico
+   node — anything more specific than a block another node holds (a /25 or a /32 inside
+   another node's /24 would take that node's pods' traffic) are refused.  Calico nodes
+   announce /32s of addresses they borrowed from another node's block (confd exports every
+   route inside an enabled pool; only the node's own blocks are aggregated), so those are
+   accepted from mesh and reflector sessions; a BGPPeer may allow them too
+   (``node_routes``).  Calico itself accepts all of it.
+
+A peer whose BGPFilter is missing or invalid has a *closed* policy: it imports nothing and is
+sent nothing until the filter is valid (a filter that fails must not mean "no filter").
 
 Export: a route leaves only if the peer's export rules accept it, or — no rule matching — it
 lies in an enabled pool that allows BGP export or is an advertised service CIDR.
@@ -41,6 +50,8 @@ class Reason(enum.Enum):
     DEFAULT_ROUTE = "default_route"
     OWN_NETWORK = "overlaps_own_network"
     OUTSIDE_POOLS = "outside_pools"
+    OTHER_NODE_BLOCK = "more_specific_of_another_nodes_block"
+    FILTER_UNAVAILABLE = "filter_missing_or_invalid"
     MAX_PREFIX = "max_prefix"
     NOT_EXPORTABLE = "not_exportable"
 
@@ -107,6 +118,9 @@ class PeerPolicy:
     export_v6: tuple[FilterRule, ...] = ()
     allowed_local_as: int = 0  # numAllowedLocalASNumbers
     max_prefixes: int | None = None
+    teardown_at_limit: bool = False  # past max_prefixes: close the session (else refuse)
+    node_routes: bool = False  # a Calico node: more-specifics of others' blocks are fine
+    closed: bool = False  # a filter it names is missing or invalid: nothing in or out
 
     def import_rules(self, prefix: Prefix) -> tuple[FilterRule, ...]:
         return self.import_v4 if prefix.version == 4 else self.import_v6
@@ -143,7 +157,7 @@ def _loop(route: Route, ctx: NodeContext, policy: PeerPolicy) -> Reason | None:
     return None
 
 
-def guard(prefix: Prefix, ctx: NodeContext) -> Reason:
+def guard(prefix: Prefix, ctx: NodeContext, policy: PeerPolicy = DEFAULT_POLICY) -> Reason:
     """The default import guard alone (what a prefix needs to be accepted without a filter)."""
     if prefix.prefixlen == 0:
         return Reason.DEFAULT_ROUTE
@@ -151,11 +165,17 @@ def guard(prefix: Prefix, ctx: NodeContext) -> Reason:
         return Reason.OWN_NETWORK
     if not ctx.enabled_pools.contains(prefix) and prefix not in ctx.service_cidrs:
         return Reason.OUTSIDE_POOLS
+    if not policy.node_routes:
+        block = ctx.other_blocks.covering(prefix)
+        if block is not None and block.prefixlen < prefix.prefixlen:
+            return Reason.OTHER_NODE_BLOCK
     return Reason.ACCEPTED
 
 
 def import_verdict(route: Route, ctx: NodeContext, policy: PeerPolicy = DEFAULT_POLICY) -> Reason:
     """Why ``route`` from a peer is accepted or refused (max-prefix is the RIB's: it counts)."""
+    if policy.closed:
+        return Reason.FILTER_UNAVAILABLE
     loop = _loop(route, ctx, policy)
     if loop is not None:
         return loop
@@ -168,11 +188,13 @@ def import_verdict(route: Route, ctx: NodeContext, policy: PeerPolicy = DEFAULT_
         return Reason.FILTER_ACCEPT
     if not ctx.import_guard:
         return Reason.ACCEPTED
-    return guard(route.prefix, ctx)
+    return guard(route.prefix, ctx, policy)
 
 
 def exportable(route: Route, ctx: NodeContext, policy: PeerPolicy = DEFAULT_POLICY) -> bool:
     """Calico's export filter, after the peer's own export rules."""
+    if policy.closed:
+        return False
     action = first_match(policy.export_rules(route.prefix), route)
     if action is not None:
         return action is Action.ACCEPT

@@ -74,6 +74,7 @@ class Delta:
     rejected: list[tuple[Route, Reason]] = field(default_factory=list)
     alarms: list[str] = field(default_factory=list)
     synced_peers: list[SourceKey] = field(default_factory=list)  # full table sent: send EOR
+    teardowns: list[SourceKey] = field(default_factory=list)  # over their limit: close
     fib_changed: bool = False
 
     def merge(self, other: Delta) -> Delta:
@@ -83,6 +84,7 @@ class Delta:
         self.rejected += other.rejected
         self.alarms += other.alarms
         self.synced_peers += other.synced_peers
+        self.teardowns += other.teardowns
         self.fib_changed |= other.fib_changed
         return self
 
@@ -287,7 +289,10 @@ class Rib:
             if not peer.refused:
                 delta.alarms.append(
                     f"peer {peer.config.address} reached its limit of {limit} prefixes: "
-                    "further routes are refused")
+                    + ("the session is closed" if policy.teardown_at_limit
+                       else "further routes are refused"))
+                if policy.teardown_at_limit:
+                    delta.teardowns.append(key)
             peer.refused += 1
         self._apply(self.table.withdraw(route.prefix, key, route.path_id), delta)
 

@@ -235,3 +235,44 @@ def test_status_only_change_is_no_change() -> None:
 def test_unknown_node() -> None:
     cfg = build(node("n8", "10.0.0.8/24"))
     assert cfg.peers == () and cfg.errors[-1].kind == "Node"
+
+
+def test_a_missing_or_invalid_filter_closes_the_peer_and_says_why() -> None:
+    tor = calico("BGPPeer", "tor", peerIP="192.0.2.1", asNumber=65000,
+                 filters=["gone", "broken"])
+    broken = calico("BGPFilter", "broken", importV4=[{"cidr": "10.0.0.0/8",
+                                                      "matchOperator": "In"}])
+    cfg = build(node("n9", "10.0.0.9/24"), tor, broken)
+    (p,) = cfg.peers
+    assert p.filters == ("gone", "broken")  # kept: the router closes the peer
+    messages = {e.message for e in cfg.errors if e.name == "tor"}
+    assert ("BGPFilter 'gone' not found: the peer imports and exports nothing until it is "
+            "valid") in messages
+    assert any(m.startswith("BGPFilter 'broken' is invalid (spec.importV4[0].action:")
+               for m in messages)
+
+
+def test_bgpd_annotations_on_a_bgppeer() -> None:
+    tor = calico("BGPPeer", "tor", peerIP="192.0.2.1", asNumber=65000)
+    tor["metadata"]["annotations"] = {"bgpd/max-prefixes": "500",
+                                      "bgpd/max-prefixes-action": "teardown",
+                                      "bgpd/accept-node-block-routes": "true"}
+    (p,) = build(node("n9", "10.0.0.9/24"), tor).peers
+    assert (p.max_prefixes, p.max_prefixes_action, p.accept_node_block_routes) == (
+        500, "teardown", True)
+    tor["metadata"]["annotations"] = {"bgpd/max-prefixes": "lots"}
+    cfg = build(node("n9", "10.0.0.9/24"), tor)
+    assert not cfg.peers
+    assert [(e.name, e.field) for e in cfg.errors] == [
+        ("tor", "metadata.annotations.bgpd/max-prefixes")]
+
+
+def test_other_nodes_blocks_from_affinities_or_pod_cidrs() -> None:
+    cfg = build(node("n9", "10.0.0.9/24"), node("n8", "10.0.0.8/24"),
+                node("n7", "10.0.0.7/24", pod_cidr="10.244.7.0/24"),
+                calico("BlockAffinity", "a8", node="n8", cidr="172.17.8.0/24",
+                       state="confirmed", deleted="false"),
+                calico("BlockAffinity", "a9", node="n9", cidr="172.17.9.0/24",
+                       state="confirmed", deleted="false"))
+    assert [str(b) for b in cfg.other_blocks] == ["10.244.7.0/24", "172.17.8.0/24"]
+    assert [str(b) for b in cfg.blackholes] == ["172.17.9.0/24"]

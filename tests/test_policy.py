@@ -192,3 +192,38 @@ def test_prefix_set_overlaps() -> None:
     assert s.overlaps(ip_network("10.0.1.0/24")) and s.overlaps(ip_network("10.0.0.0/8"))
     assert not s.overlaps(ip_network("10.1.0.0/16"))
     assert s.covering(ip_network("10.0.3.0/24")) == ip_network("10.0.0.0/16")
+
+
+def test_more_specifics_of_another_nodes_block_only_from_calico_nodes() -> None:
+    from dataclasses import replace
+
+    ctx = replace(CTX, other_blocks=PrefixSet([ip_network("172.17.3.0/24")]))
+    external = PeerPolicy()
+    calico_node = PeerPolicy(node_routes=True)
+    for prefix in ("172.17.3.0/25", "172.17.3.77/32"):  # a hijack of node 3's pods
+        assert import_verdict(route(prefix, TOR), ctx, external) is Reason.OTHER_NODE_BLOCK
+        assert import_verdict(route(prefix, NODE), ctx, calico_node) is Reason.ACCEPTED
+    # the block itself and aggregates follow the usual rules (AS-per-rack: from the ToR)
+    assert import_verdict(route("172.17.3.0/24", TOR), ctx, external) is Reason.ACCEPTED
+    assert import_verdict(route("172.17.2.0/23", TOR), ctx, external) is Reason.ACCEPTED
+    # an explicit Accept rule is the administrator's decision
+    accept = PeerPolicy(import_v4=(rule(Action.ACCEPT, "172.17.3.0/24", MatchOperator.IN),))
+    assert import_verdict(route("172.17.3.7/32", TOR), ctx, accept) is Reason.FILTER_ACCEPT
+
+
+def test_a_closed_policy_lets_nothing_in_or_out() -> None:
+    closed = PeerPolicy(closed=True)
+    assert import_verdict(route("172.17.216.0/24", TOR), CTX, closed) is (
+        Reason.FILTER_UNAVAILABLE)
+    mine = Route(ip_network("172.17.5.0/24"), LOCAL, Attributes())
+    assert exportable(mine, CTX) and not exportable(mine, CTX, closed)
+
+
+def test_max_prefix_can_close_the_session_once() -> None:
+    rib = Rib(CTX)
+    rib.set_peers([export_peer(TOR, policy=PeerPolicy(max_prefixes=2, teardown_at_limit=True))])
+    rib.peer_up(session(TOR), now=0)
+    teardowns = []
+    for i in range(5):
+        teardowns += rib.receive(route(f"172.17.{10 + i}.0/24", TOR)).teardowns
+    assert teardowns == [TOR.key]

@@ -174,8 +174,9 @@ class Speaker:
         self.core.end_of_rib(peer)
         self._wake.set()
 
-    def teardown(self, peer: Address) -> None:
-        self.core.control(codec.teardown_command(peer))
+    def teardown(self, peer: Address, code: int = 2) -> None:
+        """Close the session with a Cease NOTIFICATION of subcode ``code`` (2: shutdown)."""
+        self.core.control(codec.teardown_command(peer, code))
         self._wake.set()
 
     def withdraw_everything(self) -> None:
