@@ -337,7 +337,7 @@ def test_a_hostile_tor_never_changes_a_pods_path(lab: NetLab, tmp_path: Path) ->
         server.put(peer)
         c.wait(lambda: "172.17.100.0/24 via" not in " ".join(n0.routes()), 30,
                "the ToR's routes gone: its filter is invalid")
-        c.wait(lambda: not c.tor.routes_from(n0.ip), 30,  # type: ignore[union-attr]
+        c.wait(lambda: not c.tor.routes_from(n0.ip), 30,
                "nothing sent to the ToR")
         assert any("BGPFilter 'tor-in' is invalid" in e["message"]
                    for e in c.status(n0)["errors"])
