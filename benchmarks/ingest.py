@@ -8,7 +8,8 @@ The node under test (198.18.0.1) peers over iBGP with a BIRD 2 router (198.18.0.
 ``--routes`` ``/27`` prefixes inside the IP pool 172.16.0.0/12.  Once the session is up and
 idle, the router's configuration gains every prefix at once (``birdc configure``): the clock
 runs from that command to the last route in the node's kernel (``ingest_s``), then from the
-reconfiguration without them to the last route gone (``withdraw_s``).  Also: CPU seconds of
+reconfiguration without them to the last route gone (``withdraw_s``), and the RSS 2 s after
+that (memory given back, ``rss_mb_after_withdrawal``).  Also: CPU seconds of
 each of the node's processes over both phases, the peak RSS of all of them (sampled every
 0.1 s), and with ``--profile`` (py-spy) the functions where bgpd's processes spent the
 ingestion.
@@ -67,7 +68,9 @@ def docs() -> list[dict[str, Any]]:
             "name": "dut", "annotations": {"projectcalico.org/IPv4Address": f"{DUT_IP}/24"}}},
         calico("BlockAffinity", "dut", {"node": "dut", "cidr": DUT_BLOCK, "state": "confirmed",
                                         "deleted": "false"}),
-        calico("BGPPeer", "rr", {"peerIP": FEEDER_IP, "asNumber": 64512}),
+        {**calico("BGPPeer", "rr", {"peerIP": FEEDER_IP, "asNumber": 64512}),
+         # a peer that is no Calico node has a prefix limit by default: not this feeder
+         "metadata": {"name": "rr", "annotations": {"bgpd/max-prefixes": "10000000"}}},
     ]
 
 
@@ -154,15 +157,22 @@ def run(routes: int, engine: str, workdir: Path, *, profile: bool = False) -> di
             pids = dut.pids()
             cpu_before = {pid: cpu_seconds([pid]) for pid in pids}
             rss_before = rss_mb(pids)
+            rss_by = {role_of(pid): [round(rss_mb([pid]), 1)] for pid in pids}
             profiler = Profile(pids[0]) if profile and engine == "bgpd" else None
             feeder.set_originate(wanted)
             ingest_s = wait(lambda: owned_routes(dut_ns) >= routes, 600, "every route", dut,
                             peak)
             profiled = profiler.stop() if profiler else None
             rss_full = rss_mb(dut.pids())
+            for pid in pids:
+                rss_by[role_of(pid)].append(round(rss_mb([pid]), 1))
             feeder.set_originate([])
             withdraw_s = wait(lambda: owned_routes(dut_ns) == 0, 600, "every withdrawal", dut,
                               peak)
+            time.sleep(2.0)  # the withdrawals' garbage collected, ExaBGP's RIB emptied
+            rss_after = rss_mb(dut.pids())
+            for pid in pids:
+                rss_by[role_of(pid)].append(round(rss_mb([pid]), 1))
             cpu = {role_of(pid): round(cpu_seconds([pid]) - before, 2)
                    for pid, before in cpu_before.items()}
         finally:
@@ -172,6 +182,8 @@ def run(routes: int, engine: str, workdir: Path, *, profile: bool = False) -> di
             "routes_per_s": round(routes / ingest_s) if ingest_s else None,
             "withdraw_s": rounded(withdraw_s), "cpu_s_by_process": cpu,
             "rss_mb_idle": round(rss_before, 1), "rss_mb_full": round(rss_full, 1),
+            "rss_mb_after_withdrawal": round(rss_after, 1),
+            "rss_mb_idle_full_after_by_process": rss_by,
             "peak_rss_mb": round(peak[0], 1),
             **({"profile": profiled} if profiled else {})}
 
