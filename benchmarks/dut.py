@@ -123,8 +123,10 @@ class Dut:
 
     def __init__(self, engine: str, ns: Namespace, workdir: Path, *,
                  docs: list[dict[str, Any]], bird_config: Callable[[int], str],
-                 reactor_speed: float = 5.0, **settings: Any) -> None:
+                 reactor_speed: float = 5.0, env: dict[str, str] | None = None,
+                 **settings: Any) -> None:
         self.engine, self.ns, self.workdir = engine, ns, workdir
+        self.env = env or {}
         self.docs, self.bird_config = docs, bird_config
         self.reactor_speed, self.settings = reactor_speed, settings
         self.proc: subprocess.Popen[bytes] | None = None
@@ -135,7 +137,7 @@ class Dut:
         if self.engine in ("bgpd", "bgpd-stock"):
             # bgpd-stock: ExaBGP's reactor as shipped (no bgpd launcher, 10 ms loop)
             stock = self.engine == "bgpd-stock"
-            env = {**os.environ, **({"BGPD_EXABGP_PLAIN": "1"} if stock else {})}
+            env = {**os.environ, **self.env, **({"BGPD_EXABGP_PLAIN": "1"} if stock else {})}
             folder = self.workdir / "resources"
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "cluster.yaml").write_text(yaml.safe_dump_all(self.docs))

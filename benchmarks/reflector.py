@@ -24,17 +24,21 @@ import json
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import report
 from benchmarks.dut import CALICO_TIMERS, Dut, cpu_seconds, role_of, rounded, rss_mb
+from benchmarks.ingest import Profile
 from benchmarks.mesh import block, neighbour_room, peer_ip
 from integration_tests.netns import Namespace, NetLab, tunl0
 
 DUT_IP = "198.18.0.1"
 CLUSTER_ID = "198.18.0.1"
 DUT_BLOCK = "172.31.255.0/24"
+# bgpd with some of its ExaBGP launcher's steps left out: each step measured in the same run
+SKIP = {"bgpd-deepcopy": "shared_changes"}
 
 
 def client_config(i: int) -> str:
@@ -139,7 +143,11 @@ def wait_full(dut: Dut, socks: list[Path], start: float, timeout: float
     return established_s, full_s
 
 
-def run(clients: int, engine: str, workdir: Path, *, timeout: float = 900) -> dict[str, Any]:
+def run(clients: int, engine: str, workdir: Path, *, timeout: float = 900,
+        profile: bool = False, inspect: Callable[[list[Path]], None] | None = None,
+        ) -> dict[str, Any]:
+    """One measurement; ``inspect`` is handed the clients' control sockets once every
+    client is full (a test reads their tables)."""
     with neighbour_room(), NetLab() as lab:
         dut_ns, emu = lab.namespace("dut"), lab.namespace("clients")
         lab.veth(dut_ns, "eth0", emu, "eth0")
@@ -148,12 +156,20 @@ def run(clients: int, engine: str, workdir: Path, *, timeout: float = 900) -> di
             lab.address(emu, "eth0", f"{peer_ip(i)}/16")
         tunl0(dut_ns)
         socks = start_clients(emu, workdir / "clients", clients)
-        dut = Dut(engine, dut_ns, workdir / "dut", docs=resources(clients),
+        env = {"BGPD_EXABGP_SKIP": SKIP[engine]} if engine in SKIP else {}
+        dut = Dut("bgpd" if engine.startswith("bgpd") else engine, dut_ns, workdir / "dut",
+                  docs=resources(clients), env=env,
                   bird_config=lambda version: bird_config(clients, version))
         start = time.monotonic()
         dut.start()
+        profiler = None
         try:
+            if profile and engine.startswith("bgpd") and dut.pid is not None:
+                profiler = Profile(dut.pid)  # the daemon and its children, from the start
             established_s, full_s = wait_full(dut, socks, start, timeout)
+            profiled = profiler.stop() if profiler else None
+            if inspect is not None and full_s is not None:
+                inspect(socks)
             pids = dut.pids()
             cpu = {role_of(pid): round(cpu_seconds([pid]), 2) for pid in pids}
             rss = {role_of(pid): round(rss_mb([pid]), 1) for pid in pids}
@@ -162,15 +178,15 @@ def run(clients: int, engine: str, workdir: Path, *, timeout: float = 900) -> di
     return {"clients": clients, "engine": engine, "established_s": rounded(established_s),
             "full_s": rounded(full_s), "cpu_s": round(sum(cpu.values()), 2),
             "cpu_s_by_process": cpu, "rss_mb": round(sum(rss.values()), 1),
-            "rss_mb_by_process": rss}
+            "rss_mb_by_process": rss, **({"profile": profiled} if profiled else {})}
 
 
 def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    for ours in (r for r in runs if r["engine"] == "bgpd"):
+    for ours in (r for r in runs if r["engine"].startswith("bgpd")):
         for theirs in (r for r in runs if r["engine"] == "bird"
                        and r["clients"] == ours["clients"]):
-            ratios: dict[str, Any] = {"clients": ours["clients"]}
+            ratios: dict[str, Any] = {"clients": ours["clients"], "engine": ours["engine"]}
             for key in ("full_s", "cpu_s", "rss_mb"):
                 if ours[key] is not None and theirs[key]:
                     ratios[key] = round(ours[key] / theirs[key], 2)
@@ -181,10 +197,14 @@ def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", default="100", help="sizes, comma-separated (100,300,599)")
-    parser.add_argument("--engine", choices=["bgpd", "bird"], default="bgpd",
-                        help="bird: BIRD 1.6 as confd configures a reflector")
+    parser.add_argument("--engine", default="bgpd",
+                        help="bgpd; bgpd-deepcopy (ExaBGP copying every route for every "
+                             "client, as shipped); bird (BIRD 1.6 as confd configures a "
+                             "reflector); comma-separated")
     parser.add_argument("--compare", action="store_true", help="bgpd and BIRD 1.6, and ratios")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--profile", action="store_true",
+                        help="bgpd: sample its processes with py-spy until every client is full")
     parser.add_argument("--workdir", default="/tmp/bgpd-bench-reflector")
     parser.add_argument("--json", action="store_true", help="(the JSON line is always printed)")
     parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
@@ -192,9 +212,10 @@ def main() -> None:
     workdir = Path(args.workdir)
     runs = []
     for clients in (int(n) for n in str(args.clients).split(",")):
-        for engine in (["bgpd", "bird"] if args.compare else [args.engine]):
+        for engine in (["bgpd", "bird"] if args.compare else str(args.engine).split(",")):
             subprocess.run(["rm", "-rf", str(workdir)], check=False)
-            runs.append(run(clients, engine, workdir, timeout=args.timeout))
+            runs.append(run(clients, engine, workdir, timeout=args.timeout,
+                            profile=args.profile))
             print(json.dumps(runs[-1]), flush=True)
     if len(runs) == 1:
         report("reflector", runs[0], save=not args.no_save)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import ingest, mesh, propagation
+from benchmarks import ingest, mesh, propagation, reflector
 from integration_tests.peers import available
 
 
@@ -41,3 +41,33 @@ def test_ingest_both_ways(tmp_path: Path) -> None:
 def test_propagation_samples(tmp_path: Path) -> None:
     result = propagation.run("bgpd", 5, tmp_path, gap=0.1)
     assert result["samples"] == 5 and 0 < result["p50_ms"] <= result["max_ms"]
+
+
+def test_reflector_every_client_full_with_next_hops_kept(tmp_path: Path) -> None:
+    """Four clients of a bgpd reflector: each learns every other client's block with that
+    client as next hop (reflected routes are shared by every client in ExaBGP, not copied)
+    and the reflector's own block with the reflector as next hop (next-hop self: a copy per
+    client); BIRD 1.6 as the reference."""
+    from integration_tests.netns import sh
+
+    tables: list[dict[str, str]] = []
+
+    def check(socks: list[Path]) -> None:
+        for sock in socks:
+            table, prefix = {}, ""
+            for line in sh("birdc", "-s", str(sock), "show", "route", "all").splitlines():
+                if line[:1].isdigit():
+                    prefix = line.split()[0]
+                elif "BGP.next_hop:" in line:
+                    table[prefix] = line.split()[-1]
+            tables.append(table)
+
+    result = reflector.run(4, "bgpd", tmp_path / "bgpd", inspect=check)
+    assert result["full_s"] is not None and result["established_s"] is not None
+    for i, table in enumerate(tables):
+        assert table == {
+            reflector.DUT_BLOCK: reflector.DUT_IP,
+            **{reflector.block(j): reflector.peer_ip(j) for j in range(4) if j != i}}, table
+    bird = reflector.run(4, "bird", tmp_path / "bird")
+    assert bird["full_s"] is not None
+    assert reflector.compare([result, bird])[0]["clients"] == 4
