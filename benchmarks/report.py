@@ -23,6 +23,7 @@ BEGIN, END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
 ROLES = ("passive", "active", "mesh")
 NA = "n/a"
 ENGINE_NAMES = {"bgpd": "bgpd", "bgpd-stock": "bgpd, ExaBGP's stock reactor",
+                "bgpd-deepcopy": "bgpd, ExaBGP copying each route per client",
                 "bird": "BIRD 1.6", "bird2": "BIRD 2", "bird-gr": "BIRD 2, graceful restart",
                 "bird-nogr": "BIRD 2, no graceful restart"}
 
@@ -161,6 +162,17 @@ def mesh_plot(rows: list[tuple[dict[str, Any], dict[str, Any]]], path: Path) -> 
 
 def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]) -> str:
     parts = []
+    if "reflector" in found:
+        rows = [[str(r["clients"]), ENGINE_NAMES.get(r["engine"], r["engine"]),
+                 fmt(r["full_s"], " s"), fmt(r["cpu_s"], " s"), fmt(r["rss_mb"], " MB", 0),
+                 ", ".join(f"{k} {fmt(v, ' s')}" for k, v in r["cpu_s_by_process"].items())]
+                for r in sorted(latest(found["reflector"], "clients", "engine").values(),
+                                key=lambda r: (r["clients"], r["engine"]))]
+        parts.append("**Route reflector** (`python -m benchmarks.reflector --clients "
+                     "100,300,599 --engine bgpd,bgpd-deepcopy,bird`): start until every "
+                     "client holds every block.\n\n"
+                     + table(["clients", "engine", "every client full", "CPU", "RSS",
+                              "CPU by process"], rows))
     if "propagation" in found:
         rows = [[{"bird": "BIRD 2"}.get(r["engine"], r["engine"]), str(r["samples"]),
                  fmt(r["p50_ms"], " ms", 1), fmt(r["p99_ms"], " ms", 1),

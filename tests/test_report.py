@@ -73,3 +73,15 @@ def test_readme_section_is_replaced(tmp_path: Path) -> None:
     assert "old table" not in text and "1.5 s" in text
     assert text.startswith("# x\nbefore\n") and text.endswith(f"{report.END}\nafter\n")
     assert (tmp_path / "report.md").exists()
+
+
+def test_reflector_table(tmp_path: Path) -> None:
+    run = {"clients": 300, "engine": "bgpd", "established_s": 1.7, "full_s": 30.4,
+           "cpu_s": 27.2, "cpu_s_by_process": {"daemon": 5.8, "exabgp": 21.2},
+           "rss_mb": 159.6, "rss_mb_by_process": {"daemon": 103.0, "exabgp": 44.0}}
+    store(tmp_path, "reflector", "20261201T090000Z", {"runs": [
+        run, {**run, "engine": "bird", "full_s": 3.8, "cpu_s": 1.3, "rss_mb": 7.5,
+              "cpu_s_by_process": {"bird": 1.3}}]})
+    text = report.render(tmp_path)
+    assert "| 300 | bgpd | 30.4 s | 27.2 s | 160 MB | daemon 5.8 s, exabgp 21.2 s |" in text
+    assert "| 300 | BIRD 1.6 | 3.8 s | 1.3 s | 8 MB | bird 1.3 s |" in text
