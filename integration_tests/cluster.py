@@ -292,7 +292,14 @@ class Cluster:
         return node.ns.run(*BGPD, *args, "--socket", str(node.socket))
 
     def status(self, node: Node) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.bgpd(node, "status", "--output", "json"))
+        """``bgpd status --output json``, asked on the control socket from here (a Unix
+        socket is a file, reachable from any namespace): what the CLI prints, without
+        starting a Python for each question."""
+        import asyncio
+
+        from bgpd.observability import request
+
+        data: dict[str, Any] = asyncio.run(request(node.socket, {"command": "status"}))
         return data
 
     def http(self, node: Node, path: str) -> tuple[int, str]:
