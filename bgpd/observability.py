@@ -65,10 +65,8 @@ class Parts:
     def not_ready(self) -> list[str]:
         """Why the node is not ready (empty: ready): starting, degraded, or after the grace
         a configured peer not Established."""
-        if not self.ready:
-            return ["starting"]
-        reasons = self.degraded()
-        if time.time() - self.started >= self.grace:
+        reasons = ([] if self.ready else ["starting"]) + self.degraded()
+        if self.ready and time.time() - self.started >= self.grace:
             reasons += [f"peer {st.neighbor.name} not Established"
                         for st in self.speaker.peers.values()
                         if st.state is not SessionState.ESTABLISHED]

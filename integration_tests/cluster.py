@@ -221,6 +221,17 @@ class Cluster:
             node.proc.kill()
             return node.proc.wait(5)
 
+    def restart(self, node: Node, sig: int | None = None) -> None:
+        """Stop ``node``'s bgpd with ``sig`` (SIGTERM), start it again, wait for its
+        sessions."""
+        self.signal(node, sig if sig is not None else signal.SIGTERM)
+        self.start(node)
+        def back() -> bool:  # (no peers yet: the configuration is not applied yet)
+            peers = self.status(node)["peers"]
+            return bool(peers) and all(p["established"] for p in peers)
+
+        self.wait(back, 60, f"{node.name}'s sessions back")
+
     def kill(self, node: Node) -> None:
         self.signal(node, signal.SIGKILL)
 

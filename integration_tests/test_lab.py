@@ -129,10 +129,7 @@ def test_restarts_lose_no_packet(lab: NetLab, tmp_path: Path) -> None:
         ping = Pinger(n0.pods[0].name, n1.pod_ips[0])
         time.sleep(1)
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            c.signal(n0, sig)
-            c.start(n0)
-            c.wait(lambda: all(p["established"] for p in c.status(n0)["peers"]), 60,
-                   "sessions back")
+            c.restart(n0, sig)
         restart = time.monotonic()
         threads = [threading.Thread(target=c.signal, args=(n, signal.SIGKILL)) for n in c.nodes]
         for t in threads:
@@ -265,10 +262,7 @@ def test_an_invalid_pool_then_a_restart_changes_no_route(lab: NetLab, tmp_path: 
         server.put({**good, "spec": {"cidr": "banana"}})
         c.wait(lambda: any(e["kind"] == "IPPool" for e in c.status(n0)["errors"]), 20,
                "the invalid pool reported")
-        c.signal(n0, signal.SIGTERM)
-        c.start(n0)
-        c.wait(lambda: all(p["established"] for p in c.status(n0)["peers"]), 60,
-               "sessions back")
+        c.restart(n0)
         status = c.status(n0)
         assert any("kept from before the restart" in e["message"] for e in status["errors"])
         assert status["degraded"] and not status["ready"]
@@ -353,10 +347,7 @@ def test_a_hostile_tor_never_changes_a_pods_path(lab: NetLab, tmp_path: Path) ->
                     "metadata": {"name": "tor-in"}, "spec": {"importV4": [{"action": "Banana"}]}})
         c.wait(lambda: any(e["kind"] == "BGPFilter" for e in c.status(n0)["errors"]), 20,
                "the invalid edit reported")
-        c.signal(n0, signal.SIGTERM)
-        c.start(n0)
-        c.wait(lambda: all(p["established"] for p in c.status(n0)["peers"]), 60,
-               "sessions back")
+        c.restart(n0)
         c.wait(lambda: not c.status(n0)["rib"]["restarting"], 60, "restart settled")
         assert "172.17.100.0/24 via" not in " ".join(n0.routes())  # the last valid filter
         assert c.tor.routes_from(n0.ip)
