@@ -196,7 +196,8 @@ class Kernel:
                 await loop.sock_sendall(self._sock, request)
                 try:
                     while not self.decoder.decode_dump(
-                        await self._recv(), seq, routes, protocol=self.protocol, table=self.table
+                        await self._recv(), seq, routes, protocol=self.protocol,
+                        table=self.table, version=version,
                     ):
                         pass
                 except rtnl.DumpError as exc:

@@ -242,31 +242,39 @@ def _address(version: int, raw: bytes) -> IPv4Address | IPv6Address:
 class RouteDecoder:
     """Decodes route messages, given the namespace's device names.
 
-    Next hops are interned (a table's routes share a handful of them) and decoded routes are
-    remembered by their exact bytes, so reading an unchanged table again costs a dictionary
-    look-up per route.  :meth:`set_links` forgets both (device names appear in the values).
+    Next hops are interned (a table's routes share a handful of them) and the routes of the
+    last complete dump are remembered by their exact bytes, so reading an unchanged table
+    again costs a dictionary look-up per route.  Only the last dump's routes are kept: a route
+    deleted since then is forgotten at the next dump, and route events are looked up but not
+    remembered — memory follows the table, not the churn it has seen.  :meth:`set_links`
+    forgets both (device names appear in the values).
     """
-
-    _MEMO_LIMIT = 1 << 18
 
     def __init__(self, ifnames: Mapping[int, str] | None = None) -> None:
         self.ifnames: Mapping[int, str] = dict(ifnames or {})
         self._hops: dict[tuple[int, bytes | None, int, bool], NextHop] = {}
-        self._memo: dict[bytes, RouteMessage | None] = {}
+        # by address family (a message's first byte): the last complete dump's routes
+        self._memo: dict[int, dict[bytes, RouteMessage | None]] = {}
+        self._dumping: tuple[int, dict[bytes, RouteMessage | None]] | None = None
 
     def set_links(self, ifnames: Mapping[int, str]) -> None:
         self.ifnames = dict(ifnames)
         self._hops.clear()
         self._memo.clear()
+        self._dumping = None
 
     def decode(self, msg: Message) -> RouteMessage | None:
         """A route message as a value; None for families the daemon does not handle."""
-        return self._lookup(msg.data[msg.offset : msg.end])
+        key = msg.data[msg.offset : msg.end]
+        memo = self._memo.get(key[0], {}) if key else {}
+        return memo[key] if key in memo else self._decode(key)
 
     def decode_dump(
-        self, data: bytes, seq: int, out: list[KernelRoute], *, protocol: int, table: int
+        self, data: bytes, seq: int, out: list[KernelRoute], *, protocol: int, table: int,
+        version: int = 4,
     ) -> bool:
         """Append the routes of one dump datagram to ``out``; True once the dump is done.
+        ``version``: the IP version the dump asked for.
 
         Routes of another protocol or table are dropped here too, should a kernel without
         strict checking ignore the dump's filter.
@@ -275,31 +283,30 @@ class RouteDecoder:
         """
         pos, size = 0, len(data)
         unpack = _HDR.unpack_from
+        family = _AF[version]
+        if self._dumping is None or self._dumping[0] != seq:
+            self._dumping = (seq, {})
+        seen = self._dumping[1]
+        memo = self._memo.get(family, {})
         while pos + 16 <= size:
             length, kind, _flags, mseq, _ = unpack(data, pos)
             if length < 16 or pos + length > size:
                 break
             if mseq == seq:
                 if kind == RTM_NEWROUTE:
-                    found = self._lookup(data[pos + 16 : pos + length])
+                    key = data[pos + 16 : pos + length]
+                    found = memo[key] if key in memo else self._decode(key)
+                    seen[key] = found
                     if found is not None and found.protocol == protocol and found.table == table:
                         out.append(found.route)
                 elif kind == NLMSG_DONE:
+                    self._memo[family], self._dumping = seen, None
                     return True
                 elif kind == NLMSG_ERROR:
                     msg = Message(kind, _flags, mseq, data, pos + 16, pos + length)
                     raise DumpError(*decode_error(msg))
             pos += (length + 3) & ~3
         return False
-
-    def _lookup(self, key: bytes) -> RouteMessage | None:
-        found = self._memo.get(key, _MISSING)
-        if found is _MISSING:
-            found = self._decode(key)
-            if len(self._memo) >= self._MEMO_LIMIT:
-                self._memo.clear()
-            self._memo[key] = found
-        return found  # type: ignore[return-value]
 
     def _hop(self, version: int, gateway: bytes | None, oif: int, onlink: bool) -> NextHop:
         key = (version, gateway, oif, onlink)
@@ -373,9 +380,6 @@ class RouteDecoder:
             hops.append(self._hop(version, gateway, index, bool(flags & RTNH_F_ONLINK)))
             pos += (length + 3) & ~3
         return hops
-
-
-_MISSING = object()
 
 
 class DumpError(Exception):

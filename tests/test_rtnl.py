@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import struct
 from ipaddress import IPv4Network, ip_address, ip_network
 
@@ -86,3 +87,29 @@ def test_fast_ipv4_network_equals_public_constructor(length: int, address: int) 
     fast, slow = rtnl._ipv4_network(address, length), IPv4Network((address, length))
     assert fast == slow and hash(fast) == hash(slow) and str(fast) == str(slow)
     assert fast.overlaps(slow) and fast.num_addresses == slow.num_addresses
+
+
+def test_the_memo_holds_the_last_dump_only() -> None:
+    """Decoded routes are remembered from the last complete dump, not from every event: a
+    route deleted since is forgotten at the next dump (memory follows the table)."""
+    a = KernelRoute.via(ip_network("172.17.1.0/24"), ip_address("10.0.0.1"), "eth0")
+    b = KernelRoute.via(ip_network("172.17.2.0/24"), ip_address("10.0.0.2"), "eth0")
+
+    def dump(seq: int, *routes: KernelRoute) -> bytes:
+        body = b"".join(rtnl.encode_route(OpKind.ADD, r, seq=seq, protocol=12, table=254,
+                                          ifindex=INDEX.__getitem__) for r in routes)
+        done = struct.pack("=LHHLL", 20, rtnl.NLMSG_DONE, 0, seq, 0) + b"\0" * 4
+        return body + done
+
+    decoder = rtnl.RouteDecoder(LINKS)
+    out: list[KernelRoute] = []
+    assert decoder.decode_dump(dump(1, a, b), 1, out, protocol=12, table=254)
+    assert out == [a, b] and len(decoder._memo[socket.AF_INET]) == 2
+    event = next(iter(rtnl.iter_messages(rtnl.encode_route(
+        OpKind.ADD, KernelRoute.blackhole(ip_network("172.17.3.0/24")), seq=9, protocol=12,
+        table=254, ifindex=INDEX.__getitem__))))
+    assert decoder.decode(event) is not None  # an event: looked up, not remembered
+    assert len(decoder._memo[socket.AF_INET]) == 2
+    out.clear()
+    assert decoder.decode_dump(dump(2, a), 2, out, protocol=12, table=254)
+    assert out == [a] and len(decoder._memo[socket.AF_INET]) == 1  # b deleted since: forgotten
