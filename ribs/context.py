@@ -44,12 +44,20 @@ def _mask(version: int, length: int) -> int:
 class PrefixSet:
     """A set of prefixes asked: is this prefix inside one, overlapping one, equal to one?"""
 
-    __slots__ = ("_entries", "prefixes")
+    __slots__ = ("_by_length", "_entries", "prefixes")
 
     def __init__(self, prefixes: Iterable[Prefix] = ()) -> None:
         self.prefixes: tuple[Prefix, ...] = tuple(sorted(set(prefixes), key=_bits))
         self._entries = [(v, net, length, _mask(v, length))
                          for v, net, length in map(_bits, self.prefixes)]
+        # per version, each member length (longest first) with its networks: a covering
+        # member is one hash look-up per distinct length, not a walk over every member
+        by_length: dict[int, dict[int, dict[int, int]]] = {}
+        for i, (v, net, length, _) in enumerate(self._entries):
+            by_length.setdefault(v, {}).setdefault(length, {})[net] = i
+        self._by_length = {v: sorted(((length, _mask(v, length), nets)
+                                      for length, nets in lengths.items()), reverse=True)
+                           for v, lengths in by_length.items()}
 
     def covering(self, prefix: Prefix) -> Prefix | None:
         """The longest member that contains ``prefix`` (equal or shorter), if any."""
@@ -59,12 +67,12 @@ class PrefixSet:
     def covering_index(self, prefix: Prefix) -> int | None:
         """Like :meth:`covering`, as an index into :attr:`prefixes`."""
         v, net, length = _bits(prefix)
-        found: int | None = None
-        found_len = -1
-        for i, (ev, enet, elen, emask) in enumerate(self._entries):
-            if ev == v and found_len < elen <= length and net & emask == enet:
-                found, found_len = i, elen
-        return found
+        for elen, emask, nets in self._by_length.get(v, ()):
+            if elen <= length:
+                found = nets.get(net & emask)
+                if found is not None:
+                    return found
+        return None
 
     def contains(self, prefix: Prefix) -> bool:
         return self.covering(prefix) is not None

@@ -194,6 +194,20 @@ def test_prefix_set_overlaps() -> None:
     assert s.covering(ip_network("10.0.3.0/24")) == ip_network("10.0.0.0/16")
 
 
+nets = st.builds(lambda a, n, v6: ip_network((a % (1 << 32), n % 33) if not v6
+                                            else (a << 96, n % 129), strict=False),
+                 st.integers(0, 2**32 - 1), st.integers(0, 128), st.booleans())
+
+
+@given(st.lists(nets, max_size=30), nets)
+def test_prefix_set_covering_is_the_longest_member_containing_it(members: list[object],
+                                                                 probe: object) -> None:
+    containing = [m for m in members if m.version == probe.version  # type: ignore[attr-defined]
+                  and probe.subnet_of(m)]  # type: ignore[attr-defined]
+    expected = max(containing, key=lambda m: m.prefixlen, default=None)  # type: ignore[attr-defined]
+    assert PrefixSet(members).covering(probe) == expected  # type: ignore[arg-type]
+
+
 def test_more_specifics_of_another_nodes_block_only_from_calico_nodes() -> None:
     from dataclasses import replace
 
