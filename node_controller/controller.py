@@ -183,7 +183,7 @@ class Controller:
         try:
             async with asyncio.TaskGroup() as tasks:
                 secrets = SecretWatchers(api, namespace, self.store, self.changed, tasks,
-                                         self.watchers)
+                                         self.watchers, stale_after=self.stale_after)
 
                 def on_change() -> None:
                     if all(w.listed for w in self.watchers):

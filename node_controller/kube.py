@@ -307,9 +307,9 @@ class SecretWatchers:
 
     def __init__(self, api: client.ApiClient, namespace: str, store: Store,
                  on_change: Callable[[], None], group: asyncio.TaskGroup,
-                 watchers: list[Watcher]) -> None:
+                 watchers: list[Watcher], *, stale_after: float = STALE_AFTER) -> None:
         self.api, self.namespace, self.store, self.on_change = api, namespace, store, on_change
-        self.group, self.watchers = group, watchers
+        self.group, self.watchers, self.stale_after = group, watchers, stale_after
         self.tasks: dict[str, tuple[Watcher, asyncio.Task[None]]] = {}
 
     def sync(self) -> None:
@@ -322,7 +322,8 @@ class SecretWatchers:
                 self.on_change()
         for name in sorted(wanted - set(self.tasks)):
             watcher = Watcher(self.api, Resource("Secret", "secrets", namespace=self.namespace,
-                                                 name=name), self.store, self.on_change)
+                                                 name=name), self.store, self.on_change,
+                              stale_after=self.stale_after)
             self.watchers.append(watcher)
             task = self.group.create_task(watcher.run(), name=f"watch-secret-{name}")
             self.tasks[name] = (watcher, task)
