@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -101,6 +102,10 @@ class Router:
         """Something that changes whenever that session is reset."""
         raise NotImplementedError
 
+    def same_session(self, before: str, after: str) -> bool:
+        """Whether two readings of since() are of one session, not reset in between."""
+        return before == after
+
     def set_originate(self, prefixes: Sequence[str]) -> None:
         raise NotImplementedError
 
@@ -170,6 +175,20 @@ class Bird2(Router):
     def since(self, neighbor: str) -> str:
         fields = self._protocol_line(neighbor)
         return " ".join(fields[3:5]) if len(fields) > 4 else ""
+
+    def same_session(self, before: str, after: str) -> bool:
+        # BIRD prints the wall-clock time of a monotonic stamp, converted anew on every
+        # `show protocols`: one session's "since" moves by a millisecond between readings.
+        # A reset takes a new connection and OPEN exchange, so its "since" lies later.
+        def parse(value: str) -> tuple[str, float] | None:
+            m = re.fullmatch(r"(\S+) (?:\S+ )?(\d+):(\d+):([\d.]+)", value)
+            if m is None:
+                return None
+            return m.group(1), int(m.group(2)) * 3600 + int(m.group(3)) * 60 + float(m.group(4))
+        a, b = parse(before), parse(after)
+        if a is None or b is None:
+            return before == after
+        return a[0] == b[0] and abs(a[1] - b[1]) < 0.05
 
     def routes_from(self, neighbor: str) -> dict[str, Route]:
         out = self.cli("show", "route", "protocol", self._protocol(neighbor), "all")

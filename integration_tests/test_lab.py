@@ -111,7 +111,7 @@ def test_live_bgppeer_edits_with_kubectl(lab: NetLab, tmp_path: Path) -> None:
             assert all(now[a] == s for a, s in mesh_since[n.name].items())
         tor_since = tor.since(c.nodes[0].ip)
         kubectl("patch", "bgppeer", "tor", "--type=merge", "-p", '{"spec":{"keepaliveTime":"20s"}}')
-        c.wait(lambda: tor.since(c.nodes[0].ip) != tor_since
+        c.wait(lambda: not tor.same_session(tor_since, tor.since(c.nodes[0].ip))
                and tor.established(c.nodes[0].ip), 30, "only the ToR session re-established")
         for n in c.nodes:
             now = {p["address"]: p["since"] for p in c.status(n)["peers"]}
