@@ -9,7 +9,9 @@ The node under test (198.18.0.1) peers over iBGP with a BIRD 2 router (198.18.0.
 idle, the router's configuration gains every prefix at once (``birdc configure``): the clock
 runs from that command to the last route in the node's kernel (``ingest_s``), then from the
 reconfiguration without them to the last route gone (``withdraw_s``), and the RSS 2 s after
-that (memory given back, ``rss_mb_after_withdrawal``).  Also: CPU seconds of
+that (memory given back, ``rss_mb_after_withdrawal``; bgpd hands freed memory back once it
+has been quiet for a second after a withdrawal of 1,000 routes or more: the run waits for
+it to say so in ``bgpd status`` first, ``memory_released``).  Also: CPU seconds of
 each of the node's processes over both phases, the peak RSS of all of them (sampled every
 0.1 s), and with ``--profile`` (py-spy) the functions where bgpd's processes spent the
 ingestion.
@@ -18,6 +20,7 @@ ingestion.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import shutil
 import subprocess
@@ -39,6 +42,8 @@ from benchmarks.dut import (
     rounded,
     rss_mb,
 )
+from bgpd.observability import request
+from bgpd.router import RELEASE_AFTER
 from integration_tests.netns import NetLab, tunl0
 from integration_tests.peers import Bird2, Neighbor
 
@@ -137,6 +142,21 @@ class Profile:
                 for p in totals}
 
 
+def _releases(dut: Dut) -> int:
+    status = asyncio.run(request(dut.workdir / "bgpd.sock", {"command": "status"}))
+    return int(status["rib"]["memory_releases"])
+
+
+def _released(dut: Dut, before: int, timeout: float) -> bool:
+    """Whether bgpd hands memory back (``bgpd status``) within ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if _releases(dut) > before:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def run(routes: int, engine: str, workdir: Path, *, profile: bool = False) -> dict[str, Any]:
     wanted = prefixes(routes)
     with NetLab() as lab:
@@ -166,9 +186,13 @@ def run(routes: int, engine: str, workdir: Path, *, profile: bool = False) -> di
             rss_full = rss_mb(dut.pids())
             for pid in pids:
                 rss_by[role_of(pid)].append(round(rss_mb([pid]), 1))
+            releases = _releases(dut) if engine == "bgpd" else 0
             feeder.set_originate([])
             withdraw_s = wait(lambda: owned_routes(dut_ns) == 0, 600, "every withdrawal", dut,
                               peak)
+            # bgpd hands the memory back once quiet for a second after a large withdrawal
+            released = engine == "bgpd" and routes >= RELEASE_AFTER and _released(
+                dut, releases, 15)
             time.sleep(2.0)  # the withdrawals' garbage collected, ExaBGP's RIB emptied
             rss_after = rss_mb(dut.pids())
             for pid in pids:
@@ -184,7 +208,7 @@ def run(routes: int, engine: str, workdir: Path, *, profile: bool = False) -> di
             "rss_mb_idle": round(rss_before, 1), "rss_mb_full": round(rss_full, 1),
             "rss_mb_after_withdrawal": round(rss_after, 1),
             "rss_mb_idle_full_after_by_process": rss_by,
-            "peak_rss_mb": round(peak[0], 1),
+            "peak_rss_mb": round(peak[0], 1), "memory_released": released,
             **({"profile": profiled} if profiled else {})}
 
 

@@ -232,6 +232,10 @@ class Kernel:
                     chunk, size = [], 0
             if chunk:
                 await self._send_batch(chunk, ops, first_seq, errors)
+        deleted = {op.route for i, op in enumerate(ops) if op.kind is OpKind.DELETE
+                   and i not in errors}
+        if deleted:  # a flood's withdrawal: its decoded routes are not kept until the next dump
+            self.decoder.forget(deleted)
         return [OpResult(op, errors.get(i)) for i, op in enumerate(ops)]
 
     async def _send_batch(

@@ -202,10 +202,9 @@ class KernelSync:
         self._retry_delay = min(self._retry_delay * 2, self._retry_max)
 
     async def _watch(self, monitor: Monitor) -> None:
-        while True:
-            for event in await monitor.next_batch():
-                if self._is_drift(event):
-                    self._trigger(Cause.DRIFT)
+        while True:  # no event held while waiting: the last of a flood would keep its route
+            if any(self._is_drift(event) for event in await monitor.next_batch()):
+                self._trigger(Cause.DRIFT)
 
     def _is_drift(self, event: Event) -> bool:
         if not isinstance(event, RouteEvent):

@@ -265,6 +265,9 @@ class DaemonCollector(Collector):
                                   value=r.adverts_sent)
         yield CounterMetricFamily("bgpd_config_changes",
                                   "Desired configurations applied", value=r.config_changes)
+        yield CounterMetricFamily("bgpd_memory_releases",
+                                  "Freed memory handed back after a large withdrawal",
+                                  value=r.memory_releases)
         yield GaugeMetricFamily("bgpd_exabgp_up", "1 while the BGP engine answers",
                                 value=float(p.speaker.healthy))
         watch = GaugeMetricFamily("bgpd_datastore_watch_up", "1 while the resource is watched",

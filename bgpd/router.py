@@ -25,6 +25,7 @@ from ipaddress import ip_address
 import structlog
 
 from bgpd.kernel_sync import KernelSync
+from bgpd.runtime import release_memory, rss_bytes
 from bgpd.settings import Settings
 from bgpd.speaker import codec
 from bgpd.speaker.config import SpeakerConfig
@@ -43,6 +44,12 @@ from ribs.types import Address, Route, Source
 log = structlog.get_logger("bgpd.router")
 
 
+# Routes fewer than the most the RIB held since the last release, before memory is handed
+# back once the daemon is quiet for RELEASE_QUIET seconds (a flood withdrawn, a peer gone).
+RELEASE_AFTER = 1000
+RELEASE_QUIET = 1.0
+
+
 def source_key(address: Address) -> tuple[str, str]:
     return ("bgp", str(address))
 
@@ -53,6 +60,7 @@ class RouterStats:
     withdrawals_received: int = 0
     adverts_sent: int = 0
     config_changes: int = 0
+    memory_releases: int = 0
     started: float = field(default_factory=time.time)
 
 
@@ -71,6 +79,7 @@ class Router:
         self.converged = asyncio.Event()  # first config applied and our restart finished
         self.translation = Translation()
         self._peers: dict[Address, PeerConfig] = {}  # the translation's, by address
+        self._most_routes = 0  # the RIB's largest size since memory was last released
 
     def peer_kind(self, address: Address) -> str:
         """mesh, global or node: what made the peer at ``address``."""
@@ -147,8 +156,12 @@ class Router:
             while True:
                 deadline = self.rib.next_deadline() if self.rib else None
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if self._release_due():
+                    timeout = RELEASE_QUIET if timeout is None else min(timeout, RELEASE_QUIET)
                 done, _ = await asyncio.wait({config_wait, event_wait}, timeout=timeout,
                                              return_when=asyncio.FIRST_COMPLETED)
+                if not done and self._release_due():
+                    self._release_memory()
                 delta = Delta()
                 if config_wait in done:
                     version, config = config_wait.result()
@@ -162,9 +175,28 @@ class Router:
                 if self.rib is not None:
                     delta.merge(self.rib.tick(time.monotonic()))
                 self.publish(delta)
+                if self.rib is not None:
+                    self._most_routes = max(self._most_routes, len(self.rib.table))
+                # nothing held while waiting: a withdrawn flood's last delta and event hold
+                # its routes
+                del delta, done
         finally:
             config_wait.cancel()
             event_wait.cancel()
+
+    def _release_due(self) -> bool:
+        return self.rib is not None and self._most_routes - len(self.rib.table) >= RELEASE_AFTER
+
+    def _release_memory(self) -> None:
+        assert self.rib is not None
+        before = rss_bytes()
+        self.rib.compact()
+        release_memory()
+        self.stats.memory_releases += 1
+        log.info("memory_released", routes_now=len(self.rib.table),
+                 routes_before=self._most_routes, rss_mb_before=round(before / 2**20, 1),
+                 rss_mb_after=round(rss_bytes() / 2**20, 1))
+        self._most_routes = len(self.rib.table)
 
     async def apply_config(self, config: DesiredConfig) -> Delta:
         self.stats.config_changes += 1

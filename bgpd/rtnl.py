@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import NamedTuple
@@ -262,6 +262,13 @@ class RouteDecoder:
         self._hops.clear()
         self._memo.clear()
         self._dumping = None
+
+    def forget(self, routes: Collection[KernelRoute]) -> None:
+        """Drop the remembered decodings of ``routes`` (deleted from the kernel since the
+        last dump)."""
+        for family, memo in self._memo.items():
+            self._memo[family] = {key: found for key, found in memo.items()
+                                  if found is None or found.route not in routes}
 
     def decode(self, msg: Message) -> RouteMessage | None:
         """A route message as a value; None for families the daemon does not handle."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import ingest, mesh, propagation, reflector
+from bgpd.router import RELEASE_AFTER
 from integration_tests.peers import available
 
 
@@ -33,9 +34,11 @@ def test_mesh_every_role_storm_and_comparison(tmp_path: Path) -> None:
 
 
 def test_ingest_both_ways(tmp_path: Path) -> None:
-    result = ingest.run(500, "bgpd", tmp_path)
+    """Past 1,000 withdrawn routes the daemon hands the freed memory back once quiet."""
+    result = ingest.run(RELEASE_AFTER + 200, "bgpd", tmp_path)
     assert result["ingest_s"] is not None and result["withdraw_s"] is not None
     assert result["peak_rss_mb"] >= result["rss_mb_idle"] > 0
+    assert result["memory_released"] is True
 
 
 def test_propagation_samples(tmp_path: Path) -> None:

@@ -384,6 +384,15 @@ class Rib:
         delta.fib_changed |= bool(restart.adopted)
 
     # --- outputs -------------------------------------------------------------------------
+    def compact(self) -> None:
+        """Rebuild the tables at their present size, after many routes left (a dict keeps the
+        room of the most entries it ever held)."""
+        self.table.compact()
+        self.received = {key: dict(routes) for key, routes in self.received.items()}
+        self.out = {key: dict(adverts) for key, adverts in self.out.items()}
+        self.rejected = dict(self.rejected)
+        self._fib = dict(self._fib)
+
     def fib_routes(self) -> list[KernelRoute]:
         """The kernel routes wanted now: Loc-RIB routes, plus adopted ones not yet swept."""
         routes = list(self._fib.values())

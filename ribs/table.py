@@ -69,6 +69,13 @@ class Table:
     def __len__(self) -> int:
         return len(self._best)
 
+    def compact(self) -> None:
+        """Rebuild the indexes at their present size (a dict keeps the table of the most
+        entries it ever held)."""
+        self._candidates = dict(self._candidates)
+        self._by_source = {source: dict(routes) for source, routes in self._by_source.items()}
+        self._best = dict(self._best)
+
     # --- changes -------------------------------------------------------------------------
     def update(self, route: Route) -> Change | None:
         source = route.source.key

@@ -62,6 +62,19 @@ def test_loc_rib_does_not_depend_on_arrival_order(events, rnd) -> None:  # type:
     assert {k: dict(v) for k, v in a.out.items()} == {k: dict(v) for k, v in b.out.items()}
 
 
+@given(ops, ops)
+def test_compacting_changes_nothing_but_room(first, then) -> None:  # type: ignore[no-untyped-def]
+    a, b = fresh(), fresh()
+    run(first, a)
+    run(first, b)
+    b.compact()  # as the daemon does after a large withdrawal
+    run(then, a)
+    run(then, b)
+    assert list(a.table.bests()) == list(b.table.bests())
+    assert a.fib_routes() == b.fib_routes() and a.out == b.out and a.received == b.received
+    assert a.rejected == b.rejected and a.table.sources() == b.table.sources()
+
+
 @given(ops)
 def test_withdrawing_everything_empties_every_table(events) -> None:  # type: ignore[no-untyped-def]
     rib = fresh()

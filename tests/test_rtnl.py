@@ -113,3 +113,6 @@ def test_the_memo_holds_the_last_dump_only() -> None:
     out.clear()
     assert decoder.decode_dump(dump(2, a), 2, out, protocol=12, table=254)
     assert out == [a] and len(decoder._memo[socket.AF_INET]) == 1  # b deleted since: forgotten
+    assert decoder.decode_dump(dump(3, a, b), 3, out, protocol=12, table=254)
+    decoder.forget({b})  # deleted by the daemon itself: forgotten before the next dump
+    assert [m.route for m in decoder._memo[socket.AF_INET].values() if m] == [a]

@@ -323,16 +323,19 @@ class Speaker:
                 self.core.stats.malformed += 1
                 continue
             self._last_heard = time.monotonic()
-            event = codec.decode(line.decode(errors="replace"), self.dialect)
-            if isinstance(event, codec.Ack):
-                self._acks.put_nowait(event.ok)
-                continue
-            if isinstance(event, codec.Malformed):
-                log.warning("exabgp_line_malformed", problem=event.problem,
-                            line=event.line[:300])
-            for out in self.core.receive(event, wall=time.time()):
-                self._log_session(out)
-                self.events.put_nowait(out)
+            self._dispatch(line)
+
+    def _dispatch(self, line: bytes) -> None:
+        # a function of its own: the reader holds no event while it waits for the next line
+        event = codec.decode(line.decode(errors="replace"), self.dialect)
+        if isinstance(event, codec.Ack):
+            self._acks.put_nowait(event.ok)
+            return
+        if isinstance(event, codec.Malformed):
+            log.warning("exabgp_line_malformed", problem=event.problem, line=event.line[:300])
+        for out in self.core.receive(event, wall=time.time()):
+            self._log_session(out)
+            self.events.put_nowait(out)
 
     def _log_session(self, event: SpeakerEvent) -> None:
         if isinstance(event, SessionUp | SessionDown):
