@@ -50,7 +50,8 @@ def _config(args: argparse.Namespace) -> int:
     else:
         from node_controller.kube import load_cluster
 
-        store = asyncio.run(load_cluster(kubeconfig=args.kubeconfig, namespace=args.namespace))
+        store = asyncio.run(load_cluster(kubeconfig=args.kubeconfig, namespace=args.namespace,
+                                         node=args.node))
     config = desired_config(store, args.node)
     translation = translate(config)  # what the daemon would leave out, and why
     data = config.as_dict()

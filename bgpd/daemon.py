@@ -117,7 +117,8 @@ class Daemon:
     async def _source(self, controller: Controller) -> None:
         s = self.settings
         if s.datastore == "kubernetes":
-            await controller.run_kubernetes(kubeconfig=s.kubeconfig, namespace=s.namespace)
+            await controller.run_kubernetes(kubeconfig=s.kubeconfig, namespace=s.namespace,
+                                            node_objects=s.node_objects)
             return
         while True:
             await controller.run_static(Path(s.resources))

@@ -31,6 +31,7 @@ class Settings:
     resources: str = "/etc/bgpd/resources"  # static mode: a folder of manifests
     kubeconfig: str | None = None  # kubernetes mode: None = in-cluster service account
     namespace: str = "calico-system"  # where password Secrets live
+    node_objects: str = "metadata"  # other nodes: metadata | full (blocks from pod CIDRs)
     state_dir: str = "/run/bgpd"
     data_dir: str = "/var/lib/bgpd"  # survives reboots: the last valid resources
     control_socket: str = "/run/bgpd/bgpd.sock"
@@ -55,7 +56,8 @@ class Settings:
     source: str = field(default="(defaults)", compare=False)
 
 
-_CHOICES = {"datastore": ("kubernetes", "static"), "log_level": tuple(LEVELS)}
+_CHOICES = {"datastore": ("kubernetes", "static"), "log_level": tuple(LEVELS),
+            "node_objects": ("metadata", "full")}
 _RANGES = {"kernel_protocol": (1, 255), "kernel_table": (1, 2**32 - 1),
            "max_prefixes_per_peer": (1, 10**7), "max_prefixes_external": (1, 10**7)}
 

@@ -6,8 +6,17 @@ through the real client library and a real ``kubectl``.  It serves:
 * discovery: ``/version``, ``/api``, ``/api/v1``, ``/apis``, ``/apis/crd.projectcalico.org/v1``
   and ``/openapi/v3`` (built from the CRD schemas, for kubectl's client-side validation);
 * ``nodes`` and ``secrets`` (``/api/v1``) and the Calico CRDs of ``config/crds/``;
-* list with ``resourceVersion``, ``limit`` / ``continue``; watch streams (``?watch=true``)
-  from a resourceVersion, with bookmarks, and ``410 Gone`` for one that was compacted away;
+* list with ``resourceVersion`` (``0`` and ``resourceVersionMatch=NotOlderThan``: from the
+  "watch cache", counted apart from the quorum reads without one), ``limit`` / ``continue``;
+  watch streams (``?watch=true``) from a resourceVersion, with bookmarks, and ``410 Gone``
+  for one that was compacted away;
+* field selectors on ``metadata.name`` (``=``, ``==``, ``!=``) and label selectors (``k=v``,
+  ``k!=v``, ``k``, ``!k``, ``k in (a,b)``, ``k notin (a,b)``);
+* metadata-only answers when ``Accept`` asks for them (``as=PartialObjectMetadataList`` for a
+  list, ``as=PartialObjectMetadata`` for a watch, ``g=meta.k8s.io;v=v1``), unless
+  ``serve_metadata`` is off (a server that does not: the next media type, whole objects);
+* gzip for lists over 128 KiB when the client accepts it, as the API server compresses;
+* per client address: requests and the bytes sent (:attr:`KubeServer.traffic`);
 * create, get, replace, patch (JSON merge, strategic merge treated as merge, JSON patch) and
   delete; objects are validated against the CRD's OpenAPI schema (422 with the field).
 
@@ -23,7 +32,9 @@ import asyncio
 import base64
 import contextlib
 import copy
+import gzip
 import json
+import re
 import socket
 import threading
 import time
@@ -198,6 +209,11 @@ class KubeServer:
         self.kinds = {k.plural: k for k in load_kinds()}
         self.rv = 1
         self.requests: list[str] = []
+        #: by client address: requests, bytes sent (compressed where sent so)
+        self.traffic: dict[str, list[int]] = {}
+        self.quorum_lists = 0  # lists without a resourceVersion (read from etcd, really)
+        self.cache_lists = 0  # resourceVersion=0 or NotOlderThan: the watch cache
+        self.serve_metadata = True
         self._collections = {p: _Collection(k) for p, k in self.kinds.items()}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -364,8 +380,14 @@ class KubeServer:
             coll.wakeup = asyncio.Event()
 
     # --- HTTP ----------------------------------------------------------------------------
+    def _count(self, request: web.Request, sent: int, *, new_request: bool = False) -> None:
+        entry = self.traffic.setdefault(request.remote or "?", [0, 0])
+        entry[0] += new_request
+        entry[1] += sent
+
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(f"{request.method} {request.path_qs}")
+        self._count(request, 0, new_request=True)
         try:
             return await self._route(request)
         except web.HTTPException as exc:
@@ -416,7 +438,12 @@ class KubeServer:
                 gate = self._gates.get(plural)
                 if gate is not None:
                     await gate.wait()
-                return web.json_response(self._list(request, plural, namespace))
+                body = json.dumps(self._list(request, plural, namespace)).encode()
+                headers = {"Content-Type": "application/json"}
+                if len(body) > 128 << 10 and "gzip" in request.headers.get("Accept-Encoding", ""):
+                    body, headers["Content-Encoding"] = gzip.compress(body, 1), "gzip"
+                self._count(request, len(body))
+                return web.Response(body=body, headers=headers)
             if request.method == "POST":
                 body = await request.json()
                 if namespace:
@@ -459,13 +486,21 @@ class KubeServer:
 
     def _list(self, request: web.Request, plural: str, namespace: str) -> dict[str, Any]:
         coll = self._coll(plural)
-        wanted = _name_selector(request)
-        items = sorted((o for o in coll.objects.values()
-                        if (namespace == "" or o["metadata"].get("namespace") == namespace)
-                        and wanted in (None, o["metadata"]["name"])),
+        selected = _selector(request, namespace)
+        items = sorted((o for o in coll.objects.values() if selected(o)),
                        key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
         limit = int(request.query.get("limit", "0") or 0)
         token = request.query.get("continue")
+        version = request.query.get("resourceVersion")
+        if token and version is not None:
+            raise web.HTTPBadRequest(text="specifying resource version is not allowed when "
+                                          "using continue")
+        if not token:
+            if version == "0" or (version and request.query.get("resourceVersionMatch")
+                                  == "NotOlderThan"):
+                self.cache_lists += 1
+            else:
+                self.quorum_lists += 1
         list_rv = self.rv
         if token:
             state = json.loads(base64.b64decode(token))
@@ -481,18 +516,28 @@ class KubeServer:
             meta["continue"] = base64.b64encode(json.dumps(
                 {"rv": list_rv, "after": items[-1]["metadata"]["name"]}).encode()).decode()
             meta["remainingItemCount"] = len(coll.objects) - limit
+        if self._metadata_only(request, "PartialObjectMetadataList"):
+            return {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                    "metadata": meta, "items": [_partial(o) for o in items]}
         return {"kind": f"{coll.info.kind}List", "apiVersion": coll.info.api_version,
                 "metadata": meta, "items": items}
+
+    def _metadata_only(self, request: web.Request, as_kind: str) -> bool:
+        """Whether the first media type of ``Accept`` the server serves is ``as_kind``."""
+        for media in request.headers.get("Accept", "").split(","):
+            params = dict(p.strip().partition("=")[::2] for p in media.split(";")[1:])
+            if "as" not in params:
+                return False  # plain JSON comes first
+            if (self.serve_metadata and params.get("as") == as_kind
+                    and params.get("g") == "meta.k8s.io" and params.get("v") == "v1"):
+                return True
+        return False
 
     async def _watch(self, request: web.Request, plural: str,
                      namespace: str) -> web.StreamResponse:
         coll = self._coll(plural)
-        wanted = _name_selector(request)
-
-        def selected(obj: dict[str, Any]) -> bool:
-            meta = obj["metadata"]
-            return (namespace == "" or meta.get("namespace") == namespace) and (
-                wanted in (None, meta["name"]))
+        selected = _selector(request, namespace)
+        partial = self._metadata_only(request, "PartialObjectMetadata")
 
         since = int(request.query.get("resourceVersion") or self.rv)
         bookmarks = _flag(request, "allowWatchBookmarks")
@@ -517,12 +562,14 @@ class KubeServer:
                 assert wakeup is not None
                 for event in [e for e in coll.events if e.rv > since]:
                     if selected(event.obj):
-                        await _send(response, {"type": event.kind, "object": event.obj})
+                        obj = _partial(event.obj) if partial else event.obj
+                        self._count(request, await _send(response, {"type": event.kind,
+                                                                    "object": obj}))
                     since = event.rv
                 if bookmarks and time.monotonic() - last_bookmark >= self.bookmark_interval:
-                    await _send(response, {"type": "BOOKMARK", "object": {
+                    self._count(request, await _send(response, {"type": "BOOKMARK", "object": {
                         "kind": coll.info.kind, "apiVersion": coll.info.api_version,
-                        "metadata": {"resourceVersion": str(self.rv)}}})
+                        "metadata": {"resourceVersion": str(self.rv)}}}))
                     since = max(since, self.rv)
                     last_bookmark = time.monotonic()
                 with contextlib.suppress(TimeoutError):
@@ -562,19 +609,74 @@ def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "") in ("1", "t", "T", "true", "TRUE", "True")
 
 
-def _name_selector(request: web.Request) -> str | None:
-    """The only field selector supported: ``metadata.name=NAME``."""
-    text = request.query.get("fieldSelector")
-    if not text:
-        return None
-    key, _, value = text.partition("=")
-    if key != "metadata.name":
-        raise web.HTTPBadRequest(text=f"unsupported field selector {text!r}")
-    return value
+_FIELD_TERM = re.compile(r"\s*([^=!\s]+)\s*(==|=|!=)\s*(.*?)\s*")
 
 
-async def _send(response: web.StreamResponse, event: dict[str, Any]) -> None:
-    await response.write(json.dumps(event).encode() + b"\n")
+def _selector(request: web.Request,
+              namespace: str) -> Callable[[dict[str, Any]], bool]:
+    """The objects a request selects: its namespace, ``fieldSelector`` on ``metadata.name``
+    and ``labelSelector``."""
+    names: list[tuple[bool, str]] = []  # (equal, name)
+    for term in filter(None, (request.query.get("fieldSelector") or "").split(",")):
+        m = _FIELD_TERM.fullmatch(term)
+        if m is None or m.group(1) != "metadata.name":
+            raise web.HTTPBadRequest(text=f"unsupported field selector {term!r}")
+        names.append((m.group(2) != "!=", m.group(3)))
+    labels = _label_terms(request.query.get("labelSelector") or "")
+
+    def selected(obj: dict[str, Any]) -> bool:
+        meta = obj["metadata"]
+        have = meta.get("labels") or {}
+        return ((namespace == "" or meta.get("namespace") == namespace)
+                and all((meta["name"] == name) == equal for equal, name in names)
+                and all(test(have) for test in labels))
+
+    return selected
+
+
+def _label_terms(text: str) -> list[Callable[[dict[str, str]], bool]]:
+    """A label selector's terms as tests of an object's labels."""
+    terms: list[tuple[str, str, frozenset[str]]] = []  # (key, operator, values)
+    # commas inside "in (a,b)" are not separators
+    for raw in re.findall(r"[^,(]+(?:\([^)]*\))?", text):
+        term = raw.strip()
+        if not term:
+            continue
+        if m := re.fullmatch(r"(\S+)\s+(in|notin)\s+\((.*)\)", term):
+            values = frozenset(v.strip() for v in m.group(3).split(","))
+            terms.append((m.group(1), m.group(2), values))
+        elif m := re.fullmatch(r"(\S+?)\s*(==|=|!=)\s*(\S*)", term):
+            op = "notin" if m.group(2) == "!=" else "in"
+            terms.append((m.group(1), op, frozenset([m.group(3)])))
+        elif m := re.fullmatch(r"!\s*(\S+)", term):
+            terms.append((m.group(1), "absent", frozenset()))
+        elif re.fullmatch(r"[\w./-]+", term):
+            terms.append((term, "present", frozenset()))
+        else:
+            raise web.HTTPBadRequest(text=f"unable to parse label selector term {term!r}")
+
+    def test(key: str, op: str, values: frozenset[str]) -> Callable[[dict[str, str]], bool]:
+        def check(have: dict[str, str]) -> bool:
+            if op == "present":
+                return key in have
+            if op == "absent":
+                return key not in have
+            return (have.get(key) in values) == (op == "in")
+        return check
+
+    return [test(*t) for t in terms]
+
+
+def _partial(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object as PartialObjectMetadata: its metadata alone."""
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": obj["metadata"]}
+
+
+async def _send(response: web.StreamResponse, event: dict[str, Any]) -> int:
+    line = json.dumps(event).encode() + b"\n"
+    await response.write(line)
+    return len(line)
 
 
 def _not_found(plural: str, name: str) -> web.HTTPNotFound:

@@ -7,6 +7,7 @@ same HTTP API (list, watch, bookmarks, 410 Gone) so the real client library is e
 from __future__ import annotations
 
 import asyncio
+import copy
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import yaml
@@ -215,8 +217,8 @@ def test_nothing_is_published_before_every_watcher_has_listed(server: KubeServer
         task = asyncio.create_task(controller.run_kubernetes(kubeconfig=str(path),
                                                              namespace="calico-system"))
         try:
-            await until(lambda: len(controller.watchers) == 6 and sum(
-                w.listed for w in controller.watchers) == 5, 10, "all lists but one")
+            await until(lambda: len(controller.watchers) == 7 and sum(
+                w.listed for w in controller.watchers) == 6, 10, "all lists but one")
             assert controller.desired.value is None and not controller.synced()
             server.release("bgpfilters")
             await until(lambda: peer_names(controller) == {"Mesh_198_51_100_11",
@@ -284,3 +286,82 @@ def test_watch_lines_of_any_size_and_an_oversized_one_skipped(monkeypatch: Any) 
     got = asyncio.run(lines([b'{"a"', b": 1}\n\n{", b'"b": 2}\n', b"x" * 8, b"y" * 8,
                              b"\n{}\n", b'{"t": 1}']))
     assert got == [b'{"a": 1}', b'{"b": 2}', None, b"{}", b'{"t": 1}']
+
+
+def _lists(server: KubeServer) -> list[str]:
+    return [r for r in server.requests if r.startswith("GET /ap") and "watch=" not in r]
+
+
+def test_other_nodes_metadata_only_this_node_in_full(server: KubeServer, tmp_path: Path) -> None:
+    """The other nodes arrive as PartialObjectMetadata (their spec and status never cross the
+    wire), this node whole (its pod CIDRs are its blocks without BlockAffinities); lists come
+    from the watch cache."""
+    for name in ("node-1", "node-2"):
+        node = next(n for n in examples("20-nodes.yaml") if n["metadata"]["name"] == name)
+        server.put({**node, "spec": {"podCIDRs": [f"10.9.{name[-1]}.0/24"]},
+                    "status": {"images": [{"names": ["x" * 200]}] * 50}})
+
+    async def scenario(c: Controller) -> None:
+        assert c.store.valid[("Node", "node-2")]["spec"] == {"podCIDRs": ["10.9.2.0/24"]}
+        assert "spec" not in c.store.valid[("Node", "node-1")]
+        node_requests = [unquote(r) for r in server.requests
+                         if r.startswith("GET /api/v1/nodes")]
+        assert any("fieldSelector=metadata.name=node-2" in r for r in node_requests)
+        assert any("fieldSelector=metadata.name!=node-2" in r for r in node_requests)
+        assert server.quorum_lists == 0 and server.cache_lists >= len(c.watchers)
+        # a status update of another node: a few hundred bytes, not its 10 KB of status
+        before = server.traffic["127.0.0.1"][1]
+        node = server.call(lambda: copy.deepcopy(server._coll("nodes").objects[("", "node-1")]))
+        node["status"]["conditions"] = [{"type": "Ready", "lastHeartbeatTime": "2026-12-01"}]
+        server.put(node)
+        await until(lambda: server.traffic["127.0.0.1"][1] > before, 5, "the event sent")
+        await asyncio.sleep(0.3)  # bookmarks only from here on
+        assert server.traffic["127.0.0.1"][1] - before < 2000
+
+    run_controller(server, tmp_path, scenario)
+
+
+def test_whole_objects_from_a_server_without_metadata_only(server: KubeServer,
+                                                          tmp_path: Path) -> None:
+    server.serve_metadata = False
+
+    async def scenario(c: Controller) -> None:
+        assert "metadata" in c.store.valid[("Node", "node-1")]
+        server.put({**examples("20-nodes.yaml")[0], "metadata": {
+            **examples("20-nodes.yaml")[0]["metadata"], "labels": {"rack": "r9"}}})
+        await until(lambda: c.store.valid[("Node", "node-1")]["metadata"]["labels"]
+                    == {"rack": "r9"}, 5, "an edit of another node")
+
+    run_controller(server, tmp_path, scenario)
+
+
+def test_a_reset_resumes_the_watches_without_a_list(server: KubeServer, tmp_path: Path) -> None:
+    async def scenario(c: Controller) -> None:
+        await until(lambda: all(w.up(time.monotonic()) for w in c.watchers), 5, "watches up")
+        lists = len(_lists(server))
+        server.stop()  # every connection cut, as by an API server restart
+        server.start()
+        server.put(tor())
+        await until(lambda: "Global_198_51_100_1" in peer_names(c), 10, "the edit, by watch")
+        await until(lambda: all(w.up(time.monotonic()) for w in c.watchers), 10, "watches up")
+        assert len(_lists(server)) == lists, "nothing listed again"
+
+    run_controller(server, tmp_path, scenario)
+
+
+def test_history_gone_lists_once_per_watcher(server: KubeServer, tmp_path: Path) -> None:
+    async def scenario(c: Controller) -> None:
+        await until(lambda: all(w.up(time.monotonic()) for w in c.watchers), 5, "watches up")
+        counts = [w.lists for w in c.watchers]
+        server.frozen = True  # the watches hear nothing more
+        server.put(tor())
+        server.compact()  # ... and the history they would resume from is gone
+        server.stop()
+        server.frozen = False
+        server.start()
+        await until(lambda: "Global_198_51_100_1" in peer_names(c), 10, "the edit")
+        await until(lambda: all(w.up(time.monotonic()) for w in c.watchers), 10, "watches up")
+        assert [w.lists for w in c.watchers] == [n + 1 for n in counts]
+        assert server.quorum_lists == 0  # the relist too: NotOlderThan, from the cache
+
+    run_controller(server, tmp_path, scenario, relist_jitter=0.2)

@@ -65,9 +65,11 @@ SETTLE = 0.002
 
 class Controller:
     def __init__(self, node: str, *, debounce: float = 0.05, data_dir: Path | None = None,
-                 stale_after: float = 90.0, sync_timeout: float = 60.0) -> None:
+                 stale_after: float = 90.0, sync_timeout: float = 60.0,
+                 relist_jitter: float = 10.0) -> None:
         self.node = node
         self.stale_after = stale_after
+        self.relist_jitter = relist_jitter
         self.sync_timeout = sync_timeout
         self.data_dir = data_dir
         self.fallback = durable.load(data_dir) if data_dir is not None else {}
@@ -174,12 +176,14 @@ class Controller:
                     self.store.apply(obj)
         await self.recompute()
 
-    async def run_kubernetes(self, *, kubeconfig: str | None, namespace: str) -> None:
-        from node_controller.kube import RESOURCES, SecretWatchers, Watcher, api_client
+    async def run_kubernetes(self, *, kubeconfig: str | None, namespace: str,
+                             node_objects: str = "metadata") -> None:
+        from node_controller.kube import SecretWatchers, Watcher, api_client, resources
 
         api = await api_client(kubeconfig=kubeconfig)
-        self.watchers = [Watcher(api, r, self.store, self.changed, stale_after=self.stale_after)
-                         for r in RESOURCES]
+        self.watchers = [Watcher(api, r, self.store, self.changed, stale_after=self.stale_after,
+                                 relist_jitter=self.relist_jitter)
+                         for r in resources(self.node, node_objects=node_objects)]
         try:
             async with asyncio.TaskGroup() as tasks:
                 secrets = SecretWatchers(api, namespace, self.store, self.changed, tasks,

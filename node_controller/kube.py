@@ -4,12 +4,19 @@ Theory of operation, one :class:`Watcher` per resource type (kopf's layering, sm
 
 * **list** (paged with ``limit``/``continue``) into the store with
   :meth:`~node_controller.store.Store.replace_kind` — objects that vanished meanwhile are
-  dropped — and remember the list's ``resourceVersion``;
+  dropped — and remember the list's ``resourceVersion``.  Lists are served from the API
+  server's watch cache, not read from etcd: the first with ``resourceVersion=0``, a later one
+  with ``resourceVersionMatch=NotOlderThan`` the last version seen;
 * **watch** from that version with bookmarks; every event goes to the store, every bookmark
   moves the version on; a stream the server ends is reopened from the last version seen;
-* ``410 Gone`` (history compacted) → list again; any other failure (API down, timeouts,
-  HTTP errors) → keep the store as it is and retry with capped exponential backoff and
-  jitter.  A watcher never exits on its own.
+* any failure (API down, a reset connection, timeouts, HTTP errors) → keep the store as it
+  is and, after a capped exponential backoff with jitter, **resume the watch** from the last
+  version seen; only ``410 Gone`` (history compacted) lists again, after a random delay of
+  up to ``relist_jitter`` seconds so that a cluster's nodes do not list at the same moment.
+  A watcher never exits on its own.
+* the other nodes are watched **metadata-only** (``PartialObjectMetadata``: labels and
+  annotations are all the daemon reads of them) and this node in full, by name; a server that
+  does not serve metadata-only answers with whole objects, which work the same (logged once).
 * watch streams are read in chunks and split into lines of any size (no line limit of the
   HTTP library); one line larger than :data:`MAX_EVENT` bytes, or one that is not JSON, is
   skipped with an error and the stream goes on.
@@ -49,6 +56,9 @@ WATCH_SECONDS = 300
 PAGE = 500
 MAX_EVENT = 64 << 20  # one watch event (the API server's own request limit is 3 MiB)
 STALE_AFTER = 90.0  # the API server sends a bookmark about once a minute
+RELIST_JITTER = 10.0  # seconds: relists after 410 spread over a cluster's nodes
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+METADATA_ONE = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,20 +67,52 @@ class Resource:
     plural: str
     group: str = ""  # core
     namespace: str | None = None
-    name: str | None = None  # watch just this object (Secrets)
+    name: str | None = None  # watch just this object (Secrets, this node)
+    exclude: str | None = None  # watch every object but this one (the other nodes)
+    metadata_only: bool = False  # ask for PartialObjectMetadata
 
     def __str__(self) -> str:
-        return self.plural + (f"/{self.name}" if self.name else "")
+        if self.name:
+            return f"{self.plural}/{self.name}"
+        return self.plural + (f" (metadata, not {self.exclude})" if self.metadata_only
+                              else f" (not {self.exclude})" if self.exclude else "")
+
+    @property
+    def path(self) -> str:
+        if self.group:
+            return f"/apis/{self.group}/{CALICO_VERSION}/{self.plural}"
+        if self.namespace:
+            return f"/api/v1/namespaces/{self.namespace}/{self.plural}"
+        return f"/api/v1/{self.plural}"
+
+    @property
+    def field_selector(self) -> str | None:
+        if self.name is not None:
+            return f"metadata.name={self.name}"
+        return f"metadata.name!={self.exclude}" if self.exclude is not None else None
+
+    def covers(self, name: str) -> bool:
+        """Whether an object of this name is one this resource lists."""
+        return ((self.name is None or name == self.name)
+                and (self.exclude is None or name != self.exclude))
 
 
-RESOURCES = (
-    Resource("Node", "nodes"),
+CALICO_RESOURCES = (
     Resource("BGPConfiguration", "bgpconfigurations", CALICO_GROUP),
     Resource("BGPPeer", "bgppeers", CALICO_GROUP),
     Resource("BGPFilter", "bgpfilters", CALICO_GROUP),
     Resource("IPPool", "ippools", CALICO_GROUP),
     Resource("BlockAffinity", "blockaffinities", CALICO_GROUP),
 )
+
+
+def resources(node: str, *, node_objects: str = "metadata") -> tuple[Resource, ...]:
+    """What a node's daemon watches: its own Node in full, the other nodes metadata-only
+    (``node_objects="full"``: in full, for clusters whose blocks are the nodes' pod CIDRs),
+    and the Calico resources."""
+    return (Resource("Node", "nodes", name=node),
+            Resource("Node", "nodes", exclude=node, metadata_only=node_objects != "full"),
+            *CALICO_RESOURCES)
 
 
 class Gone(Exception):
@@ -110,20 +152,22 @@ class Watcher:
 
     def __init__(self, api: client.ApiClient, resource: Resource, store: Store,
                  on_change: Callable[[], None], *, backoff_max: float = 30.0,
-                 stale_after: float = STALE_AFTER) -> None:
+                 stale_after: float = STALE_AFTER, relist_jitter: float = RELIST_JITTER) -> None:
         self.api = api
         self.resource = resource
         self.store = store
         self.on_change = on_change
         self.backoff_max = backoff_max
         self.stale_after = stale_after
+        self.relist_jitter = relist_jitter
         self.state = WatchState.STARTING
         self.last_event: float | None = None  # monotonic time of the last event or bookmark
         self.listed = False  # a first list has completed
         self.errors = 0
         self.skipped = 0  # events skipped: too large or not JSON
-        self._core = client.CoreV1Api(api)
-        self._custom = client.CustomObjectsApi(api)
+        self.lists = 0
+        self.version: str | None = None  # the last resourceVersion seen
+        self._full_objects_logged = False
 
     def up(self, now: float) -> bool:
         """Streaming, and heard from within ``stale_after`` seconds."""
@@ -132,85 +176,107 @@ class Watcher:
 
     async def run(self) -> None:
         delay = 0.5
+        must_list = True
         while True:
             try:
-                self.state = WatchState.LISTING
-                version = await self.relist()
+                if must_list:
+                    self.state = WatchState.LISTING
+                    await self.relist()
+                    must_list = False
+                self.state = WatchState.WATCHING
+                assert self.version is not None
+                await self.watch(self.version)
                 delay = 0.5
-                while True:
-                    self.state = WatchState.WATCHING
-                    version = await self.watch(version)
             except Gone:
-                log.info("watch_expired", resource=str(self.resource))
-                continue
+                must_list = True
+                wait = random.uniform(0, self.relist_jitter)
+                log.info("watch_expired", resource=str(self.resource), relist_in=round(wait, 2))
+                self.state = WatchState.RETRYING
+                await asyncio.sleep(wait)
             except (ApiException, aiohttp.ClientError, TimeoutError, OSError,
                     json.JSONDecodeError) as exc:
                 self.errors += 1
                 self.state = WatchState.RETRYING
                 wait = delay * random.uniform(0.5, 1.0)
                 log.warning("watch_failed", resource=str(self.resource),
-                            error=_describe(exc), retry_in=round(wait, 2))
+                            error=_describe(exc), retry_in=round(wait, 2),
+                            resume_from=None if must_list else self.version)
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, self.backoff_max)
 
-    async def _call(self, **params: Any) -> aiohttp.ClientResponse:
+    async def _call(self, query: list[tuple[str, Any]], *, watch: bool = False,
+                    timeout: Any = 60) -> aiohttp.ClientResponse:
         r = self.resource
-        params["_preload_content"] = False
-        if r.name is not None:
-            params["field_selector"] = f"metadata.name={r.name}"
-        if r.group:
-            response = await self._custom.list_cluster_custom_object(
-                r.group, CALICO_VERSION, r.plural, **params)
-        elif r.plural == "nodes":
-            response = await self._core.list_node(**params)
-        else:
-            response = await self._core.list_namespaced_secret(r.namespace or "default",
-                                                               **params)
-        return response
+        if r.field_selector is not None:
+            query.append(("fieldSelector", r.field_selector))
+        accept = "application/json"
+        if r.metadata_only:
+            accept = f"{METADATA_ONE if watch else METADATA_LIST}, application/json"
+        response: aiohttp.ClientResponse = await self.api.call_api(
+            r.path, "GET", query_params=query, header_params={"Accept": accept},
+            auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout)
+        if 200 <= response.status < 300:
+            return response
+        async with response:  # a Status object says why
+            body = await response.read()
+        try:
+            message = str(json.loads(body).get("message", ""))
+        except (ValueError, AttributeError):
+            message = body[:200].decode(errors="replace")
+        if response.status == 410:  # a continue token or a version too old
+            raise Gone(message)
+        raise ApiException(status=response.status, reason=message or response.reason)
 
     async def relist(self) -> str:
         items: list[dict[str, Any]] = []
         token: str | None = None
         while True:
-            params: dict[str, Any] = {"limit": PAGE, "_request_timeout": 60}
+            query: list[tuple[str, Any]] = [("limit", PAGE)]
             if token:
-                params["_continue"] = token
-            response = await self._call(**params)
+                query.append(("continue", token))
+            elif self.version is None:
+                query.append(("resourceVersion", "0"))  # from the watch cache
+            else:
+                query += [("resourceVersion", self.version),
+                          ("resourceVersionMatch", "NotOlderThan")]
+            response = await self._call(query)
             async with response:
                 body = json.loads(await response.read())
+            self._note_kind(str(body.get("kind", "")))
             items += [_with_kind(item, self.resource) for item in body.get("items") or []]
             meta = body.get("metadata") or {}
             token = meta.get("continue")
             if not token:
                 version = str(meta.get("resourceVersion", ""))
                 break
-        if self.resource.name is None:
-            changed = self.store.replace_kind(self.resource.kind, items)
-        else:
-            changed = self._replace_one(items)
+        changed = self.store.replace_kind(self.resource.kind, items,
+                                          scope=self.resource.covers)
+        self.lists += 1
+        self.version = version
         self.last_event = time.monotonic()
         first, self.listed = not self.listed, True
         if changed or first:
             self.on_change()
         return version
 
-    def _replace_one(self, items: list[dict[str, Any]]) -> bool:
-        assert self.resource.name is not None
-        if items:
-            return any([self.store.apply(item) for item in items])
-        return self.store.delete(self.resource.kind, self.resource.name)
+    def _note_kind(self, kind: str) -> None:
+        if (self.resource.metadata_only and kind != "PartialObjectMetadataList"
+                and not self._full_objects_logged):
+            self._full_objects_logged = True
+            log.info("metadata_only_not_served", resource=str(self.resource), kind=kind,
+                     problem="the API server sends whole objects: they are read the same")
 
     async def watch(self, version: str) -> str:
         """Follow changes from ``version`` until the server ends the stream; the version
-        reached is returned for the next watch."""
+        reached is returned for the next watch (and kept in ``version``)."""
         response = await self._call(
-            watch=True, resource_version=version, allow_watch_bookmarks=True,
-            timeout_seconds=WATCH_SECONDS, _request_timeout=(10, WATCH_SECONDS + 30))
+            [("watch", "true"), ("resourceVersion", version), ("allowWatchBookmarks", "true"),
+             ("timeoutSeconds", WATCH_SECONDS)], watch=True, timeout=(10, WATCH_SECONDS + 30))
         async with response:
             async for line in _lines(response):
                 event = self._decode(line)
                 if event is not None:
-                    version = self._handle(event, version)
+                    self.version = version = self._handle(event, version)
         return version
 
     def _decode(self, line: bytes | None) -> dict[str, Any] | None:
@@ -277,8 +343,9 @@ async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes | None
 
 
 def _with_kind(obj: dict[str, Any], resource: Resource) -> dict[str, Any]:
-    """List items come without kind and apiVersion; the parsers want them."""
-    if "kind" not in obj or "apiVersion" not in obj:
+    """List items come without kind and apiVersion, metadata-only ones as
+    PartialObjectMetadata; the parsers want the resource's own."""
+    if obj.get("kind") != resource.kind or "apiVersion" not in obj:
         obj = {**obj, "kind": resource.kind,
                "apiVersion": f"{resource.group}/{CALICO_VERSION}" if resource.group else "v1"}
     return obj
@@ -329,12 +396,12 @@ class SecretWatchers:
             self.tasks[name] = (watcher, task)
 
 
-async def load_cluster(*, kubeconfig: str | None, namespace: str) -> Store:
+async def load_cluster(*, kubeconfig: str | None, namespace: str, node: str) -> Store:
     """One-shot read of everything (for ``bgpd config --kubeconfig``)."""
     api = await api_client(kubeconfig=kubeconfig)
     store = Store()
     try:
-        for resource in RESOURCES:
+        for resource in resources(node):
             await Watcher(api, resource, store, lambda: None).relist()
         for name in sorted(referenced_secrets(store)):
             secret = Resource("Secret", "secrets", namespace=namespace, name=name)

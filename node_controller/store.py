@@ -16,7 +16,7 @@ one — a bad edit keeps its last good version across a restart too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -99,8 +99,10 @@ class Store:
             self.generation += 1
         return removed
 
-    def replace_kind(self, kind: str, objs: Iterable[Mapping[str, Any]]) -> bool:
-        """Make ``kind`` hold exactly ``objs`` (a relist); True when anything changed."""
+    def replace_kind(self, kind: str, objs: Iterable[Mapping[str, Any]], *,
+                     scope: Callable[[str], bool] | None = None) -> bool:
+        """Make ``kind`` hold exactly ``objs`` (a relist) among the names ``scope`` covers
+        (all by default); True when anything changed."""
         seen: set[str] = set()
         changed = False
         for obj in objs:
@@ -108,9 +110,12 @@ class Store:
             if isinstance(meta, Mapping):
                 seen.add(str(meta.get("name")))
             changed |= self.apply(obj)
-        for name in [n for n in self.objects[kind] if n not in seen]:
+        def gone(name: str) -> bool:
+            return name not in seen and (scope is None or scope(name))
+
+        for name in [n for n in self.objects[kind] if gone(n)]:
             changed |= self.delete(kind, name)
-        for key in [k for k in self.errors if k[0] == kind and k[1] not in seen]:
+        for key in [k for k in self.errors if k[0] == kind and gone(k[1])]:
             changed |= self.delete(*key)
         return changed
 
