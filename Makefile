@@ -50,6 +50,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.propagation --samples 200 --compare --json
 	$(BIN)/python -m benchmarks.ingest --routes 20000 --compare --profile --json
 	$(BIN)/python -m benchmarks.restart --compare --json
+	$(BIN)/python -m benchmarks.datastore --nodes 600,5000 --compare
 	$(BIN)/python -m benchmarks.report --readme README.md
 
 clean:

@@ -173,6 +173,25 @@ def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
                      "client holds every block.\n\n"
                      + table(["clients", "engine", "every client full", "CPU", "RSS",
                               "CPU by process"], rows))
+    if "datastore" in found:
+        rows = []
+        for r in sorted(latest(found["datastore"], "nodes", "node_objects").values(),
+                        key=lambda r: (r["nodes"], r["node_objects"] != "metadata")):
+            i, reset = r["initial"], r["reset"]
+            beat = next((x for x in r["steady"] if x["updates_per_s"] == 2), r["steady"][0])
+            rows.append([str(r["nodes"]), r["node_objects"],
+                         f"{i['bytes'] / 1e6:.2f} MB ({i['bytes_uncompressed'] / 1e6:.2f} MB "
+                         f"before gzip), {i['requests']} requests",
+                         fmt(i["desired_s"], " s"), fmt(i["rss_mb"], " MB", 0),
+                         f"{beat['bytes_per_event']:,} B",
+                         fmt(beat["cluster_egress_mb_per_s"], " MB/s"),
+                         f"{reset['bytes']:,} B, {reset['lists']} lists"])
+        parts.append("**Datastore** (`python -m benchmarks.datastore --nodes 600 --compare`): "
+                     "one node's controller against the API test server holding realistic "
+                     "Nodes (~10.7 KB each); `full` is the baseline of whole objects.\n\n"
+                     + table(["nodes", "other nodes", "initial sync", "to DesiredConfig",
+                              "RSS", "per Node status update", "cluster egress at 2 "
+                              "updates/s", "after every connection is cut"], rows))
     if "propagation" in found:
         rows = [[{"bird": "BIRD 2"}.get(r["engine"], r["engine"]), str(r["samples"]),
                  fmt(r["p50_ms"], " ms", 1), fmt(r["p99_ms"], " ms", 1),

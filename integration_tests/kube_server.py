@@ -209,7 +209,8 @@ class KubeServer:
         self.kinds = {k.plural: k for k in load_kinds()}
         self.rv = 1
         self.requests: list[str] = []
-        #: by client address: requests, bytes sent (compressed where sent so)
+        #: by client address: [requests, bytes sent (compressed where sent so), bytes before
+        #: compression]
         self.traffic: dict[str, list[int]] = {}
         self.quorum_lists = 0  # lists without a resourceVersion (read from etcd, really)
         self.cache_lists = 0  # resourceVersion=0 or NotOlderThan: the watch cache
@@ -380,10 +381,12 @@ class KubeServer:
             coll.wakeup = asyncio.Event()
 
     # --- HTTP ----------------------------------------------------------------------------
-    def _count(self, request: web.Request, sent: int, *, new_request: bool = False) -> None:
-        entry = self.traffic.setdefault(request.remote or "?", [0, 0])
+    def _count(self, request: web.Request, sent: int, *, new_request: bool = False,
+               raw: int | None = None) -> None:
+        entry = self.traffic.setdefault(request.remote or "?", [0, 0, 0])
         entry[0] += new_request
         entry[1] += sent
+        entry[2] += sent if raw is None else raw
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(f"{request.method} {request.path_qs}")
@@ -440,9 +443,10 @@ class KubeServer:
                     await gate.wait()
                 body = json.dumps(self._list(request, plural, namespace)).encode()
                 headers = {"Content-Type": "application/json"}
-                if len(body) > 128 << 10 and "gzip" in request.headers.get("Accept-Encoding", ""):
+                raw = len(body)
+                if raw > 128 << 10 and "gzip" in request.headers.get("Accept-Encoding", ""):
                     body, headers["Content-Encoding"] = gzip.compress(body, 1), "gzip"
-                self._count(request, len(body))
+                self._count(request, len(body), raw=raw)
                 return web.Response(body=body, headers=headers)
             if request.method == "POST":
                 body = await request.json()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import ingest, mesh, propagation, reflector
+from benchmarks import datastore, ingest, mesh, propagation, reflector
 from bgpd.router import RELEASE_AFTER
 from integration_tests.peers import available
 
@@ -74,3 +74,16 @@ def test_reflector_every_client_full_with_next_hops_kept(tmp_path: Path) -> None
     bird = reflector.run(4, "bird", tmp_path / "bird")
     assert bird["full_s"] is not None
     assert reflector.compare([result, bird])[0]["clients"] == 4
+
+
+def test_datastore_metadata_only_against_whole_objects(tmp_path: Path) -> None:
+    """Ten realistic nodes: the metadata-only watch sends a fraction of the whole objects'
+    bytes, at the start and per status update; a reset lists nothing."""
+    runs = {mode: datastore.run(10, mode, seconds=0.5, workdir=tmp_path)
+            for mode in ("metadata", "full")}
+    for r in runs.values():
+        assert r["initial"]["quorum_lists"] == 0 and r["reset"]["lists"] == 0
+        assert r["reset"]["watches_up"] and r["steady"][0]["events"] > 0
+    meta, full = runs["metadata"], runs["full"]
+    assert meta["initial"]["bytes_uncompressed"] < full["initial"]["bytes_uncompressed"] / 2
+    assert meta["steady"][0]["bytes_per_event"] < full["steady"][0]["bytes_per_event"] / 2
