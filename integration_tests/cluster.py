@@ -1,7 +1,7 @@
 """A Calico-like cluster in namespaces: nodes running bgpd (or BIRD), pods, a ToR peer.
 
 Each node is a namespace with ``eth0`` on a shared bridge (the fabric), a ``tunl0`` (real
-IPIP where the kernel has it, else the stand-in of :func:`integration_tests.netns.tunl0`)
+IPIP where the kernel has it, else the userspace IPIP of :mod:`integration_tests.ipip`)
 and optionally pods: namespaces behind a ``cali…`` veth, with the ``/32`` route Felix would
 set (proto boot).  The Calico resources describing the cluster are written to a folder, and
 each bgpd runs in its node's namespace in static mode over that folder (the closest honest
@@ -127,9 +127,10 @@ class Cluster:
             gateway = "198.51.101.254" if ip.startswith("198.51.101.") else "198.51.100.254"
             other = "198.51.100.0/24" if ip.startswith("198.51.101.") else "198.51.101.0/24"
             ns.ip("route", "add", other, "via", gateway)
-        node = Node(i, f"node-{i}", ns, self.workdir / f"node-{i}", tunl0(ns), speaker=speaker,
-                    ip=ip)
-        node.workdir.mkdir(parents=True, exist_ok=True)
+        workdir = self.workdir / f"node-{i}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        node = Node(i, f"node-{i}", ns, workdir, tunl0(ns, local=ip, workdir=workdir),
+                    speaker=speaker, ip=ip)
         for p in range(pods):
             pod = self.lab.namespace(f"pod{i}{p}")
             ip = f"172.17.{i + 1}.{10 + p}"

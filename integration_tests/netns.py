@@ -17,10 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import re
 import subprocess
+import sys
+import tempfile
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 PREFIX = "bgpdt"
@@ -170,17 +175,53 @@ def ipip_supported() -> bool:
         return "tunl0" in ns.ip("-o", "link", "show", check=False)
 
 
-def tunl0(ns: Namespace) -> str:
-    """Give ``ns`` a tunl0 device, up; returns ``"ipip"`` or ``"veth-stand-in"``."""
+def tunl0(ns: Namespace, *, local: str | None = None, workdir: Path | None = None) -> str:
+    """Give ``ns`` a tunl0 device, up, its MTU 20 bytes below ``eth0``'s (as Calico sets it);
+    returns what it is:
+
+    * ``"ipip"``: Linux's IPIP device, where the kernel has the module;
+    * ``"userspace-ipip"`` (with ``local``, the node's address): a TUN device carried by
+      :mod:`integration_tests.ipip` — real IP-in-IP packets on the fabric;
+    * ``"veth-stand-in"``: a device of that name that routes install on and that carries
+      nothing (for tests of routes alone).
+    """
+    mtu = _mtu(ns, "eth0") - 20 if "eth0" in ns.ip("-o", "link", "show") else 1480
     if "tunl0" not in ns.ip("-o", "link", "show"):
         sh("ip", "-n", ns.name, "link", "add", "name", "tunl0", "type", "ipip", check=False)
     if "tunl0" in ns.ip("-o", "link", "show") and "ipip" in ns.ip("-d", "link", "show", "tunl0"):
-        ns.ip("link", "set", "tunl0", "up")
+        ns.ip("link", "set", "tunl0", "mtu", str(mtu), "up")
         return "ipip"
+    if local is not None:
+        ns.ip("tuntap", "add", "dev", "tunl0", "mode", "tun")
+        ns.ip("link", "set", "tunl0", "mtu", str(mtu), "up")
+        stats = (workdir or Path(tempfile.mkdtemp())) / "ipip.json"
+        log = open(stats.with_suffix(".log"), "ab")  # noqa: SIM115
+        ns.popen(sys.executable, "-m", "integration_tests.ipip", "--local", local,
+                 "--stats", str(stats), stdout=log, stderr=subprocess.STDOUT,
+                 cwd=str(Path(__file__).resolve().parent.parent))
+        deadline = time.monotonic() + 15
+        while "NO-CARRIER" in ns.ip("link", "show", "tunl0") or not stats.exists():
+            if time.monotonic() > deadline:
+                raise HarnessError(f"the IPIP encapsulator of {ns} did not start: see {log.name}")
+            time.sleep(0.05)
+        return "userspace-ipip"
     ns.ip("link", "add", "tunl0", "type", "veth", "peer", "name", "tunl0-peer")
     ns.ip("link", "set", "tunl0-peer", "up")
     ns.ip("link", "set", "tunl0", "up")
     return "veth-stand-in"
+
+
+def ipip_stats(ns_workdir: Path) -> dict[str, int]:
+    """The counters of a node's userspace encapsulator (empty where there is none)."""
+    try:
+        data: dict[str, int] = json.loads((ns_workdir / "ipip.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def _mtu(ns: Namespace, device: str) -> int:
+    return int(json.loads(ns.ip("-j", "link", "show", device))[0]["mtu"])
 
 
 def require_root() -> str | None:

@@ -151,9 +151,12 @@ def summary(cluster: Cluster, state: Path) -> None:
                 cells.append(("ok" if ok else "LOST").ljust(13))
         print(src_ip.ljust(16) + " ".join(cells))
     if cluster.mode != "Never":
-        print(f"\n(tunl0 here is {cluster.nodes[0].tunl0}: where it is not a real IPIP device, "
-              "packets routed into the tunnel cannot arrive — route shapes are exact, "
-              "encapsulation is not; --mode never sends real packets end to end.)")
+        kind = cluster.nodes[0].tunl0
+        why = {"ipip": "Linux's IPIP device",
+               "userspace-ipip": "a TUN device and python -m integration_tests.ipip per node, "
+                                 "as this kernel has no ipip module; the fabric carries real "
+                                 "IP-in-IP (tcpdump -n proto 4)"}.get(kind, kind)
+        print(f"\n(tunl0 here is {why}.)")
     print(f"\nkubectl --kubeconfig {state / 'kubeconfig'} get bgppeers,nodes")
     print(f"kubectl --kubeconfig {state / 'kubeconfig'} apply -f config/examples/40-tor-peer.yaml")
     print("python -m integration_tests.lab exec node-0 -- ip route")
@@ -207,14 +210,52 @@ def down(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_lab(state: Path) -> dict[str, Any]:
+    """The running lab's description, or one line saying there is none."""
+    try:
+        data: dict[str, Any] = json.loads((state / "lab.json").read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"no lab in {state}: start one with "
+                         "`python -m integration_tests.lab up`") from None
+    except ValueError as exc:
+        raise SystemExit(f"{state / 'lab.json'} is not readable ({exc}): "
+                         "`python -m integration_tests.lab down` clears it") from None
+    return data
+
+
+def _exec_options(args: argparse.Namespace) -> list[str]:
+    """``exec NODE [--pod I] [--state-dir D] [--] CMD...``: the options may follow the node
+    name (as README shows them); the command is what follows ``--``, or the first word that
+    is no option."""
+    rest = list(args.command)
+    options = argparse.ArgumentParser(prog="python -m integration_tests.lab exec NODE")
+    options.add_argument("--pod", type=int)
+    options.add_argument("--state-dir")
+    split = rest.index("--") if "--" in rest else next(
+        (i for i, word in enumerate(rest) if not word.startswith("-")
+         and (i == 0 or rest[i - 1] not in ("--pod", "--state-dir"))), len(rest))
+    parsed = options.parse_args(rest[:split])
+    if parsed.pod is not None:
+        args.pod = parsed.pod
+    if parsed.state_dir:
+        args.state_dir = parsed.state_dir
+    command = rest[split + 1:] if rest[split:split + 1] == ["--"] else rest[split:]
+    if not command:
+        raise SystemExit("no command to run: exec NODE [--pod I] -- CMD...")
+    return command
+
+
 def lab_exec(args: argparse.Namespace) -> int:
-    data = json.loads((Path(args.state_dir) / "lab.json").read_text())
+    command = _exec_options(args)
+    data = read_lab(Path(args.state_dir))
     node = next((n for n in data["nodes"] if n["name"] == args.node), None)
     if node is None:
         raise SystemExit(f"no node {args.node!r} (nodes: "
                          f"{', '.join(n['name'] for n in data['nodes'])})")
-    ns = node["pod_namespaces"][args.pod] if args.pod is not None else node["namespace"]
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    pods = node["pod_namespaces"]
+    if args.pod is not None and not 0 <= args.pod < len(pods):
+        raise SystemExit(f"{args.node} has no pod {args.pod} (pods: 0..{len(pods) - 1})")
+    ns = pods[args.pod] if args.pod is not None else node["namespace"]
     return subprocess.call(["ip", "netns", "exec", ns, *command])
 
 
@@ -236,7 +277,8 @@ def main() -> int:
     p_exec = sub.add_parser("exec", help="run a command in a node (or one of its pods)")
     p_exec.add_argument("node")
     p_exec.add_argument("--pod", type=int)
-    p_exec.add_argument("command", nargs=argparse.REMAINDER)
+    p_exec.add_argument("command", nargs=argparse.REMAINDER,
+                        help="[--pod I] [--state-dir D] -- CMD...")
     p_exec.set_defaults(func=lab_exec)
     args = parser.parse_args()
     for key in ("state_dir_up", "state_dir_down"):
