@@ -43,6 +43,7 @@ import yaml
 from benchmarks.common import report
 from benchmarks.dut import cpu_seconds, rss_mb
 from integration_tests.kube_server import KubeServer, kubeconfig
+from integration_tests.waiting import wait_for
 
 RATES = (2, 17, 60)
 WATCHERS = 7  # this node, the other nodes, five Calico kinds
@@ -289,9 +290,7 @@ def run(nodes: int, mode: str, *, seconds: float, workdir: Path) -> dict[str, An
             lists_before = server.cache_lists + server.quorum_lists
             server.stop()
             server.start()
-            end = time.monotonic() + 30
-            while traffic[0] < requests + WATCHERS and time.monotonic() < end:
-                time.sleep(0.05)  # every watcher back
+            wait_for(lambda: traffic[0] >= requests + WATCHERS, 30, "every watcher back")
             reconnected = child.wait_up(30)
             time.sleep(1.5)  # a bookmark each
             reset = {"bytes": traffic[1] - before, "pct_of_initial": round(

@@ -3,11 +3,11 @@ namespace, and what is measured of its processes from ``/proc``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import yaml
 
 from integration_tests.netns import Namespace
 from integration_tests.peers import BIRD1
+from integration_tests.waiting import WaitTimeout, wait_for
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -163,12 +164,10 @@ class Dut:
         pidfile.unlink(missing_ok=True)  # a killed BIRD leaves its own behind
         self.ns.run(binary, "-c", str(conf), "-s", str(self.workdir / "bird.ctl"),
                     "-P", str(pidfile))
-        deadline = time.monotonic() + 10
-        while not (text := pidfile.read_text().strip() if pidfile.exists() else ""):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"BIRD wrote no pid file in {self.workdir}")
-            time.sleep(0.01)  # the daemonised BIRD writes it
-        self.pid = int(text)
+        # the daemonised BIRD writes it
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10,
+                 f"BIRD's pid file in {self.workdir}", interval=0.01)
+        self.pid = int(pidfile.read_text())
 
     def pids(self) -> list[int]:
         return process_tree(self.pid) if self.pid else []
@@ -187,7 +186,6 @@ class Dut:
             self.proc = None
         elif self.pid:
             os.kill(self.pid, sig)
-            deadline = time.monotonic() + 30
-            while Path(f"/proc/{self.pid}").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            with contextlib.suppress(WaitTimeout):  # still there: the lab's cleanup kills it
+                wait_for(lambda: not Path(f"/proc/{self.pid}").exists(), 30, "BIRD to exit")
         self.pid = None

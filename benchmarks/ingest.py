@@ -46,6 +46,7 @@ from bgpd.observability import request
 from bgpd.router import RELEASE_AFTER
 from integration_tests.netns import NetLab, tunl0
 from integration_tests.peers import Bird2, Neighbor
+from integration_tests.waiting import WaitTimeout, wait_for
 
 DUT_IP, FEEDER_IP = "198.18.0.1", "198.18.0.2"
 POOL = IPv4Network("172.16.0.0/12")
@@ -86,14 +87,11 @@ def bird_config(version: int) -> str:
 
 
 def wait(check: Any, timeout: float, what: str, dut: Dut, peak: list[float]) -> float:
-    start = time.monotonic()
-    while not check():
+    """Wait for ``check``, sampling the peak RSS of the node's processes meanwhile."""
+    def sampled() -> Any:
         peak[0] = max(peak[0], rss_mb(dut.pids()))
-        if time.monotonic() - start > timeout:
-            raise SystemExit(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-    peak[0] = max(peak[0], rss_mb(dut.pids()))
-    return time.monotonic() - start
+        return check()
+    return wait_for(sampled, timeout, what, interval=0.1)
 
 
 class Profile:
@@ -149,12 +147,11 @@ def _releases(dut: Dut) -> int:
 
 def _released(dut: Dut, before: int, timeout: float) -> bool:
     """Whether bgpd hands memory back (``bgpd status``) within ``timeout`` seconds."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if _releases(dut) > before:
-            return True
-        time.sleep(0.1)
-    return False
+    try:
+        wait_for(lambda: _releases(dut) > before, timeout, "memory released", interval=0.1)
+    except WaitTimeout:
+        return False
+    return True
 
 
 def run(routes: int, engine: str, workdir: Path, *, profile: bool = False) -> dict[str, Any]:

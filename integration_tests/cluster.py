@@ -17,15 +17,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from integration_tests.netns import HarnessError, Namespace, NetLab, sh, tunl0
+from integration_tests.netns import Namespace, NetLab, sh, tunl0
 from integration_tests.peers import ROUTERS, Bird2, Neighbor, Router
+from integration_tests.waiting import wait_for
 
 NODE_AS, TOR_AS = 64512, 65000
 TOR_IP = "198.51.100.1"
@@ -335,16 +335,9 @@ class Cluster:
                    for n in self.nodes)
 
     def wait(self, check: Any, timeout: float, what: str) -> float:
-        start = time.monotonic()
-        while True:
-            try:
-                if check():
-                    return time.monotonic() - start
-            except (HarnessError, json.JSONDecodeError, OSError, ValueError):
-                pass
-            if time.monotonic() - start > timeout:
-                logs = "\n".join(
-                    f"--- {n.name} ---\n" + (n.workdir / "bgpd.log").read_text()[-3000:]
-                    for n in self.nodes if (n.workdir / "bgpd.log").exists())
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
-            time.sleep(0.1)
+        """:func:`~integration_tests.waiting.wait_for`, with the nodes' logs on timeout."""
+        def logs() -> str:
+            return "\n".join(
+                f"--- {n.name} ---\n" + (n.workdir / "bgpd.log").read_text()[-3000:]
+                for n in self.nodes if (n.workdir / "bgpd.log").exists())
+        return wait_for(check, timeout, what, interval=0.1, context=logs)

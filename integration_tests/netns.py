@@ -23,10 +23,11 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from integration_tests.waiting import wait_for
 
 PREFIX = "bgpdt"
 _counter = itertools.count(1)
@@ -199,11 +200,8 @@ def tunl0(ns: Namespace, *, local: str | None = None, workdir: Path | None = Non
         ns.popen(sys.executable, "-m", "integration_tests.ipip", "--local", local,
                  "--stats", str(stats), stdout=log, stderr=subprocess.STDOUT,
                  cwd=str(Path(__file__).resolve().parent.parent))
-        deadline = time.monotonic() + 15
-        while "NO-CARRIER" in ns.ip("link", "show", "tunl0") or not stats.exists():
-            if time.monotonic() > deadline:
-                raise HarnessError(f"the IPIP encapsulator of {ns} did not start: see {log.name}")
-            time.sleep(0.05)
+        wait_for(lambda: "NO-CARRIER" not in ns.ip("link", "show", "tunl0") and stats.exists(),
+                 15, f"the IPIP encapsulator of {ns} (its log: {log.name})")
         return "userspace-ipip"
     ns.ip("link", "add", "tunl0", "type", "veth", "peer", "name", "tunl0-peer")
     ns.ip("link", "set", "tunl0-peer", "up")

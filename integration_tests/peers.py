@@ -8,19 +8,20 @@ short connect timers so tests do not wait on defaults.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from integration_tests.netns import HarnessError, Namespace
+from integration_tests.waiting import WaitTimeout, wait_for
 
 BIRD1 = "/opt/bird1/usr/sbin"
 FRR_BGPD = "/usr/lib/frr/bgpd"
@@ -81,15 +82,17 @@ class Router:
             os.kill(pid, sig)
         except ProcessLookupError:
             return
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        def gone() -> bool:
+            if self.proc is not None:
+                self.proc.poll()  # reap our child
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
-                break
-            if self.proc is not None:
-                self.proc.poll()
-            time.sleep(0.02)
+                return True
+            return False
+
+        with contextlib.suppress(WaitTimeout):  # a process that lingers is killed by the lab
+            wait_for(gone, 10, f"{self.kind} to exit", interval=0.02)
         (self.workdir / "pid").unlink(missing_ok=True)
 
     def routes_from(self, neighbor: str) -> dict[str, Route]:
@@ -286,11 +289,7 @@ class Frr(Router):
         shutil.chown(self.workdir, "frr", "frr") if _user_exists("frr") else None
         self.ns.run(FRR_BGPD, "-d", "-S", "-Z", "-f", str(conf), "-i", str(self.workdir / "pid"),
                     "--vty_socket", str(self.workdir), "-P", "0", "-u", "root", "-g", "root")
-        deadline = time.monotonic() + 10
-        while not (self.workdir / "bgpd.vty").exists():
-            if time.monotonic() > deadline:
-                raise HarnessError("FRR bgpd did not open its vty socket")
-            time.sleep(0.05)
+        wait_for((self.workdir / "bgpd.vty").exists, 10, "FRR bgpd's vty socket")
 
     def vtysh(self, *commands: str) -> str:
         argv = ["vtysh", "--vty_socket", str(self.workdir), "-d", "bgpd"]
@@ -380,15 +379,7 @@ class GoBgp(Router):
                                   f"127.0.0.1:{self.api_port}", "--pprof-disable",
                                   stdout=log, stderr=subprocess.STDOUT)
         (self.workdir / "pid").write_text(str(self.proc.pid))
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.gobgp("global")
-                break
-            except HarnessError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_for(lambda: self.gobgp("global"), 10, "GoBGP's API", interval=0.1)
         for prefix in self.originate:
             self._rib("add", prefix)
 

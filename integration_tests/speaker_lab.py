@@ -7,18 +7,16 @@ on a bridge in the fabric namespace (198.51.100.2.., 2001:db8::2..).  Tests driv
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from functools import partial
 from ipaddress import IPv4Address, ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from bgpd.speaker.config import Neighbor as SpeakerNeighbor
 from bgpd.speaker.config import SpeakerConfig
 from bgpd.speaker.supervisor import SessionDown, SessionUp, Speaker, SpeakerEvent
+from integration_tests import waiting
 from integration_tests.netns import Namespace, NetLab
 from integration_tests.peers import ROUTERS, Neighbor, Router
 from ribs.types import AsPath, Attributes, prefix
@@ -113,15 +111,8 @@ class SpeakerLab:
             self.speaker.advertise(ip_address(peer), prefix(str(ip_network(p))), None)
 
 
-async def until(check: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while True:
-        ok = await asyncio.to_thread(check)
-        if ok:
-            return time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.1)
+# the checks ask the routers' CLIs: they run in a thread
+until = partial(waiting.until, blocking=True, interval=0.1)
 
 
 def ebgp_path(asn: int = LOCAL_AS) -> AsPath:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable
+from functools import partial
 from ipaddress import ip_address, ip_network
-
-import pytest
 
 from bgpd.errors import ForeignRouteConflict, GatewayUnreachable, NoSuchDevice
 from bgpd.kernel import Kernel
 from bgpd.kernel_sync import KernelSync
 from integration_tests.netns import Namespace, NetLab, tunl0
+from integration_tests.waiting import until
 from ribs.kernel_plan import KernelRoute, NextHop, Op, OpKind
 
 NODE_IP = "198.51.100.1/24"
@@ -60,14 +58,7 @@ async def sync_once(ns: Namespace, desired: list[KernelRoute]) -> KernelSync:
     return sync
 
 
-async def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``check`` until true; returns the seconds it took, fails the test at ``timeout``."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - start
+wait_for = partial(until, interval=0.01)
 
 
 CALICO_SHAPES = [

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from integration_tests.kube_server import KubeServer, kubeconfig
+from integration_tests.waiting import until
 from node_controller import kube
 from node_controller.controller import Controller
 from node_controller.desired import DesiredConfig
@@ -48,15 +49,6 @@ def server(tmp_path: Path) -> Iterator[KubeServer]:
         yield srv
     finally:
         srv.stop()
-
-
-async def until(check: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
 
 
 def peer_names(controller: Controller) -> set[str]:

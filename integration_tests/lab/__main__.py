@@ -26,7 +26,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ import yaml
 
 from integration_tests.cluster import TOR_IP, Cluster
 from integration_tests.netns import Namespace, NetLab, list_namespaces, sh
+from integration_tests.waiting import WaitTimeout, wait_for
 
 PREFIX = "bgpdlab"
 API_IP, API_PORT = "198.51.100.250", 6443
@@ -60,11 +60,11 @@ def start_api(state: Path, cluster: Cluster, api_ns: Namespace) -> tuple[int, in
          "--netns-listen", api_ns.name, API_IP, str(API_PORT)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         cwd=Path(__file__).resolve().parents[2])
-    deadline = time.monotonic() + 30
-    while not port_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the test API server did not start (see {state / 'api.log'})")
-        time.sleep(0.1)
+    with contextlib.suppress(WaitTimeout):
+        wait_for(lambda: port_file.exists() or proc.poll() is not None, 30,
+                 "the test API server", interval=0.1)
+    if not port_file.exists():
+        raise SystemExit(f"the test API server did not start (see {state / 'api.log'})")
     return proc.pid, int(port_file.read_text())
 
 
