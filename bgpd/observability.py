@@ -155,12 +155,17 @@ def bird_status(parts: Parts) -> list[str]:
     config = parts.router.config
     rid = str(config.router_id) if config and config.router_id else "0.0.0.0"
     fmt = "%Y-%m-%d %H:%M:%S"
-    return [f"1000-BIRD bgpd-{__version__}", f"1011-Router ID is {rid}",
-            f" Current server time is {time.strftime(fmt)}",
-            f" Last reboot on {time.strftime(fmt, time.localtime(parts.started))}",
-            " Last reconfiguration on "
-            + time.strftime(fmt, time.localtime(parts.last_reconfigure)),
-            "0013 Daemon is up and running"]
+    lines = [f"1000-BIRD bgpd-{__version__}", f"1011-Router ID is {rid}",
+             f" Current server time is {time.strftime(fmt)}",
+             f" Last reboot on {time.strftime(fmt, time.localtime(parts.started))}",
+             " Last reconfiguration on "
+             + time.strftime(fmt, time.localtime(parts.last_reconfigure))]
+    rib = parts.router.rib
+    if rib is not None and rib.restarting:
+        # calico-node's readiness probe reads a 0024 line as "graceful restart in progress"
+        lines += ["0024-Graceful restart recovery in progress",
+                  " Waiting for the peers' End-of-RIB before the sweep of kept routes"]
+    return [*lines, "0013 Daemon is up and running"]
 
 
 async def serve_bird(parts: Parts, path: Path) -> None:

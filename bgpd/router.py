@@ -34,7 +34,7 @@ from bgpd.translate import Translation, translate
 from node_controller.controller import Latest
 from node_controller.desired import DesiredConfig, PeerConfig
 from node_controller.errors import ResourceError
-from ribs.context import NodeContext, Pool, PrefixSet
+from ribs.context import ClusterRoutes, NodeContext, Pool, PrefixSet
 from ribs.export import ExportPeer, NextHopMode
 from ribs.kernel_plan import KernelRoute
 from ribs.policy import PeerPolicy
@@ -115,6 +115,8 @@ class Router:
             import_guard=self.settings.import_guard,
             interface=self.settings.interface or self.interface,
             tunnel=self.settings.tunnel_device,
+            cluster_routes=ClusterRoutes.named(config.cluster_routes
+                                               or self.settings.cluster_routes),
         )
 
     def export_peer(self, config: DesiredConfig, peer: PeerConfig) -> ExportPeer:

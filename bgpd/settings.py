@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from bgpd.log import LEVELS
+from node_controller.models import CLUSTER_ROUTES
 
 
 class SettingsError(ValueError):
@@ -32,6 +33,10 @@ class Settings:
     kubeconfig: str | None = None  # kubernetes mode: None = in-cluster service account
     namespace: str = "calico-system"  # where password Secrets live
     node_objects: str = "metadata"  # other nodes: metadata | full (blocks from pod CIDRs)
+    # programClusterRoutes where the default BGPConfiguration does not set it: Calico before
+    # v3.33 had BGP program every pool's routes ("Enabled"); v3.33's default is
+    # "EnabledNoEncapOnly" (Felix programs IPIP routes)
+    cluster_routes: str = "Enabled"
     state_dir: str = "/run/bgpd"
     data_dir: str = "/var/lib/bgpd"  # survives reboots: the last valid resources
     control_socket: str = "/run/bgpd/bgpd.sock"
@@ -57,7 +62,7 @@ class Settings:
 
 
 _CHOICES = {"datastore": ("kubernetes", "static"), "log_level": tuple(LEVELS),
-            "node_objects": ("metadata", "full")}
+            "node_objects": ("metadata", "full"), "cluster_routes": CLUSTER_ROUTES}
 _RANGES = {"kernel_protocol": (1, 255), "kernel_table": (1, 2**32 - 1),
            "max_prefixes_per_peer": (1, 10**7), "max_prefixes_external": (1, 10**7)}
 

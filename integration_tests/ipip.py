@@ -7,10 +7,11 @@ README): ``tunl0`` is a TUN device (made by :func:`integration_tests.netns.tunl0
 process, one per node namespace, moves its packets:
 
 * out: an IPv4 packet the kernel routes into ``tunl0`` is sent to the gateway of the
-  ``proto bird`` ``onlink`` route of ``tunl0`` that covers its destination (longest prefix),
-  read from the kernel's table, never from bgpd, as a real IP packet of protocol 4 from the
-  node's address (``tcpdump -n proto 4`` shows them; a Linux ``ipip`` tunl0 would accept
-  them).  A packet no such route covers is dropped: the encapsulator is no open relay;
+  ``onlink`` route of ``tunl0`` that covers its destination (longest prefix) and that a
+  cluster-route owner put there — ``proto bird`` (bgpd, BIRD) or Felix's protocol — read from
+  the kernel's table, never from bgpd, as a real IP packet of protocol 4 from the node's
+  address (``tcpdump -n proto 4`` shows them; a Linux ``ipip`` tunl0 would accept them).  A
+  packet no such route covers is dropped: the encapsulator is no open relay;
 * in: an IP packet of protocol 4 addressed to the node loses its outer header and the inner
   packet is handed to ``tunl0``, for the kernel to route.
 
@@ -36,7 +37,9 @@ from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE
 TUNSETIFF = 0x400454CA
 IFF_TUN, IFF_NO_PI = 0x0001, 0x1000
 RTNH_F_ONLINK = 4
-PROTO_BIRD = 12
+# the owners of cluster routes on tunl0: BIRD or bgpd, and Felix (deviceRouteProtocol: 3 by
+# default, 80 where set so) — since Calico v3.33 Felix programs the IPIP ones by default
+OWNERS = frozenset({12, 3, 80})
 IPPROTO_IPIP = 4
 
 
@@ -47,8 +50,8 @@ def open_tun(name: str) -> int:
 
 
 class Routes:
-    """The ``proto bird`` onlink routes of one device: (network, mask, gateway), longest
-    prefix first."""
+    """The onlink routes of one device that a cluster-route owner installed: (network, mask,
+    gateway), longest prefix first."""
 
     def __init__(self, ipr: IPRoute, device: str) -> None:
         self.ipr, self.device = ipr, device
@@ -58,7 +61,7 @@ class Routes:
         index = self.ipr.link_lookup(ifname=self.device)
         found: list[tuple[int, int, int, bytes]] = []
         for route in self.ipr.get_routes(family=socket.AF_INET, table=254) if index else []:
-            if route["proto"] != PROTO_BIRD:
+            if route["proto"] not in OWNERS:
                 continue
             for oif, gateway, flags in _hops(route):
                 if oif == index[0] and gateway and flags & RTNH_F_ONLINK:

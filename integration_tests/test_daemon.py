@@ -188,6 +188,10 @@ def test_bird_compatible_socket_answers_as_calicoctl_reads_it(lab: NetLab, tmp_p
                          node_ip(1): ("Mesh", "up", "Established")}
         status = ask("show status")
         assert status[-1].startswith("0013") and "Router ID is 198.51.100.11" in status[2]
+        # calico-node's liveness probe: BIRD's own client, output starting with "BIRD"
+        out = n0.ns.run("birdc", "-s", str(path), "show", "status")
+        assert any(line.startswith("BIRD") for line in out.splitlines()), out
+        assert "Daemon is up and running" in out
     finally:
         c.stop_all()
 

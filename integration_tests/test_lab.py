@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from integration_tests import kube_cluster
-from integration_tests.cluster import TOR_IP, Cluster, Node
+from integration_tests.cluster import NODE_AS, TOR_IP, Cluster, Node
 from integration_tests.kube_server import KubeServer, kubeconfig
 from integration_tests.monitor import Pinger
 from integration_tests.netns import NetLab, ipip_stats
@@ -113,6 +113,9 @@ def test_the_tunnel_carries_only_bird_routes_and_fits_the_fabric(lab: NetLab,
                               n1.pod_ips[0], check=False).count("1 received") == 1
         if n0.tunl0 != "userspace-ipip":
             return  # Linux's own device: its behaviour is not ours to test
+        # the counters are written at most every 0.1 s: first the full-size ping's
+        c.wait(lambda: ipip_stats(n0.workdir).get("encapsulated", 0) >= 1, 5,
+               "the full-size ping counted")
         before = ipip_stats(n0.workdir)
         n0.ns.ip("route", "add", "10.99.0.0/24", "via", n1.ip, "dev", "tunl0", "onlink",
                  "proto", "static")
@@ -391,3 +394,34 @@ def test_a_hostile_tor_never_changes_a_pods_path(lab: NetLab, tmp_path: Path) ->
         assert "172.17.100.0/24 via" not in " ".join(n0.routes())  # the last valid filter
         assert c.tor.routes_from(n0.ip)
         pod_path_intact()
+
+
+def test_felix_owns_the_ipip_routes_when_the_cluster_says_so(lab: NetLab,
+                                                            tmp_path: Path) -> None:
+    """Calico v3.33's ``programClusterRoutes: EnabledNoEncapOnly`` (its default): bgpd
+    programs none of the IPIP routes to other nodes' blocks — its own block's blackhole
+    stays — and still advertises its block; with Felix's routes in their place (added here
+    as Felix adds them, its protocol, ``onlink`` on tunl0) every pod reaches the others."""
+    with k8s_cluster(lab, tmp_path, nodes=2, mode="Always", pods=1) as (c, server):
+        n0, n1 = c.nodes
+        c.wait(c.blocks_everywhere, 60, "routes everywhere")
+        server.put(c.calico("BGPConfiguration", "default", {
+            "asNumber": NODE_AS, "nodeToNodeMeshEnabled": True,
+            "programClusterRoutes": "EnabledNoEncapOnly"}))
+        c.wait(lambda: all(n.routes() == {f"blackhole {n.block} proto bird"} for n in c.nodes),
+               30, "bgpd leaving the IPIP routes to Felix")
+        for n in c.nodes:  # the blocks still go to every peer
+            mesh = [p for p in c.status(n)["peers"] if p["type"] == "node-to-node mesh"]
+            assert mesh and all(p["established"] and p["routes_received"] == 1 for p in mesh)
+        for n, other in ((n0, n1), (n1, n0)):
+            n.ns.ip("route", "add", other.block, "via", other.ip, "dev", "tunl0", "onlink",
+                    "proto", "80")
+        assert c.ping(n0.pods[0], n1.pod_ips[0]) and c.ping(n1.pods[0], n0.pod_ips[0])
+        # handed back: bgpd leaves Felix's routes in place, and takes each prefix once it
+        # is free
+        server.put(c.calico("BGPConfiguration", "default", {
+            "asNumber": NODE_AS, "nodeToNodeMeshEnabled": True, "programClusterRoutes": "Enabled"}))
+        for n, other in ((n0, n1), (n1, n0)):
+            n.ns.ip("route", "del", other.block, "proto", "80")
+        c.wait(c.blocks_everywhere, 30, "bgpd programming them again")
+        assert c.ping(n0.pods[0], n1.pod_ips[0])

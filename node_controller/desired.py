@@ -111,6 +111,7 @@ class DesiredConfig:
     filters: tuple[BGPFilter, ...] = ()
     peers: tuple[PeerConfig, ...] = ()
     log_severity: str = "Info"
+    cluster_routes: str | None = None  # programClusterRoutes of the default BGPConfiguration
     errors: tuple[ResourceError, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
@@ -119,6 +120,7 @@ class DesiredConfig:
             "router_id": str(self.router_id) if self.router_id else None,
             "listen_port": self.listen_port,
             "bind_address": str(self.bind_address) if self.bind_address else None,
+            "cluster_routes": self.cluster_routes,
             "node_address": str(self.node_address) if self.node_address else None,
             "node_address_v6": str(self.node_address_v6) if self.node_address_v6 else None,
             "route_reflector_cluster_id": (str(self.route_reflector_cluster_id)
@@ -403,5 +405,6 @@ def desired_config(store: Store, node_name: str) -> DesiredConfig:
         filters=tuple(store.all(BGPFilter)),
         peers=tuple(peers),
         log_severity=log,
+        cluster_routes=b.default.program_cluster_routes,
         errors=tuple(sorted({*resource_errors, *b.errors})),
     )

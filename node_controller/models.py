@@ -209,6 +209,11 @@ class PrefixAdvertisement:
     communities: tuple[str, ...]  # names of `communities` or literal values
 
 
+#: BGPConfiguration.programClusterRoutes (Calico v3.33): the pools whose routes to other nodes'
+#: blocks ("cluster routes") BGP programs into the kernel; Felix programs the rest
+CLUSTER_ROUTES = ("Enabled", "Disabled", "EnabledIPIPOnly", "EnabledNoEncapOnly")
+
+
 @dataclass(frozen=True, slots=True)
 class BGPConfiguration:
     name: str
@@ -225,6 +230,7 @@ class BGPConfiguration:
     prefix_advertisements: tuple[PrefixAdvertisement, ...] = ()
     bind_mode: str | None = None
     ignored_interfaces: tuple[str, ...] = ()
+    program_cluster_routes: str | None = None  # Calico v3.33: which pools' routes BGP programs
 
     @property
     def service_cidrs(self) -> tuple[Prefix, ...]:
@@ -278,6 +284,8 @@ def parse_bgp_configuration(obj: Mapping[str, Any]) -> BGPConfiguration:
         communities=communities,
         prefix_advertisements=adverts,
         bind_mode=_str(obj, "spec.bindMode", choices=("None", "NodeIP")),
+        program_cluster_routes=_str(obj, "spec.programClusterRoutes",
+                                    choices=CLUSTER_ROUTES),
         ignored_interfaces=tuple(str(x) for x in _list(obj, "spec.ignoredInterfaces")),
     )
 

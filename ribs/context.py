@@ -25,6 +25,21 @@ class EncapMode(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterRoutes:
+    """Which pools' routes to other nodes' blocks BGP programs into the kernel (Calico's
+    programClusterRoutes); Felix programs the others, and VXLAN pools always."""
+
+    ipip: bool = True  # pools with ipipMode Always or CrossSubnet
+    no_encap: bool = True  # pools with ipipMode and vxlanMode Never
+
+    @classmethod
+    def named(cls, value: str) -> ClusterRoutes:
+        """From the field's value: Enabled, Disabled, EnabledIPIPOnly, EnabledNoEncapOnly."""
+        return cls(ipip=value in ("Enabled", "EnabledIPIPOnly"),
+                   no_encap=value in ("Enabled", "EnabledNoEncapOnly"))
+
+
+@dataclass(frozen=True, slots=True)
 class Pool:
     cidr: Prefix
     ipip: EncapMode = EncapMode.NEVER
@@ -130,6 +145,7 @@ class NodeContext:
     interface: str | None = None  # the device holding the node address (no-encap routes)
     tunnel: str = "tunl0"
     metric: int | None = None
+    cluster_routes: ClusterRoutes = ClusterRoutes()
 
     # Derived sets, computed once per context (policy asks them for every route).
     @cached_property

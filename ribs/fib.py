@@ -8,7 +8,9 @@ Shapes (``../shared/CALICO.md``):
   else as Always;
 * ``Never``, or outside every pool, or IPv6 (IPIP carries IPv4 only): ``via NH dev
   <interface>`` when NH is on the node's network, else ``via NH`` (the kernel resolves it);
-* a pool with VXLAN: nothing (Felix programs VXLAN routes);
+* a pool with VXLAN: nothing (Felix programs VXLAN routes); nor an IPIP or unencapsulated
+  pool that the cluster's ``programClusterRoutes`` leaves to Felix (the route is still
+  advertised);
 * several best paths (ECMP): one multipath route, each hop in its own shape — tunnelled
   hops included, which Calico cannot do.
 
@@ -30,10 +32,16 @@ def _on_node_network(hop: Address, ctx: NodeContext) -> bool:
 
 
 def _encapsulation(prefix: Prefix, ctx: NodeContext) -> EncapMode | None:
-    """The pool's IPIP mode for ``prefix``; None when BGP must not program it (VXLAN)."""
+    """The pool's IPIP mode for ``prefix``; None when BGP must not program it (VXLAN, or a
+    pool whose cluster routes Felix programs)."""
     pool = ctx.pool_for(prefix)
-    if pool is not None and pool.vxlan is not EncapMode.NEVER:
-        return None
+    if pool is not None:
+        if pool.vxlan is not EncapMode.NEVER:
+            return None
+        programmed = (ctx.cluster_routes.ipip if pool.ipip is not EncapMode.NEVER
+                      else ctx.cluster_routes.no_encap)
+        if not programmed:
+            return None
     return EncapMode.NEVER if (pool is None or prefix.version == 6) else pool.ipip
 
 

@@ -186,6 +186,8 @@ def test_peer_options() -> None:
     (calico("BGPConfiguration", "default", communities=[{"name": "a", "value": "1:2"}]),
      "spec.communities", "prefixAdvertisements"),
     (calico("BGPConfiguration", "default", bindMode="All"), "spec.bindMode", "not one of"),
+    (calico("BGPConfiguration", "default", programClusterRoutes="IPIP"),
+     "spec.programClusterRoutes", "not one of"),
     (calico("IPPool", "p", cidr="10.0.0.0/8", ipipMode="Always", vxlanMode="Always"),
      "spec.vxlanMode", "cannot both"),
     (calico("IPPool", "p", cidr="10.0.0.0/8", blockSize=12), "spec.blockSize", "outside"),

@@ -8,7 +8,7 @@ from ipaddress import IPv6Interface, ip_network
 import pytest
 
 from ribs.bestpath import Best, Step, select
-from ribs.context import EncapMode, Pool
+from ribs.context import ClusterRoutes, EncapMode, Pool
 from ribs.fib import kernel_route
 from ribs.types import LOCAL, Attributes, Route
 from tests.ribs_helpers import context, peer, route
@@ -43,6 +43,23 @@ def test_vxlan_pools_are_left_to_felix() -> None:
     ctx = context(extra_pools=(vx,))
     assert kernel_route(select([route("172.30.1.0/24", SAME)]), ctx) is None
     assert kernel_route(select([route("172.17.1.0/24", SAME)]), ctx) is not None
+
+
+@pytest.mark.parametrize(("value", "ipip", "plain"), [
+    ("Enabled", True, True), ("Disabled", False, False),
+    ("EnabledIPIPOnly", True, False), ("EnabledNoEncapOnly", False, True),
+])
+def test_program_cluster_routes_picks_the_pools(value: str, ipip: bool, plain: bool) -> None:
+    """programClusterRoutes as confd reads it: IPIP pools (Always, CrossSubnet) and
+    unencapsulated ones each programmed or left to Felix; routes outside every pool are
+    programmed whatever it says."""
+    pools = (Pool(ip_network("172.30.0.0/16")),
+             Pool(ip_network("172.31.0.0/16"), ipip=EncapMode.CROSS_SUBNET))
+    ctx = replace(context(ipip=EncapMode.ALWAYS, extra_pools=pools),
+                  cluster_routes=ClusterRoutes.named(value))
+    for prefix, wanted in (("172.17.1.0/24", ipip), ("172.31.1.0/24", ipip),
+                           ("172.30.1.0/24", plain), ("10.200.0.0/24", True)):
+        assert (kernel_route(select([route(prefix, SAME)]), ctx) is not None) is wanted, prefix
 
 
 def test_route_via_ourselves_is_not_installed() -> None:
