@@ -235,15 +235,12 @@ class Child:
 
 def _heartbeat(server: KubeServer, i: int, beat: int) -> None:
     """A kubelet status update of node ``i``: heartbeat times and the manager's time."""
-    def run() -> None:
-        coll = server._coll("nodes")
-        obj = json.loads(json.dumps(coll.objects[("", f"node-{i}")]))
-        stamp = f"2026-12-01T{beat // 3600 % 24:02d}:{beat // 60 % 60:02d}:{beat % 60:02d}Z"
-        for condition in obj["status"]["conditions"][:4]:
-            condition["lastHeartbeatTime"] = stamp
-        obj["metadata"]["managedFields"][-1]["time"] = stamp
-        server._store("nodes", obj, validate_it=False)
-    server.call(run)
+    obj = server.get("Node", f"node-{i}")
+    stamp = f"2026-12-01T{beat // 3600 % 24:02d}:{beat // 60 % 60:02d}:{beat % 60:02d}Z"
+    for condition in obj["status"]["conditions"][:4]:
+        condition["lastHeartbeatTime"] = stamp
+    obj["metadata"]["managedFields"][-1]["time"] = stamp
+    server.put(obj)
 
 
 def run(nodes: int, mode: str, *, seconds: float, workdir: Path) -> dict[str, Any]:

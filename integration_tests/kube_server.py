@@ -299,6 +299,11 @@ class KubeServer:
         plural = self._plural_of(obj["kind"])
         return self.call(lambda: self._store(plural, copy.deepcopy(obj), validate_it=False))
 
+    def get(self, kind: str, name: str, namespace: str = "") -> dict[str, Any]:
+        """A copy of an object as stored (KeyError if there is none)."""
+        coll = self._coll(self._plural_of(kind))
+        return self.call(lambda: copy.deepcopy(coll.objects[(namespace, name)]))
+
     def remove(self, kind: str, name: str, namespace: str = "") -> None:
         plural = self._plural_of(kind)
         self.call(lambda: self._delete(plural, namespace, name))

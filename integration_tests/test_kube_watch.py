@@ -7,7 +7,6 @@ same HTTP API (list, watch, bookmarks, 410 Gone) so the real client library is e
 from __future__ import annotations
 
 import asyncio
-import copy
 import shutil
 import subprocess
 import sys
@@ -303,7 +302,7 @@ def test_other_nodes_metadata_only_this_node_in_full(server: KubeServer, tmp_pat
         assert server.quorum_lists == 0 and server.cache_lists >= len(c.watchers)
         # a status update of another node: a few hundred bytes, not its 10 KB of status
         before = server.traffic["127.0.0.1"][1]
-        node = server.call(lambda: copy.deepcopy(server._coll("nodes").objects[("", "node-1")]))
+        node = server.get("Node", "node-1")
         node["status"]["conditions"] = [{"type": "Ready", "lastHeartbeatTime": "2026-12-01"}]
         server.put(node)
         await until(lambda: server.traffic["127.0.0.1"][1] > before, 5, "the event sent")

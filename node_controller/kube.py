@@ -243,7 +243,8 @@ class Watcher:
             async with response:
                 body = json.loads(await response.read())
             self._note_kind(str(body.get("kind", "")))
-            items += [_with_kind(item, self.resource) for item in body.get("items") or []]
+            items += [_with_kind(item, self.resource) for item in body.get("items") or []
+                      if self._covers(item)]
             meta = body.get("metadata") or {}
             token = meta.get("continue")
             if not token:
@@ -258,6 +259,10 @@ class Watcher:
         if changed or first:
             self.on_change()
         return version
+
+    def _covers(self, obj: dict[str, Any]) -> bool:
+        meta = obj.get("metadata")
+        return not isinstance(meta, dict) or self.resource.covers(str(meta.get("name")))
 
     def _note_kind(self, kind: str) -> None:
         if (self.resource.metadata_only and kind != "PartialObjectMetadataList"
@@ -305,6 +310,8 @@ class Watcher:
             raise ApiException(status=obj.get("code"), reason=obj.get("message"))
         version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
         if kind == "BOOKMARK":
+            return version
+        if not self._covers(obj):  # a server that ignored the field selector: not ours
             return version
         obj = _with_kind(obj, self.resource)
         if kind == "DELETED":
