@@ -114,3 +114,23 @@ def test_engine_lost_reports_sessions_down_and_forgets_the_wire() -> None:
         SessionDown(N1, "BGP engine restart")]
     assert core.in_flight is None and core.pacer.advertised(N1) == 0
     assert core.pacer.pending[N1] == {P1: A}  # sent again to the next ExaBGP
+
+
+def test_decommission_withdraws_then_ends_the_rib_of_every_session_up() -> None:
+    """Withdrawals alone leave a graceful-restart peer the routes of our previous session
+    (it sweeps them at our End-of-RIB): a decommission sends one after the withdrawals."""
+    core = configured(N1, N2)
+    core.next_command(0.0)
+    core.acknowledged(True, 0.0)
+    state(core, N1, "up")
+    core.advertise(N1, P1, A)
+    assert core.next_command(0.0) is not None  # the announcement
+    core.acknowledged(True, 0.0)
+    core.withdraw_everything()
+    texts = []
+    while (command := core.next_command(1.0)) is not None:
+        texts.append(command.text)
+        core.acknowledged(True, 1.0)
+    assert texts[0].startswith(f"neighbor {N1} withdraw") and str(P1) in texts[0]
+    assert texts[-1] == f"neighbor {N1} announce eor ipv4 unicast"  # N2 is down: none
+    assert core.pacer.advertised(N1) == 0 and not core.busy()

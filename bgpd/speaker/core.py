@@ -153,10 +153,13 @@ class SpeakerCore:
             self._control.append(command)
 
     def withdraw_everything(self) -> None:
+        """Withdraw what every peer holds of ours, then End-of-RIB to each session up: a
+        graceful-restart peer still keeping routes of an earlier session of ours sweeps them
+        at that End-of-RIB, not at its stale timer."""
         for peer, wire in self.pacer.wire.items():
             for prefix in list(wire):
                 self.pacer.desire(peer, prefix, None)
-        self.pacer.eor_due.clear()
+        self.pacer.eor_due = set(self.established())
 
     # --- the channel -----------------------------------------------------------------------
     def next_command(self, now: float) -> Command | None:
