@@ -1,4 +1,4 @@
-"""The speaker's sans-IO core: session transitions, one command in flight, the refusal rule."""
+"""The speaker's sans-IO core: session transitions, the command channel, the refusal rule."""
 
 from __future__ import annotations
 
@@ -87,6 +87,36 @@ def test_a_refused_route_command_is_not_on_the_wire_and_is_retried() -> None:
     assert core.pacer.advertised(N1) == 1
 
 
+def test_route_commands_are_pipelined_control_and_reload_go_alone() -> None:
+    core = configured(N1, N2)
+    core.window = 2
+    assert core.next_command(0.0) is not None  # the reload
+    core.acknowledged(True, 0.0)
+    for i in range(4):
+        core.advertise(N1 if i % 2 else N2, prefix(f"172.17.{i}.0/24"),
+                       Attributes(local_pref=100 + i))  # four commands: attributes differ
+    first, second = core.next_command(0.0), core.next_command(0.0)
+    assert first is not None and second is not None and first.text != second.text
+    assert core.next_command(0.0) is None  # the window is full
+    core.control("neighbor 198.51.100.2 teardown 2")
+    assert core.acknowledged(True, 0.0) is None
+    assert core.next_command(0.0) is None  # control waits until nothing is in flight
+    core.acknowledged(True, 0.0)
+    control = core.next_command(0.0)
+    assert control is not None and control.kind is CommandKind.CONTROL
+    assert core.next_command(0.0) is None  # nothing after a control command until answered
+    core.acknowledged(True, 0.0)
+    third, fourth = core.next_command(0.0), core.next_command(0.0)
+    assert third is not None and fourth is not None
+    # a refusal: its owner cannot be told with certainty, every command in flight is retried
+    assert core.acknowledged(False, 1.0) is third
+    assert core.acknowledged(True, 1.0) is None and core.stats.stray_acks == 0
+    assert core.pacer.advertised(N1) + core.pacer.advertised(N2) == 2
+    assert core.next_command(2.0) is None and core.wake_at() == 6.0
+    retried = [core.next_command(6.0), core.next_command(6.0)]
+    assert {c.text for c in retried if c} == {third.text, fourth.text}
+
+
 def test_a_refused_configuration_is_kept_out_and_not_sent_again() -> None:
     core = configured(N1)
     core.next_command(0.0)
@@ -112,7 +142,7 @@ def test_engine_lost_reports_sessions_down_and_forgets_the_wire() -> None:
     core.acknowledged(True, 0.0)
     assert core.engine_lost("BGP engine restart", wall=2.0) == [
         SessionDown(N1, "BGP engine restart")]
-    assert core.in_flight is None and core.pacer.advertised(N1) == 0
+    assert not core.in_flight and core.pacer.advertised(N1) == 0
     assert core.pacer.pending[N1] == {P1: A}  # sent again to the next ExaBGP
 
 

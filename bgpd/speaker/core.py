@@ -9,10 +9,16 @@ knows about ExaBGP lives here, owned by one object and changed by a few calls �
   (:data:`TRANSITIONS`); an ExaBGP state this table does not allow is counted and ignored.
   The daemon learns sessions from the core's events (:class:`SessionUp`,
   :class:`SessionDown`) and keeps no copy.
-* **the channel**: one command in flight at a time, so an acknowledgement always belongs to
-  it.  :meth:`SpeakerCore.next_command` says what to send next — a reload of a new
-  configuration first, then control commands (teardown, liveness), then route batches from
-  the :class:`~bgpd.speaker.pacing.Pacer`; :meth:`SpeakerCore.acknowledged` settles it.
+* **the channel**: :meth:`SpeakerCore.next_command` says what to send next — a reload of a
+  new configuration first, then control commands (teardown, liveness), then route batches
+  from the :class:`~bgpd.speaker.pacing.Pacer`; :meth:`SpeakerCore.acknowledged` settles
+  the oldest command in flight.  A reload or a control command is alone in flight (ExaBGP
+  answers those at once, ahead of queued work); route commands are pipelined, up to
+  ``window`` of them: ExaBGP queues each and answers them in the order they came, so the
+  next one is on its way while ExaBGP applies the last — a command per round trip through
+  the bridge was the reflector's limit.  Should a pipelined command be refused, every route
+  command then in flight is treated as refused (retried), as the answer's owner cannot be
+  told apart with certainty.
 * **the rule for a refusal**: a refused route command changed nothing in ExaBGP — its
   changes go back to the pacer and are retried after ``retry`` seconds (never recorded as on
   the wire); a refused configuration is not applied — ExaBGP keeps the one it runs, the
@@ -30,7 +36,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bgpd.speaker import codec
 from bgpd.speaker.config import Neighbor, SpeakerConfig
@@ -114,7 +120,8 @@ class SpeakerCore:
     applied: str | None = None  # the configuration ExaBGP runs
     refused: str | None = None  # a configuration ExaBGP refused (not sent again)
     refusal: str = ""  # why, for status
-    in_flight: Command | None = None
+    window: int = 32  # route commands in flight at most
+    in_flight: deque[Command] = field(default_factory=deque)
     stats: CoreStats = field(default_factory=CoreStats)
     pacer: Pacer = field(init=False)
     _control: deque[str] = field(default_factory=deque)
@@ -165,17 +172,19 @@ class SpeakerCore:
     def next_command(self, now: float) -> Command | None:
         """The command to send now (it is then in flight), or None: nothing to do before
         :meth:`wake_at` or a new input."""
-        if self.in_flight is not None:
+        if len(self.in_flight) >= self.window or (
+                self.in_flight and self.in_flight[-1].kind is not CommandKind.ROUTES):
             return None
-        command = self._next(now)
-        self.in_flight = command
+        command = self._next(now, alone=not self.in_flight)
+        if command is not None:
+            self.in_flight.append(command)
         return command
 
-    def _next(self, now: float) -> Command | None:
+    def _next(self, now: float, *, alone: bool) -> Command | None:
         if self.rendered is not None and self.rendered not in (self.applied, self.refused):
-            return Command(CommandKind.RELOAD, "reload", config=self.rendered)
+            return Command(CommandKind.RELOAD, "reload", config=self.rendered) if alone else None
         if self._control:
-            return Command(CommandKind.CONTROL, self._control.popleft())
+            return Command(CommandKind.CONTROL, self._control.popleft()) if alone else None
         if not self._queue:
             batches, self._retry_at = self.pacer.take(now)
             self._queue.extend(batches)
@@ -190,10 +199,10 @@ class SpeakerCore:
 
     def acknowledged(self, ok: bool, now: float) -> Command | None:
         """ExaBGP answered the command in flight; the refused command is returned."""
-        command, self.in_flight = self.in_flight, None
-        if command is None:
+        if not self.in_flight:
             self.stats.stray_acks += 1
             return None
+        command = self.in_flight.popleft()
         if command.kind is CommandKind.RELOAD:
             if ok:
                 self.applied, self.refused, self.refusal = command.config, None, ""
@@ -203,15 +212,18 @@ class SpeakerCore:
                 self.stats.refused_reloads += 1
         elif not ok:
             self.stats.refused_commands += 1
-            if command.batch is not None:
-                self.pacer.refused(command.batch, now)
-                self._retry_at = min(filter(None, (self._retry_at, now + self.retry)))
+            for refused in (command, *self.in_flight):
+                if refused.batch is not None:
+                    self.pacer.refused(refused.batch, now)
+                    self._retry_at = min(filter(None, (self._retry_at, now + self.retry)))
+            # the others stay in flight, to take their answers, but change nothing any more
+            self.in_flight = deque(replace(c, batch=None) for c in self.in_flight)
         return None if ok else command
 
     def busy(self) -> bool:
         """Route changes wanted or on their way."""
         return not self.pacer.idle() or bool(self._queue) or (
-            self.in_flight is not None and self.in_flight.kind is CommandKind.ROUTES)
+            any(c.kind is CommandKind.ROUTES for c in self.in_flight))
 
     def configured(self) -> bool:
         """ExaBGP runs the configuration wanted (or refused it)."""
@@ -268,7 +280,7 @@ class SpeakerCore:
                 out.append(SessionDown(address, reason))
                 session.since = wall
             session.state, session.last_error = SessionState.IDLE, reason
-        self.in_flight = None
+        self.in_flight.clear()
         self._queue.clear()
         self._control.clear()
         for address in list(self.peers):

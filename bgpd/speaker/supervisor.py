@@ -10,8 +10,10 @@ Theory of operation:
   its API process, which connects to it.  A reader task drains the socket without ever
   waiting on anyone (a blocked API pipe would stall every session): JSON lines become events
   on an unbounded queue, acknowledgements go to the writer.
-* The writer sends the core's next command and waits for its ``done``/``error``, which the
-  core settles (one command in flight: an acknowledgement always belongs to it).
+* The writer sends the core's next commands — route commands pipelined, as many as the core
+  allows in flight; a reload or a control command alone — and hands each ``done``/``error``
+  to the core, which settles the oldest command in flight (ExaBGP answers queued commands
+  in order).
 * Liveness: when ExaBGP has been quiet for ``liveness_interval`` a ``version`` command is
   sent; no answer to any command within ``liveness_timeout`` means ExaBGP is hung.
 * A crash, a hang, or the bridge going away → the process group is killed, every session
@@ -45,7 +47,6 @@ from bgpd.speaker import codec, listen
 from bgpd.speaker.bridge import die_with_parent
 from bgpd.speaker.config import SpeakerConfig, environment, render
 from bgpd.speaker.core import (
-    Command,
     CommandKind,
     PeerSession,
     SessionDown,
@@ -367,24 +368,31 @@ class Speaker:
                 session.last_error = hint
 
     async def _write(self, writer: asyncio.StreamWriter) -> None:
+        """Send what the core says, as far as it lets commands be pipelined; settle answers
+        as they come."""
         while True:
             command = self.core.next_command(time.monotonic())
-            if command is None:
-                due = self.core.wake_at()
-                timeout = None if due is None else max(0.0, due - time.monotonic())
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):  # (not wait_for: see kernel_sync)
-                        await self._wake.wait()
-                self._wake.clear()
+            if command is not None:
+                if command.config is not None:
+                    self._write_config(command.config)
+                log.debug("exabgp_command", command=command.text[:200])
+                writer.write(command.text.encode() + b"\n")
+                await writer.drain()
+                if command.kind is CommandKind.ROUTES and self._acks.empty():
+                    continue  # the next one goes while ExaBGP works on this one
+            if self.core.in_flight:
+                await self._settle()
                 continue
-            await self._send(writer, command)
+            due = self.core.wake_at()
+            timeout = None if due is None else max(0.0, due - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):  # (not wait_for: see kernel_sync)
+                    await self._wake.wait()
+            self._wake.clear()
 
-    async def _send(self, writer: asyncio.StreamWriter, command: Command) -> None:
-        if command.config is not None:
-            self._write_config(command.config)
-        log.debug("exabgp_command", command=command.text[:200])
-        writer.write(command.text.encode() + b"\n")
-        await writer.drain()
+    async def _settle(self) -> None:
+        """Wait for the answer to the oldest command in flight and settle it."""
+        command = self.core.in_flight[0]
         try:
             async with asyncio.timeout(self.liveness_timeout):
                 ok = await self._acks.get()
