@@ -106,3 +106,89 @@ def test_a_patched_attribute_that_disappears_or_changes_shape_is_named(monkeypat
             in problems)
     assert any("is installed; the launcher is written against 9.9.9" in p
                for p in engine.contract_problems("9.9.9"))
+
+
+def exabgp_conf(local: str) -> str:
+    return "".join(
+        f"neighbor 198.51.100.{i} {{ router-id {local}; local-address {local}; "
+        f"local-as 64512; peer-as 64512; group-updates true; family {{ {family} unicast; }} }}\n"
+        for i, family in ((2, "ipv4"), (3, "ipv4"), (4, "ipv6"), (5, "ipv4")))
+
+
+def exabgp_configuration(tmp_path: Any, local: str) -> Any:
+    """Neighbours parsed by ExaBGP (their outgoing RIBs are ExaBGP's per neighbour name, so
+    two configurations compared must differ in ``local``)."""
+    from exabgp.configuration.configuration import Configuration
+    from exabgp.environment import getenv
+    from exabgp.logger import log
+
+    log.init(getenv())
+    path = tmp_path / f"exabgp-{len(list(tmp_path.iterdir()))}.conf"
+    path.write_text(exabgp_conf(local))
+    configuration = Configuration([str(path)])
+    assert configuration.reload()
+    return configuration
+
+
+def outgoing(configuration: Any) -> list[Any]:
+    """Everything each neighbour's outgoing RIB holds, by value, in the neighbours' order
+    (the local address, which ``next-hop self`` becomes, as ``self``)."""
+    out = []
+    for neighbor in configuration.neighbors.values():
+        rib = neighbor.rib.outgoing
+        local = str(neighbor["local-address"])
+        out.append((
+            str(neighbor["peer-address"]),
+            {k: (c.nlri.action, c.attributes.index().replace(local, "self"),
+                 str(c.nlri.nexthop).replace(local, "self"))
+             for k, c in rib._new_nlri.items()},
+            {a.replace(local, "self"): {f: sorted(d) for f, d in fams.items()}
+             for a, fams in rib._new_attr_af_nlri.items()},
+            sorted(a.replace(local, "self") for a in rib._new_attribute),
+            {f: sorted(d) for f, d in rib._seen.items()},
+        ))
+    return out
+
+
+def test_shared_changes_fill_every_outgoing_rib_as_exabgp_does(tmp_path: Any,
+                                                               monkeypatch: Any) -> None:
+    """The same commands through ExaBGP's own ``inject_change`` and through the launcher's:
+    every neighbour's outgoing RIB ends the same after each (announces, the same again
+    after a flush — ExaBGP's cache skips it —, next-hop self, a family a neighbour lacks,
+    withdrawals, a neighbour left out)."""
+    from exabgp.bgp.message import Action
+    from exabgp.bgp.neighbor import Neighbor
+    from exabgp.configuration.configuration import _Configuration
+    from exabgp.reactor.api import API
+
+    theirs = exabgp_configuration(tmp_path, "198.51.100.1")
+    ours = exabgp_configuration(tmp_path, "198.51.100.101")
+    original = _Configuration.inject_change
+    for attr in ("remove_self", "inject_change", "inject_eor"):
+        monkeypatch.setattr(Neighbor if attr == "remove_self" else _Configuration, attr,
+                            getattr(Neighbor if attr == "remove_self" else _Configuration, attr))
+    engine.shared_changes(Neighbor, _Configuration)
+    every = [0, 1, 2, 3]
+    steps = [
+        ("announce attributes next-hop 10.0.0.1 local-preference 100 nlri 172.17.1.0/24 "
+         "172.17.2.0/24", every),
+        ("flush", every),
+        ("announce attributes next-hop 10.0.0.1 local-preference 100 nlri 172.17.1.0/24", every),
+        ("announce attributes next-hop self nlri 172.17.3.0/24", [0, 1]),
+        ("announce attributes next-hop 10.0.0.9 nlri 172.17.1.0/24", [1, 2, 3]),
+        ("withdraw attributes next-hop 10.0.0.1 local-preference 100 nlri 172.17.2.0/24",
+         [0, 1, 2]),
+    ]
+    for text, chosen in steps:
+        for configuration, inject in ((theirs, original), (ours, _Configuration.inject_change)):
+            peers = [list(configuration.neighbors)[i] for i in chosen]
+            if text == "flush":
+                for neighbor in configuration.neighbors.values():
+                    list(neighbor.rib.outgoing.updates(True))
+                continue
+            for change in API(configuration).api_attributes(text, peers):
+                change.nlri.action = (Action.WITHDRAW if text.startswith("withdraw")
+                                      else Action.ANNOUNCE)
+                inject(configuration, peers, change)
+        assert outgoing(ours) == outgoing(theirs), text
+    assert all(rib[1] for rib in outgoing(ours)[:2])  # the comparison saw routes
