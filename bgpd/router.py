@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from ipaddress import ip_address
 
 import structlog
 
@@ -39,7 +38,7 @@ from ribs.export import ExportPeer, NextHopMode
 from ribs.kernel_plan import KernelRoute
 from ribs.policy import PeerPolicy
 from ribs.rib import Delta, Rib, Session
-from ribs.types import Address, Route, Source
+from ribs.types import Address, Route, Source, host
 
 log = structlog.get_logger("bgpd.router")
 
@@ -308,4 +307,14 @@ class Router:
 
 
 def _address_of(key: tuple[str, str]) -> Address:
-    return ip_address(key[1])
+    """A peer's address from its source key: one object per peer (its hash remembered), not
+    one parsed per advert."""
+    address = _ADDRESSES.get(key[1])
+    if address is None:
+        if len(_ADDRESSES) > 65536:
+            _ADDRESSES.clear()
+        address = _ADDRESSES[key[1]] = host(key[1])
+    return address
+
+
+_ADDRESSES: dict[str, Address] = {}

@@ -74,7 +74,17 @@ def _reflect_allowed(route: Route, peer: ExportPeer, ctx: NodeContext) -> bool:
     return route.source.rr_client or peer.rr_client
 
 
-def advert_for(best: Best, peer: ExportPeer, ctx: NodeContext) -> Advert | None:
+def attributes_class(peer: ExportPeer) -> tuple[object, ...]:
+    """What of a peer the attributes it is sent depend on: peers alike in it are sent the
+    same attributes for the same route (one update group)."""
+    return (peer.ebgp, peer.local_as if peer.ebgp else None, peer.next_hop_mode)
+
+
+def advert_for(best: Best, peer: ExportPeer, ctx: NodeContext,
+               shared: dict[tuple[object, ...], Advert] | None = None) -> Advert | None:
+    """What ``peer`` is sent of ``best`` (None: nothing).  With ``shared`` (the adverts
+    already made of this best route, by :func:`attributes_class`) an equal advert is reused,
+    not made again."""
     route = best.route
     source = route.source
     if source.key == peer.key:
@@ -88,7 +98,13 @@ def advert_for(best: Best, peer: ExportPeer, ctx: NodeContext) -> Advert | None:
         return None
     if not exportable(route, ctx, peer.policy):
         return None
-    return Advert(route.prefix, _attributes(route, peer, ctx))
+    if shared is None:
+        return Advert(route.prefix, _attributes(route, peer, ctx))
+    key = attributes_class(peer)
+    advert = shared.get(key)
+    if advert is None:
+        advert = shared[key] = Advert(route.prefix, _attributes(route, peer, ctx))
+    return advert
 
 
 def _attributes(route: Route, peer: ExportPeer, ctx: NodeContext) -> Attributes:

@@ -128,6 +128,9 @@ class Rib:
         self._restart: _Restart | None = None
         # the peers with a session up, kept as their states change: (iBGP, eBGP)
         self._up: tuple[dict[SourceKey, ExportPeer], dict[SourceKey, ExportPeer]] = ({}, {})
+        # per prefix, its best route and the adverts made of it, one per class of peers
+        # (update groups: every client of a reflector holds the same Advert object)
+        self._shared: dict[Prefix, tuple[Best, dict[tuple[object, ...], Advert]]] = {}
 
     # Public methods each return one Delta; the private ones add to the Delta they are given.
 
@@ -156,6 +159,7 @@ class Rib:
         if ctx == self.ctx:
             return delta
         self.ctx = ctx
+        self._shared = {}
         for key in list(self.received):
             self._reimport(key, delta)
         self._fib = {}
@@ -392,6 +396,7 @@ class Rib:
         self.out = {key: dict(adverts) for key, adverts in self.out.items()}
         self.rejected = dict(self.rejected)
         self._fib = dict(self._fib)
+        self._shared = dict(self._shared)
 
     def fib_routes(self) -> list[KernelRoute]:
         """The kernel routes wanted now: Loc-RIB routes, plus adopted ones not yet swept."""
@@ -455,7 +460,14 @@ class Rib:
         out = self.out.get(peer.key)
         if out is None:
             out = self.out[peer.key] = {}
-        new = advert_for(best, peer, self.ctx) if best is not None else None
+        if best is None:
+            self._shared.pop(prefix, None)
+            new = None
+        else:
+            entry = self._shared.get(prefix)
+            if entry is None or entry[0] is not best:
+                entry = self._shared[prefix] = (best, {})
+            new = advert_for(best, peer, self.ctx, entry[1])
         old = out.get(prefix)
         if new == old:
             return

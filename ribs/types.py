@@ -51,6 +51,33 @@ def prefix(value: str | tuple[int, int], *, version: int | None = None) -> Prefi
     return IPv4Prefix(value) if version == 4 else IPv6Prefix(value)
 
 
+class IPv4Host(IPv4Address):
+    """An IPv4Address that remembers its hash: a peer's address keys the pacer's and the
+    RIB's per-peer tables, once per (peer, prefix) change.  Equal, and hashing equal, to a
+    plain address."""
+
+    def __hash__(self) -> int:
+        value = self.__dict__.get("_hash")
+        if not isinstance(value, int):
+            value = self.__dict__["_hash"] = IPv4Address.__hash__(self)
+        return value
+
+
+class IPv6Host(IPv6Address):
+    """The IPv6 counterpart of :class:`IPv4Host`."""
+
+    def __hash__(self) -> int:
+        value = self.__dict__.get("_hash")
+        if not isinstance(value, int):
+            value = self.__dict__["_hash"] = IPv6Address.__hash__(self)
+        return value
+
+
+def host(value: str) -> Address:
+    """An address from text, remembering its hash (:class:`IPv4Host`)."""
+    return IPv6Host(value) if ":" in value else IPv4Host(value)
+
+
 def prefix_bits(net: Prefix) -> tuple[int, int, int]:
     """(version, network address as int, length), remembered on the prefix when it can be."""
     cache = net.__dict__
@@ -147,6 +174,18 @@ class Attributes:
     large_communities: tuple[tuple[int, int, int], ...] = ()
     originator_id: IPv4Address | None = None
     cluster_list: tuple[IPv4Address, ...] = ()
+    # its hash, once asked: the pacer groups every (peer, prefix) change by attributes, and
+    # a dataclass hashes every field each time (addresses in Python)
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        value = self._hash
+        if not value:
+            value = hash((self.origin, self.as_path, self.next_hop, self.med, self.local_pref,
+                          self.communities, self.large_communities, self.originator_id,
+                          self.cluster_list))
+            object.__setattr__(self, "_hash", value)
+        return value
 
 
 class SourceKind(enum.Enum):

@@ -120,3 +120,21 @@ def test_reflected_route_never_returns(src_i: int, dst_i: int, clusters: list[in
         if a is not None:
             assert dst.key != src.key and dst.router_id != src.router_id
             assert IPv4Address(cluster_id) not in r.attrs.cluster_list
+
+
+SOURCES = [OWN, route("172.17.9.0/24", N1), route("172.17.9.0/24", TOR, path=(65000,), med=7),
+           route("172.17.9.0/24", peer("10.10.1.9", rr_client=True), clusters=("1.0.0.9",))]
+PEER_SOURCES = [N1, N2, TOR, TOR2, peer("10.10.1.9", rr_client=True)]
+
+
+@given(st.sampled_from(SOURCES), st.sampled_from([CTX, RR_CTX]),
+       st.lists(st.tuples(st.sampled_from(PEER_SOURCES), st.booleans(),
+                          st.sampled_from(list(NextHopMode)), st.sampled_from([64512, 64999])),
+                min_size=1, max_size=12))
+def test_an_advert_shared_by_an_update_group_is_the_one_each_peer_would_get(
+        r: Route, ctx, peers) -> None:  # type: ignore[no-untyped-def]
+    best = select([r])
+    shared: dict[tuple[object, ...], object] = {}
+    for src, client, mode, local_as in peers:
+        to = replace(export_peer(src, rr_client=client, mode=mode), local_as=local_as)
+        assert advert_for(best, to, ctx, shared) == advert_for(best, to, ctx)  # type: ignore[arg-type]

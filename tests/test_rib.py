@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from hypothesis import given
@@ -11,7 +12,7 @@ from ribs.context import EncapMode, NodeContext, Pool, PrefixSet
 from ribs.export import ExportPeer
 from ribs.kernel_plan import RouteKind
 from ribs.rib import Rib
-from ribs.types import Route, Source
+from ribs.types import Attributes, Route, Source, host
 from tests.ribs_helpers import context, export_peer, peer, route, session
 
 CTX = context()
@@ -167,3 +168,14 @@ def test_cached_hash_prefixes_mix_with_plain_networks() -> None:
         assert prefix_bits(fast) == prefix_bits(plain) == (
             plain.version, int(plain.network_address), plain.prefixlen)
     assert isinstance(prefix((1 << 64, 64), version=6), IPv6Network)
+
+
+@given(st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)))
+def test_values_that_remember_their_hash_equal_plain_ones(plain) -> None:  # type: ignore[no-untyped-def]
+    fast = host(str(plain))
+    assert fast == plain and hash(fast) == hash(plain) == hash(fast)
+    assert {fast: 1}[plain] == 1 and {plain: 1}[fast] == 1
+    attrs = Attributes(next_hop=plain, local_pref=100)
+    assert hash(attrs) == hash(Attributes(next_hop=fast, local_pref=100))
+    changed = replace(attrs, local_pref=200)  # a copy does not take the original's hash
+    assert changed != attrs and hash(changed) == hash(Attributes(next_hop=plain, local_pref=200))

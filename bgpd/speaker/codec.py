@@ -267,7 +267,20 @@ def _update(peer: Address, update: dict[str, Any]) -> Update:
 
 # --- commands ----------------------------------------------------------------------------
 def _selector(peers: Sequence[Address]) -> str:
-    return " , ".join(f"neighbor {p}" for p in peers)
+    """``neighbor A , neighbor B ...``: each peer's phrase made once (a reflector's command
+    names every client, and an address's text is computed in Python)."""
+    phrases = []
+    for peer in peers:
+        phrase = _PHRASES.get(peer)
+        if phrase is None:
+            if len(_PHRASES) > 65536:
+                _PHRASES.clear()
+            phrase = _PHRASES[peer] = f"neighbor {peer}"
+        phrases.append(phrase)
+    return " , ".join(phrases)
+
+
+_PHRASES: dict[Address, str] = {}
 
 
 def attribute_text(attrs: Attributes) -> str:

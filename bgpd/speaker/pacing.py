@@ -62,6 +62,7 @@ class Pacer:
         self.sent_at: dict[tuple[Address, Prefix], float] = {}
         self.held: dict[tuple[Address, Prefix], float] = {}  # refused: not before then
         self.eor_due: set[Address] = set()
+        self._expired_at = float("-inf")
 
     # --- input ---------------------------------------------------------------------------
     def desire(self, peer: Address, prefix: Prefix, attrs: Attributes | None) -> None:
@@ -177,7 +178,10 @@ class Pacer:
             self.held[(peer, prefix)] = now + self.retry
 
     def _expire(self, now: float) -> None:
-        if len(self.sent_at) > 4096:
+        # a walk over every stamp at most once per cooldown: a reflector's start stamps
+        # (peers x prefixes), and a walk per command made the pacer quadratic
+        if len(self.sent_at) > 4096 and now - self._expired_at >= self.cooldown:
+            self._expired_at = now
             for key in [k for k, t in self.sent_at.items() if now - t >= self.cooldown]:
                 del self.sent_at[key]
 
