@@ -46,7 +46,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.mesh --peers 100,300,599 --compare --role active --idle 10 --json
 	$(BIN)/python -m benchmarks.mesh --peers 100,300,599 --compare --role mesh --idle 10 --json
 	$(BIN)/python -m benchmarks.mesh --peers 100,300,599 --compare --storm --idle 10 --json
-	$(BIN)/python -m benchmarks.reflector --clients 100,300,599 --engine bgpd,bgpd-deepcopy,bird --json
+	$(BIN)/python -m benchmarks.reflector --clients 300,599 --compare --json
 	$(BIN)/python -m benchmarks.propagation --samples 200 --compare --json
 	$(BIN)/python -m benchmarks.ingest --routes 20000 --compare --profile --json
 	$(BIN)/python -m benchmarks.restart --compare --json

@@ -1,26 +1,30 @@
-"""A Calico route reflector for N clients: bgpd or BIRD 1.6 as the reflector.
+"""A Calico route reflector for N clients: bgpd, BIRD 1.6, FRR or GoBGP as the reflector.
 
-    python -m benchmarks.reflector --clients 100[,300,599] --engine bgpd|bird [--compare]
+    python -m benchmarks.reflector --clients 100[,300,599] --engine bgpd|bird|frr|gobgp [--compare]
 
 The device under test (DUT, 198.18.0.1) is a Calico node that is a route reflector the way
 Calico documents it: its Node has a ``RouteReflectorClusterID`` and the label
 ``route-reflector: "true"``, the node-to-node mesh is off, and one BGPPeer
 (``nodeSelector: all()``, ``peerSelector: route-reflector == 'true'``) makes every node peer
 with the reflectors — so the reflector peers back with every client, as ``rr client``.  BIRD
-1.6 is configured as confd configures a reflector (``rr client; rr cluster id``).  Each client
+1.6 is configured as confd configures a reflector (``rr client; rr cluster id``); FRR with
+one peer group of ``route-reflector-client``s, GoBGP with ``route-reflector-client`` on
+every neighbour, both passive with the cluster id, as references.  Each client
 is its own BIRD 2 process in a second namespace (its own address, ``strict bind``) announcing
 its ``/24``.
 
 Reported: ``established_s`` (DUT start → a connection with every client), ``full_s`` (→ every
 client holds every client's block and the DUT's, N + 1 routes, read from each client's
 control socket), CPU seconds and RSS of the DUT's processes by process at that moment.
-``--compare`` runs bgpd and BIRD 1.6 in one invocation and adds ``bgpd_vs_bird`` ratios.
+``--compare`` runs all four in one invocation and adds ``bgpd_vs`` ratios against each and
+against the fastest of the others.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import socket
 import subprocess
 import time
@@ -33,12 +37,15 @@ from benchmarks.dut import CALICO_TIMERS, Dut, cpu_seconds, role_of, rounded, rs
 from benchmarks.ingest import Profile
 from benchmarks.mesh import block, neighbour_room, peer_ip
 from integration_tests.netns import Namespace, NetLab, tunl0
+from integration_tests.peers import FRR_BGPD
+from integration_tests.waiting import wait_for
 
 DUT_IP = "198.18.0.1"
 CLUSTER_ID = "198.18.0.1"
 DUT_BLOCK = "172.31.255.0/24"
 # bgpd with some of its ExaBGP launcher's steps left out: each step measured in the same run
-SKIP = {"bgpd-deepcopy": "shared_changes"}
+SKIP = {"bgpd-deepcopy": "shared_changes,update_groups", "bgpd-plain": "update_groups"}
+REFERENCES = ("frr", "gobgp")
 
 
 def client_config(i: int) -> str:
@@ -125,6 +132,70 @@ def bird_config(clients: int, version: int) -> str:
         f"{CALICO_TIMERS}import all; export all; }}\n" for i in range(clients))
 
 
+def frr_config(clients: int) -> str:
+    lines = ["frr defaults traditional", "hostname dut", "log stdout warnings",
+             "router bgp 64512", f" bgp router-id {DUT_IP}", f" bgp cluster-id {CLUSTER_ID}",
+             " no bgp ebgp-requires-policy", " no bgp network import-check",
+             " bgp graceful-restart", " neighbor clients peer-group",
+             " neighbor clients remote-as 64512", " neighbor clients passive"]
+    lines += [f" neighbor {peer_ip(i)} peer-group clients" for i in range(clients)]
+    lines += [" address-family ipv4 unicast", f"  network {DUT_BLOCK}",
+              "  neighbor clients route-reflector-client", " exit-address-family"]
+    return "\n".join(lines) + "\n"
+
+
+def gobgp_config(clients: int) -> str:
+    lines = ["[global.config]", "  as = 64512", f'  router-id = "{DUT_IP}"', "  port = 179",
+             f'  local-address-list = ["{DUT_IP}"]']
+    for i in range(clients):
+        lines += ["[[neighbors]]", "  [neighbors.config]",
+                  f'    neighbor-address = "{peer_ip(i)}"', "    peer-as = 64512",
+                  "  [neighbors.transport.config]", "    passive-mode = true",
+                  "  [neighbors.route-reflector.config]", "    route-reflector-client = true",
+                  f'    route-reflector-cluster-id = "{CLUSTER_ID}"',
+                  "  [neighbors.graceful-restart.config]", "    enabled = true",
+                  "  [[neighbors.afi-safis]]", "    [neighbors.afi-safis.config]",
+                  '      afi-safi-name = "ipv4-unicast"']
+    return "\n".join(lines) + "\n"
+
+
+class Reference(Dut):
+    """FRR or GoBGP as the reflector (the references BIRD is not)."""
+
+    def __init__(self, engine: str, ns: Namespace, workdir: Path, clients: int) -> None:
+        super().__init__(engine, ns, workdir, docs=[], bird_config=lambda version: "")
+        self.clients = clients
+
+    def start(self) -> None:
+        if self.engine == "frr":
+            conf = self.workdir / "frr.conf"
+            conf.write_text(frr_config(self.clients))
+            pidfile = self.workdir / "pid"
+            self.ns.run(FRR_BGPD, "-d", "-S", "-Z", "-f", str(conf), "-i", str(pidfile),
+                        "--vty_socket", str(self.workdir), "-P", "0", "-u", "root",
+                        "-g", "root")
+            wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10,
+                     "FRR bgpd's pid file", interval=0.01)
+            self.pid = int(pidfile.read_text())
+            return
+        conf = self.workdir / "gobgpd.toml"
+        conf.write_text(gobgp_config(self.clients))
+        log = open(self.workdir / "gobgpd.log", "wb")  # noqa: SIM115 - lives with the process
+        self.proc = self.ns.popen("gobgpd", "-f", str(conf), "--api-hosts", "127.0.0.1:50051",
+                                  "--pprof-disable", stdout=log, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        # its API answers before it has loaded every neighbour, and refuses routes till then
+        wait_for(lambda: self._gobgp("global", "rib", "add", DUT_BLOCK, check=False) == ""
+                 and DUT_BLOCK in self._gobgp("global", "rib", check=False), 30,
+                 "GoBGP to take the reflector's block", interval=0.1)
+
+    def stop(self, sig: int = signal.SIGKILL) -> None:
+        super().stop(sig)  # (GoBGP takes over 30 s to close 300 sessions on SIGTERM)
+
+    def _gobgp(self, *args: str, check: bool = True) -> str:
+        return self.ns.run("gobgp", "-p", "50051", *args, check=check)
+
+
 def wait_full(dut: Dut, socks: list[Path], start: float, timeout: float
               ) -> tuple[float | None, float | None]:
     """Seconds from ``start`` to a connection with every client, and to every client full."""
@@ -161,9 +232,10 @@ def run(clients: int, engine: str, workdir: Path, *, timeout: float = 900,
         tunl0(dut_ns)
         socks = start_clients(emu, workdir / "clients", clients)
         env = {"BGPD_EXABGP_SKIP": SKIP[engine]} if engine in SKIP else {}
-        dut = Dut("bgpd" if engine.startswith("bgpd") else engine, dut_ns, workdir / "dut",
-                  docs=resources(clients), env=env,
-                  bird_config=lambda version: bird_config(clients, version))
+        dut = Reference(engine, dut_ns, workdir / "dut", clients) if engine in REFERENCES \
+            else Dut("bgpd" if engine.startswith("bgpd") else engine, dut_ns, workdir / "dut",
+                     docs=resources(clients), env=env,
+                     bird_config=lambda version: bird_config(clients, version))
         start = time.monotonic()
         dut.start()
         profiler = None
@@ -186,11 +258,19 @@ def run(clients: int, engine: str, workdir: Path, *, timeout: float = 900,
 
 
 def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """bgpd's figures over each other engine's of the same size, and over the fastest of
+    them (``fastest``: the issue's goal is time within 1.5x of the fastest reference)."""
     out = []
     for ours in (r for r in runs if r["engine"].startswith("bgpd")):
-        for theirs in (r for r in runs if r["engine"] == "bird"
-                       and r["clients"] == ours["clients"]):
-            ratios: dict[str, Any] = {"clients": ours["clients"], "engine": ours["engine"]}
+        others = [r for r in runs if not r["engine"].startswith("bgpd")
+                  and r["clients"] == ours["clients"]]
+        timed = [r for r in others if r["full_s"] is not None]
+        if timed:
+            others.append({**min(timed, key=lambda r: r["full_s"]),
+                           "engine": "fastest:" + min(timed, key=lambda r: r["full_s"])["engine"]})
+        for theirs in others:
+            ratios: dict[str, Any] = {"clients": ours["clients"], "engine": ours["engine"],
+                                      "against": theirs["engine"]}
             for key in ("full_s", "cpu_s", "rss_mb"):
                 if ours[key] is not None and theirs[key]:
                     ratios[key] = round(ours[key] / theirs[key], 2)
@@ -203,9 +283,11 @@ def main() -> None:
     parser.add_argument("--clients", default="100", help="sizes, comma-separated (100,300,599)")
     parser.add_argument("--engine", default="bgpd",
                         help="bgpd; bgpd-deepcopy (ExaBGP copying every route for every "
-                             "client, as shipped); bird (BIRD 1.6 as confd configures a "
-                             "reflector); comma-separated")
-    parser.add_argument("--compare", action="store_true", help="bgpd and BIRD 1.6, and ratios")
+                             "client, as shipped); bgpd-plain (no update groups in ExaBGP); "
+                             "bird (BIRD 1.6 as confd configures a reflector); frr; gobgp; "
+                             "comma-separated")
+    parser.add_argument("--compare", action="store_true",
+                        help="bgpd, BIRD 1.6, FRR and GoBGP, and ratios")
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--profile", action="store_true",
                         help="bgpd: sample its processes with py-spy until every client is full")
@@ -216,7 +298,8 @@ def main() -> None:
     workdir = Path(args.workdir)
     runs = []
     for clients in (int(n) for n in str(args.clients).split(",")):
-        for engine in (["bgpd", "bird"] if args.compare else str(args.engine).split(",")):
+        for engine in (["bgpd", "bird", "frr", "gobgp"] if args.compare
+                       else str(args.engine).split(",")):
             subprocess.run(["rm", "-rf", str(workdir)], check=False)
             runs.append(run(clients, engine, workdir, timeout=args.timeout,
                             profile=args.profile))
@@ -224,7 +307,7 @@ def main() -> None:
     if len(runs) == 1:
         report("reflector", runs[0], save=not args.no_save)
     else:
-        report("reflector", {"runs": runs, "bgpd_vs_bird": compare(runs)},
+        report("reflector", {"runs": runs, "bgpd_vs": compare(runs)},
                save=not args.no_save)
 
 

@@ -24,6 +24,8 @@ ROLES = ("passive", "active", "mesh")
 NA = "n/a"
 ENGINE_NAMES = {"bgpd": "bgpd", "bgpd-stock": "bgpd, ExaBGP's stock reactor",
                 "bgpd-deepcopy": "bgpd, ExaBGP copying each route per client",
+                "bgpd-plain": "bgpd, no update groups in ExaBGP",
+                "frr": "FRR 8.4", "gobgp": "GoBGP 3",
                 "bird": "BIRD 1.6", "bird2": "BIRD 2", "bird-gr": "BIRD 2, graceful restart",
                 "bird-nogr": "BIRD 2, no graceful restart"}
 
@@ -169,8 +171,8 @@ def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
                 for r in sorted(latest(found["reflector"], "clients", "engine").values(),
                                 key=lambda r: (r["clients"], r["engine"]))]
         parts.append("**Route reflector** (`python -m benchmarks.reflector --clients "
-                     "100,300,599 --engine bgpd,bgpd-deepcopy,bird`): start until every "
-                     "client holds every block.\n\n"
+                     "300,599 --compare`): start until every client holds every block; the "
+                     "latest run of each engine and size.\n\n"
                      + table(["clients", "engine", "every client full", "CPU", "RSS",
                               "CPU by process"], rows))
     if "datastore" in found:

@@ -50,7 +50,7 @@ def test_reflector_every_client_full_with_next_hops_kept(tmp_path: Path) -> None
     """Four clients of a bgpd reflector: each learns every other client's block with that
     client as next hop (reflected routes are shared by every client in ExaBGP, not copied)
     and the reflector's own block with the reflector as next hop (next-hop self: a copy per
-    client); BIRD 1.6 as the reference."""
+    client); BIRD 1.6, FRR and GoBGP as the references fill them too."""
     from integration_tests.netns import sh
 
     tables: list[dict[str, str]] = []
@@ -71,9 +71,11 @@ def test_reflector_every_client_full_with_next_hops_kept(tmp_path: Path) -> None
         assert table == {
             reflector.DUT_BLOCK: reflector.DUT_IP,
             **{reflector.block(j): reflector.peer_ip(j) for j in range(4) if j != i}}, table
-    bird = reflector.run(4, "bird", tmp_path / "bird")
-    assert bird["full_s"] is not None
-    assert reflector.compare([result, bird])[0]["clients"] == 4
+    references = [reflector.run(4, engine, tmp_path / engine)
+                  for engine in ("bird", "frr", "gobgp")]
+    assert all(r["full_s"] is not None for r in references), references
+    ratios = reflector.compare([result, *references])
+    assert {r["against"].split(":")[0] for r in ratios} == {"bird", "frr", "gobgp", "fastest"}
 
 
 def test_datastore_metadata_only_against_whole_objects(tmp_path: Path) -> None:
