@@ -52,6 +52,7 @@ from benchmarks.dut import (
     rounded,
     rss_mb,
 )
+from benchmarks.ingest import Profile
 from integration_tests.netns import Namespace, NetLab, tunl0
 
 DUT_IPS = {"passive": "198.18.0.1", "active": "198.18.9.1", "mesh": "198.18.10.251"}
@@ -171,7 +172,8 @@ def converge(dut: Dut, peers: int, start: float,
 
 
 def run(peers: int, engine: str, idle: float, workdir: Path, *, role: str = "passive",
-        storm: bool = False, reactor_speed: float = 5.0) -> dict[str, Any]:
+        storm: bool = False, reactor_speed: float = 5.0, profile: bool = False
+        ) -> dict[str, Any]:
     dut_ip = DUT_IPS[role]
     with neighbour_room(), NetLab() as lab:
         dut_ns, emu = lab.namespace("dut"), lab.namespace("emu")
@@ -186,7 +188,9 @@ def run(peers: int, engine: str, idle: float, workdir: Path, *, role: str = "pas
                   reactor_speed=reactor_speed)
         start = time.monotonic()
         dut.start()
+        profiler = Profile(dut.pid) if profile and engine == "bgpd" and dut.pid else None
         established_s, converged_s = converge(dut, peers, start)
+        profiled = profiler.stop() if profiler else None
         pids = dut.pids()
         cpu = cpu_seconds(pids)  # to convergence (and every session up)
         rss = rss_mb(pids)
@@ -206,7 +210,8 @@ def run(peers: int, engine: str, idle: float, workdir: Path, *, role: str = "pas
             "cpu_s": round(cpu, 2), "rss_mb": round(rss, 1),
             "idle_cpu_pct": round(idle_cpu, 2), "idle_cpu_by_process": per_process,
             "idle_s": idle, "flaps": flaps, "peers_learned_dut_block": learned,
-            **({"exabgp_reactor_speed": reactor_speed} if engine == "bgpd" else {})}
+            **({"exabgp_reactor_speed": reactor_speed} if engine == "bgpd" else {}),
+            **({"profile": profiled} if profiled else {})}
         if storm:
             dut.stop(signal.SIGKILL)
             dut_ns.ip("route", "flush", "proto", "bird")
@@ -257,6 +262,8 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/bgpd-bench-mesh")
     parser.add_argument("--reactor-speed", type=float, default=5.0,
                         help="bgpd: ExaBGP's idle loop period in 10 ms (the daemon's default: 5)")
+    parser.add_argument("--profile", action="store_true",
+                        help="bgpd: sample its processes with py-spy until converged")
     parser.add_argument("--json", action="store_true", help="(the JSON line is always printed)")
     parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
     args = parser.parse_args()
@@ -268,7 +275,7 @@ def main() -> None:
         for engine in engines:
             subprocess.run(["rm", "-rf", str(workdir)], check=False)
             result = run(peers, engine, args.idle, workdir, role=args.role, storm=args.storm,
-                         reactor_speed=args.reactor_speed)
+                         reactor_speed=args.reactor_speed, profile=args.profile)
             print(json.dumps(result), flush=True)
             runs.append(result)
     if len(runs) == 1:
