@@ -31,10 +31,11 @@ peers waits on the loop period.  Here:
 * A command for ``neighbor <address>`` finds its peers by address: ExaBGP tries a regular
   expression per (peer, neighbour named) pair, which for one command to 599 neighbours is
   358,801 of them.  Every candidate is still confirmed by ExaBGP's own matcher.
-* The peers a route command gives work wait for their turn until the API has been quiet for
-  ``BATCH_QUIET`` (or ``BATCH_WINDOW`` after the first such command): the daemon pipelines
-  its commands, and a burst — a reflector's start, a new client's full table — reaches each
-  peer as a few writes, not one per command.  One change alone waits ``BATCH_QUIET``.
+* The peers a route command gives work wait for their turn until the API is quiet — no
+  command waiting on its pipe, none for ``BATCH_QUIET`` — (or ``BATCH_WINDOW`` after the
+  first such command): the daemon pipelines its commands, and a burst — a reflector's
+  start, a new client's full table — reaches each peer as a few writes, not one per
+  command.  One change alone waits ``BATCH_QUIET`` (1 ms).
 * ExaBGP's callback runner makes a new asyncio event loop every reactor loop; generators
   (all its callbacks) are driven directly instead.
 
@@ -121,7 +122,8 @@ CONTRACT: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
 )
 # instance attributes the patches read, as the class's __init__ must assign them
 ATTRIBUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("exabgp.reactor.loop", "Reactor", ("_peers", "_poller", "listener", "asynchronous")),
+    ("exabgp.reactor.loop", "Reactor", ("_peers", "_poller", "listener", "asynchronous",
+                                        "processes")),
     ("exabgp.reactor.listener", "Listener", ("_sockets", "serving", "_accepted", "_reactor")),
     ("exabgp.reactor.peer", "Peer", ("fsm", "neighbor", "proto", "reactor")),
     ("exabgp.bgp.neighbor", "Neighbor", ("rib", "eor", "messages", "refresh")),
@@ -180,7 +182,7 @@ def contract_problems(pinned: str = PINNED) -> list[str]:
 
 TIMER_TURN = 5.0
 SCAN_PERIOD = 1.0
-BATCH_QUIET = 0.005
+BATCH_QUIET = 0.001
 BATCH_WINDOW = 0.25
 _EVENTS = select.EPOLLIN | select.EPOLLPRI | select.EPOLLERR | select.EPOLLHUP
 
@@ -223,15 +225,21 @@ class Turns:
     batched: dict[Any, float] = field(default_factory=dict)  # peer -> when first given routes
     last_command: float = 0.0  # when the API's last command was read or ran
     api_busy: bool = False  # commands ran in this loop
+    api_waiting: bool = False  # the last poll found a command waiting on the API pipe
+
+    def quiet(self, now: float) -> bool:
+        """No command waiting, none for ``BATCH_QUIET``: the daemon has sent its burst."""
+        return not self.api_waiting and now - self.last_command >= BATCH_QUIET
 
     def batch_due(self, now: float) -> float:
         """When the peers given routes by commands get their turn (see :func:`queue_batched`)."""
         if not self.batched:
             return float("inf")
-        return min(self.last_command + BATCH_QUIET, min(self.batched.values()) + BATCH_WINDOW)
+        window = min(self.batched.values()) + BATCH_WINDOW
+        return window if self.api_waiting else min(self.last_command + BATCH_QUIET, window)
 
     def take_batched(self, now: float) -> list[Any]:
-        if now - self.last_command >= BATCH_QUIET:
+        if self.quiet(now):
             due, self.batched = list(self.batched), {}
             return due
         due = [key for key, first in self.batched.items() if now - first >= BATCH_WINDOW]
@@ -253,8 +261,9 @@ def queue_turns(keys: Any) -> None:
 
 def queue_batched(keys: Any) -> None:
     """Peers an API command just gave routes (or End-of-RIB): they get their turn once the
-    API has been quiet for ``BATCH_QUIET``, or ``BATCH_WINDOW`` after the first command at
-    the latest — a burst of commands goes out as one write per peer, not one per command."""
+    API is quiet — no command waiting on its pipe and none for ``BATCH_QUIET`` — or
+    ``BATCH_WINDOW`` after the first command at the latest: a burst of commands goes out as
+    one write per peer, not one per command, and a change alone at once."""
     if _REACTOR:
         turns = turns_of(_REACTOR[0])
         now = time.monotonic()
@@ -385,11 +394,16 @@ def patch() -> None:
             wait_ms = (turns.batch_due(time.monotonic()) - time.monotonic()) * 1000
             sleeptime = max(0, min(sleeptime, int(wait_ms) + 1))
         listeners = listening(self)
+        # (Processes sets fds outside __init__; without it the quiet is the time alone)
+        api = getattr(self.processes, "fds", ())
+        waiting = False
         for fd in original_wait(self, sleeptime):
             if fd in listeners:  # accepted at the top of the next loop
                 continue
+            waiting = waiting or fd in api
             turns.ready.add(fd)
             yield fd
+        turns.api_waiting = waiting
 
     def has_work(peer: Any) -> bool:
         neighbor = peer.neighbor
