@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from ipaddress import IPv4Address, ip_address
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -210,3 +211,50 @@ def test_graceful_restart_flags_as_the_installed_exabgp_writes_them() -> None:
         assert event.graceful_restart.forwarding == (
             frozenset({"ipv4/unicast"}) if f_ipv4 else frozenset())
     assert codec.dialect_for("5.0.99")[1] is not None  # an unchecked release says so
+
+
+N3, P3 = ip_address("198.51.100.4"), prefix("172.17.3.0/24")
+
+
+@given(st.lists(st.tuples(st.sampled_from([N1, N2, N3]), st.sampled_from([P1, P2, P3]),
+                          st.sampled_from([A, B, None]), st.sampled_from([0.0, 0.03, 0.2]),
+                          st.booleans()), max_size=40))
+def test_pacer_ends_where_wanted_and_never_changes_a_prefix_twice_in_a_cooldown(
+        ops: list[tuple[Any, Any, Attributes | None, float, bool]]) -> None:
+    """Any interleaving of wishes, takes and refusals: every command carries exactly what it
+    says, no (peer, prefix) changes twice within the cooldown, and once the pacer is left
+    to run ExaBGP holds exactly what is wanted."""
+    pacer = Pacer(cooldown=0.1, retry=0.5)
+    wanted: dict[tuple[Any, Any], Attributes | None] = {}
+    last: dict[tuple[Any, Any], float] = {}
+    now = 0.0
+
+    def step(refuse: bool) -> None:
+        batches, _ = pacer.take(now)
+        for batch in batches:
+            for peer, pfx, _was, _attrs in batch.changes:
+                assert now - last.get((peer, pfx), -1.0) >= 0.1 - 1e-9, (peer, pfx, now)
+                last[(peer, pfx)] = now
+            peers = sorted({c[0] for c in batch.changes}, key=int)
+            prefixes = sorted({c[1] for c in batch.changes}, key=lambda p: int(p.network_address))
+            if batch.changes:
+                attrs = batch.changes[0][3]
+                build = codec.announce_command if attrs is not None else codec.withdraw_command
+                shown = attrs if attrs is not None else batch.changes[0][2]
+                assert shown is not None
+                assert batch.text == build(peers, shown, prefixes)
+                assert len(batch.changes) == len(peers) * len(prefixes)
+            if refuse:
+                pacer.refused(batch, now)
+
+    for peer, pfx, attrs, dt, refuse in ops:
+        pacer.desire(peer, pfx, attrs)
+        wanted[(peer, pfx)] = attrs
+        now += dt
+        step(refuse)
+    for _ in range(30):
+        now += 0.1
+        step(False)
+    assert pacer.idle()
+    for (peer, pfx), attrs in wanted.items():
+        assert pacer.wire.get(peer, {}).get(pfx) == attrs

@@ -48,7 +48,8 @@ class Batch:
     eor: tuple[Address, ...] = ()
 
 
-Grouped = dict[Attributes, dict[Address, list[Prefix]]]
+# attributes -> peer -> [(prefix, what the peer had before)]
+Grouped = dict[Attributes, dict[Address, list[tuple[Prefix, Attributes | None]]]]
 
 
 class Pacer:
@@ -59,7 +60,7 @@ class Pacer:
         self.max_nlri = max_nlri
         self.wire: dict[Address, dict[Prefix, Attributes]] = {}
         self.pending: dict[Address, dict[Prefix, Attributes | None]] = {}
-        self.sent_at: dict[tuple[Address, Prefix], float] = {}
+        self.sent_at: dict[Address, dict[Prefix, float]] = {}  # when each change was sent
         self.held: dict[tuple[Address, Prefix], float] = {}  # refused: not before then
         self.eor_due: set[Address] = set()
         self._expired_at = float("-inf")
@@ -89,9 +90,9 @@ class Pacer:
         self._drop_times(peer)
 
     def _drop_times(self, peer: Address) -> None:
-        for times in (self.sent_at, self.held):
-            for key in [k for k in times if k[0] == peer]:
-                del times[key]
+        self.sent_at.pop(peer, None)
+        for key in [k for k in self.held if k[0] == peer]:
+            del self.held[key]
 
     def advertised(self, peer: Address) -> int:
         return len(self.wire.get(peer, ()))
@@ -99,38 +100,46 @@ class Pacer:
     # --- output --------------------------------------------------------------------------
     def take(self, now: float) -> tuple[list[Batch], float | None]:
         """Commands to send now, and when to call again for changes held back (or None)."""
-        announces: Grouped = defaultdict(lambda: defaultdict(list))
-        withdraws: Grouped = defaultdict(lambda: defaultdict(list))
+        # (one pass over every pending (peer, prefix): a reflector's start is peers x prefixes
+        # of them, so no tuple is made per change)
+        announces: Grouped = {}
+        withdraws: Grouped = {}
         later: float | None = None
-        before: dict[tuple[Address, Prefix], Attributes | None] = {}
+        cooldown, held = self.cooldown, self.held
         for peer, changes in self.pending.items():
             wire = self.wire.setdefault(peer, {})
+            stamps = self.sent_at.setdefault(peer, {})
             for prefix in list(changes):
                 wanted = changes[prefix]
                 current = wire.get(prefix)
                 if wanted == current:
                     del changes[prefix]
                     continue
-                sent = self.sent_at.get((peer, prefix))
-                due = max(sent + self.cooldown if sent is not None else now,
-                          self.held.get((peer, prefix), now))
+                sent = stamps.get(prefix)
+                due = sent + cooldown if sent is not None else now
+                if held:
+                    until = held.get((peer, prefix))
+                    if until is not None:
+                        due = max(due, until)
                 if due > now:
                     later = due if later is None else min(later, due)
                     continue
-                self.held.pop((peer, prefix), None)
+                if held:
+                    held.pop((peer, prefix), None)
                 del changes[prefix]
-                self.sent_at[(peer, prefix)] = now
-                before[(peer, prefix)] = current
+                stamps[prefix] = now
                 if wanted is None:
                     assert current is not None
-                    withdraws[current][peer].append(prefix)
+                    withdraws.setdefault(current, {}).setdefault(peer, []).append(
+                        (prefix, current))
                     del wire[prefix]
                 else:
-                    announces[wanted][peer].append(prefix)
+                    announces.setdefault(wanted, {}).setdefault(peer, []).append(
+                        (prefix, current))
                     wire[prefix] = wanted
         self.pending = {p: c for p, c in self.pending.items() if c}
-        batches = self._batches(announces, announce_command, before, announce=True)
-        batches += self._batches(withdraws, withdraw_command, before, announce=False)
+        batches = self._batches(announces, announce_command, announce=True)
+        batches += self._batches(withdraws, withdraw_command, announce=False)
         done = sorted((p for p in self.eor_due if p not in self.pending),
                       key=lambda a: (a.version, int(a)))
         for version in (4, 6):  # one command per family, however many peers
@@ -143,20 +152,26 @@ class Pacer:
         return batches, later
 
     def _batches(self, grouped: Grouped,
-                 build: Callable[[Sequence[Address], Attributes, Iterable[Prefix]], str],
-                 before: dict[tuple[Address, Prefix], Attributes | None], *,
+                 build: Callable[[Sequence[Address], Attributes, Iterable[Prefix]], str], *,
                  announce: bool) -> list[Batch]:
         out: list[Batch] = []
+        wanted = None
         for attrs, by_peer in grouped.items():
             by_prefixes: dict[tuple[Prefix, ...], list[Address]] = defaultdict(list)
-            for peer, prefixes in by_peer.items():
-                by_prefixes[tuple(sorted(prefixes, key=_order))].append(peer)
+            before: dict[Address, dict[Prefix, Attributes | None]] = {}
+            for peer, entries in by_peer.items():
+                before[peer] = dict(entries)
+                prefixes = [p for p, _ in entries]
+                if len(prefixes) > 1:
+                    prefixes.sort(key=_order)
+                by_prefixes[tuple(prefixes)].append(peer)
+            if announce:
+                wanted = attrs
             for nlri, peers in by_prefixes.items():
                 peers.sort(key=lambda a: (a.version, int(a)))
                 for i in range(0, len(nlri), self.max_nlri):
                     chunk = nlri[i:i + self.max_nlri]
-                    wanted = attrs if announce else None
-                    changes = tuple((peer, p, before[(peer, p)], wanted)
+                    changes = tuple((peer, p, before[peer][p], wanted)
                                     for peer in peers for p in chunk)
                     out.append(Batch(build(peers, attrs, chunk), changes))
         return out
@@ -178,12 +193,20 @@ class Pacer:
             self.held[(peer, prefix)] = now + self.retry
 
     def _expire(self, now: float) -> None:
-        # a walk over every stamp at most once per cooldown: a reflector's start stamps
-        # (peers x prefixes), and a walk per command made the pacer quadratic
-        if len(self.sent_at) > 4096 and now - self._expired_at >= self.cooldown:
-            self._expired_at = now
-            for key in [k for k, t in self.sent_at.items() if now - t >= self.cooldown]:
-                del self.sent_at[key]
+        # stamps older than the cooldown hold nothing back: dropped, in a walk at most once
+        # per cooldown (a reflector's start stamps peers x prefixes; a walk per command made
+        # the pacer quadratic)
+        if now - self._expired_at < self.cooldown:
+            return
+        self._expired_at = now
+        for peer in list(self.sent_at):
+            stamps = self.sent_at[peer]
+            old = [p for p, t in stamps.items() if now - t >= self.cooldown]
+            if len(old) == len(stamps):
+                del self.sent_at[peer]
+            else:
+                for p in old:
+                    del stamps[p]
 
     def idle(self) -> bool:
         return not self.pending and not self.eor_due
