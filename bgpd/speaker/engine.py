@@ -306,10 +306,22 @@ def indexed_match(original: Any, match_one: Any) -> Any:
     command for 599 neighbours is 599 checks instead of 358,801 regular expressions (more
     patterns than ``re`` caches: each was compiled anew, 15 s per command)."""
 
+    # the peers list last indexed (kept: its id names the index) -> head -> [(position, name)]
+    indexed: list[Any] = [None, {}]
+
     def match_neighbors(peers: Any, descriptions: Any) -> Any:
         found = find(peers, descriptions)
         queue_batched(found)  # the command gives these peers work
         return found
+
+    def heads(peers: Any) -> dict[str, list[tuple[int, Any]]]:
+        """The peers by head; the reactor hands the same list until its peers change."""
+        if indexed[0] is not peers:
+            index: dict[str, list[tuple[int, Any]]] = {}
+            for position, name in enumerate(peers):
+                index.setdefault(neighbor_head(name) or "", []).append((position, name))
+            indexed[:] = [peers, index]
+        return indexed[1]
 
     def find(peers: Any, descriptions: Any) -> Any:
         if not descriptions:
@@ -321,11 +333,17 @@ def indexed_match(original: Any, match_one: Any) -> Any:
                     or " " in wanted[0][len("neighbor "):]):
                 return original(peers, descriptions)
             by_head.setdefault(wanted[0], []).append(description)
+        if not isinstance(peers, list):
+            peers = list(peers)
         # a description that is its address alone matches every peer with that head (what
-        # ExaBGP's matcher would find, without a regular expression per peer)
-        return [name for name in peers
-                if any(len(d) == 1 or match_one(d, name)
-                       for d in by_head.get(neighbor_head(name) or "", ()))]
+        # ExaBGP's matcher would find, without a regular expression per peer); the peers
+        # come out in the order they were given
+        index = heads(peers)
+        found = [(position, name) for head, ds in by_head.items()
+                 for position, name in index.get(head, ())
+                 if any(len(d) == 1 or match_one(d, name) for d in ds)]
+        found.sort(key=lambda pair: pair[0])
+        return [name for _, name in found]
 
     return match_neighbors
 
@@ -444,7 +462,10 @@ def patch() -> None:
 
     def reload(self: Any) -> Any:
         turns_of(self).scan = True
-        return original_reload(self)
+        try:
+            return original_reload(self)
+        finally:  # (after: a peers list asked for during the reload is not kept)
+            self._bgpd_reloads = self.__dict__.get("_bgpd_reloads", 0) + 1
 
     def handle_connection(self: Any, peer_name: Any, connection: Any) -> Any:
         queue_turns([peer_name])
@@ -505,7 +526,15 @@ def patch() -> None:
             self._accepted = original_accepted
 
     def peers(self: Any, service: str = "") -> Any:
-        keys = original_peers(self, service)
+        # the same list object until the peers change (a reload, a peer gone): the command
+        # matcher indexes it once, not once per command
+        key = (service, self.__dict__.get("_bgpd_reloads", 0), len(self._peers))
+        cached = self.__dict__.get("_bgpd_peers")
+        if cached is not None and cached[0] == key:
+            keys = cached[1]
+        else:
+            keys = original_peers(self, service)
+            self._bgpd_peers = (key, keys)
         first = self.__dict__.get("_bgpd_first")
         if first is None:
             return keys
