@@ -6,10 +6,12 @@ These machines run no systemd as PID 1, but a Debian tree booted by ``systemd-ns
 modules link to) and reuses it; :class:`Container` boots it with its network in a namespace
 of the test's fabric and drives ``systemctl`` / ``journalctl`` inside through ``nsenter``.
 
-The project runs inside as it is on the host: the checkout and the virtualenv's packages
-are bind-mounted read-only at their own paths, and the interpreter the virtualenv was made
-with at ``/opt/bgpd-python`` — not under ``/root``, which the unit's ``ProtectHome=yes``
-hides.  ``/usr/local/bin/bgpd`` (the unit's ``ExecStart``) is a two-line launcher of that
+The project runs inside as it is on the host, bind-mounted read-only under ``/opt`` (the
+unit's ``ProtectHome=yes`` hides ``/root``, where this machine's interpreter lives, and
+``PrivateTmp=yes`` a checkout under ``/tmp``): the checkout at ``/opt/bgpd-src``, the
+virtualenv's packages at ``/opt/bgpd-site`` (both on the path of a small virtualenv in the
+tree, by a ``.pth`` file) and the interpreter at ``/opt/bgpd-python``.
+``/usr/local/bin/bgpd`` (the unit's ``ExecStart``) is a two-line launcher of that
 interpreter; the unit file itself is installed unchanged.
 """
 
@@ -37,6 +39,8 @@ PACKAGES = ("systemd", "systemd-sysv", "dbus", "procps", "libffi8", "libssl3", "
 MIRROR = "http://deb.debian.org/debian"
 PYTHON_AT = Path("/opt/bgpd-python")  # the interpreter, inside
 VENV_AT = Path("/opt/bgpd-venv")  # a virtualenv made of the host's packages, inside
+SOURCE_AT = Path("/opt/bgpd-src")  # the checkout, inside
+SITE_AT = Path("/opt/bgpd-site")  # the host virtualenv's packages, inside
 
 
 def unavailable() -> str | None:
@@ -79,7 +83,9 @@ def install_project(tree: Path, *, settings: dict[str, Any], resources: str) -> 
     (tree / "etc/systemd/system/bgpd.service").write_text(unit)
     venv = tree / VENV_AT.relative_to("/")
     (venv / "bin").mkdir(parents=True, exist_ok=True)
-    (venv / "lib/python3.11/site-packages").mkdir(parents=True, exist_ok=True)
+    site = venv / "lib/python3.11/site-packages"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "bgpd-test.pth").write_text(f"{SOURCE_AT}\n{SITE_AT}\n")  # the source first
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     (venv / "pyvenv.cfg").write_text(f"home = {PYTHON_AT}/bin\ninclude-system-site-packages = "
                                      f"false\nversion = {sys.version.split()[0]}\n")
@@ -115,8 +121,8 @@ class Container:
                 "--keep-unit", "--capability=CAP_NET_ADMIN",
                 f"--machine=bgpd-{os.getpid()}",
                 f"--network-namespace-path=/run/netns/{self.ns.name}",
-                f"--bind-ro={REPO}", f"--bind-ro={base}:{PYTHON_AT}",
-                f"--bind-ro={site}:{VENV_AT}/lib/python3.11/site-packages"]
+                f"--bind-ro={REPO}:{SOURCE_AT}", f"--bind-ro={base}:{PYTHON_AT}",
+                f"--bind-ro={site}:{SITE_AT}"]
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.workdir / "console.log", "wb")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,

@@ -11,6 +11,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,8 +65,13 @@ def test_two_nodes_and_a_tor(cluster: Cluster) -> None:
     c = cluster
     converged(c)
     n0 = c.nodes[0]
-    status = c.status(n0)
-    peers = {p["address"]: p for p in status["peers"]}
+
+    def tor_view() -> dict[str, Any]:
+        return {p["address"]: p for p in c.status(n0)["peers"]}
+
+    # the two blocks the ToR sends back come after it learned them: rejected a moment later
+    c.wait(lambda: tor_view()[TOR_IP]["routes_rejected"] >= 5, 30, "the ToR's routes judged")
+    peers = tor_view()
     assert peers[TOR_IP]["established"] and peers[node_ip(1)]["established"]
     assert peers[node_ip(1)]["type"] == "node-to-node mesh"
     # the default route, the node subnet, a /32 outside the pools, our own block sent back
