@@ -11,10 +11,11 @@ runs from that command to the last route in the node's kernel (``ingest_s``), th
 reconfiguration without them to the last route gone (``withdraw_s``), and the RSS 2 s after
 that (memory given back, ``rss_mb_after_withdrawal``; bgpd hands freed memory back once it
 has been quiet for a second after a withdrawal of 1,000 routes or more: the run waits for
-it to say so in ``bgpd status`` first, ``memory_released``).  Also: CPU seconds of
-each of the node's processes over both phases, the peak RSS of all of them (sampled every
-0.1 s), and with ``--profile`` (py-spy) the functions where bgpd's processes spent the
-ingestion.
+it to say so in ``bgpd status`` first, ``memory_released``).  Also: CPU seconds of each of
+the node's processes in each phase (``cpu_s_ingest_withdraw_by_process``; the withdrawal's
+includes the release of memory), the peak RSS of all of them (sampled every 0.1 s), and
+with ``--profile`` (py-spy) the functions where bgpd's processes spent the
+ingestion and the withdrawal.
 """
 
 from __future__ import annotations
@@ -180,13 +181,16 @@ def run(routes: int, engine: str, workdir: Path, *, profile: bool = False) -> di
             ingest_s = wait(lambda: owned_routes(dut_ns) >= routes, 600, "every route", dut,
                             peak)
             profiled = profiler.stop() if profiler else None
+            cpu_full = {pid: cpu_seconds([pid]) for pid in pids}
             rss_full = rss_mb(dut.pids())
             for pid in pids:
                 rss_by[role_of(pid)].append(round(rss_mb([pid]), 1))
             releases = _releases(dut) if engine == "bgpd" else 0
+            profiler = Profile(pids[0]) if profile and engine == "bgpd" else None
             feeder.set_originate([])
             withdraw_s = wait(lambda: owned_routes(dut_ns) == 0, 600, "every withdrawal", dut,
                               peak)
+            profiled_withdrawal = profiler.stop() if profiler else None
             # bgpd hands the memory back once quiet for a second after a large withdrawal
             released = engine == "bgpd" and routes >= RELEASE_AFTER and _released(
                 dut, releases, 15)
@@ -194,19 +198,22 @@ def run(routes: int, engine: str, workdir: Path, *, profile: bool = False) -> di
             rss_after = rss_mb(dut.pids())
             for pid in pids:
                 rss_by[role_of(pid)].append(round(rss_mb([pid]), 1))
-            cpu = {role_of(pid): round(cpu_seconds([pid]) - before, 2)
+            cpu = {role_of(pid): [round(cpu_full[pid] - before, 2),
+                                  round(cpu_seconds([pid]) - cpu_full[pid], 2)]
                    for pid, before in cpu_before.items()}
         finally:
             dut.stop()
             feeder.kill()
     return {"routes": routes, "engine": engine, "ingest_s": rounded(ingest_s),
             "routes_per_s": round(routes / ingest_s) if ingest_s else None,
-            "withdraw_s": rounded(withdraw_s), "cpu_s_by_process": cpu,
+            "withdraw_s": rounded(withdraw_s),
+            "cpu_s_ingest_withdraw_by_process": cpu,
             "rss_mb_idle": round(rss_before, 1), "rss_mb_full": round(rss_full, 1),
             "rss_mb_after_withdrawal": round(rss_after, 1),
             "rss_mb_idle_full_after_by_process": rss_by,
             "peak_rss_mb": round(peak[0], 1), "memory_released": released,
-            **({"profile": profiled} if profiled else {})}
+            **({"profile": {"ingest": profiled, "withdraw": profiled_withdrawal}}
+               if profiled else {})}
 
 
 def main() -> None:
@@ -216,7 +223,8 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true",
                         help="run bgpd and BIRD 1.6 and report bgpd_vs_bird ratios")
     parser.add_argument("--profile", action="store_true",
-                        help="bgpd: sample its processes with py-spy during the ingestion")
+                        help="bgpd: sample its processes with py-spy during the ingestion "
+                        "and the withdrawal")
     parser.add_argument("--workdir", default="/tmp/bgpd-bench-ingest")
     parser.add_argument("--json", action="store_true", help="(the JSON line is always printed)")
     parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
