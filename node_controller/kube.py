@@ -43,9 +43,8 @@ from typing import Any
 
 import aiohttp
 import structlog
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
 
+from node_controller.kube_client import ApiClient, ApiException, Configuration, config
 from node_controller.models import BGPConfiguration, BGPPeer
 from node_controller.store import Store
 
@@ -130,9 +129,9 @@ class KubeconfigError(ValueError):
     """No usable credentials for the API: the message says which file or what is missing."""
 
 
-async def api_client(*, kubeconfig: str | None = None) -> client.ApiClient:
+async def api_client(*, kubeconfig: str | None = None) -> ApiClient:
     """An API client from a kubeconfig file, else the in-cluster service account."""
-    configuration = client.Configuration()
+    configuration = Configuration()
     try:
         if kubeconfig is not None:
             if not Path(kubeconfig).is_file():
@@ -144,13 +143,13 @@ async def api_client(*, kubeconfig: str | None = None) -> client.ApiClient:
     except config.ConfigException as exc:
         where = f"kubeconfig {kubeconfig}" if kubeconfig else "in-cluster service account"
         raise KubeconfigError(f"{where}: {exc}") from None
-    return client.ApiClient(configuration)
+    return ApiClient(configuration)
 
 
 class Watcher:
     """List+watch of one resource into the store; calls ``on_change`` after real changes."""
 
-    def __init__(self, api: client.ApiClient, resource: Resource, store: Store,
+    def __init__(self, api: ApiClient, resource: Resource, store: Store,
                  on_change: Callable[[], None], *, backoff_max: float = 30.0,
                  stale_after: float = STALE_AFTER, relist_jitter: float = RELIST_JITTER) -> None:
         self.api = api
@@ -379,7 +378,7 @@ class SecretWatchers:
     """One watcher per Secret name the resources reference, in one namespace: each a task of
     ``group`` and a member of ``watchers`` (the controller's list, shown in metrics)."""
 
-    def __init__(self, api: client.ApiClient, namespace: str, store: Store,
+    def __init__(self, api: ApiClient, namespace: str, store: Store,
                  on_change: Callable[[], None], group: asyncio.TaskGroup,
                  watchers: list[Watcher], *, stale_after: float = STALE_AFTER) -> None:
         self.api, self.namespace, self.store, self.on_change = api, namespace, store, on_change
