@@ -5,7 +5,8 @@
 The API test server (:mod:`integration_tests.kube_server`) holds ``--nodes`` Node objects sized
 like real ones (labels, Calico and kubeadm annotations, managedFields of kubeadm, kubelet,
 the controller manager and calico-node, a status with conditions, addresses and 30 images:
-about 10 KB each as JSON), one BlockAffinity per node, an IPPool and the BGPConfiguration.
+about 10 KB each as JSON), one BlockAffinity per node (labelled as Calico >= 3.31 labels them:
+the controller lists only its own), an IPPool and the BGPConfiguration.
 One node's controller (``node-0``, the daemon's datastore side and nothing else) runs as a
 child process; the server counts what it sends to it.  Reported per mode:
 
@@ -153,6 +154,9 @@ def node_doc(i: int) -> dict[str, Any]:
 
 
 def cluster(nodes: int) -> list[dict[str, Any]]:
+    # here, not at the top: the child times the client library's import itself
+    from node_controller.kube import HOSTNAME_HASH, hostname_hash
+
     docs: list[dict[str, Any]] = [
         {"apiVersion": CALICO, "kind": "BGPConfiguration", "metadata": {"name": "default"},
          "spec": {"asNumber": 64512, "nodeToNodeMeshEnabled": True}},
@@ -163,7 +167,9 @@ def cluster(nodes: int) -> list[dict[str, Any]]:
         block = f"172.{16 + (i >> 8)}.{i & 255}.0/26"
         docs.append({"apiVersion": CALICO, "kind": "BlockAffinity",
                      "metadata": {"name": f"node-{i}-{block.replace('.', '-').replace('/', '-')}",
-                                  "labels": {"projectcalico.org/hostname-hash": f"{i:08x}"}},
+                                  "labels": {HOSTNAME_HASH: hostname_hash(f"node-{i}"),
+                                             "projectcalico.org/affinity-type": "host",
+                                             "projectcalico.org/ip-version": "4"}},
                      "spec": {"node": f"node-{i}", "cidr": block, "state": "confirmed",
                               "deleted": "false"}})
     return docs

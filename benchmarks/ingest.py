@@ -76,8 +76,11 @@ def docs() -> list[dict[str, Any]]:
         calico("BlockAffinity", "dut", {"node": "dut", "cidr": DUT_BLOCK, "state": "confirmed",
                                         "deleted": "false"}),
         {**calico("BGPPeer", "rr", {"peerIP": FEEDER_IP, "asNumber": 64512}),
-         # a peer that is no Calico node has a prefix limit by default: not this feeder
-         "metadata": {"name": "rr", "annotations": {"bgpd/max-prefixes": "10000000"}}},
+         # a peer that is no Calico node has a prefix limit by default, and routes more
+         # specific than the pool's blocks are refused from it: not from this feeder (it
+         # stands for a reflector of the cluster's nodes)
+         "metadata": {"name": "rr", "annotations": {"bgpd/max-prefixes": "10000000",
+                                                    "bgpd/accept-node-block-routes": "true"}}},
     ]
 
 

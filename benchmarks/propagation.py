@@ -70,9 +70,7 @@ def run(engine: str, samples: int, workdir: Path, gap: float = 0.2) -> dict[str,
         if engine == "bgpd":
             with k8s_cluster(lab, workdir, nodes=3, mode="Always", tor=False) as (c, server):
                 def add(node: Any, cidr: str) -> None:
-                    server.put(c.calico("BlockAffinity", f"{node.name}-{cidr.split('/')[0]}", {
-                        "node": node.name, "cidr": cidr, "state": "confirmed",
-                        "deleted": "false"}))
+                    server.put(c.affinity(f"{node.name}-{cidr.split('/')[0]}", node.name, cidr))
 
                 latencies = measure(c, samples, add, gap)
         else:

@@ -108,7 +108,8 @@ class Router:
             own_blocks=PrefixSet(config.blackholes),
             other_blocks=PrefixSet(config.other_blocks),
             pools=tuple(Pool(p.cidr, ipip=p.ipip_mode, vxlan=p.vxlan_mode, disabled=p.disabled,
-                             disable_bgp_export=p.disable_bgp_export) for p in config.pools),
+                             disable_bgp_export=p.disable_bgp_export, block_size=p.block_size)
+                       for p in config.pools),
             service_cidrs=PrefixSet(config.service_cidrs),
             advertisements=config.advertisements,
             import_guard=self.settings.import_guard,

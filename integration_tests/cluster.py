@@ -26,6 +26,7 @@ import yaml
 from integration_tests.netns import Namespace, NetLab, sh, tunl0
 from integration_tests.peers import ROUTERS, Bird2, Neighbor, Router
 from integration_tests.waiting import wait_for
+from node_controller.kube import HOSTNAME_HASH, hostname_hash
 
 NODE_AS, TOR_AS = 64512, 65000
 TOR_IP = "198.51.100.1"
@@ -166,14 +167,23 @@ class Cluster:
                 "annotations": {"projectcalico.org/IPv4Address": f"{n.ip}/24",
                                 "projectcalico.org/IPv4IPIPTunnelAddr":
                                     f"172.17.{n.index + 1}.1"}}},
-            self.calico("BlockAffinity", f"{n.name}-block", {
-                "node": n.name, "cidr": n.block, "state": "confirmed", "deleted": "false"}),
+            self.affinity(f"{n.name}-block", n.name, n.block),
         ]
 
     # --- resources -----------------------------------------------------------------------
     def calico(self, kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         return {"apiVersion": "crd.projectcalico.org/v1", "kind": kind,
                 "metadata": {"name": name}, "spec": spec}
+
+    def affinity(self, name: str, node: str, cidr: str) -> dict[str, Any]:
+        """A BlockAffinity as Calico >= 3.31 writes it: labelled, so that each node's daemon
+        watches only its own (through the API)."""
+        doc = self.calico("BlockAffinity", name, {"node": node, "cidr": cidr,
+                                                  "state": "confirmed", "deleted": "false"})
+        doc["metadata"]["labels"] = {HOSTNAME_HASH: hostname_hash(node),
+                                     "projectcalico.org/affinity-type": "host",
+                                     "projectcalico.org/ip-version": "6" if ":" in cidr else "4"}
+        return doc
 
     def manifests(self) -> list[dict[str, Any]]:
         docs = [self.calico("BGPConfiguration", "default",

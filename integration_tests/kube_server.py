@@ -180,6 +180,7 @@ class _Event:
     rv: int
     kind: str  # ADDED | MODIFIED | DELETED
     obj: dict[str, Any]
+    prev: dict[str, Any] | None = None  # MODIFIED: the object before
 
 
 @dataclass
@@ -364,7 +365,7 @@ class KubeServer:
         meta.setdefault("uid", old["metadata"]["uid"] if old else str(uuid.uuid4()))
         meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         coll.objects[key] = obj
-        self._emit(coll, "MODIFIED" if old else "ADDED", obj)
+        self._emit(coll, "MODIFIED" if old else "ADDED", obj, prev=old)
         return obj
 
     def _delete(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
@@ -379,8 +380,9 @@ class KubeServer:
         self._emit(coll, "DELETED", gone)
         return gone
 
-    def _emit(self, coll: _Collection, kind: str, obj: dict[str, Any]) -> None:
-        coll.events.append(_Event(self.rv, kind, copy.deepcopy(obj)))
+    def _emit(self, coll: _Collection, kind: str, obj: dict[str, Any], *,
+              prev: dict[str, Any] | None = None) -> None:
+        coll.events.append(_Event(self.rv, kind, copy.deepcopy(obj), copy.deepcopy(prev)))
         if coll.wakeup is not None:
             coll.wakeup.set()
             coll.wakeup = asyncio.Event()
@@ -570,9 +572,11 @@ class KubeServer:
                 wakeup = coll.wakeup
                 assert wakeup is not None
                 for event in [e for e in coll.events if e.rv > since]:
-                    if selected(event.obj):
-                        obj = _partial(event.obj) if partial else event.obj
-                        self._count(request, await _send(response, {"type": event.kind,
+                    seen = _as_watched(event, selected)
+                    if seen is not None:
+                        kind, obj = seen
+                        obj = _partial(obj) if partial else obj
+                        self._count(request, await _send(response, {"type": kind,
                                                                     "object": obj}))
                     since = event.rv
                 if bookmarks and time.monotonic() - last_bookmark >= self.bookmark_interval:
@@ -616,6 +620,24 @@ class KubeServer:
 def _flag(request: web.Request, name: str) -> bool:
     """A boolean query parameter, read as Go's strconv.ParseBool reads it."""
     return request.query.get(name, "") in ("1", "t", "T", "true", "TRUE", "True")
+
+
+def _as_watched(event: _Event, selected: Callable[[dict[str, Any]], bool],
+                ) -> tuple[str, dict[str, Any]] | None:
+    """An event as a watch with a selector sees it, as the API server's watch cache says it:
+    an object modified into the selection is ADDED, one modified out of it DELETED (with
+    its previous content and the event's resourceVersion)."""
+    now = selected(event.obj)
+    if event.kind != "MODIFIED" or event.prev is None:
+        return (event.kind, event.obj) if now else None
+    before = selected(event.prev)
+    if now:
+        return ("MODIFIED" if before else "ADDED"), event.obj
+    if not before:
+        return None
+    prev = copy.deepcopy(event.prev)
+    prev["metadata"]["resourceVersion"] = event.obj["metadata"]["resourceVersion"]
+    return "DELETED", prev
 
 
 _FIELD_TERM = re.compile(r"\s*([^=!\s]+)\s*(==|=|!=)\s*(.*?)\s*")

@@ -125,9 +125,11 @@ CASES: list[tuple[str, list[dict[str, Any]], tuple[str, str]]] = [
                                                  {"listenPort": "abc"})],
      ("BGPConfiguration", "node.node-0")),
     ("another node's address edited to banana", [node1("banana")], ("Node", "node-1")),
-    ("a BlockAffinity deleted: maybe", [calico("BlockAffinity", "node-1-block", {
-        "node": "node-1", "cidr": "172.17.2.0/24", "state": "confirmed", "deleted": "maybe"})],
-     ("BlockAffinity", "node-1-block")),
+    # this node's own (another node's it does not watch through the API), written without
+    # the labels: the watch by label must not take it for a deletion
+    ("a BlockAffinity deleted: maybe", [calico("BlockAffinity", "node-0-block", {
+        "node": "node-0", "cidr": "172.17.1.0/24", "state": "confirmed", "deleted": "maybe"})],
+     ("BlockAffinity", "node-0-block")),
     ("a spec that is not an object", [{"apiVersion": CALICO, "kind": "BGPPeer",
                                           "metadata": {"name": "p-nospec"}, "spec": "none"}],
      ("BGPPeer", "p-nospec")),

@@ -356,3 +356,107 @@ def test_history_gone_lists_once_per_watcher(server: KubeServer, tmp_path: Path)
         assert server.quorum_lists == 0  # the relist too: NotOlderThan, from the cache
 
     run_controller(server, tmp_path, scenario, relist_jitter=0.2)
+
+
+def _labelled(affinity: dict[str, Any]) -> dict[str, Any]:
+    """An affinity as Calico >= 3.31 writes it (``EnsureBlockAffinityLabels``)."""
+    meta = affinity["metadata"]
+    return {**affinity, "metadata": {**meta, "labels": {
+        kube.HOSTNAME_HASH: kube.hostname_hash(affinity["spec"]["node"]),
+        "projectcalico.org/affinity-type": "host", "projectcalico.org/ip-version": "4"}}}
+
+
+def _affinity_nodes(c: Controller) -> set[str]:
+    return {name.split("-172")[0] for kind, name in c.store.valid if kind == "BlockAffinity"}
+
+
+def test_only_this_nodes_affinities_by_their_hostname_hash(server: KubeServer,
+                                                          tmp_path: Path) -> None:
+    """Labelled affinities: only node-2's cross the wire; its block is still announced."""
+    for affinity in examples("30-blockaffinities.yaml"):
+        server.put(_labelled(affinity))
+
+    async def scenario(c: Controller) -> None:
+        assert _affinity_nodes(c) == {"node-2"}
+        assert c.desired.value is not None
+        assert [str(b) for b in c.desired.value.blackholes] == ["172.17.2.0/24"]
+        selector = f"labelSelector={kube.HOSTNAME_HASH}={kube.hostname_hash('node-2')}"
+        assert any(selector in unquote(r) and "watch=true" in r for r in server.requests)
+        another = examples("30-blockaffinities.yaml")[1]
+        server.put(_labelled({**another, "metadata": {"name": "node-2-172-17-9-0-24"},
+                              "spec": {**another["spec"], "cidr": "172.17.9.0/24"}}))
+        server.put(_labelled({**another, "metadata": {"name": "node-3-172-17-8-0-24"},
+                              "spec": {**another["spec"], "node": "node-3",
+                                       "cidr": "172.17.8.0/24"}}))
+        await until(lambda: c.desired.value is not None and len(c.desired.value.blackholes)
+                    == 2, 5, "this node's new block")
+        assert _affinity_nodes(c) == {"node-2"} and server.quorum_lists == 0
+
+    run_controller(server, tmp_path, scenario)
+
+
+def test_every_affinity_while_some_have_no_label(server: KubeServer, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """One node's Calico is older (its affinity unlabelled): this node might be such a node
+    too, so every affinity is watched; one appearing later widens a labelled watch."""
+    first, second, third = examples("30-blockaffinities.yaml")
+    server.put(_labelled(first))
+    server.put(_labelled(second))
+    server.put(third)  # node-3's: no label
+    monkeypatch.setattr(kube, "SCOPE_RECHECK", 0.0)
+    monkeypatch.setattr(kube, "WATCH_SECONDS", 1)  # streams end and reopen every second
+
+    async def scenario(c: Controller) -> None:
+        assert _affinity_nodes(c) == {"node-1", "node-2", "node-3"}
+        server.put(_labelled(third))  # node-3 upgraded: labels its own
+        server.remove("BlockAffinity", "node-1-172-17-1-0-24")
+        await until(lambda: _affinity_nodes(c) == {"node-2", "node-3"}, 5, "the watch goes on")
+        late = {**third, "metadata": {"name": "node-4-172-17-4-0-24"},
+                "spec": {**third["spec"], "node": "node-4", "cidr": "172.17.4.0/24"}}
+        # every affinity labelled: a restart would watch only node-2's; a new unlabelled
+        # one while only this node's are watched makes the watch take every one again
+        c2 = Controller("node-2")
+        path = kubeconfig(server, tmp_path / "kubeconfig")
+        task = asyncio.create_task(c2.run_kubernetes(kubeconfig=str(path),
+                                                     namespace="calico-system"))
+        try:
+            await until(lambda: _affinity_nodes(c2) == {"node-2"}, 10, "only node-2's")
+            server.put(late)
+            await until(lambda: _affinity_nodes(c2) == {"node-2", "node-3", "node-4"}, 10,
+                        "every affinity, one being unlabelled")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    run_controller(server, tmp_path, scenario)
+
+
+def test_an_affinity_whose_label_is_taken_away_is_not_a_deletion(
+        server: KubeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An older Calico rewriting this node's affinity without labels: the labelled watch says
+    DELETED (as the API server does for an object leaving a selector); the object is still
+    there, so the watch widens to every affinity and the block never leaves the store."""
+    for affinity in examples("30-blockaffinities.yaml"):
+        server.put(_labelled(affinity))
+    deleted: list[tuple[str, str]] = []
+    real_delete = kube.Store.delete
+
+    def delete(store: Any, kind: str, name: str) -> bool:
+        deleted.append((kind, name))
+        return real_delete(store, kind, name)
+
+    monkeypatch.setattr(kube.Store, "delete", delete)
+
+    async def scenario(c: Controller) -> None:
+        assert _affinity_nodes(c) == {"node-2"}
+        mine = examples("30-blockaffinities.yaml")[1]
+        server.put({**mine, "spec": {**mine["spec"], "state": "confirmed"}})  # no labels
+        await until(lambda: _affinity_nodes(c) == {"node-1", "node-2", "node-3"}, 10,
+                    "every affinity watched")
+        assert c.desired.value is not None
+        assert [str(b) for b in c.desired.value.blackholes] == ["172.17.2.0/24"]
+        server.remove("BlockAffinity", "node-2-172-17-2-0-24")  # a real deletion, now
+        await until(lambda: _affinity_nodes(c) == {"node-1", "node-3"}, 10, "deleted")
+        assert deleted == [("BlockAffinity", "node-2-172-17-2-0-24")]
+
+    run_controller(server, tmp_path, scenario)

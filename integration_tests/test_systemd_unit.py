@@ -121,8 +121,7 @@ def test_the_shipped_unit_under_a_booted_systemd(booted: tuple[Cluster, Containe
     assert TOR_IP in box.run("/usr/local/bin/bgpd", "status")
 
     # reload: SIGHUP re-reads the static folder, same process
-    extra = c.calico("BlockAffinity", f"{node.name}-extra", {
-        "node": node.name, "cidr": EXTRA_BLOCK, "state": "confirmed", "deleted": "false"})
+    extra = c.affinity(f"{node.name}-extra", node.name, EXTRA_BLOCK)
     (box.tree / "etc/bgpd/resources/cluster.yaml").write_text(
         yaml.safe_dump_all([*c.manifests(), extra]))
     box.systemctl("reload", "bgpd")

@@ -14,6 +14,15 @@ Theory of operation, one :class:`Watcher` per resource type (kopf's layering, sm
   version seen; only ``410 Gone`` (history compacted) lists again, after a random delay of
   up to ``relist_jitter`` seconds so that a cluster's nodes do not list at the same moment.
   A watcher never exits on its own.
+* BlockAffinities: only this node's, by the ``projectcalico.org/hostname-hash`` label Calico
+  ≥ 3.31 puts on every affinity (each node labels its own as it upgrades) — while any
+  affinity of the cluster has no such label (its node's Calico is older, and this node's may
+  be among them) all of them, as before.  Checked at every list and, when only this node's
+  are watched, before every watch stream (a list of the unlabelled ones from the watch
+  cache, normally empty); a change of scope lists again.  A labelled watch says DELETED
+  for an object whose label was taken away too (an older Calico rewrote it): such an event
+  is checked with a GET of the object, and one that still exists widens the watch instead
+  of taking the node's block away;
 * the other nodes are watched **metadata-only** (``PartialObjectMetadata``: labels and
   annotations are all the daemon reads of them) and this node in full, by name; a server that
   does not serve metadata-only answers with whole objects, which work the same (logged once).
@@ -32,7 +41,9 @@ client-model conversion: a 600-node list stays cheap).
 from __future__ import annotations
 
 import asyncio
+import base64
 import enum
+import hashlib
 import json
 import random
 import time
@@ -58,6 +69,16 @@ STALE_AFTER = 90.0  # the API server sends a bookmark about once a minute
 RELIST_JITTER = 10.0  # seconds: relists after 410 spread over a cluster's nodes
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 METADATA_ONE = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+HOSTNAME_HASH = "projectcalico.org/hostname-hash"
+SCOPE_RECHECK = 60.0  # seconds: a labelled watch checks its labels again before a new stream
+
+
+def hostname_hash(node: str) -> str:
+    """The value of Calico's ``projectcalico.org/hostname-hash`` label for ``node``: SHA3-256
+    of the name, base32 (standard alphabet) without padding — a label value holds at most 63
+    characters, a node name more."""
+    digest = hashlib.sha3_256(node.encode()).digest()
+    return base64.b32encode(digest).decode().rstrip("=")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +90,14 @@ class Resource:
     name: str | None = None  # watch just this object (Secrets, this node)
     exclude: str | None = None  # watch every object but this one (the other nodes)
     metadata_only: bool = False  # ask for PartialObjectMetadata
+    # watch only objects with this label and value, unless some object lacks the label
+    labelled: tuple[str, str] | None = None
 
     def __str__(self) -> str:
         if self.name:
             return f"{self.plural}/{self.name}"
+        if self.labelled:
+            return f"{self.plural} ({self.labelled[0]}={self.labelled[1]})"
         return self.plural + (f" (metadata, not {self.exclude})" if self.metadata_only
                               else f" (not {self.exclude})" if self.exclude else "")
 
@@ -101,17 +126,22 @@ CALICO_RESOURCES = (
     Resource("BGPPeer", "bgppeers", CALICO_GROUP),
     Resource("BGPFilter", "bgpfilters", CALICO_GROUP),
     Resource("IPPool", "ippools", CALICO_GROUP),
-    Resource("BlockAffinity", "blockaffinities", CALICO_GROUP),
 )
 
 
 def resources(node: str, *, node_objects: str = "metadata") -> tuple[Resource, ...]:
     """What a node's daemon watches: its own Node in full, the other nodes metadata-only
     (``node_objects="full"``: in full, for clusters whose blocks are the nodes' pod CIDRs),
-    and the Calico resources."""
+    the Calico resources and this node's BlockAffinities."""
     return (Resource("Node", "nodes", name=node),
             Resource("Node", "nodes", exclude=node, metadata_only=node_objects != "full"),
-            *CALICO_RESOURCES)
+            *CALICO_RESOURCES,
+            Resource("BlockAffinity", "blockaffinities", CALICO_GROUP,
+                     labelled=(HOSTNAME_HASH, hostname_hash(node))))
+
+
+class Rescope(Exception):
+    """The objects a labelled watch should cover changed (see :class:`Resource`): list again."""
 
 
 class Gone(Exception):
@@ -167,6 +197,9 @@ class Watcher:
         self.lists = 0
         self.version: str | None = None  # the last resourceVersion seen
         self._full_objects_logged = False
+        # the label selector in force: a labelled resource's, or None while objects lack it
+        self.selector: str | None = None
+        self._scoped_at = float("-inf")  # monotonic time of the last check of the labels
 
     def up(self, now: float) -> bool:
         """Streaming, and heard from within ``stale_after`` seconds."""
@@ -186,6 +219,8 @@ class Watcher:
                 assert self.version is not None
                 await self.watch(self.version)
                 delay = 0.5
+            except Rescope:
+                must_list = True
             except Gone:
                 must_list = True
                 wait = random.uniform(0, self.relist_jitter)
@@ -208,6 +243,8 @@ class Watcher:
         r = self.resource
         if r.field_selector is not None:
             query.append(("fieldSelector", r.field_selector))
+        if self.selector is not None and not any(k == "labelSelector" for k, _ in query):
+            query.append(("labelSelector", self.selector))
         accept = "application/json"
         if r.metadata_only:
             accept = f"{METADATA_ONE if watch else METADATA_LIST}, application/json"
@@ -226,7 +263,28 @@ class Watcher:
             raise Gone(message)
         raise ApiException(status=response.status, reason=message or response.reason)
 
+    async def _scope(self) -> str | None:
+        """The label selector a labelled resource is to be watched with now: its own, or
+        None (every object) while some object has no such label."""
+        assert self.resource.labelled is not None
+        key, value = self.resource.labelled
+        self._scoped_at = time.monotonic()
+        response = await self._call([("labelSelector", f"!{key}"), ("limit", 1),
+                                     ("resourceVersion", "0")])
+        async with response:
+            body = json.loads(await response.read())
+        unlabelled = [(item.get("metadata") or {}).get("name") for item in
+                      body.get("items") or [] if isinstance(item, dict)]
+        if not unlabelled:
+            return f"{key}={value}"
+        log.info("labels_missing", resource=str(self.resource), example=unlabelled[0],
+                 problem=f"some objects have no {key} label (Calico < 3.31 on their node): "
+                         "every one is watched")
+        return None
+
     async def relist(self) -> str:
+        if self.resource.labelled is not None:
+            self.selector = await self._scope()
         items: list[dict[str, Any]] = []
         token: str | None = None
         while True:
@@ -273,15 +331,41 @@ class Watcher:
     async def watch(self, version: str) -> str:
         """Follow changes from ``version`` until the server ends the stream; the version
         reached is returned for the next watch (and kept in ``version``)."""
+        if (self.selector is not None and time.monotonic() - self._scoped_at >= SCOPE_RECHECK
+                and await self._scope() != self.selector):
+            raise Rescope(str(self.resource))
         response = await self._call(
             [("watch", "true"), ("resourceVersion", version), ("allowWatchBookmarks", "true"),
              ("timeoutSeconds", WATCH_SECONDS)], watch=True, timeout=(10, WATCH_SECONDS + 30))
         async with response:
             async for line in _lines(response):
                 event = self._decode(line)
-                if event is not None:
-                    self.version = version = self._handle(event, version)
+                if event is None:
+                    continue
+                if (self.selector is not None and event.get("type") == "DELETED"
+                        and await self._exists(event.get("object"))):
+                    # not deleted: its labels were taken away (an older Calico wrote it)
+                    raise Rescope(str(self.resource))
+                self.version = version = self._handle(event, version)
         return version
+
+    async def _exists(self, obj: Any) -> bool:
+        """Whether the object of a DELETED event of a labelled watch still exists (a watch
+        with a label selector says DELETED for an object that no longer matches it)."""
+        meta = obj.get("metadata") if isinstance(obj, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if not isinstance(name, str) or not name:
+            return False
+        response: aiohttp.ClientResponse = await self.api.call_api(
+            f"{self.resource.path}/{name}", "GET", header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"], _preload_content=False, _request_timeout=60)
+        async with response:
+            await response.read()
+        if response.status == 404:
+            return False
+        if 200 <= response.status < 300:
+            return True
+        raise ApiException(status=response.status, reason=response.reason)
 
     def _decode(self, line: bytes | None) -> dict[str, Any] | None:
         problem = f"larger than {MAX_EVENT >> 20} MiB" if line is None else None

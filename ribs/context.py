@@ -46,6 +46,7 @@ class Pool:
     vxlan: EncapMode = EncapMode.NEVER
     disabled: bool = False
     disable_bgp_export: bool = False
+    block_size: int | None = None  # the length of the blocks IPAM cuts it into
 
 
 _bits = prefix_bits

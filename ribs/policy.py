@@ -15,7 +15,9 @@ Import, in order:
    node's own networks (its subnets, its own blocks), anything not inside an enabled IP
    pool nor equal to an advertised service CIDR, and — from a peer that is not a Calico
    node — anything more specific than a block another node holds (a /25 or a /32 inside
-   another node's /24 would take that node's pods' traffic) are refused.  Calico nodes
+   another node's /24 would take that node's pods' traffic) or than the blocks of its pool
+   (``blockSize``: the same hijack, of a block whose affinity this node does not watch or
+   that IPAM has not given out yet) are refused.  Calico nodes
    announce /32s of addresses they borrowed from another node's block (confd exports every
    route inside an enabled pool; only the node's own blocks are aggregated), so those are
    accepted from mesh and reflector sessions; a BGPPeer may allow them too
@@ -51,6 +53,7 @@ class Reason(enum.Enum):
     OWN_NETWORK = "overlaps_own_network"
     OUTSIDE_POOLS = "outside_pools"
     OTHER_NODE_BLOCK = "more_specific_of_another_nodes_block"
+    INSIDE_A_BLOCK = "more_specific_than_the_pools_blocks"
     FILTER_UNAVAILABLE = "filter_missing_or_invalid"
     MAX_PREFIX = "max_prefix"
     NOT_EXPORTABLE = "not_exportable"
@@ -169,6 +172,10 @@ def guard(prefix: Prefix, ctx: NodeContext, policy: PeerPolicy = DEFAULT_POLICY)
         block = ctx.other_blocks.covering(prefix)
         if block is not None and block.prefixlen < prefix.prefixlen:
             return Reason.OTHER_NODE_BLOCK
+        pool = ctx.pool_for(prefix)
+        if pool is not None and pool.block_size is not None and (
+                prefix.prefixlen > pool.block_size):
+            return Reason.INSIDE_A_BLOCK
     return Reason.ACCEPTED
 
 

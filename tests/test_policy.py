@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ribs.context import PrefixSet
+from ribs.context import Pool, PrefixSet
 from ribs.policy import (
     Action,
     FilterRule,
@@ -223,6 +223,23 @@ def test_more_specifics_of_another_nodes_block_only_from_calico_nodes() -> None:
     # an explicit Accept rule is the administrator's decision
     accept = PeerPolicy(import_v4=(rule(Action.ACCEPT, "172.17.3.0/24", MatchOperator.IN),))
     assert import_verdict(route("172.17.3.7/32", TOR), ctx, accept) is Reason.FILTER_ACCEPT
+
+
+def test_more_specifics_of_the_pools_blocks_only_from_calico_nodes() -> None:
+    """Blocks whose affinity is not known here (only this node's are watched), or not given
+    out yet, are protected by the pool's block size."""
+    from dataclasses import replace
+
+    ctx = replace(CTX, pools=(Pool(ip_network("172.16.0.0/12"), block_size=26),
+                              Pool(ip_network("fd00:17::/48"), block_size=122)))
+    external, calico_node = PeerPolicy(), PeerPolicy(node_routes=True)
+    for prefix in ("172.17.9.0/27", "172.17.9.77/32", "fd00:17::7/128"):
+        assert import_verdict(route(prefix, TOR), ctx, external) is Reason.INSIDE_A_BLOCK
+        assert import_verdict(route(prefix, NODE), ctx, calico_node) is Reason.ACCEPTED
+    for prefix in ("172.17.9.0/26", "172.17.8.0/24", "fd00:17::40/122"):  # blocks, aggregates
+        assert import_verdict(route(prefix, TOR), ctx, external) is Reason.ACCEPTED
+    # a pool of unknown block size: only known blocks are protected
+    assert import_verdict(route("172.17.9.0/27", TOR), CTX, external) is Reason.ACCEPTED
 
 
 def test_a_closed_policy_lets_nothing_in_or_out() -> None:
