@@ -29,9 +29,10 @@ from pathlib import Path
 
 import structlog
 
+from bgpd import birdctl
 from bgpd.kernel import Kernel
 from bgpd.kernel_sync import KernelSync
-from bgpd.observability import Parts, serve_bird, serve_control, serve_http
+from bgpd.observability import Parts, serve_control, serve_http
 from bgpd.router import Router
 from bgpd.runtime import tune_gc
 from bgpd.settings import Settings
@@ -102,7 +103,10 @@ class Daemon:
                 tasks.create_task(sync.run(), name="kernel-sync")
                 tasks.create_task(serve_control(parts, Path(s.control_socket)), name="control")
                 if s.bird_socket and Path(s.bird_socket).parent.is_dir():
-                    tasks.create_task(serve_bird(parts, Path(s.bird_socket)), name="bird-socket")
+                    v4 = Path(s.bird_socket)  # and BIRD6's beside it: bird.ctl, bird6.ctl
+                    v6 = v4.with_name(f"{v4.stem}6{v4.suffix}")
+                    tasks.create_task(birdctl.serve(parts, v4, 4), name="bird-socket")
+                    tasks.create_task(birdctl.serve(parts, v6, 6), name="bird6-socket")
                 if s.metrics_address:
                     tasks.create_task(serve_http(parts, s.metrics_address,
                                                  live=lambda: speaker.healthy), name="metrics")

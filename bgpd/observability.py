@@ -2,11 +2,7 @@
 
 * **Control socket** (Unix, mode 0600): one JSON request line (``{"command": "status"}``,
   ``{"command": "routes", "prefix": ..., "peer": ...}``), one JSON answer line.
-* **BIRD socket**: speaks enough of BIRD's control protocol — numbered reply lines, ``0001``
-  hello, ``2002`` header, ``1002`` first row, space-led rows, ``0000`` end — for
-  ``calicoctl node status`` and calico-node's BIRD readiness check to keep working when
-  bgpd has replaced BIRD: ``show protocols`` lists the sessions under BIRD's names
-  (``Mesh_…``, ``Node_…``, ``Global_…``); ``show status`` says the daemon is up.
+* **BIRD socket**: :mod:`bgpd.birdctl`.
 * **Metrics** (Prometheus text, prometheus-client's exposition) and ``/livez`` / ``/readyz``
   on one small HTTP server; values are read from the live objects at scrape time.
 """
@@ -99,10 +95,10 @@ async def serve_control(parts: Parts, path: Path) -> None:
             await writer.drain()
         writer.close()
 
-    await _serve_unix(handle, path)
+    await serve_unix(handle, path)
 
 
-async def _serve_unix(handler: Callable[..., Any], path: Path) -> None:
+async def serve_unix(handler: Callable[..., Any], path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     old = os.umask(0o177)
@@ -126,69 +122,6 @@ async def request(path: Path, payload: dict[str, Any], timeout: float = 10) -> A
     body = await asyncio.wait_for(reader.read(), timeout)  # the answer, whatever its size
     writer.close()
     return json.loads(body)
-
-
-# --- BIRD-compatible socket --------------------------------------------------------------
-def bird_protocols(parts: Parts) -> list[str]:
-    """``show protocols`` in BIRD's reply format."""
-    rows = []
-    today = time.strftime("%Y-%m-%d")
-    for _, st in sorted(parts.speaker.peers.items(),
-                        key=lambda kv: (kv[0].version, int(kv[0]))):
-        day = time.strftime("%Y-%m-%d", time.localtime(st.since))
-        since = time.strftime("%H:%M:%S", time.localtime(st.since)) if day == today else day
-        up = st.state is SessionState.ESTABLISHED
-        info = "Established" if up else ("Connect" if st.state is SessionState.CONNECT
-                                         else "Active")
-        name = st.neighbor.name.replace(".", "_").replace(":", "_")
-        rows.append(f"{name:<20} BGP        ---        {'up' if up else 'start':<6} "
-                    f"{since:<12}  {info}")
-    lines = ["2002-name     proto    table    state  since       info"]
-    if rows:
-        lines.append("1002-" + rows[0])
-        lines += [" " + r for r in rows[1:]]
-    lines.append("0000 ")
-    return lines
-
-
-def bird_status(parts: Parts) -> list[str]:
-    config = parts.router.config
-    rid = str(config.router_id) if config and config.router_id else "0.0.0.0"
-    fmt = "%Y-%m-%d %H:%M:%S"
-    lines = [f"1000-BIRD bgpd-{__version__}", f"1011-Router ID is {rid}",
-             f" Current server time is {time.strftime(fmt)}",
-             f" Last reboot on {time.strftime(fmt, time.localtime(parts.started))}",
-             " Last reconfiguration on "
-             + time.strftime(fmt, time.localtime(parts.last_reconfigure))]
-    rib = parts.router.rib
-    if rib is not None and rib.restarting:
-        # calico-node's readiness probe reads a 0024 line as "graceful restart in progress"
-        lines += ["0024-Graceful restart recovery in progress",
-                  " Waiting for the peers' End-of-RIB before the sweep of kept routes"]
-    return [*lines, "0013 Daemon is up and running"]
-
-
-async def serve_bird(parts: Parts, path: Path) -> None:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(f"0001 BIRD bgpd-{__version__} ready.\n".encode())
-        try:
-            while line := await reader.readline():
-                command = " ".join(line.decode(errors="replace").split()).lower()
-                if command in ("show protocols", "show protocol", "show protocols all"):
-                    out = bird_protocols(parts)
-                elif command == "show status":
-                    out = bird_status(parts)
-                elif command in ("quit", "exit"):
-                    break
-                else:
-                    out = ["9001 Command not supported by bgpd (show protocols, show status)"]
-                writer.write(("\n".join(out) + "\n").encode())
-                await writer.drain()
-        except ConnectionError:
-            pass
-        writer.close()
-
-    await _serve_unix(handle, path)
 
 
 # --- metrics and health ------------------------------------------------------------------

@@ -15,6 +15,12 @@ from typing import Any
 
 import pytest
 
+from integration_tests.calico_readers import (
+    reporter_complete,
+    reporter_peers,
+    reporter_routes,
+    reporter_status,
+)
 from integration_tests.cluster import TOR_IP, Cluster, Node, node_ip
 from integration_tests.monitor import RouteMonitor
 from integration_tests.netns import NetLab
@@ -198,6 +204,21 @@ def test_bird_compatible_socket_answers_as_calicoctl_reads_it(lab: NetLab, tmp_p
         out = n0.ns.run("birdc", "-s", str(path), "show", "status")
         assert any(line.startswith("BIRD") for line in out.splitlines()), out
         assert "Daemon is up and running" in out
+        # calico-node's node-status reporter (it fills CalicoNodeStatus from these answers)
+        found = reporter_status(status)
+        assert found["routerID"] == "198.51.100.11" and found["version"].startswith("v")
+        for peer in reporter_peers(lines, "."):
+            detail = reporter_complete(ask(f"show protocols all {peer['session']}")[1:])
+            assert detail == {"state": "Established", "peerIP": peer["name_ip"]}
+        learned = {(r["dest"], r["type"], r["sourceType"], r.get("peerIP"))
+                   for r in reporter_routes(ask("show route")[1:], ".")}
+        assert {("172.17.100.0/24", "FIB", "BGPPeer", TOR_IP),
+                (c.nodes[1].block, "FIB", "NodeMesh", node_ip(1))} <= learned
+        assert (n0.block, "FIB", "Static", None) in learned
+        out = n0.ns.run("birdc", "-s", str(path), "show", "route")  # and as people read it
+        assert f"{c.nodes[1].block}" in out and f"via {node_ip(1)} on eth0" in out, out
+        v6 = n0.workdir / "calico" / "bird6.ctl"  # BIRD6's socket: no IPv6 session here
+        assert "Mesh_" not in n0.ns.run("birdc", "-s", str(v6), "show", "protocols")
     finally:
         c.stop_all()
 

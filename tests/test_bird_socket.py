@@ -1,15 +1,29 @@
-"""The BIRD-compatible replies, against the rules of calico-node's probes
-(``node/pkg/health/bird/bird.go``): ``show status`` lines are 0001, 1000, 1011, 0024 (a
-graceful restart in progress), rows starting with a space, and the final 0013."""
+"""The BIRD-compatible replies, against what reads them on a Calico node, rule for rule:
+calico-node's probes (``node/pkg/health/bird/bird.go``) and its node-status reporter, which
+fills CalicoNodeStatus from BIRD's socket (``node/pkg/status/populators/``: ``show
+status``, ``show protocols``, ``show protocols all <name>``, ``show route``)."""
 
 from __future__ import annotations
 
+import re
 import time
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, ip_address, ip_network
 from types import SimpleNamespace
 from typing import Any
 
-from bgpd.observability import bird_status
+from bgpd import birdctl
+from bgpd.birdctl import status as bird_status
+from bgpd.speaker.config import Neighbor
+from bgpd.speaker.core import PeerSession, SessionState
+from integration_tests.calico_readers import (
+    reporter_complete,
+    reporter_peers,
+    reporter_routes,
+    reporter_status,
+)
+from ribs.table import Table
+from ribs.types import LOCAL, AsPath, Attributes, Route
+from tests.ribs_helpers import peer, route
 
 
 def calico_gr_in_progress(lines: list[str]) -> bool:
@@ -24,16 +38,94 @@ def calico_gr_in_progress(lines: list[str]) -> bool:
     return False
 
 
-def parts(restarting: bool | None) -> Any:
-    rib = None if restarting is None else SimpleNamespace(restarting=restarting)
-    return SimpleNamespace(router=SimpleNamespace(
-        config=SimpleNamespace(router_id=IPv4Address("198.51.100.11")), rib=rib),
-        started=time.time(), last_reconfigure=time.time())
+# --- a node: two IPv4 sessions (one up), one IPv6 session, its block and learned routes ---
+def node() -> Any:
+    mesh, tor, v6 = (peer("10.0.0.2"), peer("10.0.0.9", asn=65000), peer("fd00::2"))
+    now = time.time()
+
+    def session(name: str, address: str, state: SessionState, asn: int = 64512,
+                error: str = "") -> tuple[Any, PeerSession]:
+        n = Neighbor(name=name, address=ip_address(address), peer_as=asn, local_as=64512,
+                     local_address=ip_address("10.0.0.1") if ":" not in address else None)
+        opened = SimpleNamespace(router_id=IPv4Address("10.0.0.2"), hold_time=240)
+        return n.address, PeerSession(n, state=state, since=now - 60, last_error=error,
+                                      open=opened if state is SessionState.ESTABLISHED else None)
+
+    table = Table()
+    for r in (route("172.17.2.0/24", mesh), route("172.17.100.0/24", tor, path=(65000,)),
+              route("172.17.100.0/24", mesh), route("fd00:17:2::/122", v6),
+              Route(ip_network("172.17.1.0/24"), LOCAL, Attributes(as_path=AsPath()))):
+        table.update(r)
+    rib = SimpleNamespace(table=table, out={mesh.key: {"x": 1}}, restarting=False)
+    return SimpleNamespace(
+        speaker=SimpleNamespace(peers=dict([
+            session("Mesh_10_0_0_2", "10.0.0.2", SessionState.ESTABLISHED),
+            session("Global_10_0_0_9", "10.0.0.9", SessionState.CONNECT, 65000,
+                    "Connection refused\nby peer"),
+            session("Mesh_fd00__2", "fd00::2", SessionState.ESTABLISHED)])),
+        router=SimpleNamespace(rib=rib, interface="eth0", settings=SimpleNamespace(
+            interface=None), config=SimpleNamespace(router_id=IPv4Address("10.0.0.1"))),
+        started=now - 120, last_reconfigure=now - 30)
 
 
 def test_status_says_graceful_restart_while_the_kept_routes_wait() -> None:
-    during = bird_status(parts(True))
+    parts = node()
+    parts.router.rib.restarting = True
+    during = bird_status(parts)
     assert calico_gr_in_progress(during) and during[-1].startswith("0013")
-    assert not calico_gr_in_progress(bird_status(parts(False)))
-    assert not calico_gr_in_progress(bird_status(parts(None)))  # no configuration yet
-    assert bird_status(parts(False))[0].startswith("1000-BIRD ")  # what liveness looks for
+    parts.router.rib.restarting = False
+    assert not calico_gr_in_progress(bird_status(parts))
+    parts.router.rib = None  # no configuration yet
+    assert not calico_gr_in_progress(bird_status(parts))
+    assert bird_status(parts)[0].startswith("1000-BIRD ")  # what liveness looks for
+
+
+def test_the_node_status_reporter_reads_the_daemon_status() -> None:
+    found = reporter_status(bird_status(node()))
+    assert found["routerID"] == "10.0.0.1" and found["version"].startswith("v")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", found["lastBootTime"])
+    assert found["lastBootTime"] < found["lastReconfigurationTime"]
+
+
+def test_the_node_status_reporter_reads_each_family_s_peers() -> None:
+    parts = node()
+    v4 = reporter_peers(birdctl.protocols(parts, 4), ".")
+    assert [(p["session"], p["type"]) for p in v4] == [("Mesh_10_0_0_2", "NodeMesh"),
+                                                       ("Global_10_0_0_9", "GlobalPeer")]
+    v6 = reporter_peers(birdctl.protocols(parts, 6), ":")
+    assert [(p["session"], p["name_ip"]) for p in v6] == [("Mesh_fd00__2", "fd00::2")]
+    # then one "show protocols all <name>" per peer, on the same connection
+    assert reporter_complete(birdctl.protocols(parts, 4, "Mesh_10_0_0_2", details=True)) == {
+        "state": "Established", "peerIP": "10.0.0.2"}
+    down = birdctl.protocols(parts, 4, "Global_10_0_0_9", details=True)
+    assert reporter_complete(down) == {"state": "Connect", "peerIP": "10.0.0.9"}
+    assert "    Last error:       Connection refused by peer" in [line[1:] for line in down]
+    assert birdctl.protocols(parts, 4, "Mesh_fd00__2") == ["9002 Mesh_fd00__2 is not a protocol"]
+
+
+def test_the_node_status_reporter_reads_each_family_s_routes() -> None:
+    parts = node()
+    v4 = reporter_routes(birdctl.routes(parts, 4), ".")
+    assert [(r["dest"], r["type"], r["gateway"], r["iface"], r["sourceType"], r.get("peerIP"))
+            for r in v4] == [
+        ("172.17.1.0/24", "FIB", "N/A", "blackhole", "Static", None),
+        ("172.17.2.0/24", "FIB", "10.0.0.2", "eth0", "NodeMesh", "10.0.0.2"),
+        # two paths: the shorter AS path is best and comes first, the other one below it
+        # without a destination
+        ("172.17.100.0/24", "FIB", "10.0.0.2", "eth0", "NodeMesh", "10.0.0.2"),
+        ("172.17.100.0/24", "RIB", "10.0.0.9", "eth0", "BGPPeer", "10.0.0.9")]
+    v6 = reporter_routes(birdctl.routes(parts, 6), ":")
+    assert [(r["dest"], r["peerIP"]) for r in v6] == [("fd00:17:2::/122", "fd00::2")]
+    parts.router.rib = None
+    assert birdctl.routes(parts, 4) == ["0000 "]
+
+
+def test_commands_as_birdc_types_them() -> None:
+    parts = node()
+    assert birdctl.answer(parts, "show protocols\n") == birdctl.protocols(parts, 4)
+    assert birdctl.answer(parts, "SHOW  protocols all Mesh_10_0_0_2") == birdctl.protocols(
+        parts, 4, "Mesh_10_0_0_2", details=True)
+    assert birdctl.answer(parts, "show route", 6) == birdctl.routes(parts, 6)
+    assert birdctl.answer(parts, "quit") is None
+    assert birdctl.answer(parts, "\n") == ["9001 syntax error"]
+    assert birdctl.answer(parts, "configure")[0].startswith("9001 ")  # type: ignore[index]
