@@ -72,3 +72,52 @@ def test_example_settings_name_every_setting_with_its_default() -> None:
     defaults = Settings()
     for name in names - {"node_name"}:
         assert getattr(loaded, name) == getattr(defaults, name), name
+
+
+def test_the_calico_node_patch_leaves_bgp_to_bgpd_and_keeps_the_probes(tmp_path: Path) -> None:
+    """``config/kubernetes/patches/calico-node.yaml`` on a DaemonSet shaped like calico-node's
+    in a BIRD install (written here): the backend becomes vxlan (no BIRD, no confd; the
+    addresses still detected), everything else stays — the BIRD probes included, bgpd answers
+    them — and the result is still a valid DaemonSet."""
+    probe = {"exec": {"command": ["/bin/calico-node", "-felix-live", "-bird-live"]},
+             "periodSeconds": 10}
+    ready = {"exec": {"command": ["/bin/calico-node", "-felix-ready", "-bird-ready"]},
+             "periodSeconds": 10}
+    original = {
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "calico-node", "namespace": "kube-system"},
+        "spec": {"selector": {"matchLabels": {"k8s-app": "calico-node"}}, "template": {
+            "metadata": {"labels": {"k8s-app": "calico-node"}},
+            "spec": {"hostNetwork": True, "containers": [{
+                "name": "calico-node", "image": "calico/node:v3.30.0",
+                "env": [{"name": "DATASTORE_TYPE", "value": "kubernetes"},
+                        {"name": "CALICO_NETWORKING_BACKEND", "value": "bird"},
+                        {"name": "IP", "value": "autodetect"}],
+                "livenessProbe": probe, "readinessProbe": ready,
+                "volumeMounts": [{"name": "var-run-calico", "mountPath": "/var/run/calico"}]}],
+                "volumes": [{"name": "var-run-calico",
+                             "hostPath": {"path": "/var/run/calico"}}]}}}}
+    ds = tmp_path / "calico-node.yaml"
+    ds.write_text(yaml.safe_dump(original))
+    proc = subprocess.run([tool("kubectl"), "patch", "--local", "-f", str(ds), "--type",
+                           "strategic", "--patch-file",
+                           str(ROOT / "config/kubernetes/patches/calico-node.yaml"), "-o", "yaml"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    patched = yaml.safe_load(proc.stdout)
+    container = patched["spec"]["template"]["spec"]["containers"][0]
+    assert container["env"] == [{"name": "DATASTORE_TYPE", "value": "kubernetes"},
+                                {"name": "CALICO_NETWORKING_BACKEND", "value": "vxlan"},
+                                {"name": "IP", "value": "autodetect"}]
+    assert container["livenessProbe"] == probe and container["readinessProbe"] == ready
+    # bgpd's DaemonSet mounts the same host folder: the probes reach its BIRD socket
+    docs = yaml.safe_load_all((ROOT / "config/kubernetes/bgpd.yaml").read_text())
+    ours = next(d for d in docs if d and d["kind"] == "DaemonSet")["spec"]["template"][
+        "spec"]["volumes"]
+    assert {"path": "/var/run/calico", "type": "DirectoryOrCreate"} in [
+        v.get("hostPath") for v in ours]
+    out = tmp_path / "patched.yaml"
+    out.write_text(proc.stdout)
+    check = subprocess.run([tool("kubernetes-validate"), "--strict", str(out)],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
