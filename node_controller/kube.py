@@ -272,7 +272,7 @@ class Watcher:
         response = await self._call([("labelSelector", f"!{key}"), ("limit", 1),
                                      ("resourceVersion", "0")])
         async with response:
-            body = json.loads(await response.read())
+            body = _object(json.loads(await response.read()))
         unlabelled = [(item.get("metadata") or {}).get("name") for item in
                       body.get("items") or [] if isinstance(item, dict)]
         if not unlabelled:
@@ -298,7 +298,7 @@ class Watcher:
                           ("resourceVersionMatch", "NotOlderThan")]
             response = await self._call(query)
             async with response:
-                body = json.loads(await response.read())
+                body = _object(json.loads(await response.read()))
             self._note_kind(str(body.get("kind", "")))
             items += [_with_kind(item, self.resource) for item in body.get("items") or []
                       if self._covers(item)]
@@ -404,6 +404,13 @@ class Watcher:
         if changed:
             self.on_change()
         return version
+
+
+def _object(body: Any) -> dict[str, Any]:
+    """A list answer's body, which must be a JSON object (anything else: a failure, retried)."""
+    if not isinstance(body, dict):
+        raise ApiException(status=0, reason=f"not a JSON object: {type(body).__name__}")
+    return body
 
 
 async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes | None]:
