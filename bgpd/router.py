@@ -115,8 +115,10 @@ class Router:
             import_guard=self.settings.import_guard,
             interface=self.settings.interface or self.interface,
             tunnel=self.settings.tunnel_device,
-            cluster_routes=ClusterRoutes.named(config.cluster_routes
-                                               or self.settings.cluster_routes),
+            cluster_routes=ClusterRoutes.named(config.program_cluster_routes(
+                self.settings.cluster_routes)),
+            priorities=config.calico_v3_33, normal_priority_v4=config.normal_priority_v4,
+            normal_priority_v6=config.normal_priority_v6,
         )
 
     def export_peer(self, config: DesiredConfig, peer: PeerConfig) -> ExportPeer:

@@ -33,10 +33,10 @@ class Settings:
     kubeconfig: str | None = None  # kubernetes mode: None = in-cluster service account
     namespace: str = "calico-system"  # where password Secrets live
     node_objects: str = "metadata"  # other nodes: metadata | full (blocks from pod CIDRs)
-    # programClusterRoutes where the default BGPConfiguration does not set it: Calico before
-    # v3.33 had BGP program every pool's routes ("Enabled"); v3.33's default is
-    # "EnabledNoEncapOnly" (Felix programs IPIP routes)
-    cluster_routes: str = "Enabled"
+    # programClusterRoutes where the default BGPConfiguration does not set it; None: Calico's
+    # default for the cluster's version (ClusterInformation): "EnabledNoEncapOnly" from v3.33
+    # (Felix programs IPIP routes), "Enabled" before (BGP programs every pool's routes)
+    cluster_routes: str | None = None
     state_dir: str = "/run/bgpd"
     data_dir: str = "/var/lib/bgpd"  # survives reboots: the last valid resources
     control_socket: str = "/run/bgpd/bgpd.sock"

@@ -102,12 +102,16 @@ def routes(router: Router, kernel: KernelSync, *, prefix: str | None = None,
             "next_hop": str(route.attrs.next_hop) if route.attrs.next_hop else "self",
             "from": str(route.source), "why": best.reason.value,
             "paths": len(best.multipath), "stale": rib.table.is_stale(route),
-            "kernel": state,
+            "kernel": state, "as_path": str(route.attrs.as_path),
+            "local_pref": route.attrs.local_pref,
+            "communities": [":".join(map(str, c)) for c in
+                            (*route.attrs.communities, *route.attrs.large_communities)],
         })
     for (p, key, _path_id), reason in rib.rejected.items():
         if selected(p) and (not peer or key[1] == peer):
             rows.append({"prefix": str(p), "next_hop": None, "from": key[1], "why": None,
-                         "paths": 0, "stale": False,
+                         "paths": 0, "stale": False, "as_path": None, "local_pref": None,
+                         "communities": [],
                          "kernel": f"not installed: rejected by policy ({reason.value})"})
     rows.sort(key=lambda r: (ip_network(r["prefix"]).version,
                              int(ip_network(r["prefix"]).network_address), r["from"]))

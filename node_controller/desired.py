@@ -34,6 +34,7 @@ from node_controller.models import (
     BGPFilter,
     BGPPeer,
     BlockAffinity,
+    ClusterInformation,
     IPPool,
     Node,
     Secret,
@@ -42,6 +43,7 @@ from node_controller.models import (
 )
 from node_controller.store import Store
 from ribs.context import Advertisement
+from ribs.policy import NORMAL_PRIORITY
 from ribs.types import Address, Prefix
 
 DEFAULT_PORT = 179
@@ -112,7 +114,19 @@ class DesiredConfig:
     peers: tuple[PeerConfig, ...] = ()
     log_severity: str = "Info"
     cluster_routes: str | None = None  # programClusterRoutes of the default BGPConfiguration
+    # the cluster is on Calico v3.33 or later (ClusterInformation): its route priorities, and
+    # its programClusterRoutes default (EnabledNoEncapOnly)
+    calico_v3_33: bool = False
+    normal_priority_v4: int = NORMAL_PRIORITY  # the default BGPConfiguration's
+    normal_priority_v6: int = NORMAL_PRIORITY
     errors: tuple[ResourceError, ...] = ()
+
+    def program_cluster_routes(self, setting: str | None = None) -> str:
+        """Which pools' cluster routes BGP programs: the BGPConfiguration's
+        ``programClusterRoutes``, else ``setting`` (bgpd's ``cluster_routes``), else Calico's
+        default for the cluster's version."""
+        return (self.cluster_routes or setting
+                or ("EnabledNoEncapOnly" if self.calico_v3_33 else "Enabled"))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -121,6 +135,8 @@ class DesiredConfig:
             "listen_port": self.listen_port,
             "bind_address": str(self.bind_address) if self.bind_address else None,
             "cluster_routes": self.cluster_routes,
+            "calico_v3_33": self.calico_v3_33,
+            "normal_priority": {"v4": self.normal_priority_v4, "v6": self.normal_priority_v6},
             "node_address": str(self.node_address) if self.node_address else None,
             "node_address_v6": str(self.node_address_v6) if self.node_address_v6 else None,
             "route_reflector_cluster_id": (str(self.route_reflector_cluster_id)
@@ -245,7 +261,8 @@ class _Builder:
             assert peer.as_number is not None
             return [PeerConfig(
                 name=peer_name(prefix, peer.peer_ip, peer.peer_port), address=peer.peer_ip,
-                port=port, peer_as=peer.as_number, local_as=self.node_as(me), type=kind,
+                port=port, peer_as=peer.as_number,
+                local_as=peer.local_as_number or self.node_as(me), type=kind,
                 passive=target is not None and me.ipv4 is not None
                 and self.passive(me, peer.peer_ip),
                 calico_node=target.name if target else None,
@@ -261,7 +278,10 @@ class _Builder:
         ]
 
     def reverse(self, me: Node, peer: BGPPeer) -> list[PeerConfig]:
-        """Peerings implied by ``peer`` selecting this node as the remote side."""
+        """Peerings implied by ``peer`` selecting this node as the remote side (unless its
+        ``reversePeering`` is Manual: then the other side needs a BGPPeer of its own)."""
+        if not peer.reverse_peering:
+            return []
         targeted = (peer.peer_selector is not None and peer.peer_selector.matches(me.label_map)) \
             or (peer.peer_ip is not None and me.ipv4 is not None and peer.peer_ip == me.ipv4.ip)
         if not targeted:
@@ -385,8 +405,17 @@ def desired_config(store: Store, node_name: str) -> DesiredConfig:
     log = (own.log_severity if own and own.log_severity else None) \
         or b.default.log_severity or "Info"
     blocks = b.blocks(me)
-    services = tuple(sorted(set(b.default.service_cidrs), key=_order))
+    default = b.default
+    services = tuple(sorted(set(default.service_cidrs), key=_order))
+    # announced from every node: the cluster IP ranges, the external and load-balancer ranges
+    # but not single addresses in them (those are per service, from the nodes serving it),
+    # and the load-balancer ranges only with serviceLoadBalancerAggregation Enabled
+    ranges = [*default.service_external_ips,
+              *(default.service_loadbalancer_ips if default.lb_aggregation else ())]
+    aggregates = {*default.service_cluster_ips,
+                  *(p for p in ranges if p.prefixlen < p.max_prefixlen)}
     peers = b.peers(me)
+    info = store.get(ClusterInformation, "default")
     return DesiredConfig(
         node=node_name,
         local_as=b.node_as(me),
@@ -396,7 +425,7 @@ def desired_config(store: Store, node_name: str) -> DesiredConfig:
         node_address=me.ipv4,
         node_address_v6=me.ipv6,
         route_reflector_cluster_id=me.rr_cluster_id,
-        announce=tuple(sorted(set(blocks) | set(services), key=_order)),
+        announce=tuple(sorted(set(blocks) | aggregates, key=_order)),
         blackholes=blocks,
         other_blocks=b.other_blocks(me),
         service_cidrs=services,
@@ -405,6 +434,9 @@ def desired_config(store: Store, node_name: str) -> DesiredConfig:
         filters=tuple(store.all(BGPFilter)),
         peers=tuple(peers),
         log_severity=log,
-        cluster_routes=b.default.program_cluster_routes,
+        cluster_routes=default.program_cluster_routes,
+        calico_v3_33=info is not None and info.v3_33,
+        normal_priority_v4=default.normal_priority_v4 or NORMAL_PRIORITY,
+        normal_priority_v6=default.normal_priority_v6 or NORMAL_PRIORITY,
         errors=tuple(sorted({*resource_errors, *b.errors})),
     )

@@ -126,6 +126,7 @@ CALICO_RESOURCES = (
     Resource("BGPPeer", "bgppeers", CALICO_GROUP),
     Resource("BGPFilter", "bgpfilters", CALICO_GROUP),
     Resource("IPPool", "ippools", CALICO_GROUP),
+    Resource("ClusterInformation", "clusterinformations", CALICO_GROUP, name="default"),
 )
 
 

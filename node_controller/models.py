@@ -7,8 +7,9 @@ Only the fields the daemon reads are kept, so two versions of an object that dif
 anything else (a Node's status heartbeat, a resourceVersion) parse to equal values and cause
 no work downstream.
 
-Kinds: ``BGPConfiguration``, ``BGPPeer``, ``BGPFilter``, ``IPPool``, ``BlockAffinity``
-(``crd.projectcalico.org/v1`` or ``projectcalico.org/v3``), ``Node`` and ``Secret`` (``v1``).
+Kinds: ``BGPConfiguration``, ``BGPPeer``, ``BGPFilter``, ``IPPool``, ``BlockAffinity``,
+``ClusterInformation`` (``crd.projectcalico.org/v1`` or ``projectcalico.org/v3``), ``Node``
+and ``Secret`` (``v1``).
 """
 
 from __future__ import annotations
@@ -26,16 +27,17 @@ from ipaddress import (
     ip_interface,
     ip_network,
 )
-from typing import Any
+from typing import Any, TypeVar
 
 from node_controller.errors import Invalid
 from node_controller.selector import Selector, SelectorError
 from node_controller.selector import parse as parse_selector
 from ribs.context import EncapMode
-from ribs.policy import Action, FilterRule, MatchOperator
+from ribs.policy import Action, FilterRule, MatchOperator, Operation
 from ribs.types import Address, Prefix, prefix
 
 ANNOTATION = "projectcalico.org/"
+M = TypeVar("M")
 DEFAULT_AS = 64512
 
 
@@ -231,6 +233,11 @@ class BGPConfiguration:
     bind_mode: str | None = None
     ignored_interfaces: tuple[str, ...] = ()
     program_cluster_routes: str | None = None  # Calico v3.33: which pools' routes BGP programs
+    normal_priority_v4: int | None = None  # ipv4NormalRoutePriority (v3.33; default 1024)
+    normal_priority_v6: int | None = None
+    lb_aggregation: bool = True  # serviceLoadBalancerAggregation: Enabled (the CIDRs)
+    local_workload_v4: Address | None = None  # localWorkloadPeeringIPV4 (an IPv4 address)
+    local_workload_v6: Address | None = None
 
     @property
     def service_cidrs(self) -> tuple[Prefix, ...]:
@@ -287,7 +294,26 @@ def parse_bgp_configuration(obj: Mapping[str, Any]) -> BGPConfiguration:
         program_cluster_routes=_str(obj, "spec.programClusterRoutes",
                                     choices=CLUSTER_ROUTES),
         ignored_interfaces=tuple(str(x) for x in _list(obj, "spec.ignoredInterfaces")),
+        normal_priority_v4=_priority(obj, "spec.ipv4NormalRoutePriority"),
+        normal_priority_v6=_priority(obj, "spec.ipv6NormalRoutePriority"),
+        lb_aggregation=_str(obj, "spec.serviceLoadBalancerAggregation",
+                            choices=("Enabled", "Disabled")) != "Disabled",
+        local_workload_v4=_address(obj, "spec.localWorkloadPeeringIPV4", 4),
+        local_workload_v6=_address(obj, "spec.localWorkloadPeeringIPV6", 6),
     )
+
+
+def _address(obj: Mapping[str, Any], path: str, version: int | None = None) -> Address | None:
+    text = _str(obj, path)
+    if text is None:
+        return None
+    try:
+        address = ip_address(text)
+    except ValueError:
+        raise Invalid(path, f"{text!r} is not an IP address") from None
+    if version is not None and address.version != version:
+        raise Invalid(path, f"{text!r} is not an IPv{version} address")
+    return address
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +335,8 @@ class BGPPeer:
     next_hop_mode: str | None = None
     reachable_by: Address | None = None
     filters: tuple[str, ...] = ()
+    local_as_number: int | None = None  # localASNumber: our AS on these sessions (peerIP)
+    reverse_peering: bool = True  # reversePeering: Auto (Manual: the other side's own BGPPeer)
     # bgpd's own knobs, as annotations (Calico's BGPPeer has no field for them)
     accept_node_block_routes: bool = False
     max_prefixes: int | None = None
@@ -368,6 +396,9 @@ def _peer_annotations(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 def parse_bgp_peer(obj: Mapping[str, Any]) -> BGPPeer:
     name = _name(obj)
+    if _str(obj, "spec.localWorkloadSelector") is not None:
+        raise Invalid("spec.localWorkloadSelector",
+                      "peering with local workloads is not supported by bgpd")
     node, node_selector = _str(obj, "spec.node"), _selector(obj, "spec.nodeSelector")
     if node is not None and node_selector is not None:
         raise Invalid("spec.nodeSelector", "node and nodeSelector cannot both be set")
@@ -388,11 +419,6 @@ def parse_bgp_peer(obj: Mapping[str, Any]) -> BGPPeer:
             raise Invalid("spec.peerIP", f"port {port} is outside 1..65535")
         if asn is None:
             raise Invalid("spec.asNumber", "required with peerIP")
-    reachable = _str(obj, "spec.reachableBy")
-    try:
-        reachable_by = ip_address(reachable) if reachable is not None else None
-    except ValueError:
-        raise Invalid("spec.reachableBy", f"{reachable!r} is not an IP address") from None
     return BGPPeer(
         name=name, node=node, node_selector=node_selector, peer_ip=peer_ip, peer_port=port,
         peer_selector=peer_selector, as_number=asn,
@@ -405,8 +431,10 @@ def parse_bgp_peer(obj: Mapping[str, Any]) -> BGPPeer:
         num_allowed_local_as=_int(obj, "spec.numAllowedLocalASNumbers", low=0, high=10),
         keep_original_next_hop=bool(_bool(obj, "spec.keepOriginalNextHop")),
         next_hop_mode=_str(obj, "spec.nextHopMode", choices=("Auto", "Self", "Keep")),
-        reachable_by=reachable_by,
+        reachable_by=_address(obj, "spec.reachableBy"),
         filters=tuple(str(f) for f in _list(obj, "spec.filters")),
+        local_as_number=_asn(obj, "spec.localASNumber"),
+        reverse_peering=_str(obj, "spec.reversePeering", choices=("Auto", "Manual")) != "Manual",
         **_peer_annotations(obj),
     )
 
@@ -420,7 +448,57 @@ class BGPFilter:
     export_v6: tuple[FilterRule, ...] = ()
 
 
+PRIORITY_RANGE = (1, 2147483646)  # Calico's route priorities (kernel metrics)
+
+
+def _priority(obj: Mapping[str, Any], path: str) -> int | None:
+    return _int(obj, path, low=PRIORITY_RANGE[0], high=PRIORITY_RANGE[1])
+
+
+def _operation(item: object, path: str) -> Operation:
+    """One of a rule's ``operations``: exactly one of addCommunity, prependASPath,
+    setPriority."""
+    if not isinstance(item, Mapping):
+        raise Invalid(path, "expected an object")
+    known = ("addCommunity", "prependASPath", "setPriority")
+    given = [k for k in item if item[k] is not None]
+    if len(given) != 1 or given[0] not in known:
+        raise Invalid(path, f"exactly one of {', '.join(known)} is needed, got "
+                            f"{', '.join(map(str, given)) or 'none'}")
+    key = given[0]
+    if key == "addCommunity":
+        value = _get(item, "addCommunity.value")
+        if value is None:
+            raise Invalid(f"{path}.addCommunity.value", "required")
+        return Operation(add_community=parse_community(value, f"{path}.addCommunity.value"))
+    if key == "prependASPath":
+        asns = _list(item, "prependASPath.prefix")
+        if not 1 <= len(asns) <= 10:
+            raise Invalid(f"{path}.prependASPath.prefix", f"1 to 10 AS numbers, got {len(asns)}")
+        return Operation(prepend_as_path=tuple(
+            parse_asn(a, f"{path}.prependASPath.prefix[{i}]") for i, a in enumerate(asns)))
+    value_ = _within(path, lambda: _priority(item, "setPriority.value"))
+    if value_ is None:
+        raise Invalid(f"{path}.setPriority.value", "required")
+    return Operation(set_priority=value_)
+
+
+def _within(path: str, read: Callable[[], M]) -> M:
+    """``read()``, its errors named from ``path`` (the readers name fields relative to the
+    object they are given)."""
+    try:
+        return read()
+    except Invalid as exc:
+        if exc.field.startswith(path):
+            raise
+        raise Invalid(f"{path}.{exc.field}", exc.message) from None
+
+
 def _rule(item: object, path: str, version: int) -> FilterRule:
+    return _within(path, lambda: _rule_at(item, path, version))
+
+
+def _rule_at(item: object, path: str, version: int) -> FilterRule:
     if not isinstance(item, Mapping):
         raise Invalid(path, "expected an object")
     action = _str(item, "action", choices=("Accept", "Reject"))
@@ -433,16 +511,37 @@ def _rule(item: object, path: str, version: int) -> FilterRule:
     cidr = _cidr(cidr_text, f"{path}.cidr") if cidr_text is not None else None
     if cidr is not None and cidr.version != version:
         raise Invalid(f"{path}.cidr", f"{cidr} is not an IPv{version} CIDR")
+    if _get(item, "prefixLength") is not None and cidr is None:
+        raise Invalid(f"{path}.prefixLength", "needs cidr")
     width = 32 if version == 4 else 128
     low = _int(item, "prefixLength.min", low=0, high=width)
     high = _int(item, "prefixLength.max", low=0, high=width)
     if low is not None and high is not None and low > high:
         raise Invalid(f"{path}.prefixLength", f"min {low} is greater than max {high}")
     source = _str(item, "source", choices=("RemotePeers",))
+    peer_type = _str(item, "peerType", choices=("eBGP", "iBGP"))
+    community = None
+    if _get(item, "communities") is not None:
+        values = _list(item, "communities.values")
+        if len(values) != 1:
+            raise Invalid(f"{path}.communities.values",
+                          f"exactly one community is needed, got {len(values)}")
+        community = parse_community(values[0], f"{path}.communities.values[0]")
+    as_path = tuple(parse_asn(a, f"{path}.asPathPrefix[{i}]")
+                    for i, a in enumerate(_list(item, "asPathPrefix")))
+    operations = _list(item, "operations")
+    if operations and action != "Accept":
+        raise Invalid(f"{path}.operations", "only an Accept rule may have operations")
+    if len(operations) > 10:
+        raise Invalid(f"{path}.operations", f"at most 10 operations, got {len(operations)}")
     return FilterRule(
         action=Action(action), cidr=cidr, match_operator=MatchOperator(op) if op else None,
         min_length=low, max_length=high, remote_peers_only=source == "RemotePeers",
         interface=_str(item, "interface"),
+        ebgp=None if peer_type is None else peer_type == "eBGP",
+        community=community, as_path_prefix=as_path, priority=_priority(item, "priority"),
+        operations=tuple(_operation(o, f"{path}.operations[{i}]")
+                         for i, o in enumerate(operations)),  # names its own fields
     )
 
 
@@ -614,6 +713,33 @@ def parse_secret(obj: Mapping[str, Any]) -> Secret:
     return Secret(name=name, data=tuple(sorted(values.items())))
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterInformation:
+    """The cluster's Calico version (``ClusterInformation`` ``default``, ``spec.calicoVersion``,
+    written by calico-node and kube-controllers): what the other nodes' confd renders depends
+    on it."""
+
+    name: str
+    version: tuple[int, int] | None = None  # (major, minor); None: not set yet
+
+    @property
+    def v3_33(self) -> bool:
+        """Calico v3.33 or later: its route priorities (kernel metrics, LOCAL_PREF on the
+        wire) and its programClusterRoutes default."""
+        return self.version is not None and self.version >= (3, 33)
+
+
+def parse_cluster_information(obj: Mapping[str, Any]) -> ClusterInformation:
+    name = _name(obj)
+    text = _str(obj, "spec.calicoVersion")
+    if text is None:
+        return ClusterInformation(name)
+    match = re.match(r"v?(\d+)\.(\d+)", text)
+    if match is None:
+        raise Invalid("spec.calicoVersion", f"{text!r} is not a version (like \"v3.33.0\")")
+    return ClusterInformation(name, (int(match.group(1)), int(match.group(2))))
+
+
 PARSERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "BGPConfiguration": parse_bgp_configuration,
     "BGPPeer": parse_bgp_peer,
@@ -622,10 +748,12 @@ PARSERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "BlockAffinity": parse_block_affinity,
     "Node": parse_node,
     "Secret": parse_secret,
+    "ClusterInformation": parse_cluster_information,
 }
 CALICO_GROUPS = ("crd.projectcalico.org/v1", "projectcalico.org/v3")
 
-Model = BGPConfiguration | BGPPeer | BGPFilter | IPPool | BlockAffinity | Node | Secret
+Model = (BGPConfiguration | BGPPeer | BGPFilter | IPPool | BlockAffinity | Node | Secret
+         | ClusterInformation)
 
 
 def parse(obj: Mapping[str, Any]) -> Model:

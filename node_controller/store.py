@@ -26,6 +26,7 @@ from node_controller.models import (
     BGPFilter,
     BGPPeer,
     BlockAffinity,
+    ClusterInformation,
     IPPool,
     Model,
     Node,
@@ -36,6 +37,7 @@ from node_controller.models import (
 KINDS: dict[str, type] = {
     "BGPConfiguration": BGPConfiguration, "BGPPeer": BGPPeer, "BGPFilter": BGPFilter,
     "IPPool": IPPool, "BlockAffinity": BlockAffinity, "Node": Node, "Secret": Secret,
+    "ClusterInformation": ClusterInformation,
 }
 M = TypeVar("M")
 

@@ -147,6 +147,16 @@ class NodeContext:
     tunnel: str = "tunl0"
     metric: int | None = None
     cluster_routes: ClusterRoutes = ClusterRoutes()
+    # Calico v3.33's route priorities: a BGP route's kernel metric is its priority
+    # (2147483647 - LOCAL_PREF, else the normal priority), and LOCAL_PREF towards iBGP peers
+    # is 2147483647 - the normal priority for a route without one (older Calico: 100, and no
+    # metric)
+    priorities: bool = False
+    normal_priority_v4: int = 1024  # BGPConfiguration ipv4NormalRoutePriority
+    normal_priority_v6: int = 1024
+
+    def normal_priority(self, version: int) -> int:
+        return self.normal_priority_v4 if version == 4 else self.normal_priority_v6
 
     # Derived sets, computed once per context (policy asks them for every route).
     @cached_property

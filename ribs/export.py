@@ -8,12 +8,14 @@ context).  The rules, in order:
   on a route-reflector node (RFC 4456 §6): a client's route goes to every client and
   non-client, a non-client's route to clients only, and never to a peer whose cluster id is
   already in the route's CLUSTER_LIST;
-* the export filter (:func:`ribs.policy.exportable`): only pool and service prefixes unless
-  the peer's BGPFilter says otherwise; the node's own ``/32`` pod routes never enter the RIB,
+* the export filter (:func:`ribs.policy.export_rule`): only pool and service prefixes unless
+  the peer's BGPFilter says otherwise (an accepting rule's operations apply first, so a
+  prepended AS comes after ours); the node's own ``/32`` pod routes never enter the RIB,
   so only block aggregates can leave;
 * attributes: to eBGP our AS is prepended (the engine sends the AS_PATH verbatim), LOCAL_PREF,
   ORIGINATOR_ID and CLUSTER_LIST are dropped, a MED is kept only on our own routes; to iBGP
-  LOCAL_PREF is set (default 100) and a reflected route gets ORIGINATOR_ID (if absent) and our
+  LOCAL_PREF is set (default 100; with Calico v3.33's priorities ``2147483647 - normal
+  priority``) and a reflected route gets ORIGINATOR_ID (if absent) and our
   cluster id prepended to its CLUSTER_LIST; communities of ``prefixAdvertisements`` are added;
 * next hop (``None`` meaning "self"): our own routes always self; otherwise ``Self`` forces
   self, ``Keep`` keeps the received one, ``Auto`` keeps it towards iBGP and sets self towards
@@ -28,7 +30,7 @@ from ipaddress import IPv4Address
 
 from ribs.bestpath import Best
 from ribs.context import NodeContext
-from ribs.policy import DEFAULT_POLICY, PeerPolicy, exportable
+from ribs.policy import BIRD_INT_MAX, DEFAULT_POLICY, PeerPolicy, export_rule, operate
 from ribs.types import DEFAULT_LOCAL_PREF, Address, Attributes, Prefix, Route, SourceKey, SourceKind
 
 
@@ -96,11 +98,14 @@ def advert_for(best: Best, peer: ExportPeer, ctx: NodeContext,
         not _reflect_allowed(route, peer, ctx)
     ):
         return None
-    if not exportable(route, ctx, peer.policy):
+    accepted, operations = export_rule(route, ctx, peer.policy, ebgp=peer.ebgp)
+    if not accepted:
         return None
+    if operations:  # the rule's operations first, as BIRD runs the filter before its own
+        route = replace(route, attrs=operate(route.attrs, operations))
     if shared is None:
         return Advert(route.prefix, _attributes(route, peer, ctx))
-    key = attributes_class(peer)
+    key = attributes_class(peer) if not operations else (*attributes_class(peer), operations)
     advert = shared.get(key)
     if advert is None:
         advert = shared[key] = Advert(route.prefix, _attributes(route, peer, ctx))
@@ -132,9 +137,12 @@ def _attributes(route: Route, peer: ExportPeer, ctx: NodeContext) -> Attributes:
     if route.source.kind is SourceKind.BGP and route.source.ibgp and ctx.cluster_id is not None:
         originator_id = originator_id or route.source.router_id
         cluster_list = (ctx.cluster_id, *cluster_list)
+    local_pref = attrs.local_pref
+    if local_pref is None:
+        local_pref = (BIRD_INT_MAX - ctx.normal_priority(route.prefix.version)
+                      if ctx.priorities else DEFAULT_LOCAL_PREF)
     return replace(
-        attrs, next_hop=next_hop,
-        local_pref=DEFAULT_LOCAL_PREF if attrs.local_pref is None else attrs.local_pref,
+        attrs, next_hop=next_hop, local_pref=local_pref,
         originator_id=originator_id, cluster_list=cluster_list, communities=communities,
         large_communities=large,
     )

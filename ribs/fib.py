@@ -12,7 +12,10 @@ Shapes (``../shared/CALICO.md``):
   pool that the cluster's ``programClusterRoutes`` leaves to Felix (the route is still
   advertised);
 * several best paths (ECMP): one multipath route, each hop in its own shape — tunnelled
-  hops included, which Calico cannot do.
+  hops included, which Calico cannot do;
+* the metric: none (the kernel's default), or with Calico v3.33's priorities the route's
+  priority — ``2147483647 - LOCAL_PREF``, else the normal priority (1024) — as v3.33's
+  ``calico_kernel_programming`` filter sets ``krt_metric``.
 
 A next hop that is one of the node's own addresses is never installed (the route would
 point back at the node itself).
@@ -23,6 +26,7 @@ from __future__ import annotations
 from ribs.bestpath import Best
 from ribs.context import EncapMode, NodeContext
 from ribs.kernel_plan import KernelRoute, NextHop
+from ribs.policy import priority_of
 from ribs.types import Address, Prefix, SourceKind
 
 
@@ -89,4 +93,7 @@ def kernel_route(best: Best, ctx: NodeContext) -> KernelRoute | None:
             hops.append(shape)  # shapes are memoised: the same hop is the same object
     if not hops:
         return None
-    return KernelRoute(prefix=prefix, nexthops=tuple(hops), metric=ctx.metric)
+    metric = ctx.metric
+    if ctx.priorities:
+        metric = priority_of(route, ctx.normal_priority(prefix.version))
+    return KernelRoute(prefix=prefix, nexthops=tuple(hops), metric=metric)

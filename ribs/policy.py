@@ -3,14 +3,14 @@ a reason).
 
 Import, in order:
 
-1. loop checks, always: our AS in the AS_PATH more often than the peer allows
+1. loop checks, always: our AS (the session's) in the AS_PATH more often than the peer allows
    (``numAllowedLocalASNumbers``), ORIGINATOR_ID equal to our router id, our cluster id in the
    CLUSTER_LIST (RFC 4271 §9.1.2, RFC 4456 §8);
 2. martians, always: default-free special space that can never be a pod route — loopback,
    link-local, multicast, unspecified;
 3. the peer's BGPFilter rules (Calico semantics: filters in the peer's order, rules in order,
-   first match wins; ``Reject`` refuses, ``Accept`` accepts and skips step 4 — an explicit
-   accept is the administrator's decision);
+   first match wins; ``Reject`` refuses, ``Accept`` accepts — after its ``operations``, in
+   order — and skips step 4: an explicit accept is the administrator's decision);
 4. the default guard (unless turned off): the default route, any prefix overlapping the
    node's own networks (its subnets, its own blocks), anything not inside an enabled IP
    pool nor equal to an advertised service CIDR, and — from a peer that is not a Calico
@@ -26,19 +26,28 @@ Import, in order:
 A peer whose BGPFilter is missing or invalid has a *closed* policy: it imports nothing and is
 sent nothing until the filter is valid (a filter that fails must not mean "no filter").
 
-Export: a route leaves only if the peer's export rules accept it, or — no rule matching — it
-lies in an enabled pool that allows BGP export or is an advertised service CIDR.
+Export: a route leaves only if the peer's export rules accept it (their operations then
+apply to what that peer is sent), or — no rule matching — it lies in an enabled pool that
+allows BGP export or is an advertised service CIDR.
+
+Rules match as confd's BIRD functions do (Calico v3.33): ``peerType`` iBGP/eBGP against the
+session (the peer's AS equal to ours, ``localASNumber`` counted); ``communities`` one standard
+or large community the route carries; ``asPathPrefix`` the first ASes of the AS_PATH (before
+ours is prepended, on export); ``priority`` the route's priority, which Calico carries in
+LOCAL_PREF as ``2147483647 - priority`` (:func:`priority_of`).  Operations: ``addCommunity``,
+``prependASPath`` (the listed ASes first, in order) and ``setPriority`` (LOCAL_PREF
+``2147483647 - value``).
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Network, IPv6Network
 
 from ribs.context import NodeContext, PrefixSet
-from ribs.types import Prefix, Route, SourceKind
+from ribs.types import AsPath, Attributes, Prefix, Route, SegmentType, SourceKind
 
 
 class Reason(enum.Enum):
@@ -76,6 +85,62 @@ class MatchOperator(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Operation:
+    """One BGPFilter operation of an accepting rule: exactly one of the three is set."""
+
+    add_community: tuple[int, ...] | None = None  # 2 parts: standard, 3: large
+    prepend_as_path: tuple[int, ...] = ()
+    set_priority: int | None = None
+
+    def apply(self, attrs: Attributes) -> Attributes:
+        if self.add_community is not None:
+            value = self.add_community
+            if len(value) == 2:
+                if value in attrs.communities:
+                    return attrs
+                return replace(attrs, communities=(*attrs.communities, (value[0], value[1])))
+            if value in attrs.large_communities:
+                return attrs
+            return replace(attrs, large_communities=(
+                *attrs.large_communities, (value[0], value[1], value[2])))
+        if self.prepend_as_path:
+            path = attrs.as_path
+            for asn in reversed(self.prepend_as_path):
+                path = path.prepend(asn)
+            return replace(attrs, as_path=path)
+        if self.set_priority is not None:
+            return replace(attrs, local_pref=BIRD_INT_MAX - self.set_priority)
+        return attrs
+
+
+#: Calico's conversion between a route priority (a kernel metric, lower wins) and LOCAL_PREF
+#: (higher wins): ``local_pref = 2147483647 - priority``
+BIRD_INT_MAX = 2147483647
+#: the priority Calico gives a route with none (BGPConfiguration ipv4/ipv6NormalRoutePriority)
+NORMAL_PRIORITY = 1024
+
+
+def priority_of(route: Route, normal: int | None) -> int | None:
+    """A route's priority as confd's filters see it: from LOCAL_PREF when the route has one;
+    else ``normal`` (on export: every route has one there) or None (on import: no match)."""
+    local_pref = route.attrs.local_pref
+    if local_pref is not None:
+        return BIRD_INT_MAX - local_pref
+    return normal
+
+
+def _path_starts_with(path: AsPath, asns: tuple[int, ...]) -> bool:
+    flat: list[int] = []
+    for seg in path.segments:
+        if seg.kind is not SegmentType.SEQUENCE:
+            break  # a set or confederation segment: nothing after it is "the path's start"
+        flat.extend(seg.asns)
+        if len(flat) >= len(asns):
+            break
+    return tuple(flat[:len(asns)]) == asns
+
+
+@dataclass(frozen=True, slots=True)
 class FilterRule:
     """One BGPFilter rule; unset criteria match everything."""
 
@@ -86,8 +151,18 @@ class FilterRule:
     max_length: int | None = None
     remote_peers_only: bool = False  # source: RemotePeers
     interface: str | None = None
+    ebgp: bool | None = None  # peerType: eBGP (True) or iBGP (False); None: any peer
+    community: tuple[int, ...] | None = None  # communities.values[0]
+    as_path_prefix: tuple[int, ...] = ()
+    priority: int | None = None
+    operations: tuple[Operation, ...] = ()
 
-    def matches(self, route: Route) -> bool:
+    def matches(self, route: Route, *, ebgp: bool = False,
+                normal_priority: int | None = None) -> bool:
+        """Whether the rule matches ``route`` on a session that is ``ebgp`` or not;
+        ``normal_priority``: the priority of a route without LOCAL_PREF (None on import)."""
+        if self.ebgp is not None and self.ebgp != ebgp:
+            return False
         prefix = route.prefix
         if self.cidr is not None and self.match_operator is not None:
             if self.cidr.version != prefix.version:
@@ -108,7 +183,23 @@ class FilterRule:
         if self.remote_peers_only and route.source.kind is not SourceKind.BGP:
             return False
         # interface rules match routes learned from a device; BGP and local routes have none
-        return self.interface is None
+        if self.interface is not None:
+            return False
+        attrs = route.attrs
+        if self.community is not None:
+            held = attrs.communities if len(self.community) == 2 else attrs.large_communities
+            if self.community not in held:
+                return False
+        if self.as_path_prefix and not _path_starts_with(attrs.as_path, self.as_path_prefix):
+            return False
+        return self.priority is None or priority_of(route, normal_priority) == self.priority
+
+
+def operate(attrs: Attributes, operations: Sequence[Operation]) -> Attributes:
+    """``attrs`` after an accepting rule's operations, in order."""
+    for operation in operations:
+        attrs = operation.apply(attrs)
+    return attrs
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,16 +233,18 @@ MARTIANS = PrefixSet([
 ])
 
 
-def first_match(rules: Sequence[FilterRule], route: Route) -> Action | None:
+def first_match(rules: Sequence[FilterRule], route: Route, *, ebgp: bool = False,
+                normal_priority: int | None = None) -> FilterRule | None:
     for rule in rules:
-        if rule.matches(route):
-            return rule.action
+        if rule.matches(route, ebgp=ebgp, normal_priority=normal_priority):
+            return rule
     return None
 
 
 def _loop(route: Route, ctx: NodeContext, policy: PeerPolicy) -> Reason | None:
     attrs = route.attrs
-    if attrs.as_path.segments and attrs.as_path.count(ctx.local_as) > policy.allowed_local_as:
+    local_as = route.source.local_as or ctx.local_as  # the session's (localASNumber)
+    if attrs.as_path.segments and attrs.as_path.count(local_as) > policy.allowed_local_as:
         return Reason.AS_PATH_LOOP
     if attrs.originator_id is not None and attrs.originator_id == ctx.router_id:
         return Reason.ORIGINATOR_LOOP
@@ -179,31 +272,50 @@ def guard(prefix: Prefix, ctx: NodeContext, policy: PeerPolicy = DEFAULT_POLICY)
     return Reason.ACCEPTED
 
 
-def import_verdict(route: Route, ctx: NodeContext, policy: PeerPolicy = DEFAULT_POLICY) -> Reason:
-    """Why ``route`` from a peer is accepted or refused (max-prefix is the RIB's: it counts)."""
+def import_route(route: Route, ctx: NodeContext,
+                 policy: PeerPolicy = DEFAULT_POLICY) -> tuple[Reason, Route]:
+    """Why ``route`` from a peer is accepted or refused (max-prefix is the RIB's: it counts),
+    and the route as accepted (an accepting rule's operations applied)."""
     if policy.closed:
-        return Reason.FILTER_UNAVAILABLE
+        return Reason.FILTER_UNAVAILABLE, route
     loop = _loop(route, ctx, policy)
     if loop is not None:
-        return loop
+        return loop, route
     if MARTIANS.overlaps(route.prefix) and route.prefix.prefixlen > 0:
-        return Reason.MARTIAN
-    action = first_match(policy.import_rules(route.prefix), route)
-    if action is Action.REJECT:
-        return Reason.FILTER_REJECT
-    if action is Action.ACCEPT:
-        return Reason.FILTER_ACCEPT
+        return Reason.MARTIAN, route
+    rule = first_match(policy.import_rules(route.prefix), route, ebgp=route.source.ebgp)
+    if rule is not None:
+        if rule.action is Action.REJECT:
+            return Reason.FILTER_REJECT, route
+        if rule.operations:
+            route = replace(route, attrs=operate(route.attrs, rule.operations))
+        return Reason.FILTER_ACCEPT, route
     if not ctx.import_guard:
-        return Reason.ACCEPTED
-    return guard(route.prefix, ctx, policy)
+        return Reason.ACCEPTED, route
+    return guard(route.prefix, ctx, policy), route
 
 
-def exportable(route: Route, ctx: NodeContext, policy: PeerPolicy = DEFAULT_POLICY) -> bool:
-    """Calico's export filter, after the peer's own export rules."""
+def import_verdict(route: Route, ctx: NodeContext, policy: PeerPolicy = DEFAULT_POLICY) -> Reason:
+    """Why ``route`` from a peer is accepted or refused."""
+    return import_route(route, ctx, policy)[0]
+
+
+def export_rule(route: Route, ctx: NodeContext, policy: PeerPolicy = DEFAULT_POLICY, *,
+                ebgp: bool = False) -> tuple[bool, tuple[Operation, ...]]:
+    """Calico's export filter after the peer's own export rules: whether ``route`` goes to a
+    peer (``ebgp``: an eBGP session) and the operations of the rule that accepted it."""
     if policy.closed:
-        return False
-    action = first_match(policy.export_rules(route.prefix), route)
-    if action is not None:
-        return action is Action.ACCEPT
+        return False, ()
+    rules = policy.export_rules(route.prefix)
+    if rules:
+        rule = first_match(rules, route, ebgp=ebgp,
+                           normal_priority=ctx.normal_priority(route.prefix.version))
+        if rule is not None:
+            return rule.action is Action.ACCEPT, rule.operations
     prefix = route.prefix
-    return ctx.exported_pools.contains(prefix) or ctx.service_cidrs.contains(prefix)
+    return ctx.exported_pools.contains(prefix) or ctx.service_cidrs.contains(prefix), ()
+
+
+def exportable(route: Route, ctx: NodeContext, policy: PeerPolicy = DEFAULT_POLICY, *,
+               ebgp: bool = False) -> bool:
+    return export_rule(route, ctx, policy, ebgp=ebgp)[0]

@@ -35,7 +35,7 @@ from ribs.context import NodeContext
 from ribs.export import Advert, ExportPeer, advert_for
 from ribs.fib import kernel_route
 from ribs.kernel_plan import KernelRoute
-from ribs.policy import Reason, exportable, import_verdict
+from ribs.policy import Reason, exportable, import_route
 from ribs.table import Change, Table
 from ribs.types import LOCAL, Attributes, Prefix, Route, Source, SourceKey
 
@@ -275,7 +275,7 @@ class Rib:
     def _import(self, route: Route, peer: _Peer, delta: Delta) -> None:
         key = route.source.key
         policy = peer.config.policy
-        verdict = import_verdict(route, self.ctx, policy)
+        verdict, accepted = import_route(route, self.ctx, policy)
         limit = policy.max_prefixes
         if (verdict.accepted and limit is not None
                 and not self.table.has(route.prefix, key, route.path_id)
@@ -284,7 +284,7 @@ class Rib:
         if self.rejected and self.rejected.pop(route.key, None) is Reason.MAX_PREFIX:
             peer.refused -= 1
         if verdict.accepted:
-            self._apply(self.table.update(route), delta)
+            self._apply(self.table.update(accepted), delta)
             return
         self.rejected[route.key] = verdict
         self.rejections[(str(route.source), verdict.value)] += 1

@@ -278,3 +278,94 @@ def test_other_nodes_blocks_from_affinities_or_pod_cidrs() -> None:
                        state="confirmed", deleted="false"))
     assert [str(b) for b in cfg.other_blocks] == ["10.244.7.0/24", "172.17.8.0/24"]
     assert [str(b) for b in cfg.blackholes] == ["172.17.9.0/24"]
+
+
+# --- Calico v3.33 fields ------------------------------------------------------------------
+def test_reverse_peering_manual_leaves_the_other_side_to_its_own_bgppeer() -> None:
+    objs = [node("n9", "10.0.0.9/24", labels={"rack": "a"}),
+            node("n8", "10.0.0.8/24", labels={"rack": "b"}),
+            calico("BGPConfiguration", "default", nodeToNodeMeshEnabled=False),
+            calico("BGPPeer", "rack-a", nodeSelector="rack == 'a'", peerSelector="rack == 'b'",
+                   reversePeering="Manual")]
+    assert list(peers(build(*objs))) == ["Node_10_0_0_8"]
+    assert peers(build(*objs, me="n8")) == {}
+    auto = [*objs[:3], calico("BGPPeer", "rack-a", nodeSelector="rack == 'a'",
+                              peerSelector="rack == 'b'", reversePeering="Auto")]
+    assert list(peers(build(*auto, me="n8"))) == ["Node_10_0_0_9"]
+
+
+def test_local_as_number_is_our_as_on_peer_ip_sessions_only() -> None:
+    objs = [node("n9", "10.0.0.9/24", labels={"rack": "a"}), node("n8", "10.0.0.8/24"),
+            calico("BGPConfiguration", "default", nodeToNodeMeshEnabled=False),
+            calico("BGPPeer", "tor", peerIP="10.0.0.1", asNumber=65000, localASNumber=65101),
+            calico("BGPPeer", "sel", peerSelector="all()", localASNumber=65102)]
+    cfg = build(*objs)
+    by_name = {p.name: p for p in cfg.peers}
+    assert by_name["Global_10_0_0_1"].local_as == 65101
+    assert by_name["Global_10_0_0_8"].local_as == 64512  # confd: peerIP peerings only
+    assert cfg.local_as == 64512
+
+
+def test_load_balancer_aggregation_and_single_addresses() -> None:
+    spec = {"serviceClusterIPs": [{"cidr": "10.96.0.0/12"}, {"cidr": "10.95.0.1/32"}],
+            "serviceExternalIPs": [{"cidr": "198.51.100.0/24"}, {"cidr": "198.51.101.7/32"}],
+            "serviceLoadBalancerIPs": [{"cidr": "192.0.2.0/24"}, {"cidr": "192.0.3.9/32"}]}
+    me = node("n9", "10.0.0.9/24")
+    cfg = build(me, calico("BGPConfiguration", "default", **spec))
+    # every cluster IP range; external and LB ranges but not their single addresses
+    assert [str(p) for p in cfg.announce] == ["10.95.0.1/32", "10.96.0.0/12", "192.0.2.0/24",
+                                              "198.51.100.0/24"]
+    off = build(me, calico("BGPConfiguration", "default", serviceLoadBalancerAggregation="Disabled",
+                           **spec))
+    assert [str(p) for p in off.announce] == ["10.95.0.1/32", "10.96.0.0/12", "198.51.100.0/24"]
+    # still service CIDRs: what is inside them may be exported (per-service routes)
+    assert "192.0.2.0/24" in [str(p) for p in off.service_cidrs]
+
+
+def test_route_priorities_follow_the_clusters_calico_version() -> None:
+    me = node("n9", "10.0.0.9/24")
+    conf = calico("BGPConfiguration", "default", ipv4NormalRoutePriority=2000)
+    assert not build(me, conf).calico_v3_33  # no ClusterInformation: older Calico's encoding
+    old = calico("ClusterInformation", "default", calicoVersion="v3.32.1")
+    assert not build(me, conf, old).calico_v3_33
+    new = build(me, conf, calico("ClusterInformation", "default", calicoVersion="v3.33.0"))
+    assert new.calico_v3_33 and (new.normal_priority_v4, new.normal_priority_v6) == (2000, 1024)
+    dev = calico("ClusterInformation", "default", calicoVersion="v3.34.0-0.dev-12-gabcdef")
+    assert build(me, dev).calico_v3_33
+
+
+def test_program_cluster_routes_default_follows_the_version() -> None:
+    me = node("n9", "10.0.0.9/24")
+    v333 = calico("ClusterInformation", "default", calicoVersion="v3.33.1")
+    assert build(me).program_cluster_routes() == "Enabled"
+    assert build(me, v333).program_cluster_routes() == "EnabledNoEncapOnly"
+    assert build(me, v333).program_cluster_routes("Enabled") == "Enabled"  # bgpd's setting
+    explicit = calico("BGPConfiguration", "default", programClusterRoutes="Disabled")
+    assert build(me, v333, explicit).program_cluster_routes("Enabled") == "Disabled"
+
+
+@pytest.mark.parametrize(("obj", "field", "words"), [
+    (calico("BGPConfiguration", "default", ipv4NormalRoutePriority=0),
+     "spec.ipv4NormalRoutePriority", "outside"),
+    (calico("BGPConfiguration", "default", ipv6NormalRoutePriority="high"),
+     "spec.ipv6NormalRoutePriority", "whole number"),
+    (calico("BGPConfiguration", "default", serviceLoadBalancerAggregation="Off"),
+     "spec.serviceLoadBalancerAggregation", "not one of"),
+    (calico("BGPConfiguration", "default", localWorkloadPeeringIPV4="fe80::1"),
+     "spec.localWorkloadPeeringIPV4", "not an IPv4"),
+    (calico("BGPConfiguration", "default", localWorkloadPeeringIPV6="nope"),
+     "spec.localWorkloadPeeringIPV6", "not an IP"),
+    (calico("BGPPeer", "x", peerIP="10.0.0.1", asNumber=1, localASNumber="big"),
+     "spec.localASNumber", "not an AS number"),
+    (calico("BGPPeer", "x", peerSelector="all()", reversePeering="Sometimes"),
+     "spec.reversePeering", "not one of"),
+    (calico("BGPPeer", "x", localWorkloadSelector="app == 'vm'", asNumber=65000),
+     "spec.localWorkloadSelector", "not supported"),
+    (calico("ClusterInformation", "default", calicoVersion="master"),
+     "spec.calicoVersion", "not a version"),
+    (calico("BGPFilter", "f", importV4=[{"action": "Accept", "matchOperator": "Around",
+                                          "cidr": "10.0.0.0/8"}]),
+     "spec.importV4[0].matchOperator", "not one of"),
+])
+def test_v333_fields_invalid(obj: dict[str, Any], field: str, words: str) -> None:
+    test_invalid_objects_are_named_and_the_rest_still_applies(obj, field, words)
