@@ -97,6 +97,9 @@ class Daemon:
         self.notifier.status(f"starting: {len(adopted)} routes adopted from the kernel")
         try:
             async with asyncio.TaskGroup() as tasks:
+                if s.endpoint_status_dir:
+                    tasks.create_task(controller.watch_endpoints(Path(s.endpoint_status_dir)),
+                                      name="endpoint-status")
                 tasks.create_task(self._source(controller), name="resource-source")
                 tasks.create_task(router.run(), name="rib")
                 tasks.create_task(speaker.run(), name="speaker")

@@ -214,5 +214,5 @@ class KernelSync:
             # a foreign route leaving a prefix we were refused: try again now
             return event.deleted and event.route.prefix in self.errors
         if event.deleted:
-            return mine is not None and mine == event.route
-        return mine != event.route
+            return mine is not None and mine.satisfied_by(event.route)
+        return mine is None or not mine.satisfied_by(event.route)

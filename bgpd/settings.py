@@ -37,6 +37,9 @@ class Settings:
     # default for the cluster's version (ClusterInformation): "EnabledNoEncapOnly" from v3.33
     # (Felix programs IPIP routes), "Enabled" before (BGP programs every pool's routes)
     cluster_routes: str | None = None
+    # Felix's endpoint status files (FelixConfiguration endpointStatusPathPrefix + the folder):
+    # the workloads a BGPPeer's localWorkloadSelector picks; None: no local workload peering
+    endpoint_status_dir: str | None = "/var/run/calico/endpoint-status"
     state_dir: str = "/run/bgpd"
     data_dir: str = "/var/lib/bgpd"  # survives reboots: the last valid resources
     control_socket: str = "/run/bgpd/bgpd.sock"

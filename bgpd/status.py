@@ -17,7 +17,8 @@ from ribs.rib import PeerState
 
 
 def peer_type(kind: str) -> str:
-    names = {"mesh": "node-to-node mesh", "global": "global", "node": "node specific"}
+    names = {"mesh": "node-to-node mesh", "global": "global", "node": "node specific",
+             "local_workload": "local workload"}
     return names.get(kind, kind)
 
 

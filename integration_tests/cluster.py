@@ -207,6 +207,7 @@ class Cluster:
                   "resources": str(self.resources), "state_dir": str(node.workdir / "state"),
                   "data_dir": str(node.workdir / "data"),
                   "control_socket": str(node.socket), "bird_socket": None,
+                  "endpoint_status_dir": str(node.workdir / "endpoint-status"),
                   "metrics_address": "127.0.0.1:9095", "log_level": "info",
                   "restart_establish_grace": 5.0, "ready_timeout": 30.0, **overrides}
         path = node.workdir / "bgpd.yaml"

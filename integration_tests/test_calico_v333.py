@@ -21,7 +21,7 @@ import yaml
 
 from integration_tests.cluster import NODE_AS, TOR_AS, TOR_IP, Cluster, node_ip
 from integration_tests.netns import NetLab
-from integration_tests.peers import available
+from integration_tests.peers import Bird2, Neighbor, available
 
 TOR_ROUTE = "172.17.100.0/24"
 
@@ -99,3 +99,60 @@ def test_filter_operations_and_priorities_reach_the_wire_and_the_kernel(cluster:
     rows = json.loads(c.bgpd(n0, "routes", "--prefix", TOR_ROUTE, "--output", "json"))
     assert [(r["from"], r["communities"], r["local_pref"], r["as_path"]) for r in rows] == [
         ("Global_198_51_100_1", ["65000:7"], 2147483647 - 700, str(TOR_AS))], rows
+
+
+def test_a_local_workload_peers_with_its_node(lab: NetLab, tmp_path: Path) -> None:
+    """A BGPPeer's ``localWorkloadSelector``: the pod Felix says it selects (an endpoint
+    status file naming the BGPPeer; Felix itself cannot run here, the test writes the file as
+    Felix does) gets a passive session from its node, towards the node's peering address
+    (``localWorkloadPeeringIPV4``, which Felix would make local to the node; here an address
+    on the node's loopback).  A BIRD 2 in the pod's namespace speaks for the workload."""
+    why = available("bird2")
+    if why:
+        pytest.skip(why)
+    c = Cluster(lab, tmp_path, nodes=1, pods=1, tor=False)
+    n0 = c.nodes[0]
+    pod, pod_ip, peering_ip = n0.pods[0], n0.pod_ips[0], "169.254.0.179"
+    n0.ns.ip("addr", "add", f"{peering_ip}/32", "dev", "lo")
+    docs = c.manifests()
+    for doc in docs:
+        if doc["kind"] == "BGPConfiguration":
+            doc["spec"]["localWorkloadPeeringIPV4"] = peering_ip
+    docs += [
+        c.calico("BGPPeer", "vms", {"localWorkloadSelector": "app == 'vm'", "asNumber": 65100,
+                                    "filters": ["vm-in"]}),
+        c.calico("BGPFilter", "vm-in", {"importV4": [
+            {"cidr": "10.200.0.0/16", "matchOperator": "In", "action": "Accept"}]}),
+    ]
+    (c.resources / "cluster.yaml").write_text(yaml.safe_dump_all(docs))
+    status_dir = n0.workdir / "endpoint-status"
+    status_dir.mkdir(parents=True, exist_ok=True)
+    vm = Bird2(pod, tmp_path / "vm", router_id=pod_ip, asn=65100,
+               neighbors=[Neighbor(peering_ip, NODE_AS, multihop=True)],
+               originate=("10.200.0.0/24",))
+    vm.start()
+    c.start_all()
+    try:
+        name = f"Local_Workload_{pod_ip.replace('.', '_')}"
+
+        def peer_state() -> dict[str, object]:
+            return {p["name"]: p for p in c.status(n0)["peers"]}.get(name) or {}
+
+        c.wait(lambda: f"blackhole {n0.block} proto bird" in n0.routes(), 60, "node-0 up")
+        assert not peer_state()  # no status file yet: no session
+        (status_dir / "k8s-default-vm-eth0").write_text(json.dumps({
+            "ifaceName": "cali0000", "mac": "ee:ee:ee:ee:ee:ee",
+            "ipv4Nets": [f"{pod_ip}/32"], "bgpPeerName": "vms"}))
+        c.wait(lambda: bool(peer_state().get("established")), 60, "the workload's session")
+        assert peer_state()["type"] == "local workload"
+        c.wait(lambda: any(r.startswith(f"10.200.0.0/24 via {pod_ip}") for r in n0.routes()),
+               30, "the workload's route in the node's kernel")
+        c.wait(lambda: n0.block in vm.routes_from(peering_ip), 30, "the node's block sent")
+        # Felix removes the file when the pod goes (or stops selecting it): the session ends
+        (status_dir / "k8s-default-vm-eth0").unlink()
+        c.wait(lambda: not peer_state(), 30, "the session removed")
+        c.wait(lambda: not any(r.startswith("10.200.0.0/24") for r in n0.routes()), 30,
+               "the workload's route withdrawn")
+    finally:
+        c.stop_all()
+        vm.stop()

@@ -209,6 +209,31 @@ def test_drift_is_repaired_and_unchanged_reapply_writes_nothing(lab: NetLab) -> 
     print("repair seconds:", json.dumps(figures))
 
 
+def test_a_next_hop_without_a_device_is_installed_once(lab: NetLab) -> None:
+    """``via NH`` (a gateway reached through another route; the kernel picks the device and
+    reports it back): the route read back with its device is the one wanted — no rewrite on
+    every pass, no echo taken for drift."""
+    ns = make_node(lab)
+    route = KernelRoute(prefix=ip_network("10.200.0.0/24"),
+                        nexthops=(NextHop(ip_address("198.51.100.7"), None),))
+
+    async def scenario() -> None:
+        kernel = Kernel(netns=ns.name)
+        sync = KernelSync(kernel)
+        task = asyncio.create_task(sync.run())
+        sync.set_desired([route])
+        await asyncio.wait_for(sync.synced.wait(), 10)
+        assert bird_routes(ns) == {"10.200.0.0/24 via 198.51.100.7 dev eth0 proto bird"}
+        await asyncio.sleep(0)  # (the echo of the write is read by the watch task)
+        report = await sync.sync()
+        assert report.writes == 0 and sync.stats.writes == 1
+        assert sync.stats.drift_repairs == 0
+        task.cancel()
+        kernel.close()
+
+    asyncio.run(scenario())
+
+
 def test_foreign_route_leaving_lets_ours_in(lab: NetLab) -> None:
     ns = make_node(lab)
     ns.ip("route", "add", "172.17.9.0/24", "via", "198.51.100.50", "proto", "static")

@@ -208,8 +208,8 @@ def test_nothing_is_published_before_every_watcher_has_listed(server: KubeServer
         task = asyncio.create_task(controller.run_kubernetes(kubeconfig=str(path),
                                                              namespace="calico-system"))
         try:
-            await until(lambda: len(controller.watchers) == 7 and sum(
-                w.listed for w in controller.watchers) == 6, 10, "all lists but one")
+            await until(lambda: len(controller.watchers) == 8 and sum(
+                w.listed for w in controller.watchers) == 7, 10, "all lists but one")
             assert controller.desired.value is None and not controller.synced()
             server.release("bgpfilters")
             await until(lambda: peer_names(controller) == {"Mesh_198_51_100_11",
@@ -458,5 +458,36 @@ def test_an_affinity_whose_label_is_taken_away_is_not_a_deletion(
         server.remove("BlockAffinity", "node-2-172-17-2-0-24")  # a real deletion, now
         await until(lambda: _affinity_nodes(c) == {"node-1", "node-3"}, 10, "deleted")
         assert deleted == [("BlockAffinity", "node-2-172-17-2-0-24")]
+
+    run_controller(server, tmp_path, scenario)
+
+
+def test_the_clusters_calico_version_is_followed_live(server: KubeServer, tmp_path: Path
+                                                      ) -> None:
+    """ClusterInformation ``default`` (only that one is read): a cluster upgraded to v3.33
+    gets v3.33's priorities and programClusterRoutes default without a restart."""
+    def info(name: str, version: str) -> dict[str, Any]:
+        return {"apiVersion": "crd.projectcalico.org/v1", "kind": "ClusterInformation",
+                "metadata": {"name": name}, "spec": {"calicoVersion": version}}
+
+    server.put(info("default", "v3.32.1"))
+    server.put(info("other", "v3.33.0"))
+
+    async def scenario(controller: Controller) -> None:
+        def current() -> DesiredConfig:
+            assert controller.desired.value is not None
+            return controller.desired.value
+
+        assert not current().calico_v3_33
+        assert current().program_cluster_routes() == "Enabled"
+        server.put(info("default", "v3.33.0"))
+        await until(lambda: current().calico_v3_33, 10, "the upgrade seen")
+        assert current().program_cluster_routes() == "EnabledNoEncapOnly"
+        server.put(info("default", "nightly"))  # a bad edit: named, the last good one stays
+        await until(lambda: any(e.kind == "ClusterInformation" for e in current().errors), 10,
+                    "the bad version named")
+        assert current().calico_v3_33
+        assert [e.field for e in current().errors if e.kind == "ClusterInformation"] == [
+            "spec.calicoVersion"]
 
     run_controller(server, tmp_path, scenario)

@@ -199,7 +199,13 @@ def test_reload_adds_and_removes_peers_without_resetting_others(lab: NetLab,
         for router in routers[:3]:
             await until(partial(router.established, NODE_V4), 30, f"{router.ns} up")
         since = [routers[0].since(NODE_V4), routers[1].since(NODE_V4)]
-        ups = sum(isinstance(e, SessionUp) for e in s.seen)
+
+        def ups_seen() -> int:
+            return sum(isinstance(e, SessionUp) for e in s.seen)
+
+        # BIRD may say Established before the speaker's events for it are read
+        await until(lambda: ups_seen() == 3, 30, "the speaker saw the three sessions up")
+        ups = ups_seen()
         s.configure([s.peer_config(0), s.peer_config(1), s.peer_config(3)])  # -2, +3
         await until(lambda: routers[3].established(NODE_V4), 30, "added peer up")
         await until(lambda: not routers[2].established(NODE_V4), 15, "removed peer down")

@@ -30,6 +30,7 @@ import structlog
 
 from node_controller import durable
 from node_controller.desired import DesiredConfig, desired_config
+from node_controller.endpoints import EndpointFolder
 from node_controller.errors import ResourceError
 from node_controller.static import ResourceFolderError, load_folder
 from node_controller.store import Store
@@ -85,6 +86,8 @@ class Controller:
         self._saved = -1
         self._dirty = asyncio.Event()
         self._on_store_change: Callable[[], None] = self._dirty.set
+        self._publishing = False  # the API's publisher runs (else: static, recompute at once)
+        self.endpoints: EndpointFolder | None = None  # Felix's endpoint status files
 
     def synced(self) -> bool:
         """Every watcher has listed once (always, for a static folder)."""
@@ -137,8 +140,11 @@ class Controller:
 
     async def recompute(self) -> None:
         start = time.perf_counter()
-        config = desired_config(self.store, self.node)
-        extra = [*self.source_errors, *(self._unlisted_errors() if self._waited else ())]
+        endpoints = self.endpoints
+        config = desired_config(self.store, self.node,
+                                endpoints.workloads if endpoints is not None else ())
+        extra = [*self.source_errors, *(self._unlisted_errors() if self._waited else ()),
+                 *(endpoints.errors if endpoints is not None else ())]
         if extra:
             config = replace(config, errors=tuple(sorted({*config.errors, *extra})))
         self.last_compute_s = time.perf_counter() - start
@@ -158,6 +164,20 @@ class Controller:
         if self.data_dir is not None and generation != self._saved and durable.save(
                 self.data_dir, self.store.valid):
             self._saved = generation
+
+    async def watch_endpoints(self, folder: Path, *, interval: float = 1.0) -> None:
+        """Rescan Felix's endpoint status files every ``interval`` (the first scan at once);
+        a change recomputes the configuration."""
+        self.endpoints = endpoints = EndpointFolder(folder)
+        while True:
+            if endpoints.scan():
+                log.info("local_workloads", folder=str(folder),
+                         peers=[f"{w.bgp_peer}:{w.name}" for w in endpoints.workloads])
+                if self._publishing:
+                    self._dirty.set()
+                elif self.recomputes:  # static: once the folder is loaded
+                    await self.recompute()
+            await asyncio.sleep(interval)
 
     async def run_static(self, folder: Path) -> None:
         """Load ``folder`` and publish; a reload is another call (SIGHUP).  A folder that
@@ -195,6 +215,7 @@ class Controller:
                     self._dirty.set()
 
                 self._on_store_change = on_change
+                self._publishing = True
                 tasks.create_task(self._publisher(), name="desired-publisher")
                 for watcher in list(self.watchers):
                     tasks.create_task(watcher.run(), name=f"watch-{watcher.resource}")

@@ -11,9 +11,11 @@ for a Calico node — so that neighbouring BIRD nodes see exactly the sessions t
   with an IPv4 address that is not a route reflector; this node is **passive towards a peer
   whose address is greater than its own compared as strings**;
 * BGPPeers that select this node (unscoped: every node; ``node``; ``nodeSelector``), towards
-  ``peerIP`` or each node of ``peerSelector``; and the reverse of peerings that select this
-  node as their peer.  For one address and port, an unscoped BGPPeer wins over a scoped one,
-  an explicit one over an implied reverse one, any of them over the mesh;
+  ``peerIP``, each node of ``peerSelector`` or each of this node's workloads that Felix says
+  ``localWorkloadSelector`` picks (passive, ``Local_Workload_<ip>``); and the reverse of
+  peerings that select this node as their peer (not with ``reversePeering: Manual``).  For
+  one address and port, an unscoped BGPPeer wins over a scoped one, an explicit one over an
+  implied reverse one, any of them over the mesh;
 * towards an iBGP peer whose cluster id differs from ours, a route-reflector node is its
   reflector (``rr_client``);
 * a peer whose password Secret (or key) is missing is left out with an error — never
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from typing import Any
 
+from node_controller.endpoints import LocalWorkload
 from node_controller.errors import ResourceError
 from node_controller.models import (
     DEFAULT_AS,
@@ -171,8 +174,10 @@ def peer_name(kind: str, address: Address, port: int | None = None) -> str:
 class _Builder:
     """One computation of a DesiredConfig (holds the lookups it needs)."""
 
-    def __init__(self, store: Store, node_name: str) -> None:
+    def __init__(self, store: Store, node_name: str,
+                 workloads: Iterable[LocalWorkload] = ()) -> None:
         self.store = store
+        self.workloads = tuple(workloads)
         self.node_name = node_name
         self.errors: list[ResourceError] = []
         self.default = store.get(BGPConfiguration, "default") or BGPConfiguration("default")
@@ -253,6 +258,8 @@ class _Builder:
         options = self.peer_options(me, peer)
         if options is None:
             return []
+        if peer.local_workloads is not None:
+            return self.local_workloads(me, peer, options)
         if peer.peer_ip is not None:
             target = self.by_ipv4.get(peer.peer_ip)  # type: ignore[arg-type]
             if target is not None and target.name == me.name:
@@ -277,10 +284,26 @@ class _Builder:
             and peer.peer_selector.matches(other.label_map)
         ]
 
+    def local_workloads(self, me: Node, peer: BGPPeer, options: dict[str, Any]
+                        ) -> list[PeerConfig]:
+        """Sessions with this node's workloads Felix found ``peer`` selects: passive, no
+        source address, one per family the workload has an address of (confd's
+        ``localBGPPeerDataAsBGPPeers``)."""
+        assert peer.as_number is not None
+        options = {**options, "source_address": None}
+        return [
+            PeerConfig(name=peer_name("Local_Workload", address), address=address,
+                       port=DEFAULT_PORT, peer_as=peer.as_number,
+                       local_as=peer.local_as_number or self.node_as(me), type="local_workload",
+                       passive=True, **options)
+            for w in self.workloads if w.bgp_peer == peer.name
+            for address in (w.ipv4, w.ipv6) if address is not None
+        ]
+
     def reverse(self, me: Node, peer: BGPPeer) -> list[PeerConfig]:
         """Peerings implied by ``peer`` selecting this node as the remote side (unless its
         ``reversePeering`` is Manual: then the other side needs a BGPPeer of its own)."""
-        if not peer.reverse_peering:
+        if not peer.reverse_peering or peer.local_workloads is not None:
             return []
         targeted = (peer.peer_selector is not None and peer.peer_selector.matches(me.label_map)) \
             or (peer.peer_ip is not None and me.ipv4 is not None and peer.peer_ip == me.ipv4.ip)
@@ -385,9 +408,11 @@ class _Builder:
         return tuple(sorted(set().union(*held.values()), key=_order))
 
 
-def desired_config(store: Store, node_name: str) -> DesiredConfig:
-    """The DesiredConfig of ``node_name``; problems found go into its ``errors``."""
-    b = _Builder(store, node_name)
+def desired_config(store: Store, node_name: str,
+                   workloads: Iterable[LocalWorkload] = ()) -> DesiredConfig:
+    """The DesiredConfig of ``node_name`` (``workloads``: its endpoints selected for local
+    BGP peering); problems found go into its ``errors``."""
+    b = _Builder(store, node_name, workloads)
     me = b.me
     resource_errors = store.error_list()
     if me is None:

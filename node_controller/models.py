@@ -335,7 +335,9 @@ class BGPPeer:
     next_hop_mode: str | None = None
     reachable_by: Address | None = None
     filters: tuple[str, ...] = ()
-    local_as_number: int | None = None  # localASNumber: our AS on these sessions (peerIP)
+    local_as_number: int | None = None  # localASNumber: our AS (peerIP, local workloads)
+    # localWorkloadSelector: this node's workloads Felix finds it selects (their status files)
+    local_workloads: Selector | None = None
     reverse_peering: bool = True  # reversePeering: Auto (Manual: the other side's own BGPPeer)
     # bgpd's own knobs, as annotations (Calico's BGPPeer has no field for them)
     accept_node_block_routes: bool = False
@@ -396,19 +398,24 @@ def _peer_annotations(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 def parse_bgp_peer(obj: Mapping[str, Any]) -> BGPPeer:
     name = _name(obj)
-    if _str(obj, "spec.localWorkloadSelector") is not None:
-        raise Invalid("spec.localWorkloadSelector",
-                      "peering with local workloads is not supported by bgpd")
     node, node_selector = _str(obj, "spec.node"), _selector(obj, "spec.nodeSelector")
     if node is not None and node_selector is not None:
         raise Invalid("spec.nodeSelector", "node and nodeSelector cannot both be set")
     peer_ip_text = _str(obj, "spec.peerIP")
     peer_selector = _selector(obj, "spec.peerSelector")
+    workloads = _selector(obj, "spec.localWorkloadSelector")
     asn = _asn(obj, "spec.asNumber")
-    if peer_ip_text is not None and peer_selector is not None:
+    if workloads is not None:
+        if peer_ip_text is not None or peer_selector is not None:
+            raise Invalid("spec.localWorkloadSelector",
+                          "peerIP and peerSelector must be empty with localWorkloadSelector")
+        if asn is None:
+            raise Invalid("spec.asNumber", "required with localWorkloadSelector")
+    elif peer_ip_text is not None and peer_selector is not None:
         raise Invalid("spec.peerSelector", "peerIP and peerSelector cannot both be set")
-    if peer_ip_text is None and peer_selector is None:
-        raise Invalid("spec.peerIP", "one of peerIP or peerSelector is required")
+    elif peer_ip_text is None and peer_selector is None:
+        raise Invalid("spec.peerIP",
+                      "one of peerIP, peerSelector or localWorkloadSelector is required")
     if peer_selector is not None and asn is not None:
         raise Invalid("spec.asNumber",
                       "must be empty with peerSelector (the peers' own AS is used)")
@@ -434,6 +441,7 @@ def parse_bgp_peer(obj: Mapping[str, Any]) -> BGPPeer:
         reachable_by=_address(obj, "spec.reachableBy"),
         filters=tuple(str(f) for f in _list(obj, "spec.filters")),
         local_as_number=_asn(obj, "spec.localASNumber"),
+        local_workloads=workloads,
         reverse_peering=_str(obj, "spec.reversePeering", choices=("Auto", "Manual")) != "Manual",
         **_peer_annotations(obj),
     )

@@ -5,7 +5,8 @@ kernel adapter reads those routes (``actual``); the RIB produces the routes it w
 (``desired``).  :func:`plan` compares the two per prefix and returns the fewest operations that
 make the kernel match, in an order that never leaves traffic without a route:
 
-* a wanted route identical to an owned one: nothing;
+* a wanted route identical to an owned one (or one the kernel completed: the device of a
+  ``via NH`` hop, :meth:`KernelRoute.satisfied_by`): nothing;
 * an owned route at the same prefix and metric that differs: ``REPLACE`` (in place, no gap);
 * no owned route at that prefix and metric: ``ADD`` (exclusive create: if a route of another
   protocol sits at the same key the kernel refuses and the adapter reports a foreign conflict,
@@ -102,6 +103,18 @@ class KernelRoute:
     ) -> KernelRoute:
         return cls(prefix=prefix, nexthops=(NextHop(gateway, ifname, onlink),), metric=metric)
 
+    def satisfied_by(self, actual: KernelRoute) -> bool:
+        """Whether the kernel's ``actual`` is this wanted route: equal, except that a next
+        hop wanted without a device (``via NH``: the kernel finds it) takes any device."""
+        if self == actual:
+            return True
+        if (self.prefix, self.kind, self.metric, len(self.nexthops)) != (
+                actual.prefix, actual.kind, actual.metric, len(actual.nexthops)):
+            return False
+        return all(w.gateway == h.gateway and w.onlink == h.onlink
+                   and (w.ifname is None or w.ifname == h.ifname)
+                   for w, h in zip(self.nexthops, actual.nexthops, strict=True))
+
     @property
     def effective_metric(self) -> int:
         return DEFAULT_METRIC[self.prefix.version] if self.metric is None else self.metric
@@ -197,7 +210,7 @@ def plan(desired: Iterable[KernelRoute], actual: Iterable[KernelRoute]) -> Plan:
     deletes: list[Op] = []
     for prefix, route in wanted.items():
         present = have.pop(prefix, [])
-        keep = next((r for r in present if r == route), None)
+        keep = next((r for r in present if route.satisfied_by(r)), None)
         if keep is None:
             same_key = next(
                 (r for r in present if r.effective_metric == route.effective_metric), None

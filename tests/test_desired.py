@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import pytest
@@ -334,6 +335,32 @@ def test_route_priorities_follow_the_clusters_calico_version() -> None:
     assert build(me, dev).calico_v3_33
 
 
+def test_local_workload_peers_come_from_felixs_status_files() -> None:
+    from node_controller.endpoints import LocalWorkload
+    store = Store()
+    for obj in (node("n9", "10.0.0.9/24", labels={"rack": "a"}),
+                calico("BGPPeer", "vms", localWorkloadSelector="app == 'vm'", asNumber=65100,
+                       localASNumber=65009, nodeSelector="rack == 'a'", filters=["f"]),
+                calico("BGPPeer", "other", localWorkloadSelector="app == 'x'", asNumber=65200,
+                       node="n8"),
+                calico("BGPFilter", "f", importV4=[{"action": "Accept"}])):
+        store.apply(obj)
+    vm = LocalWorkload("k8s-default-vm1-eth0", "vms", IPv4Address("172.17.9.10"),
+                       IPv6Address("fd00:9::10"))
+    stray = LocalWorkload("k8s-default-x-eth0", "other", IPv4Address("172.17.9.11"))
+    cfg = desired_config(store, "n9", [vm, stray])
+    got = {p.name: (str(p.address), p.peer_as, p.local_as, p.type, p.passive,
+                    p.source_address, p.filters) for p in cfg.peers}
+    assert got == {
+        "Local_Workload_172_17_9_10": ("172.17.9.10", 65100, 65009, "local_workload", True,
+                                       None, ("f",)),
+        "Local_Workload_fd00_9__10": ("fd00:9::10", 65100, 65009, "local_workload", True,
+                                       None, ("f",)),
+    }  # "other" selects node n8 only: its workload here makes no session
+    assert desired_config(store, "n9").peers == ()
+    assert "Local_Workload" not in str(desired_config(store, "n8", [vm]).peers)  # no reverse
+
+
 def test_program_cluster_routes_default_follows_the_version() -> None:
     me = node("n9", "10.0.0.9/24")
     v333 = calico("ClusterInformation", "default", calicoVersion="v3.33.1")
@@ -359,8 +386,11 @@ def test_program_cluster_routes_default_follows_the_version() -> None:
      "spec.localASNumber", "not an AS number"),
     (calico("BGPPeer", "x", peerSelector="all()", reversePeering="Sometimes"),
      "spec.reversePeering", "not one of"),
-    (calico("BGPPeer", "x", localWorkloadSelector="app == 'vm'", asNumber=65000),
-     "spec.localWorkloadSelector", "not supported"),
+    (calico("BGPPeer", "x", localWorkloadSelector="app == 'vm'", peerIP="10.0.0.1",
+            asNumber=65000), "spec.localWorkloadSelector", "must be empty"),
+    (calico("BGPPeer", "x", localWorkloadSelector="app == 'vm'"), "spec.asNumber", "required"),
+    (calico("BGPPeer", "x", localWorkloadSelector="app ==", asNumber=65000),
+     "spec.localWorkloadSelector", "position"),
     (calico("ClusterInformation", "default", calicoVersion="master"),
      "spec.calicoVersion", "not a version"),
     (calico("BGPFilter", "f", importV4=[{"action": "Accept", "matchOperator": "Around",

@@ -8,7 +8,7 @@ import select
 import socket
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bgpd.speaker import engine
@@ -40,6 +40,7 @@ descriptions = st.lists(st.lists(st.one_of(
                      "family-allowed in-open"])), min_size=1, max_size=3), max_size=3)
 
 
+@settings(deadline=None)  # the first example imports ExaBGP's command modules
 @given(descriptions, st.permutations(PEERS))
 def test_indexed_match_is_exabgps_match(wanted: list[list[str]], peers: list[str]) -> None:
     fast: Any = indexed()

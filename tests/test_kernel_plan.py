@@ -26,6 +26,16 @@ def test_nothing_to_do_when_equal():
     assert plan(routes, list(reversed(routes))).ops == ()
 
 
+def test_a_hop_wanted_without_a_device_takes_the_one_the_kernel_chose():
+    gateway = ip_address("198.51.100.7")
+    wanted = KernelRoute(P1, nexthops=(NextHop(gateway, None),))
+    assert plan([wanted], [KernelRoute.via(P1, gateway, "eth0")]).ops == ()
+    assert wanted.satisfied_by(KernelRoute.via(P1, gateway, "eth1"))
+    assert not wanted.satisfied_by(KernelRoute.via(P1, ip_address("198.51.100.8"), "eth0"))
+    assert not wanted.satisfied_by(KernelRoute.via(P1, gateway, "eth0", onlink=True))
+    assert not KernelRoute.via(P1, gateway, "eth0").satisfied_by(wanted)  # only that way
+
+
 def test_default_metric_spelled_out_is_the_same_route():
     assert tun(P1) == tun(P1, metric=0)
     v6 = KernelRoute.via(P3, ip_address("fd00::1"), "eth0")

@@ -129,7 +129,7 @@ ATTRIBUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("exabgp.bgp.neighbor", "Neighbor", ("rib", "eor", "messages", "refresh")),
     ("exabgp.rib.change", "Change", ("nlri", "attributes")),
     ("exabgp.reactor.asynchronous", "ASYNC", ("_async",)),
-    ("exabgp.bgp.neighbor", "Neighbor", ("_families",)),
+    ("exabgp.bgp.neighbor", "Neighbor", ("_families", "auto_discovery")),
     ("exabgp.rib.outgoing", "OutgoingRIB", ("_new_nlri", "_new_attr_af_nlri", "_new_attribute")),
     ("exabgp.rib.cache", "Cache", ("cache", "_seen")),
     ("exabgp.reactor.protocol", "Protocol", ("neighbor", "connection", "peer", "negotiated")),
@@ -501,15 +501,30 @@ def patch() -> None:
 
     def new_connections(self: Any) -> Any:
         """ExaBGP's own, once per accepted connection (it stops at the first connection it
-        refuses), with the peers named by the connection's address looked at first."""
+        refuses), with the peers named by the connection's address looked at first.
+
+        ExaBGP 5.0 reads ``local-address`` of every neighbour a connection could be for
+        before it looks at ``auto_discovery`` — a neighbour without a local address (no
+        source address: ``sourceAddress: None``, local workloads) cannot be connected to.
+        Such a neighbour of the connection's peer is given the address the connection
+        reached, as auto-discovery means to (``next-hop self`` is then that address; a
+        reload compares no local address of an auto-discovered neighbour)."""
         waiting, self._bgpd_waiting = self.__dict__.get("_bgpd_waiting", []), []
         reactor = self._reactor
         for sock, io in waiting:
             self._bgpd_one = (sock, io)
             try:
-                reactor._bgpd_first = f"neighbor {io.getpeername()[0]}"
+                remote, local = io.getpeername()[0], io.getsockname()[0]
             except OSError:
-                reactor._bgpd_first = None
+                remote = local = None
+            reactor._bgpd_first = f"neighbor {remote}" if remote else None
+            if remote is not None:
+                from exabgp.protocol.ip import IP
+                for peer in reactor._peers.values():
+                    neighbor = peer.neighbor
+                    if (neighbor.auto_discovery and neighbor["local-address"] is None
+                            and str(neighbor["peer-address"]) == remote):
+                        neighbor["local-address"] = IP.create(local)
             try:
                 yield from original_new_connections(self)
             finally:
