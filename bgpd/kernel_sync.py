@@ -3,7 +3,12 @@
 Theory of operation (BIRD's ``krt`` scan, driven by events instead of a fixed 2 s timer):
 one task owns the desired set (a latest-value slot filled by :meth:`KernelSync.set_desired`)
 and runs *passes*: snapshot the owned routes, :func:`ribs.kernel_plan.plan`, apply, record
-what failed.  A pass runs when
+what failed.  A pass for nothing but a new desired set plans against what the last pass left
+(the owned routes it read, changed by what it wrote) instead of reading them again, and
+only for the prefixes whose wanted route changed, as long as that pass had no error: every
+other change of the kernel's routes is an event, and an event that is not the echo of a
+write makes the next pass read the kernel (a flood of withdrawals is then one dump, and
+each pass costs what changed, not the whole table).  A pass runs when
 
 * the desired set changes (an unchanged set wakes nothing, so re-applying writes nothing);
 * a kernel event shows drift: an owned route deleted or altered by someone else, a foreign
@@ -48,6 +53,7 @@ class SyncStats:
     write_failures: int = 0
     drift_repairs: int = 0
     foreign_conflicts: int = 0
+    snapshots: int = 0  # passes that read the owned routes from the kernel
     owned_routes: int = 0
     last_sync_monotonic: float | None = None
 
@@ -76,6 +82,8 @@ class KernelSync:
         self.errors: dict[Prefix, KernelError | str] = {}  # per prefix, for `bgpd routes`
         self._desired: tuple[KernelRoute, ...] | None = None
         self._installed: dict[Prefix, KernelRoute] = {}
+        self._mirrors = False  # _installed is the kernel's owned routes (last pass: no error)
+        self._planned: dict[Prefix, KernelRoute] = {}  # the wanted routes of the last pass
         self._wake = asyncio.Event()
         self._causes: set[Cause] = set()
         self._resync_interval = resync_interval
@@ -135,15 +143,29 @@ class KernelSync:
             if self._desired is None or not causes:
                 continue
             cause = min(causes, key=lambda c: list(Cause).index(c))
-            await self.sync(cause)
+            await self.sync(cause, read=causes != {Cause.DESIRED})
             periodic_at = loop.time() + self._resync_interval
 
-    async def sync(self, cause: Cause = Cause.DESIRED) -> PassReport:
-        """One pass: snapshot, plan, apply.  Usable directly (tests, one-shot tools)."""
+    async def sync(self, cause: Cause = Cause.DESIRED, *, read: bool = True) -> PassReport:
+        """One pass: snapshot, plan, apply.  Usable directly (tests, one-shot tools).
+        ``read=False``: plan against what the last pass left, if it had no error."""
         desired = self._desired or ()
-        actual = await self.kernel.snapshot()
-        the_plan = plan(desired, actual)
-        expected = {r.prefix: r for r in actual}
+        wanted = {r.prefix: r for r in desired}
+        if read or not self._mirrors or len(wanted) != len(desired):
+            actual = await self.kernel.snapshot()
+            self.stats.snapshots += 1
+            the_plan = plan(desired, actual)
+            expected = {r.prefix: r for r in actual}
+        else:
+            # only the prefixes whose wanted route is not the very one the last pass had
+            # (the RIB keeps a route's object until it changes): a pass costs what changed
+            last = self._planned
+            changed = [p for p, r in wanted.items() if last.get(p) is not r]
+            changed += [p for p in last if p not in wanted]
+            installed = self._installed
+            the_plan = plan([wanted[p] for p in changed if p in wanted],
+                            [installed[p] for p in changed if p in installed])
+            expected = dict(installed)
         for op in the_plan.ops:
             if op.kind is OpKind.DELETE:
                 if expected.get(op.route.prefix) == op.route:
@@ -189,6 +211,8 @@ class KernelSync:
         self.stats.owned_routes = len(self._installed)
         self.stats.last_sync_monotonic = time.monotonic()
         self._schedule_retry(bool(errors))
+        self._mirrors = not errors
+        self._planned = wanted
         if not errors:
             self.synced.set()
         return PassReport(cause=cause, writes=writes,

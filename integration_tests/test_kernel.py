@@ -209,6 +209,43 @@ def test_drift_is_repaired_and_unchanged_reapply_writes_nothing(lab: NetLab) -> 
     print("repair seconds:", json.dumps(figures))
 
 
+def test_desired_changes_plan_from_the_last_pass_and_drift_reads_the_kernel(lab: NetLab
+                                                                            ) -> None:
+    """A pass for a new desired set alone plans against what the last clean pass left (no
+    dump per pass during a flood of changes); anything else the kernel does is an event that
+    makes the next pass read it, even when it comes with a desired change."""
+    ns = make_node(lab)
+    routes = [via(f"172.17.{i}.0/24", f"198.18.1.{i}", "tunl0", onlink=True)
+              for i in range(1, 41)]
+
+    async def scenario() -> None:
+        kernel = Kernel(netns=ns.name)
+        sync = KernelSync(kernel)
+        task = asyncio.create_task(sync.run())
+        sync.set_desired(routes[:1])
+        await asyncio.wait_for(sync.synced.wait(), 10)
+        assert sync.stats.snapshots == 1
+        for n in range(2, 41):  # one change at a time, each its own pass
+            sync.set_desired(routes[:n])
+            await asyncio.wait_for(sync.synced.wait(), 10)
+        for n in range(39, 9, -1):
+            sync.set_desired(routes[:n])
+            await asyncio.wait_for(sync.synced.wait(), 10)
+        expected = {f"{r.prefix} via {r.nexthops[0].gateway} dev tunl0 proto bird onlink"
+                    for r in routes[:10]}
+        assert bird_routes(ns) == expected
+        assert sync.stats.passes > 30 and sync.stats.snapshots == 1
+        # someone deletes one of ours while the desired set changes: read, repaired
+        ns.ip("route", "del", "172.17.2.0/24")
+        sync.set_desired(routes[:11])
+        await wait_for(lambda: len(bird_routes(ns)) == 11, 2.0, "the deleted route back")
+        assert sync.stats.snapshots >= 2
+        task.cancel()
+        kernel.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_next_hop_without_a_device_is_installed_once(lab: NetLab) -> None:
     """``via NH`` (a gateway reached through another route; the kernel picks the device and
     reports it back): the route read back with its device is the one wanted — no rewrite on

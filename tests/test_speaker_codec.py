@@ -86,6 +86,22 @@ def test_end_of_rib() -> None:
     assert codec.decode(line) == codec.EndOfRib(ip_address("198.51.100.2"), "ipv4 unicast")
 
 
+def test_withdrawn_prefixes_as_the_kernel_spells_them() -> None:
+    def withdraw(*nlri: str) -> codec.Event:
+        return codec.decode(json.dumps({"exabgp": "5.0.0", "type": "update", "neighbor": {
+            "address": {"local": "a", "peer": "198.51.100.2"}, "message": {"update": {
+                "withdraw": {"ipv4 unicast": [{"nlri": n} for n in nlri if ":" not in n],
+                             "ipv6 unicast": [{"nlri": n} for n in nlri if ":" in n]}}}}}))
+
+    event = withdraw("172.16.0.33/27", "10.0.0.0/8", "fd00::1/64", "192.0.2.1")
+    assert isinstance(event, codec.Update)
+    assert [str(w.prefix) for w in event.withdraw] == ["172.16.0.32/27", "10.0.0.0/8",
+                                                        "192.0.2.1/32", "fd00::/64"]
+    assert [w.prefix.version for w in event.withdraw] == [4, 4, 4, 6]
+    for bad in ("172.16.0.0/33", "172.16/12", "fd00::/129", "nope/24"):
+        assert isinstance(withdraw(bad), codec.Malformed), bad
+
+
 @settings(max_examples=300)
 @given(st.one_of(
     st.text(),

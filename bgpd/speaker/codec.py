@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, ip_address, ip_network
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 from ribs.types import (
@@ -244,8 +244,20 @@ def _path_id(entry: Any) -> int:
 
 
 def _nlri(entry: Any) -> Prefix:
+    """A prefix from ExaBGP's text, parsed once (a flood is thousands per message); host
+    bits, which ExaBGP does not send, are cleared."""
     text = entry["nlri"] if isinstance(entry, dict) else entry
-    return prefix(str(ip_network(text, strict=False)))
+    try:
+        return prefix(text)
+    except ValueError:
+        address, slash, length_text = text.partition("/")
+        host = IPv6Address(address) if ":" in address else IPv4Address(address)
+        width = host.max_prefixlen
+        length = int(length_text) if slash else width
+        if not 0 <= length <= width:
+            raise ValueError(f"{text!r}: prefix length outside 0..{width}") from None
+        value = int(host) >> (width - length) << (width - length)
+        return prefix((value, length), version=host.version)
 
 
 def _update(peer: Address, update: dict[str, Any]) -> Update:
