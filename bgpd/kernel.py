@@ -15,8 +15,10 @@ for one protocol number (default 12, ``proto bird``) and one table (default main
   :class:`Monitor`; a reader callback drains it without awaiting per datagram, and an
   overflow of its buffer is reported as such (the caller then resyncs from a snapshot).
 
-Sockets are created inside the target namespace through pyroute2 (which enters the namespace
-in a helper process and passes the socket back, so this process never changes namespace).
+Sockets for another namespace are created inside it through pyroute2 (which enters the
+namespace in a helper process and passes the socket back, so this process never changes
+namespace); in the daemon's own namespace a plain socket is opened and pyroute2 never
+imported.
 """
 
 from __future__ import annotations
@@ -28,8 +30,6 @@ import struct
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-from pyroute2.netns import create_socket
 
 from bgpd import rtnl
 from bgpd.errors import KernelError, NamespaceNotFound, NoSuchDevice, kernel_error
@@ -75,13 +75,15 @@ Event = RouteEvent | LinkEvent | Overflow
 
 
 def _netlink_socket(netns: str | None, *, groups: int = 0) -> socket.socket:
-    try:
-        sock: socket.socket = create_socket(
-            netns, family=socket.AF_NETLINK, socket_type=socket.SOCK_RAW,
-            proto=socket.NETLINK_ROUTE, flags=0,
-        )
-    except FileNotFoundError as exc:
-        raise NamespaceNotFound(f"network namespace {netns!r} does not exist") from exc
+    if netns is None:  # the daemon's own namespace: no helper process, and no pyroute2 to
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    else:  # import (its package imports most of itself: a fifth of the daemon's start)
+        from pyroute2.netns import create_socket
+        try:
+            sock = create_socket(netns, family=socket.AF_NETLINK, socket_type=socket.SOCK_RAW,
+                                 proto=socket.NETLINK_ROUTE, flags=0)
+        except FileNotFoundError as exc:
+            raise NamespaceNotFound(f"network namespace {netns!r} does not exist") from exc
     try:
         sock.setsockopt(socket.SOL_SOCKET, 33, _RCVBUF)  # SO_RCVBUFFORCE (needs CAP_NET_ADMIN)
     except PermissionError:
