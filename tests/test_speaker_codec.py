@@ -147,6 +147,22 @@ def take(pacer: Pacer, now: float) -> tuple[list[str], float | None]:
     return [b.text for b in batches], later
 
 
+def test_the_cooldown_counts_from_exabgps_acknowledgement() -> None:
+    """ExaBGP holds a change in its outgoing RIB until the peer's next turn, which the
+    launcher defers up to BATCH_WINDOW during a burst: a second change to the prefix must
+    come later than that after ExaBGP took the first (else it can be lost)."""
+    from bgpd.speaker.engine import BATCH_WINDOW
+    from bgpd.speaker.pacing import COOLDOWN
+    assert COOLDOWN > BATCH_WINDOW
+    pacer = Pacer(cooldown=0.3)
+    pacer.desire(N1, P1, A)
+    batches, _ = pacer.take(0.0)
+    pacer.acknowledged(batches[0], 0.2)  # ExaBGP answered late (a loaded machine)
+    pacer.desire(N1, P1, B)
+    assert take(pacer, 0.31) == ([], 0.5)  # 0.3 s from the acknowledgement, not the send
+    assert take(pacer, 0.5)[0] == [codec.announce_command([N1], B, [P1])]
+
+
 def test_pacer_coalesces_and_never_sends_two_changes_for_one_prefix() -> None:
     pacer = Pacer(cooldown=0.1)
     pacer.desire(N1, P1, A)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 
 from bgpd.speaker import codec
 from bgpd.speaker.config import Neighbor, SpeakerConfig
-from bgpd.speaker.pacing import Batch, Pacer
+from bgpd.speaker.pacing import COOLDOWN, Batch, Pacer
 from ribs.types import Address, Attributes, Prefix
 
 
@@ -112,7 +112,7 @@ class CoreStats:
 
 @dataclass
 class SpeakerCore:
-    cooldown: float = 0.1
+    cooldown: float = COOLDOWN
     retry: float = 10.0
     peers: dict[Address, PeerSession] = field(default_factory=dict)
     config: SpeakerConfig | None = None
@@ -210,7 +210,10 @@ class SpeakerCore:
                 self.refused = command.config
                 self.refusal = "ExaBGP refused the new configuration; it runs the previous one"
                 self.stats.refused_reloads += 1
-        elif not ok:
+        elif ok:
+            if command.batch is not None:
+                self.pacer.acknowledged(command.batch, now)
+        else:
             self.stats.refused_commands += 1
             for refused in (command, *self.in_flight):
                 if refused.batch is not None:

@@ -8,7 +8,10 @@ older one on the wire).  So the pacer:
   (``pending``) — later changes to a prefix overwrite earlier ones before anything is sent;
 * sends at most one change per (neighbor, prefix) per batch, and none to a prefix changed
   less than ``cooldown`` seconds ago (the change waits; :meth:`Pacer.take` returns when to
-  come back);
+  come back) — counted from when ExaBGP acknowledged the previous change
+  (:meth:`Pacer.acknowledged`), since its outgoing RIB holds a change until the peer's next
+  turn to write, which the launcher defers up to ``BATCH_WINDOW`` (0.25 s) during a burst of
+  commands: the cooldown must be longer than that;
 * changes attributes by re-announcing, withdraws with exactly the announced attributes;
 * groups announcements with identical attributes into ``announce attributes ... nlri``
   commands, and neighbors with identical changes into one command;
@@ -48,12 +51,15 @@ class Batch:
     eor: tuple[Address, ...] = ()
 
 
+#: longer than the launcher's BATCH_WINDOW (bgpd/speaker/engine.py), plus a margin
+COOLDOWN = 0.35
+
 # attributes -> peer -> [(prefix, what the peer had before)]
 Grouped = dict[Attributes, dict[Address, list[tuple[Prefix, Attributes | None]]]]
 
 
 class Pacer:
-    def __init__(self, *, cooldown: float = 0.1, max_nlri: int = 400,
+    def __init__(self, *, cooldown: float = COOLDOWN, max_nlri: int = 400,
                  retry: float = 10.0) -> None:
         self.cooldown = cooldown
         self.retry = retry
@@ -191,6 +197,14 @@ class Pacer:
                     wire[prefix] = was
             self.pending.setdefault(peer, {}).setdefault(prefix, wanted)
             self.held[(peer, prefix)] = now + self.retry
+
+    def acknowledged(self, batch: Batch, now: float) -> None:
+        """ExaBGP has taken ``batch`` into its outgoing RIB: its prefixes' cooldown starts
+        now (their next change must not join this one before it is written)."""
+        for peer, prefix, _was, _wanted in batch.changes:
+            stamps = self.sent_at.get(peer)
+            if stamps is not None:
+                stamps[prefix] = now
 
     def _expire(self, now: float) -> None:
         # stamps older than the cooldown hold nothing back: dropped, in a walk at most once

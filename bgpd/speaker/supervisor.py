@@ -56,7 +56,7 @@ from bgpd.speaker.core import (
     SpeakerEvent,
 )
 from bgpd.speaker.engine import EXIT_CONTRACT
-from bgpd.speaker.pacing import Pacer
+from bgpd.speaker.pacing import COOLDOWN, Pacer
 from ribs.types import Address, Attributes, Prefix
 
 __all__ = ["EngineFailure", "SessionDown", "SessionState", "SessionUp", "Speaker",
@@ -106,7 +106,7 @@ class Speaker:
         liveness_interval: float = 5.0,
         liveness_timeout: float = 15.0,
         backoff_max: float = 30.0,
-        cooldown: float = 0.1,
+        cooldown: float = COOLDOWN,
         listen_sockets: Sequence[socket.socket] = (),
     ) -> None:
         self.workdir = workdir
