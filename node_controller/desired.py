@@ -29,7 +29,6 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from typing import Any
 
-from node_controller.endpoints import LocalWorkload
 from node_controller.errors import ResourceError
 from node_controller.models import (
     DEFAULT_AS,
@@ -39,6 +38,7 @@ from node_controller.models import (
     BlockAffinity,
     ClusterInformation,
     IPPool,
+    LocalWorkload,
     Node,
     Secret,
     SecretRef,

@@ -18,24 +18,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_interface
 from pathlib import Path
 
 from node_controller.errors import Invalid, ResourceError
+from node_controller.models import LocalWorkload
 
 KIND = "WorkloadEndpointStatus"
 MAX_FILE = 64 * 1024  # a status file is a few hundred bytes
-
-
-@dataclass(frozen=True, slots=True)
-class LocalWorkload:
-    """One workload endpoint of this node selected for local BGP peering."""
-
-    name: str  # the status file's name
-    bgp_peer: str  # the BGPPeer whose localWorkloadSelector picked it
-    ipv4: IPv4Address | None = None
-    ipv6: IPv6Address | None = None
 
 
 def read_file(name: str, text: str) -> LocalWorkload | None:
@@ -43,8 +33,8 @@ def read_file(name: str, text: str) -> LocalWorkload | None:
     no address yet); raises :class:`Invalid` for a file that is not what Felix writes."""
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        raise Invalid("(file)", f"not JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # (nesting deeper than the parser goes)
+        raise Invalid("(file)", f"not JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict):
         raise Invalid("(file)", "expected a JSON object")
     peer = data.get("bgpPeerName")

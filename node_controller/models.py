@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
+    IPv6Address,
     IPv6Interface,
     ip_address,
     ip_interface,
@@ -746,6 +747,17 @@ def parse_cluster_information(obj: Mapping[str, Any]) -> ClusterInformation:
     if match is None:
         raise Invalid("spec.calicoVersion", f"{text!r} is not a version (like \"v3.33.0\")")
     return ClusterInformation(name, (int(match.group(1)), int(match.group(2))))
+
+
+@dataclass(frozen=True, slots=True)
+class LocalWorkload:
+    """One workload endpoint of this node selected for local BGP peering (from Felix's
+    endpoint status files: :mod:`node_controller.endpoints`)."""
+
+    name: str  # the status file's name
+    bgp_peer: str  # the BGPPeer whose localWorkloadSelector picked it
+    ipv4: IPv4Address | None = None
+    ipv6: IPv6Address | None = None
 
 
 PARSERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {

@@ -336,7 +336,7 @@ def test_route_priorities_follow_the_clusters_calico_version() -> None:
 
 
 def test_local_workload_peers_come_from_felixs_status_files() -> None:
-    from node_controller.endpoints import LocalWorkload
+    from node_controller.models import LocalWorkload
     store = Store()
     for obj in (node("n9", "10.0.0.9/24", labels={"rack": "a"}),
                 calico("BGPPeer", "vms", localWorkloadSelector="app == 'vm'", asNumber=65100,

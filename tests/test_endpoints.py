@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from node_controller.endpoints import EndpointFolder, LocalWorkload, read_file
+from node_controller.endpoints import EndpointFolder, read_file
 from node_controller.errors import Invalid
+from node_controller.models import LocalWorkload
 
 
 def status(**fields: object) -> str:
@@ -29,6 +30,7 @@ def test_a_file_naming_a_bgppeer_is_a_workload_to_peer_with() -> None:
 
 @pytest.mark.parametrize(("text", "field", "words"), [
     ("{", "(file)", "not JSON"),
+    ("[" * 100_000, "(file)", "RecursionError"),
     ("[]", "(file)", "JSON object"),
     (status(bgpPeerName=7, ipv4Nets=["10.0.0.1/32"]), "bgpPeerName", "string"),
     (status(bgpPeerName="p", ipv4Nets="10.0.0.1/32"), "ipv4Nets", "list"),
