@@ -518,17 +518,25 @@ def patch() -> None:
             except OSError:
                 remote = local = None
             reactor._bgpd_first = f"neighbor {remote}" if remote else None
-            if remote is not None:
+            neighbor = _unbound(reactor).get(remote) if remote is not None else None
+            if neighbor is not None and neighbor["local-address"] is None:
                 from exabgp.protocol.ip import IP
-                for peer in reactor._peers.values():
-                    neighbor = peer.neighbor
-                    if (neighbor.auto_discovery and neighbor["local-address"] is None
-                            and str(neighbor["peer-address"]) == remote):
-                        neighbor["local-address"] = IP.create(local)
+                neighbor["local-address"] = IP.create(local)
             try:
                 yield from original_new_connections(self)
             finally:
                 reactor._bgpd_first = None
+
+    def _unbound(reactor: Any) -> dict[str, Any]:
+        """The neighbours without a local address, by peer address: found once per set of
+        peers (a mesh start is hundreds of connections, each would look at every peer)."""
+        key = (reactor.__dict__.get("_bgpd_reloads", 0), len(reactor._peers))
+        cached = reactor.__dict__.get("_bgpd_unbound")
+        if cached is None or cached[0] != key:
+            found = {str(p.neighbor["peer-address"]): p.neighbor
+                     for p in reactor._peers.values() if p.neighbor.auto_discovery}
+            reactor._bgpd_unbound = cached = (key, found)
+        return cached[1]
 
     def connected(self: Any) -> Any:
         one = self.__dict__.pop("_bgpd_one", None)
