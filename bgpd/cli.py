@@ -80,8 +80,12 @@ def _config_text(data: dict[str, Any]) -> str:
         "blackholes: " + (", ".join(data["blackholes"]) or "-"),
         "pools:      " + (", ".join(f"{p['cidr']} (ipip {p['ipip_mode']}, vxlan "
                                     f"{p['vxlan_mode']})" for p in data["pools"]) or "-"),
-        f"peers ({len(data['peers'])}):",
     ]
+    if data["services"]:
+        lines.append(f"services ({len(data['services'])}):")
+        lines += [f"  {s['prefix']:<20} {s['service']}: {s['reason']}"
+                  for s in data["services"]]
+    lines.append(f"peers ({len(data['peers'])}):")
     for p in data["peers"]:
         flags = [f for f, on in (("passive", p["passive"]), ("rr-client", p["rr_client"]),
                                  ("md5", p["password"])) if on]
@@ -175,7 +179,9 @@ def _routes(args: argparse.Namespace) -> int:
         return 0
     header = ("PREFIX", "NEXT HOP", "FROM", "WHY", "KERNEL")
     rows = [(r["prefix"], r["next_hop"] or "-", r["from"],
-             (r["why"] or "-") + (" [stale]" if r["stale"] else ""), r["kernel"]) for r in data]
+             (r["why"] or "-") + (" [stale]" if r["stale"] else "")
+             + "".join(f"; service {s['service']}: {s['reason']}" for s in r["services"]),
+             r["kernel"]) for r in data]
     print(_table(header, rows))
     return 0
 

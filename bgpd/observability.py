@@ -190,6 +190,12 @@ class DaemonCollector(Collector):
         for e in p.router.errors:
             errors.add_metric([e.kind, e.name, e.field], 1.0)
         yield errors
+        services = GaugeMetricFamily(
+            "bgpd_service_advertised", "1 for each Service address this node announces",
+            labels=["service", "prefix", "reason"])
+        for route in p.router.config.services if p.router.config else ():
+            services.add_metric([route.service, str(route.prefix), route.reason], 1.0)
+        yield services
         yield GaugeMetricFamily("bgpd_degraded",
                                 "1 while a resource is in error or no block is announced",
                                 value=float(bool(p.degraded())))

@@ -79,6 +79,10 @@ def routes(router: Router, kernel: KernelSync, *, prefix: str | None = None,
         return []
     wanted = ip_network(prefix, strict=False) if prefix else None
     installed = {r.prefix: r for r in rib.fib_routes()}
+    services: dict[Any, list[dict[str, str]]] = {}
+    for service in router.config.services if router.config else ():
+        services.setdefault(service.prefix, []).append(
+            {"service": service.service, "reason": service.reason})
     rows: list[dict[str, Any]] = []
 
     def selected(p: Any) -> bool:
@@ -107,12 +111,13 @@ def routes(router: Router, kernel: KernelSync, *, prefix: str | None = None,
             "local_pref": route.attrs.local_pref,
             "communities": [":".join(map(str, c)) for c in
                             (*route.attrs.communities, *route.attrs.large_communities)],
+            "services": services.get(route.prefix, []),  # why this node announces it
         })
     for (p, key, _path_id), reason in rib.rejected.items():
         if selected(p) and (not peer or key[1] == peer):
             rows.append({"prefix": str(p), "next_hop": None, "from": key[1], "why": None,
                          "paths": 0, "stale": False, "as_path": None, "local_pref": None,
-                         "communities": [],
+                         "communities": [], "services": [],
                          "kernel": f"not installed: rejected by policy ({reason.value})"})
     rows.sort(key=lambda r: (ip_network(r["prefix"]).version,
                              int(ip_network(r["prefix"]).network_address), r["from"]))

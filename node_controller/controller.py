@@ -8,7 +8,8 @@ equal to the last one published is dropped, so a change that does not alter this
 configuration (another node's heartbeat, an unrelated object) causes no BGP work at all.
 
 Nothing is published before every watcher — the Secret watchers of the referenced Secrets
-included — has completed its first list: a configuration computed from half a cluster
+included, and the Services' and EndpointSlices' when service addresses are advertised — has
+completed its first list: a configuration computed from half a cluster
 ("no such node", a mesh of ten nodes out of 600) would reach the RIB as real.  Every watcher
 runs in the controller's TaskGroup.  After each publication the last valid resources are
 saved (:mod:`node_controller.durable`) and read back at the next start.  A static folder
@@ -198,7 +199,7 @@ class Controller:
 
     async def run_kubernetes(self, *, kubeconfig: str | None, namespace: str,
                              node_objects: str = "metadata") -> None:
-        from node_controller.kube import SecretWatchers, Watcher, api_client, resources
+        from node_controller.kube import DependentWatchers, Watcher, api_client, resources
 
         api = await api_client(kubeconfig=kubeconfig)
         self.watchers = [Watcher(api, r, self.store, self.changed, stale_after=self.stale_after,
@@ -206,12 +207,12 @@ class Controller:
                          for r in resources(self.node, node_objects=node_objects)]
         try:
             async with asyncio.TaskGroup() as tasks:
-                secrets = SecretWatchers(api, namespace, self.store, self.changed, tasks,
-                                         self.watchers, stale_after=self.stale_after)
+                dependents = DependentWatchers(api, namespace, self.store, self.changed, tasks,
+                                               self.watchers, stale_after=self.stale_after)
 
                 def on_change() -> None:
                     if all(w.listed for w in self.watchers):
-                        secrets.sync()  # references may have changed
+                        dependents.sync()  # references may have changed
                     self._dirty.set()
 
                 self._on_store_change = on_change

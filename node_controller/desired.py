@@ -19,7 +19,9 @@ for a Calico node — so that neighbouring BIRD nodes see exactly the sessions t
 * towards an iBGP peer whose cluster id differs from ours, a route-reflector node is its
   reflector (``rr_client``);
 * a peer whose password Secret (or key) is missing is left out with an error — never
-  configured without the password it was given.
+  configured without the password it was given;
+* announced: this node's blocks, the service ranges, and the Service addresses its
+  endpoints justify (:mod:`node_controller.services`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from node_controller.models import (
     SecretRef,
     parse_community,
 )
+from node_controller.services import ServiceRoute, excluded, service_routes
 from node_controller.store import Store
 from ribs.context import Advertisement
 from ribs.policy import NORMAL_PRIORITY
@@ -111,6 +114,8 @@ class DesiredConfig:
     blackholes: tuple[Prefix, ...] = ()
     other_blocks: tuple[Prefix, ...] = ()  # the blocks other nodes hold
     service_cidrs: tuple[Prefix, ...] = ()
+    # the Service addresses announced (also in ``announce``), each with its Service and why
+    services: tuple[ServiceRoute, ...] = ()
     pools: tuple[IPPool, ...] = ()
     advertisements: tuple[Advertisement, ...] = ()
     filters: tuple[BGPFilter, ...] = ()
@@ -147,6 +152,7 @@ class DesiredConfig:
             "announce": [str(p) for p in self.announce],
             "blackholes": [str(p) for p in self.blackholes],
             "service_cidrs": [str(p) for p in self.service_cidrs],
+            "services": [r.as_dict() for r in self.services],
             "pools": [{"cidr": str(p.cidr), "ipip_mode": p.ipip_mode.value,
                        "vxlan_mode": p.vxlan_mode.value,
                        "disable_bgp_export": p.disable_bgp_export, "disabled": p.disabled}
@@ -439,6 +445,9 @@ def desired_config(store: Store, node_name: str,
               *(default.service_loadbalancer_ips if default.lb_aggregation else ())]
     aggregates = {*default.service_cluster_ips,
                   *(p for p in ranges if p.prefixlen < p.max_prefixlen)}
+    if excluded(me):  # left out of load balancers: no service address at all
+        aggregates = set()
+    per_service = service_routes(store, me, default)
     peers = b.peers(me)
     info = store.get(ClusterInformation, "default")
     return DesiredConfig(
@@ -450,10 +459,12 @@ def desired_config(store: Store, node_name: str,
         node_address=me.ipv4,
         node_address_v6=me.ipv6,
         route_reflector_cluster_id=me.rr_cluster_id,
-        announce=tuple(sorted(set(blocks) | aggregates, key=_order)),
+        announce=tuple(sorted(set(blocks) | aggregates | {r.prefix for r in per_service},
+                              key=_order)),
         blackholes=blocks,
         other_blocks=b.other_blocks(me),
         service_cidrs=services,
+        services=per_service,
         pools=tuple(sorted(store.all(IPPool), key=lambda p: _order(p.cidr))),
         advertisements=b.advertisements(),
         filters=tuple(store.all(BGPFilter)),

@@ -33,9 +33,10 @@ Theory of operation, one :class:`Watcher` per resource type (kopf's layering, sm
   ``stale_after`` seconds: a frozen API server keeps the connection open but sends nothing.
 
 Secrets are read only by name, in the daemon's namespace, for the names the other resources
-reference (:class:`SecretWatchers` starts and stops one watcher per name, each a task of the
-controller's TaskGroup and listed with the other watchers).  Responses are read raw (no
-client-model conversion: a 600-node list stays cheap).
+reference; Services and EndpointSlices only while the default BGPConfiguration advertises
+service addresses (:class:`DependentWatchers` starts and stops one watcher per resource,
+each a task of the controller's TaskGroup and listed with the other watchers).  Responses
+are read raw (no client-model conversion: a 600-node list stays cheap).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ import structlog
 
 from node_controller.kube_client import ApiClient, ApiException, Configuration, config
 from node_controller.models import BGPConfiguration, BGPPeer
-from node_controller.store import Store
+from node_controller.store import Store, object_name
 
 log = structlog.get_logger("bgpd.kube")
 
@@ -127,6 +128,14 @@ CALICO_RESOURCES = (
     Resource("BGPFilter", "bgpfilters", CALICO_GROUP),
     Resource("IPPool", "ippools", CALICO_GROUP),
     Resource("ClusterInformation", "clusterinformations", CALICO_GROUP, name="default"),
+)
+
+
+# watched while the default BGPConfiguration advertises service addresses, as confd starts
+# its route generator then: a /32 (/128) per Service from the nodes its endpoints justify
+SERVICE_RESOURCES = (
+    Resource("Service", "services"),
+    Resource("EndpointSlice", "endpointslices", "discovery.k8s.io"),
 )
 
 
@@ -399,7 +408,7 @@ class Watcher:
             return version
         obj = _with_kind(obj, self.resource)
         if kind == "DELETED":
-            changed = self.store.delete(self.resource.kind, obj["metadata"]["name"])
+            changed = self.store.delete(self.resource.kind, object_name(obj))
         else:
             changed = self.store.apply(obj)
         if changed:
@@ -466,32 +475,48 @@ def referenced_secrets(store: Store) -> set[str]:
     return names
 
 
-class SecretWatchers:
-    """One watcher per Secret name the resources reference, in one namespace: each a task of
-    ``group`` and a member of ``watchers`` (the controller's list, shown in metrics)."""
+def advertises_services(store: Store) -> bool:
+    default = store.get(BGPConfiguration, "default")
+    return default is not None and bool(default.service_cidrs)
+
+
+def dependent_resources(store: Store, namespace: str) -> set[Resource]:
+    """The resources the others make the daemon read: each Secret referenced (by name, in
+    the daemon's namespace), and Services and EndpointSlices while service addresses are
+    advertised."""
+    wanted = {Resource("Secret", "secrets", namespace=namespace, name=name)
+              for name in referenced_secrets(store)}
+    return wanted | set(SERVICE_RESOURCES) if advertises_services(store) else wanted
+
+
+class DependentWatchers:
+    """One watcher per resource :func:`dependent_resources` names, started and stopped as
+    that set changes: each a task of ``group`` and a member of ``watchers`` (the
+    controller's list, shown in metrics); a resource no longer read leaves the store."""
 
     def __init__(self, api: ApiClient, namespace: str, store: Store,
                  on_change: Callable[[], None], group: asyncio.TaskGroup,
                  watchers: list[Watcher], *, stale_after: float = STALE_AFTER) -> None:
         self.api, self.namespace, self.store, self.on_change = api, namespace, store, on_change
         self.group, self.watchers, self.stale_after = group, watchers, stale_after
-        self.tasks: dict[str, tuple[Watcher, asyncio.Task[None]]] = {}
+        self.tasks: dict[Resource, tuple[Watcher, asyncio.Task[None]]] = {}
 
     def sync(self) -> None:
-        wanted = referenced_secrets(self.store)
-        for name in [n for n in self.tasks if n not in wanted]:
-            watcher, task = self.tasks.pop(name)
-            task.cancel()
-            self.watchers.remove(watcher)
-            if self.store.delete("Secret", name):
-                self.on_change()
-        for name in sorted(wanted - set(self.tasks)):
-            watcher = Watcher(self.api, Resource("Secret", "secrets", namespace=self.namespace,
-                                                 name=name), self.store, self.on_change,
+        wanted = dependent_resources(self.store, self.namespace)
+        for resource in sorted(wanted - set(self.tasks), key=str):
+            watcher = Watcher(self.api, resource, self.store, self.on_change,
                               stale_after=self.stale_after)
             self.watchers.append(watcher)
-            task = self.group.create_task(watcher.run(), name=f"watch-secret-{name}")
-            self.tasks[name] = (watcher, task)
+            task = self.group.create_task(watcher.run(), name=f"watch-{resource}")
+            self.tasks[resource] = (watcher, task)
+        changed = False
+        for resource in [r for r in self.tasks if r not in wanted]:
+            watcher, task = self.tasks.pop(resource)
+            task.cancel()
+            self.watchers.remove(watcher)
+            changed |= self.store.replace_kind(resource.kind, [], scope=resource.covers)
+        if changed:  # last: ``on_change`` may call this again
+            self.on_change()
 
 
 async def load_cluster(*, kubeconfig: str | None, namespace: str, node: str) -> Store:
@@ -501,9 +526,8 @@ async def load_cluster(*, kubeconfig: str | None, namespace: str, node: str) -> 
     try:
         for resource in resources(node):
             await Watcher(api, resource, store, lambda: None).relist()
-        for name in sorted(referenced_secrets(store)):
-            secret = Resource("Secret", "secrets", namespace=namespace, name=name)
-            await Watcher(api, secret, store, lambda: None).relist()
+        for resource in sorted(dependent_resources(store, namespace), key=str):
+            await Watcher(api, resource, store, lambda: None).relist()
     finally:
         await api.close()
     return store

@@ -749,6 +749,119 @@ def parse_cluster_information(obj: Mapping[str, Any]) -> ClusterInformation:
     return ClusterInformation(name, (int(match.group(1)), int(match.group(2))))
 
 
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+FAMILIES = {"IPv4": 4, "IPv6": 6}
+
+
+def namespaced_name(obj: Mapping[str, Any]) -> str:
+    """``namespace/name`` (the store's name of a namespaced object; ``default`` when the
+    manifest has no namespace, as kubectl takes it)."""
+    namespace = _str(obj, "metadata.namespace") or "default"
+    return f"{namespace}/{_name(obj)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A Kubernetes Service, as far as service advertisement reads it: its addresses, type
+    and external traffic policy (status: the load balancer's ingress addresses)."""
+
+    name: str  # namespace/name
+    type: str = "ClusterIP"
+    cluster_ips: tuple[Address, ...] = ()  # none: headless (clusterIP None) or not assigned
+    external_ips: tuple[Address, ...] = ()
+    lb_ips: tuple[Address, ...] = ()  # status.loadBalancer.ingress[].ip
+    lb_spec_ip: Address | None = None  # spec.loadBalancerIP (deprecated, still read)
+    external_policy: str | None = None  # spec.externalTrafficPolicy: Cluster | Local
+    families: tuple[int, ...] = ()  # spec.ipFamilies (else those of its cluster IPs)
+
+
+def _addresses(obj: Mapping[str, Any], path: str, *, key: str | None = None
+               ) -> tuple[Address, ...]:
+    out = []
+    for i, item in enumerate(_list(obj, path)):
+        where = f"{path}[{i}]"
+        if key is not None:
+            if not isinstance(item, Mapping):
+                raise Invalid(where, "expected an object")
+            where, item = f"{where}.{key}", item.get(key)
+            if item in (None, ""):  # an ingress by hostname only
+                continue
+        if not isinstance(item, str):
+            raise Invalid(where, f"expected an IP address, got {item!r}")
+        try:
+            out.append(ip_address(item))
+        except ValueError:
+            raise Invalid(where, f"{item!r} is not an IP address") from None
+    return tuple(out)
+
+
+def parse_service(obj: Mapping[str, Any]) -> Service:
+    name = namespaced_name(obj)
+    cluster_ip = _str(obj, "spec.clusterIP")
+    cluster_ips: tuple[Address, ...] = ()
+    if cluster_ip is not None and cluster_ip != "None":
+        first = _address(obj, "spec.clusterIP")
+        cluster_ips = _addresses(obj, "spec.clusterIPs") or ((first,) if first else ())
+    families = []
+    for i, family in enumerate(_list(obj, "spec.ipFamilies")):
+        if family not in FAMILIES:
+            raise Invalid(f"spec.ipFamilies[{i}]", f"{family!r} is not IPv4 or IPv6")
+        families.append(FAMILIES[family])
+    return Service(
+        name=name,
+        type=_str(obj, "spec.type", choices=SERVICE_TYPES) or "ClusterIP",
+        cluster_ips=cluster_ips,
+        external_ips=_addresses(obj, "spec.externalIPs"),
+        lb_ips=_addresses(obj, "status.loadBalancer.ingress", key="ip"),
+        lb_spec_ip=_address(obj, "spec.loadBalancerIP"),
+        external_policy=_str(obj, "spec.externalTrafficPolicy", choices=("Cluster", "Local")),
+        families=tuple(families) or tuple(sorted({a.version for a in cluster_ips})),
+    )
+
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSlice:
+    """One EndpointSlice, reduced to what decides an advertisement: its Service, its address
+    family and the nodes of its ready endpoints (an endpoint's address or port changing is no
+    change here)."""
+
+    name: str  # namespace/name
+    service: str | None  # namespace/name of its Service (label kubernetes.io/service-name)
+    family: int | None  # addressType IPv4 / IPv6 (FQDN: None)
+    ready_nodes: frozenset[str] = frozenset()  # "": a ready endpoint without nodeName
+
+
+def parse_endpoint_slice(obj: Mapping[str, Any]) -> EndpointSlice:
+    name = namespaced_name(obj)
+    labels = _get(obj, "metadata.labels") or {}
+    if not isinstance(labels, Mapping):
+        raise Invalid("metadata.labels", "expected an object")
+    service = labels.get(SERVICE_NAME_LABEL)
+    address_type = _str(obj, "addressType", choices=("IPv4", "IPv6", "FQDN"))
+    ready = set()
+    for i, endpoint in enumerate(_list(obj, "endpoints")):
+        if not isinstance(endpoint, Mapping):
+            raise Invalid(f"endpoints[{i}]", "expected an object")
+        try:
+            # unset means ready (the EndpointSlice API); only ready endpoints receive traffic
+            if _bool(endpoint, "conditions.ready") is False:
+                continue
+            node = _str(endpoint, "nodeName")
+        except Invalid as exc:
+            raise Invalid(f"endpoints[{i}].{exc.field}", exc.message) from None
+        ready.add(node or "")
+    return EndpointSlice(
+        name=name,
+        service=f"{name.split('/')[0]}/{service}" if isinstance(service, str) and service
+        else None,
+        family=FAMILIES.get(address_type or ""),
+        ready_nodes=frozenset(ready),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class LocalWorkload:
     """One workload endpoint of this node selected for local BGP peering (from Felix's
@@ -769,11 +882,15 @@ PARSERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "Node": parse_node,
     "Secret": parse_secret,
     "ClusterInformation": parse_cluster_information,
+    "Service": parse_service,
+    "EndpointSlice": parse_endpoint_slice,
 }
 CALICO_GROUPS = ("crd.projectcalico.org/v1", "projectcalico.org/v3")
 
 Model = (BGPConfiguration | BGPPeer | BGPFilter | IPPool | BlockAffinity | Node | Secret
-         | ClusterInformation)
+         | ClusterInformation | Service | EndpointSlice)
+KUBERNETES_VERSIONS = {"Node": ("v1",), "Secret": ("v1",), "Service": ("v1",),
+                       "EndpointSlice": ("discovery.k8s.io/v1",)}
 
 
 def parse(obj: Mapping[str, Any]) -> Model:
@@ -782,7 +899,7 @@ def parse(obj: Mapping[str, Any]) -> Model:
     if kind not in PARSERS:
         raise Invalid("kind", f"{kind!r} is not a resource the daemon reads")
     version = obj.get("apiVersion")
-    expected = ("v1",) if kind in ("Node", "Secret") else CALICO_GROUPS
+    expected = KUBERNETES_VERSIONS.get(kind, CALICO_GROUPS)
     if version not in expected:
         raise Invalid("apiVersion", f"{version!r} for {kind} (expected {' or '.join(expected)})")
     model: Model = PARSERS[kind](obj)

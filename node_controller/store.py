@@ -27,18 +27,36 @@ from node_controller.models import (
     BGPPeer,
     BlockAffinity,
     ClusterInformation,
+    EndpointSlice,
     IPPool,
     Model,
     Node,
     Secret,
+    Service,
     parse,
 )
 
 KINDS: dict[str, type] = {
     "BGPConfiguration": BGPConfiguration, "BGPPeer": BGPPeer, "BGPFilter": BGPFilter,
     "IPPool": IPPool, "BlockAffinity": BlockAffinity, "Node": Node, "Secret": Secret,
-    "ClusterInformation": ClusterInformation,
+    "ClusterInformation": ClusterInformation, "Service": Service,
+    "EndpointSlice": EndpointSlice,
 }
+# named namespace/name in the store; not configuration, so never kept as a last valid version
+# (a Service's endpoints from before a restart say nothing about now)
+NAMESPACED = frozenset({"Service", "EndpointSlice"})
+
+
+def object_name(obj: Mapping[str, Any]) -> str:
+    """The store's name of a manifest: ``metadata.name``, ``namespace/name`` for a Service
+    or an EndpointSlice."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        return "?"
+    name = str(meta.get("name", "?"))
+    if obj.get("kind") in NAMESPACED:
+        return f"{meta.get('namespace') or 'default'}/{name}"
+    return name
 M = TypeVar("M")
 
 
@@ -55,8 +73,7 @@ class Store:
     def apply(self, obj: Mapping[str, Any]) -> bool:
         """Add or update one object; True when what the daemon reads changed."""
         kind = str(obj.get("kind", "?"))
-        meta = obj.get("metadata")
-        name = str(meta.get("name", "?")) if isinstance(meta, Mapping) else "?"
+        name = object_name(obj)
         try:
             model = parse(obj)
         except Invalid as exc:
@@ -66,8 +83,9 @@ class Store:
         if bucket.get(name) == model and not cleared:
             return False
         bucket[name] = model
-        self.valid[(kind, name)] = trimmed(obj)
-        self.valid_generation += 1
+        if kind not in NAMESPACED:
+            self.valid[(kind, name)] = trimmed(obj)
+            self.valid_generation += 1
         self.generation += 1
         return True
 
@@ -108,9 +126,7 @@ class Store:
         seen: set[str] = set()
         changed = False
         for obj in objs:
-            meta = obj.get("metadata")
-            if isinstance(meta, Mapping):
-                seen.add(str(meta.get("name")))
+            seen.add(object_name(obj))
             changed |= self.apply(obj)
         def gone(name: str) -> bool:
             return name not in seen and (scope is None or scope(name))

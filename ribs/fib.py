@@ -80,6 +80,8 @@ def kernel_route(best: Best, ctx: NodeContext) -> KernelRoute | None:
         if prefix in ctx.own_blocks:
             return KernelRoute.blackhole(prefix, metric=ctx.metric)
         return None  # service CIDRs are announced, not routed here
+    if ctx.service_cidrs.contains(prefix):
+        return None  # nor routed to another node (Calico's reject CIDRs): kube-proxy's
     ipip = _encapsulation(prefix, ctx)
     if ipip is None:
         return None

@@ -13,7 +13,8 @@ Import, in order:
    order — and skips step 4: an explicit accept is the administrator's decision);
 4. the default guard (unless turned off): the default route, any prefix overlapping the
    node's own networks (its subnets, its own blocks), anything not inside an enabled IP
-   pool nor equal to an advertised service CIDR, and — from a peer that is not a Calico
+   pool nor inside an advertised service CIDR (those are never programmed into the kernel:
+   other nodes' Service addresses are only reflected), and — from a peer that is not a Calico
    node — anything more specific than a block another node holds (a /25 or a /32 inside
    another node's /24 would take that node's pods' traffic) or than the blocks of its pool
    (``blockSize``: the same hijack, of a block whose affinity this node does not watch or
@@ -28,7 +29,8 @@ sent nothing until the filter is valid (a filter that fails must not mean "no fi
 
 Export: a route leaves only if the peer's export rules accept it (their operations then
 apply to what that peer is sent), or — no rule matching — it lies in an enabled pool that
-allows BGP export or is an advertised service CIDR.
+allows BGP export, or in an advertised service CIDR and is the node's own or goes to an iBGP
+peer (another node's service address is never sent on to an eBGP peer).
 
 Rules match as confd's BIRD functions do (Calico v3.33): ``peerType`` iBGP/eBGP against the
 session (the peer's AS equal to ours, ``localASNumber`` counted); ``communities`` one standard
@@ -259,7 +261,7 @@ def guard(prefix: Prefix, ctx: NodeContext, policy: PeerPolicy = DEFAULT_POLICY)
         return Reason.DEFAULT_ROUTE
     if ctx.node_networks.overlaps(prefix) or ctx.own_blocks.overlaps(prefix):
         return Reason.OWN_NETWORK
-    if not ctx.enabled_pools.contains(prefix) and prefix not in ctx.service_cidrs:
+    if not ctx.enabled_pools.contains(prefix) and not ctx.service_cidrs.contains(prefix):
         return Reason.OUTSIDE_POOLS
     if not policy.node_routes:
         block = ctx.other_blocks.covering(prefix)
@@ -313,7 +315,13 @@ def export_rule(route: Route, ctx: NodeContext, policy: PeerPolicy = DEFAULT_POL
         if rule is not None:
             return rule.action is Action.ACCEPT, rule.operations
     prefix = route.prefix
-    return ctx.exported_pools.contains(prefix) or ctx.service_cidrs.contains(prefix), ()
+    if ctx.exported_pools.contains(prefix):
+        return True, ()
+    # a service address reaches an eBGP peer only from a node that announces it itself: sent
+    # on for another node (next hop self), a Local Service's traffic would come to a node
+    # without its endpoint, and a node excluded from load balancers would announce it still
+    return ctx.service_cidrs.contains(prefix) and not (
+        ebgp and route.source.kind is SourceKind.BGP), ()
 
 
 def exportable(route: Route, ctx: NodeContext, policy: PeerPolicy = DEFAULT_POLICY, *,

@@ -107,6 +107,20 @@ def test_only_pool_and_service_prefixes_leave() -> None:
     assert adv(Route(ip_network("192.0.2.0/24"), LOCAL, Attributes()), export_peer(TOR)) is None
 
 
+def test_another_nodes_service_address_goes_to_no_ebgp_peer() -> None:
+    """Sent on with next hop self, it would draw a Local Service's traffic to a node without
+    its endpoint (and a node excluded from load balancers would still announce the range)."""
+    ctx = context(services=("10.96.0.0/12", "192.0.2.0/24"), cluster_id="1.0.0.1")
+    own = Route(ip_network("192.0.2.7/32"), LOCAL, Attributes())
+    assert adv(own, export_peer(TOR), ctx) is not None
+    for prefix in ("192.0.2.7/32", "10.96.0.0/12"):
+        learned = route(prefix, peer("10.10.1.7", rr_client=True))
+        assert adv(learned, export_peer(TOR), ctx) is None
+        assert adv(route(prefix, TOR2), export_peer(TOR), ctx) is None
+        reflected = adv(learned, export_peer(N2, rr_client=True), ctx)  # iBGP: reflected
+        assert reflected is not None and reflected.attrs.next_hop == learned.attrs.next_hop
+
+
 @given(st.integers(7, 30), st.integers(7, 30), st.lists(st.integers(1, 5), max_size=3),
        st.booleans(), st.booleans())
 def test_reflected_route_never_returns(src_i: int, dst_i: int, clusters: list[int],

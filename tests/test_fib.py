@@ -36,6 +36,9 @@ def test_own_block_is_a_blackhole_and_services_are_not_installed() -> None:
     assert str(kernel_route(select([block]), ctx)) == "blackhole 172.17.5.0/24"
     svc = Route(ip_network("10.96.0.0/12"), LOCAL, Attributes())
     assert kernel_route(select([svc]), ctx) is None
+    # nor routed to the node that announced them (Calico's reject CIDRs): kube-proxy's
+    for prefix in ("10.96.0.0/12", "10.96.0.10/32"):
+        assert kernel_route(select([route(prefix, SAME)]), ctx) is None
 
 
 def test_vxlan_pools_are_left_to_felix() -> None:

@@ -32,7 +32,8 @@ GUARD_CASES = [
     ("172.17.216.128/26", Reason.ACCEPTED),
     ("172.16.0.0/12", Reason.OWN_NETWORK),  # the pool covers our block
     ("10.96.0.0/12", Reason.ACCEPTED),  # an advertised service CIDR
-    ("10.96.0.0/16", Reason.OUTSIDE_POOLS),  # only the service CIDR itself
+    ("10.96.0.10/32", Reason.ACCEPTED),  # a Service's address: reflected, never programmed
+    ("10.64.0.0/10", Reason.OUTSIDE_POOLS),  # wider than the service CIDR
     ("0.0.0.0/0", Reason.DEFAULT_ROUTE),
     ("172.17.5.0/24", Reason.OWN_NETWORK),  # our own block
     ("172.17.5.64/26", Reason.OWN_NETWORK),
@@ -181,7 +182,7 @@ prefixes = st.builds(
 def test_guard_never_admits_outside_pools_or_over_own_networks(prefix) -> None:  # type: ignore[no-untyped-def]
     if guard(prefix, CTX) is Reason.ACCEPTED:
         pools = CTX.enabled_pools
-        assert pools.contains(prefix) or prefix in CTX.service_cidrs
+        assert pools.contains(prefix) or CTX.service_cidrs.contains(prefix)
         assert not CTX.node_networks.overlaps(prefix)
         assert not CTX.own_blocks.overlaps(prefix)
         assert not any(prefix.overlaps(b) for b in CTX.own_blocks)

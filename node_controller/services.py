@@ -1,0 +1,118 @@
+"""Which Service addresses this node announces, one /32 (/128) each, and why (pure).
+
+Theory of operation — the rules of confd's route generator (Calico's
+``confd/pkg/backends/calico/routes.go``), evaluated afresh from the store each time, so a
+Service is advertised exactly while its Service and EndpointSlices justify it:
+
+* nothing while the default BGPConfiguration lists no service ranges, and nothing from a
+  node labelled ``node.kubernetes.io/exclude-from-external-load-balancers=true`` (which
+  announces no service range either);
+* only ClusterIP, NodePort and LoadBalancer Services with a cluster IP (not headless, not
+  ExternalName);
+* ``externalTrafficPolicy: Cluster`` with a load-balancer address inside a single-address
+  ``serviceLoadBalancerIPs`` entry, or an external IP inside a single-address
+  ``serviceExternalIPs`` entry: from every node (such an entry is not announced as a range);
+* otherwise a Service that is not ``Local`` only with ``serviceLoadBalancerAggregation:
+  Disabled``, and then when it has a ready endpoint anywhere; a ``Local`` one when one of its
+  ready endpoints is on this node.  Only EndpointSlices of one of the Service's IP families
+  count, all of the Service's slices together (one slice losing its endpoint does not
+  withdraw what another still justifies); an endpoint without ``ready: false`` is ready;
+* the addresses announced: its cluster IPs when ``serviceClusterIPs`` is set, its external
+  IPs and load-balancer ingress addresses — each only inside a range of its kind (confd takes
+  every cluster IP once any cluster range is set; bgpd keeps to the ranges there too, so a
+  dual-stack Service does not announce an IPv6 address no range covers).
+
+The same address justified by two Services (Kubernetes allows it) is announced once and
+withdrawn when neither justifies it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from node_controller.models import BGPConfiguration, EndpointSlice, Node, Service
+from node_controller.store import Store
+from ribs.types import Address, Prefix, prefix
+
+EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+LOCAL_ENDPOINT = "local endpoint (externalTrafficPolicy Local)"
+ANY_ENDPOINT = "ready endpoint (serviceLoadBalancerAggregation Disabled)"
+SINGLE_LB = "single-address serviceLoadBalancerIPs entry (externalTrafficPolicy Cluster)"
+SINGLE_EXTERNAL = "single-address serviceExternalIPs entry (externalTrafficPolicy Cluster)"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRoute:
+    prefix: Prefix
+    service: str  # namespace/name
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"prefix": str(self.prefix), "service": self.service, "reason": self.reason}
+
+
+def excluded(node: Node) -> bool:
+    """This node announces no service address (Kubernetes' label for nodes left out of
+    external load balancers)."""
+    return node.label_map.get(EXCLUDE_LABEL) == "true"
+
+
+def _inside(address: Address, ranges: tuple[Prefix, ...]) -> bool:
+    return any(address.version == r.version and address in r for r in ranges)
+
+
+def _single(address: Address | None, ranges: tuple[Prefix, ...]) -> bool:
+    return address is not None and any(
+        r.prefixlen == r.max_prefixlen and address.version == r.version and address in r
+        for r in ranges)
+
+
+def _reason(svc: Service, slices: list[EndpointSlice], node: str,
+            default: BGPConfiguration) -> str | None:
+    """Why ``svc`` is advertised from ``node`` (None: it is not)."""
+    if svc.type == "ExternalName" or not svc.cluster_ips:
+        return None
+    if svc.external_policy == "Cluster":
+        lbs = (svc.lb_spec_ip, *svc.lb_ips)
+        if svc.type == "LoadBalancer" and any(
+                _single(a, default.service_loadbalancer_ips) for a in lbs):
+            return SINGLE_LB
+        if any(_single(a, default.service_external_ips) for a in svc.external_ips):
+            return SINGLE_EXTERNAL
+    local = svc.external_policy == "Local"
+    if not local and default.lb_aggregation:
+        return None  # the ranges cover it, from every node
+    for piece in slices:
+        if piece.family not in svc.families:
+            continue
+        if local and node in piece.ready_nodes:
+            return LOCAL_ENDPOINT
+        if not local and piece.ready_nodes:
+            return ANY_ENDPOINT
+    return None
+
+
+def _addresses(svc: Service, default: BGPConfiguration) -> list[Address]:
+    out = [a for a in svc.cluster_ips if _inside(a, default.service_cluster_ips)]
+    out += [a for a in svc.external_ips if _inside(a, default.service_external_ips)]
+    out += [a for a in svc.lb_ips if _inside(a, default.service_loadbalancer_ips)]
+    return out
+
+
+def service_routes(store: Store, node: Node, default: BGPConfiguration
+                   ) -> tuple[ServiceRoute, ...]:
+    """Every (address, Service) this node announces, with its reason, sorted."""
+    if not default.service_cidrs or excluded(node):
+        return ()
+    slices: dict[str, list[EndpointSlice]] = defaultdict(list)
+    for piece in store.all(EndpointSlice):
+        if piece.service is not None:
+            slices[piece.service].append(piece)
+    routes: set[ServiceRoute] = set()
+    for svc in store.all(Service):
+        reason = _reason(svc, slices.get(svc.name, []), node.name, default)
+        if reason is not None:
+            routes.update(ServiceRoute(prefix(f"{a}/{a.max_prefixlen}"), svc.name, reason)
+                          for a in _addresses(svc, default))
+    return tuple(sorted(routes, key=lambda r: (r.prefix.version, r.prefix, r.service)))
