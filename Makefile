@@ -48,6 +48,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.mesh --peers 100,300,599 --compare --storm --idle 10 --json
 	$(BIN)/python -m benchmarks.reflector --clients 300,599 --compare --json
 	$(BIN)/python -m benchmarks.propagation --samples 200 --compare --json
+	$(BIN)/python -m benchmarks.services --services 1000 --rate 50 --seconds 30 --json
 	$(BIN)/python -m benchmarks.ingest --routes 20000 --compare --profile --json
 	$(BIN)/python -m benchmarks.restart --compare --json
 	$(BIN)/python -m benchmarks.datastore --nodes 600,5000 --compare

@@ -203,6 +203,22 @@ def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
                      "block on node A until its route is in node C's kernel (BIRD: from "
                      "`birdc configure` on node A).\n\n"
                      + table(["engine", "samples", "p50", "p99", "max"], rows))
+    if "services" in found:
+        rows = [[f"{r['services']:,} / {r['endpoints']:,} / {r['nodes']}",
+                 f"{fmt(r['rate_per_s'], '/s', 0)} for {fmt(r['seconds'], ' s', 0)}",
+                 fmt(r["propagation_p50_ms"], " ms", 1), fmt(r["propagation_p99_ms"], " ms", 1),
+                 fmt(r["transition_p99_ms"], " ms", 1),
+                 "yes" if r["exact_after_churn"] else "no",
+                 f"{fmt(r['daemon_cpu_churn_pct_per_node'], ' %')} (idle "
+                 f"{fmt(r['daemon_cpu_idle_pct_per_node'], ' %')})"]
+                for r in latest(found["services"], "services", "rate_per_s").values()]
+        parts.append("**Service advertisement** (`python -m benchmarks.services`): Local "
+                     "Services' endpoints moving between nodes, until the ToR's kernel holds "
+                     "exactly the new next hops; CPU of each node's daemon, ExaBGP and bridge "
+                     "as a share of one core.\n\n"
+                     + table(["services / endpoints / nodes", "endpoint moves", "p50", "p99",
+                              "between states p99", "exact after churn", "CPU per node"],
+                             rows))
     if "ingest" in found:
         rows = [[ENGINE_NAMES.get(r["engine"], r["engine"]), str(r["routes"]),
                  fmt(r["ingest_s"], " s"), fmt(r["withdraw_s"], " s"),

@@ -12,8 +12,11 @@ from collections.abc import Callable
 
 
 class RouteMonitor:
-    def __init__(self, ns_name: str) -> None:
-        self.proc = subprocess.Popen(["ip", "-ts", "-n", ns_name, "monitor", "route"],
+    """``oneline``: ``ip -o``, a multipath route's next hops on its own line too."""
+
+    def __init__(self, ns_name: str, *, oneline: bool = False) -> None:
+        self.proc = subprocess.Popen(["ip", "-ts", *(["-o"] if oneline else []), "-n", ns_name,
+                                      "monitor", "route"],
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
         self.events: list[tuple[float, str]] = []  # (Unix time, the route line)
         self._changed = threading.Condition()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import datastore, ingest, mesh, propagation, reflector
+from benchmarks import datastore, ingest, mesh, propagation, reflector, services
 from bgpd.router import RELEASE_AFTER
 from integration_tests.peers import available
 
@@ -89,3 +89,10 @@ def test_datastore_metadata_only_against_whole_objects(tmp_path: Path) -> None:
     meta, full = runs["metadata"], runs["full"]
     assert meta["initial"]["bytes_uncompressed"] < full["initial"]["bytes_uncompressed"] / 2
     assert meta["steady"][0]["bytes_per_event"] < full["steady"][0]["bytes_per_event"] / 2
+
+
+def test_services_churn_is_exact_at_the_tor(tmp_path: Path) -> None:
+    result = services.run(40, 3, 10, 2, 2, tmp_path)
+    assert result["exact_after_churn"] and result["changes"] == 20
+    assert result["sampled"] + result["overtaken"] > 0  # some change moved a Service
+    assert result["churn_cpu_pct_per_node_by_process"]["daemon"] > 0

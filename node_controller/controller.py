@@ -35,6 +35,7 @@ from node_controller.endpoints import EndpointFolder
 from node_controller.errors import ResourceError
 from node_controller.static import ResourceFolderError, load_folder
 from node_controller.store import Store
+from ribs.types import Prefix
 
 if TYPE_CHECKING:  # the Kubernetes client is imported only by a node that uses the API
     from node_controller.kube import Watcher
@@ -63,6 +64,13 @@ class Latest:
 
 
 SETTLE = 0.002
+
+
+def _some(prefixes: set[Prefix], limit: int = 20) -> list[str]:
+    """Up to ``limit`` prefixes for a log line, in order, and how many more there are."""
+    ordered = sorted(prefixes, key=lambda p: (p.version, p))
+    return [str(p) for p in ordered[:limit]] + (
+        [f"... {len(ordered) - limit} more"] if len(ordered) > limit else [])
 
 
 class Controller:
@@ -156,8 +164,11 @@ class Controller:
                 log.error("resource_invalid", kind=error.kind, name=error.name,
                           field=error.field, problem=error.message)
             await self.desired.publish(config)
+            before = set(previous.announce) if previous else set()
+            now = set(config.announce)
             log.info("desired_config", node=self.node, peers=len(config.peers),
-                     announce=[str(p) for p in config.announce])
+                     announce=len(now), added=_some(now - before),
+                     withdrawn=_some(before - now))
         self._save()
 
     def _save(self) -> None:

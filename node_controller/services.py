@@ -102,17 +102,48 @@ def _addresses(svc: Service, default: BGPConfiguration) -> list[Address]:
 
 def service_routes(store: Store, node: Node, default: BGPConfiguration
                    ) -> tuple[ServiceRoute, ...]:
-    """Every (address, Service) this node announces, with its reason, sorted."""
+    """Every (address, Service) this node announces, with its reason, sorted.  A Service
+    whose own object, EndpointSlices and configuration are the very objects of the last
+    computation keeps its result (``store.memo``): under endpoint churn one Service in a
+    thousand changes at a time."""
     if not default.service_cidrs or excluded(node):
         return ()
     slices: dict[str, list[EndpointSlice]] = defaultdict(list)
     for piece in store.all(EndpointSlice):
         if piece.service is not None:
             slices[piece.service].append(piece)
-    routes: set[ServiceRoute] = set()
+    memo: dict[str, _Entry] = store.memo.setdefault("services", {})
+    fresh: dict[str, _Entry] = {}
     for svc in store.all(Service):
-        reason = _reason(svc, slices.get(svc.name, []), node.name, default)
+        mine = slices.get(svc.name, [])
+        entry = memo.get(svc.name)
+        if entry is None or not entry.holds(svc, mine, node.name, default):
+            entry = _Entry(svc, mine, node.name, default)
+        fresh[svc.name] = entry
+    store.memo["services"] = fresh
+    keyed = sorted(item for entry in fresh.values() for item in entry.routes)
+    return tuple(route for *_, route in keyed)
+
+
+class _Entry:
+    """One Service's routes, with the inputs they were computed from."""
+
+    __slots__ = ("default", "node", "routes", "slices", "svc")
+
+    def __init__(self, svc: Service, slices: list[EndpointSlice], node: str,
+                 default: BGPConfiguration) -> None:
+        self.svc, self.slices, self.node, self.default = svc, slices, node, default
+        reason = _reason(svc, slices, node, default)
+        routes = []
         if reason is not None:
-            routes.update(ServiceRoute(prefix(f"{a}/{a.max_prefixlen}"), svc.name, reason)
-                          for a in _addresses(svc, default))
-    return tuple(sorted(routes, key=lambda r: (r.prefix.version, r.prefix, r.service)))
+            for a in dict.fromkeys(_addresses(svc, default)):
+                # sorted by family, address, then Service: integers and text compare fast
+                routes.append((a.version, int(a), svc.name, ServiceRoute(
+                    prefix(f"{a}/{a.max_prefixlen}"), svc.name, reason)))
+        self.routes = routes
+
+    def holds(self, svc: Service, slices: list[EndpointSlice], node: str,
+              default: BGPConfiguration) -> bool:
+        return (svc is self.svc and default is self.default and node == self.node
+                and len(slices) == len(self.slices)
+                and all(a is b for a, b in zip(slices, self.slices, strict=True)))

@@ -69,6 +69,8 @@ class Store:
     valid: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     valid_generation: int = 0  # moves when ``valid`` changes
     fallback: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    # results a pure computation keeps between runs, checked against its inputs' identity
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def apply(self, obj: Mapping[str, Any]) -> bool:
         """Add or update one object; True when what the daemon reads changed."""

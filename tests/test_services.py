@@ -243,3 +243,38 @@ def test_the_cluster_role_grants_every_watch() -> None:
                for group in rule["apiGroups"] for res in rule["resources"]}
     for r in (*resources("n1"), *SERVICE_RESOURCES):
         assert (r.group, r.plural) in granted, r
+
+
+def test_results_kept_between_computations_equal_a_fresh_computation() -> None:
+    """Under churn the routes of unchanged Services are reused (``store.memo``): after each
+    change they are what a store built from scratch gives."""
+    import random
+
+    rng = random.Random(3)
+    base = [*nodes(), calico("BGPConfiguration", "default", **RANGES)]
+    objs: dict[str, dict[str, Any]] = {}
+    for i in range(20):
+        objs[f"s{i}"] = service(f"s{i}", cluster_ip=f"10.96.0.{i + 1}",
+                                policy=rng.choice(["Local", "Cluster"]))
+        objs[f"e{i}"] = slice_(f"s{i}-1", f"s{i}", ("n1", True))
+    live = Store()
+    for obj in (*base, *objs.values()):
+        live.apply(obj)
+    for step in range(60):
+        i = rng.randrange(20)
+        if step % 7 == 0:
+            objs["default"] = calico("BGPConfiguration", "default", **RANGES,
+                                     serviceLoadBalancerAggregation=rng.choice(
+                                         ["Enabled", "Disabled"]))
+            live.apply(objs["default"])
+        elif step % 5 == 0:
+            live.delete("Service", f"shop/s{i}")
+            objs.pop(f"s{i}", None)
+        else:
+            objs[f"e{i}"] = slice_(f"s{i}-1", f"s{i}", (rng.choice(["n1", "n2"]),
+                                                         rng.choice([True, False])))
+            live.apply(objs[f"e{i}"])
+        fresh = Store()
+        for obj in (*base, *objs.values()):
+            fresh.apply(obj)
+        assert desired_config(live, "n1").services == desired_config(fresh, "n1").services
