@@ -269,11 +269,17 @@ def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
 def render(folder: Path = RESULTS) -> str:
     found = records(folder)
     parts = []
-    machines = [m for rows in found.values() for m, _ in rows]
-    if machines:
-        m = machines[-1]
-        parts.append(f"Measured on {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, "
-                     f"Python {m['python']}; latest run {m['date'][:10]}.")
+    # each benchmark's latest run names its machine: tables may come from different ones
+    by_machine: dict[tuple[str, int, str], list[tuple[str, str]]] = {}
+    for name, rows in found.items():
+        m = rows[-1][0]
+        by_machine.setdefault((m["cpu"], m["cores"], m["python"]), []).append(
+            (name, m["date"][:10]))
+    if by_machine:
+        parts.append("Measured on " + "; ".join(
+            f"{cpu}, {cores} cores, Python {python}: "
+            + ", ".join(f"{name} ({date})" for name, date in sorted(runs))
+            for (cpu, cores, python), runs in sorted(by_machine.items())) + ".")
     if "mesh" in found:
         parts.append("**One node of a full mesh** (`python -m benchmarks.mesh --peers "
                      "100,300,599 --compare`, node passive):\n\n" + mesh_section(found["mesh"]))
