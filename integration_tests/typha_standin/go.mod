@@ -1,0 +1,3 @@
+module bgpd/typha-standin
+
+go 1.19
