@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import time
@@ -124,8 +125,13 @@ class Daemon:
     async def _source(self, controller: Controller) -> None:
         s = self.settings
         if s.datastore == "kubernetes":
+            typha = None
+            if any(k.endswith(("TYPHAADDR", "TYPHAK8SSERVICENAME")) for k in os.environ):
+                from node_controller.typha import TyphaConfig
+
+                typha = TyphaConfig.from_environ(os.environ)
             await controller.run_kubernetes(kubeconfig=s.kubeconfig, namespace=s.namespace,
-                                            node_objects=s.node_objects)
+                                            node_objects=s.node_objects, typha=typha)
             return
         while True:
             await controller.run_static(Path(s.resources))

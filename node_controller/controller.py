@@ -37,8 +37,9 @@ from node_controller.static import ResourceFolderError, load_folder
 from node_controller.store import Store
 from ribs.types import Prefix
 
-if TYPE_CHECKING:  # the Kubernetes client is imported only by a node that uses the API
-    from node_controller.kube import Watcher
+if TYPE_CHECKING:
+    from node_controller.source import Source
+    from node_controller.typha import TyphaConfig
 
 log = structlog.get_logger("bgpd.controller")
 
@@ -86,7 +87,7 @@ class Controller:
         self.store = Store(fallback=self.fallback)
         self.desired = Latest()
         self.debounce = debounce
-        self.watchers: list[Watcher] = []
+        self.watchers: list[Source] = []  # watchers, and Typha when it is used
         self.recomputes = 0
         self.last_compute_s = 0.0
         self.source_errors: tuple[ResourceError, ...] = ()  # the source itself (a file)
@@ -112,9 +113,9 @@ class Controller:
         unlisted taken from the last valid resources saved."""
         self._waited = True
         for watcher in self.watchers:
-            if not watcher.listed and watcher.resource.name is None:
+            if not watcher.listed:
                 for (kind, _), obj in self.fallback.items():
-                    if kind == watcher.resource.kind:
+                    if kind in watcher.kinds:
                         self.store.apply(obj)
         log.error("initial_sync_incomplete", waited=self.sync_timeout,
                   unlisted=[str(w.resource) for w in self.watchers if not w.listed])
@@ -209,13 +210,27 @@ class Controller:
         await self.recompute()
 
     async def run_kubernetes(self, *, kubeconfig: str | None, namespace: str,
-                             node_objects: str = "metadata") -> None:
+                             node_objects: str = "metadata",
+                             typha: TyphaConfig | None = None) -> None:
+        """Watch the API; with ``typha`` (configured), the Calico resources of the "bgp"
+        syncer come from Typha instead, the ClusterInformation, Secrets and Services still
+        from the API (as confd reads them)."""
         from node_controller.kube import DependentWatchers, Watcher, api_client, resources
 
         api = await api_client(kubeconfig=kubeconfig)
-        self.watchers = [Watcher(api, r, self.store, self.changed, stale_after=self.stale_after,
-                                 relist_jitter=self.relist_jitter)
-                         for r in resources(self.node, node_objects=node_objects)]
+        watched = resources(self.node, node_objects=node_objects)
+        sources: list[Source] = []
+        if typha is not None and typha.enabled:
+            from node_controller import typha as typha_client
+
+            config = typha
+            sources.append(typha_client.TyphaSource(
+                config, self.node, self.store, self.changed, stale_after=self.stale_after,
+                discover=lambda: typha_client.discover(api, config, self.node)))
+            watched = tuple(r for r in watched if r.kind not in typha_client.KINDS)
+        self.watchers = [*(Watcher(api, r, self.store, self.changed,
+                                   stale_after=self.stale_after,
+                                   relist_jitter=self.relist_jitter) for r in watched), *sources]
         try:
             async with asyncio.TaskGroup() as tasks:
                 dependents = DependentWatchers(api, namespace, self.store, self.changed, tasks,

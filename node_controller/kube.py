@@ -58,6 +58,7 @@ import structlog
 
 from node_controller.kube_client import ApiClient, ApiException, Configuration, config
 from node_controller.models import BGPConfiguration, BGPPeer
+from node_controller.source import Source
 from node_controller.store import Store, object_name
 
 log = structlog.get_logger("bgpd.kube")
@@ -210,6 +211,11 @@ class Watcher:
         # the label selector in force: a labelled resource's, or None while objects lack it
         self.selector: str | None = None
         self._scoped_at = float("-inf")  # monotonic time of the last check of the labels
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kind it lists whole (none for a watch of one object by name)."""
+        return (self.resource.kind,) if self.resource.name is None else ()
 
     def up(self, now: float) -> bool:
         """Streaming, and heard from within ``stale_after`` seconds."""
@@ -496,7 +502,7 @@ class DependentWatchers:
 
     def __init__(self, api: ApiClient, namespace: str, store: Store,
                  on_change: Callable[[], None], group: asyncio.TaskGroup,
-                 watchers: list[Watcher], *, stale_after: float = STALE_AFTER) -> None:
+                 watchers: list[Source], *, stale_after: float = STALE_AFTER) -> None:
         self.api, self.namespace, self.store, self.on_change = api, namespace, store, on_change
         self.group, self.watchers, self.stale_after = group, watchers, stale_after
         self.tasks: dict[Resource, tuple[Watcher, asyncio.Task[None]]] = {}

@@ -5,6 +5,8 @@
 //
 //	typha-standin fixtures DIR   write golden gob streams and what they hold (JSON)
 //	typha-standin decode FILE    decode a gob stream of Envelopes, print each as JSON
+//	typha-standin serve [flags]  serve a snapshot, then deltas, to "bgp" syncer clients
+//	                             (TLS with client-certificate checks when --cert is given)
 package main
 
 import (
@@ -144,8 +146,15 @@ func decode(path string) error {
 }
 
 func main() {
+	if len(os.Args) >= 2 && os.Args[1] == "serve" {
+		if err := serve(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "typha-standin:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: typha-standin fixtures DIR | decode FILE")
+		fmt.Fprintln(os.Stderr, "usage: typha-standin fixtures DIR | decode FILE | serve ...")
 		os.Exit(2)
 	}
 	var err error

@@ -1,0 +1,187 @@
+"""bgpd reading Calico's datastore through Typha: the stand-in (a Go program of this project
+speaking Typha's protocol with Go's own gob and TLS; no Typha binary can be built here)
+against the API test server holding the same cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from integration_tests.kube_server import KubeServer, kubeconfig
+from integration_tests.typha_cluster import GO, StandIn, build, certificates, kv, kvs_of
+from integration_tests.waiting import until
+from node_controller.controller import Controller
+from node_controller.typha import TyphaConfig, TyphaSource
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "config" / "examples"
+FILES = ("00-bgpconfiguration.yaml", "10-ippool.yaml", "20-nodes.yaml",
+         "30-blockaffinities.yaml", "40-tor-peer.yaml")
+pytestmark = pytest.mark.skipif(GO is None, reason="go not installed (scripts/install-system-"
+                                                   "deps installs golang-go)")
+
+
+def manifests() -> list[dict[str, Any]]:
+    return [d for name in FILES for d in yaml.safe_load_all((EXAMPLES / name).read_text()) if d]
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build(tmp_path_factory.mktemp("standin") / "typha-standin")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return certificates(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def server() -> Iterator[KubeServer]:
+    srv = KubeServer(bookmark_interval=0.2).start()
+    for doc in manifests():
+        srv.put(doc)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def typha_config(standin: StandIn, certs: Path, *, client: str = "client",
+                 cn: str = "typha-server", uri_san: str | None = None) -> TyphaConfig:
+    return TyphaConfig(addr=standin.address, ca_file=str(certs / "ca.crt"),
+                       cert_file=str(certs / f"{client}.crt"),
+                       key_file=str(certs / f"{client}.key"), cn=cn, uri_san=uri_san)
+
+
+def run(server: KubeServer, tmp_path: Path, config: TyphaConfig,
+        scenario: Callable[[Controller, Controller], Awaitable[None]]) -> None:
+    """A controller on the API alone and one reading the Calico resources from Typha."""
+    path = kubeconfig(server, tmp_path / "kubeconfig")
+
+    async def main() -> None:
+        direct, typha = Controller("node-2"), Controller("node-2", sync_timeout=600)
+        tasks = [asyncio.create_task(direct.run_kubernetes(kubeconfig=str(path),
+                                                           namespace="calico-system")),
+                 asyncio.create_task(typha.run_kubernetes(kubeconfig=str(path),
+                                                          namespace="calico-system",
+                                                          typha=config))]
+        try:
+            await scenario(direct, typha)
+            for task in tasks:
+                if task.done():
+                    raise AssertionError(f"a controller stopped: {task.exception()!r}")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+def view(c: Controller) -> dict[str, Any] | None:
+    return c.desired.value.as_dict() if c.desired.value is not None else None
+
+
+def source(c: Controller) -> TyphaSource:
+    return next(w for w in c.watchers if isinstance(w, TyphaSource))
+
+
+def test_typha_gives_the_configuration_the_api_gives(server: KubeServer, tmp_path: Path,
+                                                     binary: Path, certs: Path) -> None:
+    standin = StandIn(binary, tmp_path / "standin", kvs_of(manifests()), certs=certs,
+                      ping="200ms")
+
+    async def scenario(direct: Controller, typha: Controller) -> None:
+        await until(lambda: view(direct) is not None and view(direct) == view(typha), 10,
+                    "the same configuration through Typha")
+        assert {p["name"] for p in view(typha)["peers"]} == {  # type: ignore[index]
+            "Mesh_198_51_100_11", "Mesh_198_51_100_13", "Global_198_51_100_1"}
+        assert any("typha" in str(w.resource) for w in typha.watchers)
+        # a delta: a new BGPPeer, through each source
+        peer = {"apiVersion": "crd.projectcalico.org/v1", "kind": "BGPPeer",
+                "metadata": {"name": "rr"}, "spec": {"peerIP": "198.51.100.40",
+                                                     "asNumber": 64512}}
+        server.put(peer)
+        standin.append(*kvs_of([peer]))
+        await until(lambda: view(typha) is not None and "Global_198_51_100_40" in {
+            p["name"] for p in view(typha)["peers"]}, 10, "the delta")  # type: ignore[index]
+        await until(lambda: view(direct) == view(typha), 10, "the same after the delta")
+        # pings answered: the connection stays up across several
+        first = source(typha).connections
+        await asyncio.sleep(1.0)
+        assert source(typha).connections == first and source(typha).up(time.monotonic())
+        # Typha restarts mid-stream, with a BGPPeer deleted meanwhile: nothing is lost on
+        # the way, and the deletion is seen once it is back in sync
+        published = typha.desired.version
+        standin.stop()
+        standin.append(kv("/calico/resources/v3/projectcalico.org/bgppeers/rr", None, 900))
+        server.remove("BGPPeer", "rr")
+        await asyncio.sleep(1.0)
+        assert typha.desired.version == published  # nothing published while Typha is away
+        standin.start()
+        await until(lambda: view(direct) == view(typha) and "Global_198_51_100_40" not in {
+            p["name"] for p in view(typha)["peers"]}, 20, "resynced")  # type: ignore[index]
+        assert source(typha).connections >= first + 1
+
+    with standin.running():
+        run(server, tmp_path, typha_config(standin, certs), scenario)
+    assert "hello from node-2" in standin.log()
+
+
+@pytest.mark.parametrize(("client", "cn", "problem"), [
+    ("client", "someone-else", "CN 'typha-server'"),  # Typha's certificate is not the one
+    ("rogue-client", "typha-server", "SSL"),  # ours is of another CA: Typha refuses it
+])
+def test_a_wrong_certificate_is_refused_with_a_clear_error(
+        server: KubeServer, tmp_path: Path, binary: Path, certs: Path,
+        client: str, cn: str, problem: str) -> None:
+    standin = StandIn(binary, tmp_path / "standin", kvs_of(manifests()), certs=certs)
+
+    async def scenario(direct: Controller, typha: Controller) -> None:
+        await until(lambda: source(typha).errors >= 2, 15, "refused, and retried")
+        error = source(typha).last_error or ""
+        assert problem in error, error
+        assert not source(typha).listed and typha.desired.value is None
+        assert typha.store.objects["BGPPeer"] == {}  # nothing read from an unchecked peer
+        await until(lambda: view(direct) is not None, 10, "the API side is unaffected")
+
+    with standin.running():
+        run(server, tmp_path, typha_config(standin, certs, client=client, cn=cn), scenario)
+    if client == "rogue-client":
+        assert "TLS handshake" in standin.log()
+
+
+def test_the_uri_san_is_enough_when_asked_for(server: KubeServer, tmp_path: Path,
+                                              binary: Path, certs: Path) -> None:
+    standin = StandIn(binary, tmp_path / "standin", kvs_of(manifests()), certs=certs)
+    config = typha_config(standin, certs, cn="",
+                          uri_san="spiffe://cluster.local/ns/calico-system/sa/calico-typha")
+
+    async def scenario(direct: Controller, typha: Controller) -> None:
+        await until(lambda: view(typha) is not None and view(direct) == view(typha), 10,
+                    "in sync by URI SAN")
+
+    with standin.running():
+        run(server, tmp_path, config, scenario)
+
+
+def test_the_configuration_is_read_as_calico_node_reads_it() -> None:
+    env = {"FELIX_TYPHAK8SSERVICENAME": "calico-typha", "CALICO_TYPHAK8SNAMESPACE":
+           "calico-system", "FELIX_TYPHACAFILE": "/ca", "FELIX_TYPHACERTFILE": "/c",
+           "FELIX_TYPHAKEYFILE": "/k", "FELIX_TYPHACN": "typha-server",
+           "CONFD_TYPHACN": "confd-wins", "FELIX_TYPHAREADTIMEOUT": "30",
+           "FELIX_TYPHAURISAN": "none"}
+    config = TyphaConfig.from_environ(env)
+    assert config.k8s_service_name == "calico-typha" and config.enabled and config.tls
+    assert config.k8s_namespace == "calico-system" and config.cn == "confd-wins"
+    assert config.read_timeout == 30.0 and config.uri_san is None
+    assert config.problems() == []
+    assert TyphaConfig.from_environ({}).k8s_namespace == "kube-system"
+    half = TyphaConfig(addr="10.0.0.1:5473", ca_file="/ca")
+    assert half.problems() == ["TLS to Typha needs TYPHAKEYFILE, TYPHACERTFILE, TYPHACN or "
+                               "TYPHAURISAN (FELIX_, CONFD_ or CALICO_)"]

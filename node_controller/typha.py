@@ -1,0 +1,348 @@
+"""Calico's datastore through Typha, as confd reads it (IO).
+
+Theory of operation: selected the way calico-node's confd selects Typha — the first of
+``CONFD_``, ``FELIX_``, ``CALICO_`` that sets each of ``TYPHAADDR``, ``TYPHAK8SSERVICENAME``,
+``TYPHAK8SNAMESPACE`` (default ``kube-system``), ``TYPHACAFILE``, ``TYPHACERTFILE``,
+``TYPHAKEYFILE``, ``TYPHACN``, ``TYPHAURISAN``, ``TYPHAREADTIMEOUT`` and
+``TYPHAWRITETIMEOUT`` (seconds; ``none`` counts as unset), as in ``FELIX_TYPHAADDR``.  An
+address is used as given; a service name is looked up among the ready endpoints of its
+EndpointSlices (port ``calico-typha``), this node's first.  Any TLS setting asks for all three
+files and a CN or URI SAN: the client presents its certificate, checks Typha's against the CA
+file and then its CN or URI SAN itself (no host-name check), as Typha's own client does.
+
+One connection (TCP 5473): ClientHello (the "bgp" syncer, decoder restart supported, no
+compression offered), ServerHello (refused unless it supports node resource updates and the
+"bgp" syncer), then KVs into the store, SyncStatus, Ping answered by Pong, DecoderRestart
+answered by ACK on a new gob stream.  A connection's KVs are the whole state: what a
+previous connection held and this one has not sent again by its InSync is deleted then — so
+a Typha restart mid-stream changes nothing that did not change.  Every failure (refused,
+a bad certificate, Typha gone, silent for longer than the read timeout) is logged and
+retried with capped backoff; the source never ends on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import structlog
+
+from node_controller.store import Store
+from node_controller.syncproto import (
+    IN_SYNC,
+    SYNCER_BGP,
+    Codec,
+    Message,
+    ProtocolError,
+    time_field,
+)
+from node_controller.typha_model import Change, ModelError, change_of
+
+log = structlog.get_logger("bgpd.typha")
+
+PREFIXES = ("CONFD_", "FELIX_", "CALICO_")
+KINDS = ("Node", "BGPConfiguration", "BGPPeer", "BGPFilter", "IPPool", "BlockAffinity")
+PORT_NAME = "calico-typha"
+VERSION = "bgpd"
+
+
+class TyphaError(Exception):
+    """A connection Typha refused, or one this client refuses (certificate, hello)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TyphaConfig:
+    addr: str | None = None
+    k8s_service_name: str | None = None
+    k8s_namespace: str = "kube-system"
+    read_timeout: float = 90.0
+    write_timeout: float = 10.0
+    key_file: str | None = None
+    cert_file: str | None = None
+    ca_file: str | None = None
+    cn: str | None = None
+    uri_san: str | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> TyphaConfig:
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            suffix = "TYPHA" + f.name.replace("_", "").upper()
+            for prefix in PREFIXES:
+                value = environ.get(prefix + suffix, "")
+                if value and value != "none":
+                    values[f.name] = float(value) if f.type == "float" else value
+                    break
+        return cls(**values)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.addr or self.k8s_service_name)
+
+    @property
+    def tls(self) -> bool:
+        return any((self.key_file, self.cert_file, self.ca_file, self.cn, self.uri_san))
+
+    def problems(self) -> list[str]:
+        """What keeps this configuration from working (as confd validates it)."""
+        if not self.tls:
+            return []
+        missing = [f"TYPHA{name}" for name, value in (
+            ("KEYFILE", self.key_file), ("CERTFILE", self.cert_file),
+            ("CAFILE", self.ca_file)) if not value]
+        if not (self.cn or self.uri_san):
+            missing.append("TYPHACN or TYPHAURISAN")
+        return [f"TLS to Typha needs {', '.join(missing)} (FELIX_, CONFD_ or CALICO_)"
+                ] if missing else []
+
+
+class _Scope:
+    """What the controller's lists show of this source (a watcher's ``resource``)."""
+
+    kind, name = "Typha", "typha"
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"typha ({self.where})"
+
+
+class TyphaSource:
+    """The Calico resources of the "bgp" syncer, from Typha into ``store``.  Seen by the
+    controller as one more watcher (``listed`` once in sync, ``up``)."""
+
+    kinds = KINDS
+
+    def __init__(self, config: TyphaConfig, node: str, store: Store,
+                 on_change: Callable[[], None], *,
+                 discover: Callable[[], Awaitable[list[str]]] | None = None,
+                 backoff_max: float = 30.0, stale_after: float = 90.0) -> None:
+        self.config, self.node, self.store, self.on_change = config, node, store, on_change
+        self.discover = discover
+        self.backoff_max, self.stale_after = backoff_max, stale_after
+        self.resource = _Scope(config.addr or f"{config.k8s_namespace}/"
+                                              f"{config.k8s_service_name}")
+        self.listed = False
+        self.in_sync = False
+        self.last_event: float | None = None
+        self.errors = 0
+        self.connections = 0
+        self.last_error: str | None = None
+        self.server: str | None = None
+        self._held: dict[str, tuple[str, str]] = {}  # key -> (kind, name) in the store
+
+    def up(self, now: float) -> bool:
+        return self.in_sync and self.last_event is not None and (
+            now - self.last_event <= self.stale_after)
+
+    async def run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                for address in await self._addresses():
+                    started = time.monotonic()
+                    try:
+                        await self._session(address)
+                    finally:
+                        if time.monotonic() - started > 60:
+                            delay = 0.5
+            except (OSError, ssl.SSLError, TimeoutError, TyphaError, ProtocolError,
+                    ValueError) as exc:
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else \
+                    type(exc).__name__
+                wait = delay * random.uniform(0.5, 1.0)
+                log.warning("typha_failed", typha=str(self.resource), error=self.last_error,
+                            retry_in=round(wait, 2))
+            self.in_sync = False
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.backoff_max)
+
+    async def _addresses(self) -> list[str]:
+        problems = self.config.problems()
+        if problems:
+            raise TyphaError("; ".join(problems))
+        if self.config.addr:
+            return [self.config.addr]
+        if self.discover is None:
+            raise TyphaError("no TYPHAADDR and no API client to look the service up")
+        found = await self.discover()
+        if not found:
+            raise TyphaError(f"no ready endpoint of service {self.config.k8s_namespace}/"
+                             f"{self.config.k8s_service_name} (port {PORT_NAME})")
+        return found
+
+    def _context(self) -> ssl.SSLContext | None:
+        c = self.config
+        if not c.tls:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.check_hostname = False  # Typha's client checks CN / URI SAN instead
+        context.verify_mode = ssl.CERT_REQUIRED
+        assert c.ca_file and c.cert_file and c.key_file
+        context.load_verify_locations(c.ca_file)
+        context.load_cert_chain(c.cert_file, c.key_file)
+        return context
+
+    def _check_server(self, cert: Any) -> None:
+        c = self.config
+        cn = next((v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"),
+                  None)
+        uris = [v for k, v in cert.get("subjectAltName", ()) if k == "URI"]
+        if (c.cn and cn == c.cn) or (c.uri_san and c.uri_san in uris):
+            return
+        want = " or ".join(x for x in (f"CN {c.cn!r}" if c.cn else "",
+                                       f"URI SAN {c.uri_san!r}" if c.uri_san else "") if x)
+        raise TyphaError(f"Typha's certificate has CN {cn!r} and URI SANs {uris}, not {want}")
+
+    async def _session(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        context = self._context()
+        self.server = address
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(
+            host.strip("[]"), int(port), ssl=context,
+            server_hostname="" if context else None), 10)
+        try:
+            if context is not None:
+                self._check_server(writer.get_extra_info("peercert") or {})
+            self.connections += 1
+            codec = Codec()
+            hello = Message("MsgClientHello", {
+                "Hostname": self.node, "Info": f"bgpd pid {os.getpid()}", "Version": VERSION,
+                "SyncerType": SYNCER_BGP, "SupportsDecoderRestart": True,
+                "SupportsModernPolicyKeys": True,
+                "ClientConnID": random.getrandbits(63)})
+            await self._send(writer, codec, hello)
+            log.info("typha_connected", typha=address, tls=context is not None)
+            await self._read(reader, writer, codec)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+
+    async def _send(self, writer: asyncio.StreamWriter, codec: Codec, message: Message) -> None:
+        writer.write(codec.encode(message))
+        await asyncio.wait_for(writer.drain(), self.config.write_timeout)
+
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    codec: Codec) -> None:
+        hello = False
+        seen: set[str] = set()
+        while True:
+            data = await asyncio.wait_for(reader.read(1 << 16), self.config.read_timeout)
+            if not data:
+                raise TyphaError("Typha closed the connection")
+            self.last_event = time.monotonic()
+            for message in codec.feed(data):
+                if not hello:
+                    self._check_hello(message)
+                    hello = True
+                    continue
+                if message.type == "MsgKVs":
+                    self._apply(message, seen)
+                elif message.type == "MsgSyncStatus":
+                    if message.get("SyncStatus", 0) == IN_SYNC:
+                        self._synced(seen)
+                elif message.type == "MsgPing":
+                    now = time.time()
+                    await self._send(writer, codec, Message("MsgPong", {
+                        "PingTimestamp": message.get("Timestamp"),
+                        "PongTimestamp": time_field(int(now), int(now % 1 * 1e9))}))
+                elif message.type == "MsgDecoderRestart":
+                    if message.get("CompressionAlgorithm"):
+                        raise TyphaError(f"Typha chose compression "
+                                         f"{message.get('CompressionAlgorithm')!r}, not offered")
+                    codec.restart_decoder()
+                    await self._send(writer, codec, Message("MsgACK", {}))
+                elif message.type == "MsgServerHello":
+                    raise TyphaError("a second ServerHello")
+
+    def _check_hello(self, message: Message) -> None:
+        if message.type != "MsgServerHello":
+            raise TyphaError(f"Typha's first message is {message.type}, not MsgServerHello")
+        if not message.get("SupportsNodeResourceUpdates"):
+            raise TyphaError("this Typha does not support node resource updates (too old)")
+        syncer = message.get("SyncerType") or "felix"
+        if syncer != SYNCER_BGP:
+            raise TyphaError(f"Typha serves the {syncer!r} syncer, not {SYNCER_BGP!r}")
+        log.info("typha_hello", typha=self.server, version=message.get("Version"),
+                 server_connection=message.get("ServerConnID"))
+
+    def _apply(self, message: Message, seen: set[str]) -> None:
+        changed = False
+        for kv in message.get("KVs", []):
+            key = kv.get("Key")
+            if not isinstance(key, str):
+                continue
+            value = kv.get("Value")
+            try:
+                change = change_of(key, value if isinstance(value, bytes) else None)
+            except ModelError as exc:
+                self.errors += 1
+                log.error("typha_value_unreadable", key=exc.key, field=exc.field,
+                          problem=exc.message)
+                continue
+            if change is None:
+                continue
+            seen.add(key)
+            changed |= self._store(key, change)
+        if changed and self.listed:
+            self.on_change()
+
+    def _store(self, key: str, change: Change) -> bool:
+        if change.manifest is None:
+            self._held.pop(key, None)
+            return self.store.delete(change.kind, change.name)
+        self._held[key] = (change.kind, change.name)
+        return self.store.apply(change.manifest)
+
+    def _synced(self, seen: set[str]) -> None:
+        """InSync: whatever this connection did not send again is gone."""
+        for key in [k for k in self._held if k not in seen]:
+            self.store.delete(*self._held.pop(key))
+        first = not self.listed
+        self.listed = self.in_sync = True
+        log.info("typha_in_sync", typha=self.server, objects=len(self._held), first=first)
+        self.on_change()
+
+
+async def discover(api: Any, config: TyphaConfig, node: str) -> list[str]:
+    """Typha's addresses from its service's EndpointSlices: ready endpoints, port
+    ``calico-typha``, this node's first (then shuffled, as Typha's discovery does)."""
+    path = f"/apis/discovery.k8s.io/v1/namespaces/{config.k8s_namespace}/endpointslices"
+    response = await api.call_api(
+        path, "GET", query_params=[("labelSelector",
+                                    f"kubernetes.io/service-name={config.k8s_service_name}")],
+        header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
+        _preload_content=False, _request_timeout=30)
+    async with response:
+        body = json.loads(await response.read())
+    if response.status != 200:
+        raise TyphaError(f"listing the EndpointSlices of {config.k8s_service_name}: HTTP "
+                         f"{response.status}")
+    local: list[str] = []
+    remote: list[str] = []
+    for piece in body.get("items") or []:
+        port = next((p.get("port") for p in piece.get("ports") or []
+                     if p.get("name") == PORT_NAME), None)
+        if not port:
+            continue
+        for endpoint in piece.get("endpoints") or []:
+            if (endpoint.get("conditions") or {}).get("ready") is False:
+                continue
+            for address in endpoint.get("addresses") or []:
+                text = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+                (local if endpoint.get("nodeName") == node else remote).append(text)
+    random.shuffle(local)
+    random.shuffle(remote)
+    return local + remote
