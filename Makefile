@@ -51,7 +51,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.services --services 1000 --rate 50 --seconds 30 --json
 	$(BIN)/python -m benchmarks.ingest --routes 20000 --compare --profile --json
 	$(BIN)/python -m benchmarks.restart --compare --json
-	$(BIN)/python -m benchmarks.datastore --nodes 600,5000 --compare
+	$(BIN)/python -m benchmarks.datastore --nodes 600,5000 --compare --typha
 	$(BIN)/python -m benchmarks.report --readme README.md
 
 clean:

@@ -1,6 +1,6 @@
 """The datastore's cost to the API server: one node's controller watching a large cluster.
 
-    python -m benchmarks.datastore --nodes 600[,5000] [--compare] [--seconds 5]
+    python -m benchmarks.datastore --nodes 600[,5000] [--compare] [--typha] [--seconds 5]
 
 The API test server (:mod:`integration_tests.kube_server`) holds ``--nodes`` Node objects sized
 like real ones (labels, Calico and kubeadm annotations, managedFields of kubeadm, kubelet,
@@ -23,7 +23,12 @@ child process; the server counts what it sends to it.  Reported per mode:
 * the RSS of the same child reading the same objects from a static folder (no client).
 
 ``--compare`` runs the other nodes as whole objects (``node_objects: full``, the behaviour
-before metadata-only watches) as the baseline in the same run.
+before metadata-only watches) as the baseline in the same run.  ``--typha`` runs the Calico
+resources through Typha (the stand-in of ``integration_tests/typha_standin``, plain TCP,
+serving the same cluster as Calico's model; the ClusterInformation still from the API):
+bytes are then what the API and Typha together send the node; Typha sends nothing for a
+status update (it drops updates that change no Calico resource), and after a reset it sends
+its whole state again.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import yaml
 from benchmarks.common import report
 from benchmarks.dut import cpu_seconds, rss_mb
 from integration_tests.kube_server import KubeServer, kubeconfig
+from integration_tests.typha_cluster import StandIn, build, kvs_of
 from integration_tests.waiting import wait_for
 
 RATES = (2, 17, 60)
@@ -193,9 +199,14 @@ async def _child(args: argparse.Namespace) -> None:
     if args.static:
         task = asyncio.create_task(controller.run_static(Path(args.static)))
     else:
+        typha = None
+        if os.environ.get("FELIX_TYPHAADDR"):
+            from node_controller.typha import TyphaConfig
+
+            typha = TyphaConfig.from_environ(os.environ)
         task = asyncio.create_task(controller.run_kubernetes(
             kubeconfig=args.kubeconfig, namespace="calico-system",
-            node_objects=args.node_objects))
+            node_objects=args.node_objects, typha=typha))
     while True:
         config = controller.desired.value
         if config is not None and len(config.peers) >= args.expect:
@@ -206,17 +217,26 @@ async def _child(args: argparse.Namespace) -> None:
     if args.static:
         await task
     watchers = controller.watchers
-    while True:  # say when every watch streams (after a reset)
+    report = Path(args.report) if args.report else None
+    while True:  # say when every watch streams (after a reset), and what Typha sent so far
         up = all(w.up(time.monotonic()) for w in watchers) if watchers else True
         print(json.dumps({"up": up}), flush=True)
+        if report is not None:
+            report.with_suffix(".tmp").write_text(str(sum(
+                getattr(w, "bytes_received", 0) for w in watchers)))
+            report.with_suffix(".tmp").replace(report)
         await asyncio.sleep(0.1)
 
 
 class Child:
-    def __init__(self, *extra: str) -> None:
+    def __init__(self, *extra: str, env: dict[str, str] | None = None,
+                 report: Path | None = None) -> None:
+        self.report = report
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.datastore", "--child", *extra],
-            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            [sys.executable, "-m", "benchmarks.datastore", "--child", *extra,
+             *(["--report", str(report)] if report else [])],
+            stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self.started = time.monotonic()
 
     def line(self) -> dict[str, Any]:
@@ -233,6 +253,16 @@ class Child:
             if self.line().get("up"):
                 return True
         return False
+
+    def typha_bytes(self) -> int:
+        """What Typha has sent so far (the child's report, at most 0.1 s old)."""
+        if self.report is None:
+            return 0
+        time.sleep(0.25)
+        try:
+            return int(self.report.read_text() or 0)
+        except FileNotFoundError:
+            return 0
 
     def stop(self) -> None:
         self.proc.kill()
@@ -252,18 +282,27 @@ def _heartbeat(server: KubeServer, i: int, beat: int) -> None:
 def run(nodes: int, mode: str, *, seconds: float, workdir: Path) -> dict[str, Any]:
     docs = cluster(nodes)
     server = KubeServer(bookmark_interval=1.0).start()
+    standin: StandIn | None = None
+    env = {}
+    if mode == "typha":  # the Calico resources from Typha (the stand-in, plain TCP)
+        standin = StandIn(build(workdir / "typha-standin"), workdir / "typha", kvs_of(docs))
+        standin.start()
+        env = {"FELIX_TYPHAADDR": standin.address}
     try:
         for doc in docs:
             server.put(doc)
         config = kubeconfig(server, workdir / "kubeconfig")
-        child = Child("--kubeconfig", str(config), "--node-objects", mode,
-                      "--expect", str(nodes - 1))
+        child = Child("--kubeconfig", str(config), "--node-objects",
+                      "metadata" if mode == "typha" else mode, "--expect", str(nodes - 1),
+                      env=env, report=workdir / "typha-bytes" if standin else None)
         try:
             first = child.line()
             synced_wall = time.monotonic() - child.started
             traffic = server.traffic.setdefault("127.0.0.1", [0, 0, 0])
-            initial = {"requests": traffic[0], "bytes": traffic[1],
-                       "bytes_uncompressed": traffic[2],
+            typha_initial = child.typha_bytes()
+            initial = {"requests": traffic[0], "bytes": traffic[1] + typha_initial,
+                       "typha_bytes": typha_initial,
+                       "bytes_uncompressed": traffic[2] + typha_initial,
                        "desired_s": first["desired_s"], "client_import_s": first["import_s"],
                        "process_start_to_desired_s":
                        round(synced_wall, 3), "rss_mb": round(rss_mb([child.proc.pid]), 1),
@@ -272,6 +311,7 @@ def run(nodes: int, mode: str, *, seconds: float, workdir: Path) -> dict[str, An
             steady = []
             beat = 0
             for rate in RATES:
+                typha_sent = child.typha_bytes()
                 sent, cpu, start = traffic[1], cpu_seconds([child.proc.pid]), time.monotonic()
                 events = 0
                 while (elapsed := time.monotonic() - start) < seconds:
@@ -282,29 +322,43 @@ def run(nodes: int, mode: str, *, seconds: float, workdir: Path) -> dict[str, An
                     time.sleep(0.005)
                 time.sleep(0.3)  # the last events delivered
                 took = time.monotonic() - start
-                got = traffic[1] - sent
+                got = traffic[1] - sent + child.typha_bytes() - typha_sent
                 steady.append({"updates_per_s": rate, "events": events,
                                "bytes_per_event": round(got / max(events, 1)),
                                "bytes_per_s": round(got / took),
                                "cluster_egress_mb_per_s": round(got / took * nodes / 1e6, 2),
                                "cpu_pct": round(100 * (cpu_seconds([child.proc.pid]) - cpu)
                                                 / took, 1)})
-            before, requests = traffic[1], traffic[0]
+            typha_before = child.typha_bytes()
+            before, requests = traffic[1] + typha_before, traffic[0]
             lists_before = server.cache_lists + server.quorum_lists
+            watchers = 1 if standin is not None else WATCHERS  # Typha: ClusterInformation
             server.stop()
             server.start()
-            wait_for(lambda: traffic[0] >= requests + WATCHERS, 30, "every watcher back")
+            if standin is not None:  # Typha restarted too: it sends its whole state again
+                standin.stop()
+                standin.start()
+            wait_for(lambda: traffic[0] >= requests + watchers, 30, "every watcher back")
+            if standin is not None:
+                wait_for(lambda: standin is not None and standin.log().count("hello from") >= 2,
+                         30, "the node back on Typha")
             reconnected = child.wait_up(30)
             time.sleep(1.5)  # a bookmark each
-            reset = {"bytes": traffic[1] - before, "pct_of_initial": round(
-                100 * (traffic[1] - before) / max(initial["bytes"], 1), 2),
+            if standin is not None:  # until the snapshot is in
+                wait_for(lambda: child.typha_bytes() - typha_before >= typha_initial, 30,
+                         "Typha's snapshot again")
+            after = traffic[1] + child.typha_bytes()
+            reset = {"bytes": after - before, "pct_of_initial": round(
+                100 * (after - before) / max(initial["bytes"], 1), 2),
                 "requests": traffic[0] - requests,
                 "lists": server.cache_lists + server.quorum_lists - lists_before,
-                "watches_up": reconnected and traffic[0] >= requests + WATCHERS}
+                "watches_up": reconnected and traffic[0] >= requests + watchers}
         finally:
             child.stop()
     finally:
         server.stop()
+        if standin is not None:
+            standin.stop()
     return {"nodes": nodes, "node_objects": mode, "initial": initial, "steady": steady,
             "reset": reset}
 
@@ -327,6 +381,8 @@ def main() -> None:
     parser.add_argument("--nodes", default="600")
     parser.add_argument("--compare", action="store_true",
                         help="also run with the other nodes as whole objects (the baseline)")
+    parser.add_argument("--typha", action="store_true",
+                        help="also run with the Calico resources from Typha (the stand-in)")
     parser.add_argument("--seconds", type=float, default=5.0,
                         help="how long each steady-state rate runs")
     parser.add_argument("--no-save", action="store_true")
@@ -335,6 +391,7 @@ def main() -> None:
     parser.add_argument("--static", help=argparse.SUPPRESS)
     parser.add_argument("--node-objects", default="metadata", help=argparse.SUPPRESS)
     parser.add_argument("--expect", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--report", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         asyncio.run(_child(args))
@@ -342,7 +399,9 @@ def main() -> None:
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for nodes in (int(n) for n in args.nodes.split(",")):
-            for mode in ("metadata", "full") if args.compare else ("metadata",):
+            modes = ["metadata", *(["full"] if args.compare else []),
+                     *(["typha"] if args.typha else [])]
+            for mode in modes:
                 result = run(nodes, mode, seconds=args.seconds, workdir=Path(tmp))
                 result["static_rss_mb"] = static_rss(nodes, Path(tmp))
                 print(json.dumps(result), flush=True)

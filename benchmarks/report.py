@@ -190,7 +190,9 @@ def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
                          f"{reset['bytes']:,} B, {reset['lists']} lists"])
         parts.append("**Datastore** (`python -m benchmarks.datastore --nodes 600 --compare`): "
                      "one node's controller against the API test server holding realistic "
-                     "Nodes (~10.7 KB each); `full` is the baseline of whole objects.\n\n"
+                     "Nodes (~10.7 KB each); `full` is the baseline of whole objects; "
+                     "`typha`: the Calico resources through the Typha stand-in (`--typha`)."
+                     "\n\n"
                      + table(["nodes", "other nodes", "initial sync", "to DesiredConfig",
                               "RSS", "per Node status update", "cluster egress at 2 "
                               "updates/s", "after every connection is cut"], rows))

@@ -11,6 +11,7 @@ import pytest
 from benchmarks import datastore, ingest, mesh, propagation, reflector, services
 from bgpd.router import RELEASE_AFTER
 from integration_tests.peers import available
+from integration_tests.typha_cluster import GO
 
 
 @pytest.fixture(autouse=True)
@@ -89,6 +90,16 @@ def test_datastore_metadata_only_against_whole_objects(tmp_path: Path) -> None:
     meta, full = runs["metadata"], runs["full"]
     assert meta["initial"]["bytes_uncompressed"] < full["initial"]["bytes_uncompressed"] / 2
     assert meta["steady"][0]["bytes_per_event"] < full["steady"][0]["bytes_per_event"] / 2
+
+
+@pytest.mark.skipif(GO is None, reason="go not installed (scripts/install-system-deps)")
+def test_datastore_through_typha(tmp_path: Path) -> None:
+    """Through Typha a status update costs the node nothing (Typha sends no change of a
+    Calico resource); a reset of Typha sends its whole state again."""
+    r = datastore.run(10, "typha", seconds=0.5, workdir=tmp_path)
+    assert r["initial"]["typha_bytes"] > 0 and r["reset"]["watches_up"]
+    assert r["steady"][0]["events"] > 0 and r["steady"][-1]["bytes_per_event"] < 100
+    assert r["reset"]["bytes"] >= r["initial"]["typha_bytes"]
 
 
 def test_services_churn_is_exact_at_the_tor(tmp_path: Path) -> None:

@@ -185,3 +185,33 @@ def test_the_configuration_is_read_as_calico_node_reads_it() -> None:
     half = TyphaConfig(addr="10.0.0.1:5473", ca_file="/ca")
     assert half.problems() == ["TLS to Typha needs TYPHAKEYFILE, TYPHACERTFILE, TYPHACN or "
                                "TYPHAURISAN (FELIX_, CONFD_ or CALICO_)"]
+
+
+def test_typha_found_by_its_service(server: KubeServer, tmp_path: Path, binary: Path,
+                                    certs: Path) -> None:
+    """TYPHAK8SSERVICENAME: the ready endpoints of the service's ``calico-typha`` port,
+    this node's first; one not ready is skipped."""
+    standin = StandIn(binary, tmp_path / "standin", kvs_of(manifests()), certs=certs)
+
+    async def scenario(direct: Controller, typha: Controller) -> None:
+        await until(lambda: view(typha) is not None and view(direct) == view(typha), 15,
+                    "in sync through the discovered address")
+        assert source(typha).server == standin.address
+
+    with standin.running():
+        server.put({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                    "metadata": {"name": "calico-typha-x", "namespace": "calico-system",
+                                 "labels": {"kubernetes.io/service-name": "calico-typha"}},
+                    "addressType": "IPv4",
+                    "ports": [{"name": "metrics", "port": 9093},
+                              {"name": "calico-typha", "port": standin.port}],
+                    "endpoints": [
+                        {"addresses": ["127.0.0.2"], "nodeName": "node-2",
+                         "conditions": {"ready": False}},
+                        {"addresses": ["127.0.0.1"], "nodeName": "node-2",
+                         "conditions": {"ready": True}}]})
+        config = typha_config(standin, certs)
+        config = TyphaConfig(k8s_service_name="calico-typha", k8s_namespace="calico-system",
+                             ca_file=config.ca_file, cert_file=config.cert_file,
+                             key_file=config.key_file, cn=config.cn)
+        run(server, tmp_path, config, scenario)

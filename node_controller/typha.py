@@ -136,6 +136,7 @@ class TyphaSource:
         self.last_event: float | None = None
         self.errors = 0
         self.connections = 0
+        self.bytes_received = 0  # from Typha, as decoded (after TLS)
         self.last_error: str | None = None
         self.server: str | None = None
         self._held: dict[str, tuple[str, str]] = {}  # key -> (kind, name) in the store
@@ -242,6 +243,7 @@ class TyphaSource:
             data = await asyncio.wait_for(reader.read(1 << 16), self.config.read_timeout)
             if not data:
                 raise TyphaError("Typha closed the connection")
+            self.bytes_received += len(data)
             self.last_event = time.monotonic()
             for message in codec.feed(data):
                 if not hello:
