@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FIRST_USER_ID = 65
-MAX_MESSAGE = 1 << 30  # Go's decoder refuses messages of this size and more (tooBig)
+# Go's decoder refuses messages of 1 GiB and more; Typha sends its state in batches of
+# messages far smaller, so a message of this size and more is refused here
+MAX_MESSAGE = 64 << 20
 MAX_DEPTH = 100  # values nested deeper (a hostile recursive type) are refused
 
 

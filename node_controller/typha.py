@@ -284,11 +284,14 @@ class TyphaSource:
         changed = False
         for kv in message.get("KVs", []):
             key = kv.get("Key")
-            if not isinstance(key, str):
-                continue
             value = kv.get("Value")
+            if not isinstance(key, str) or not isinstance(value, bytes | None):
+                self.errors += 1
+                log.error("typha_kv_unreadable", key=str(key)[:200],
+                          problem="a KV whose key is not text or whose value is not bytes")
+                continue
             try:
-                change = change_of(key, value if isinstance(value, bytes) else None)
+                change = change_of(key, value)
             except ModelError as exc:
                 self.errors += 1
                 log.error("typha_value_unreadable", key=exc.key, field=exc.field,
