@@ -101,3 +101,20 @@ def test_a_kv_of_the_wrong_type_is_an_error_not_a_deletion() -> None:
     assert "tor" in store.objects["BGPPeer"] and source.errors == 4
     source._apply(Message("MsgKVs", {"KVs": [{"Key": key}]}), set())  # no value: deleted
     assert "tor" not in store.objects["BGPPeer"]
+
+
+def test_the_600_node_benchmark_cluster_through_typhas_model() -> None:
+    from benchmarks.datastore import cluster
+
+    docs = cluster(600)
+    direct, typha = Store(), Store()
+    for doc in docs:
+        direct.apply(doc)
+    for item in kvs_of(docs):
+        change = change_of(item["key"], raw(item["value"]))
+        assert change is not None and change.manifest is not None
+        typha.apply(change.manifest)
+    for node in ("node-0", "node-299", "node-599"):
+        mine = desired_config(typha, node)
+        assert len(mine.peers) == 599 and not mine.errors
+        assert mine.as_dict() == desired_config(direct, node).as_dict()
