@@ -24,8 +24,9 @@ child process; the server counts what it sends to it.  Reported per mode:
 
 ``--compare`` runs the other nodes as whole objects (``node_objects: full``, the behaviour
 before metadata-only watches) as the baseline in the same run.  ``--typha`` runs the Calico
-resources through Typha (the stand-in of ``integration_tests/typha_standin``, plain TCP,
-serving the same cluster as Calico's model; the ClusterInformation still from the API):
+resources through Typha (the stand-in of ``integration_tests/typha_standin``, TCP without
+TLS, snappy-compressed as Typha compresses for a client that offers it, serving the same
+cluster as Calico's model; the ClusterInformation still from the API):
 bytes are then what the API and Typha together send the node; Typha sends nothing for a
 status update (it drops updates that change no Calico resource), and after a reset it sends
 its whole state again.
@@ -284,8 +285,9 @@ def run(nodes: int, mode: str, *, seconds: float, workdir: Path) -> dict[str, An
     server = KubeServer(bookmark_interval=1.0).start()
     standin: StandIn | None = None
     env = {}
-    if mode == "typha":  # the Calico resources from Typha (the stand-in, plain TCP)
-        standin = StandIn(build(workdir / "typha-standin"), workdir / "typha", kvs_of(docs))
+    if mode == "typha":  # the Calico resources from Typha (the stand-in: TCP, snappy)
+        standin = StandIn(build(workdir / "typha-standin"), workdir / "typha", kvs_of(docs),
+                          compress=True)
         standin.start()
         env = {"FELIX_TYPHAADDR": standin.address}
     try:

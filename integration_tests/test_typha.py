@@ -215,3 +215,23 @@ def test_typha_found_by_its_service(server: KubeServer, tmp_path: Path, binary: 
                              ca_file=config.ca_file, cert_file=config.cert_file,
                              key_file=config.key_file, cn=config.cn)
         run(server, tmp_path, config, scenario)
+
+
+def test_typhas_snappy_stream_after_a_decoder_restart(server: KubeServer, tmp_path: Path,
+                                                      binary: Path, certs: Path) -> None:
+    standin = StandIn(binary, tmp_path / "standin", kvs_of(manifests()), certs=certs,
+                      compress=True)
+
+    async def scenario(direct: Controller, typha: Controller) -> None:
+        await until(lambda: view(typha) is not None and view(direct) == view(typha), 10,
+                    "in sync over snappy")
+        peer = {"apiVersion": "crd.projectcalico.org/v1", "kind": "BGPPeer",
+                "metadata": {"name": "rr"}, "spec": {"peerIP": "198.51.100.40",
+                                                     "asNumber": 64512}}
+        standin.append(*kvs_of([peer]))
+        await until(lambda: view(typha) is not None and "Global_198_51_100_40" in {
+            p["name"] for p in view(typha)["peers"]}, 10, "a delta over snappy")  # type: ignore[index]
+
+    with standin.running():
+        run(server, tmp_path, typha_config(standin, certs), scenario)
+    assert 'compression "snappy"' in standin.log()

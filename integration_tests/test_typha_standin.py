@@ -40,6 +40,9 @@ def test_the_committed_fixtures_are_what_go_writes(standin: Path, tmp_path: Path
     fresh = Codec().feed((tmp_path / f"{name}.gob").read_bytes())
     committed = Codec().feed((FIXTURES / f"{name}.gob").read_bytes())
     assert [go_view(m) for m in fresh] == [go_view(m) for m in committed]
+    compressed = Codec()
+    compressed.restart_decoder("snappy")
+    assert compressed.feed((tmp_path / f"{name}.snappy").read_bytes()) == fresh
     assert json.loads((tmp_path / f"{name}.json").read_text()) == json.loads(
         (FIXTURES / f"{name}.json").read_text())
 

@@ -116,9 +116,9 @@ class StandIn:
 
     def __init__(self, binary: Path, workdir: Path, kvs: list[dict[str, Any]], *,
                  certs: Path | None = None, client_cn: str = "typha-client",
-                 ping: str = "10s") -> None:
+                 ping: str = "10s", compress: bool = False) -> None:
         self.binary, self.workdir, self.certs = binary, workdir, certs
-        self.client_cn, self.ping = client_cn, ping
+        self.client_cn, self.ping, self.compress = client_cn, ping, compress
         workdir.mkdir(parents=True, exist_ok=True)
         self.snapshot = workdir / "snapshot.json"
         self.snapshot.write_text(json.dumps(kvs))
@@ -134,7 +134,7 @@ class StandIn:
         listen = f"127.0.0.1:{self.port}"
         args = [str(self.binary), "serve", "--listen", listen, "--snapshot", str(self.snapshot),
                 "--deltas", str(self.deltas), "--port-file", str(port_file),
-                "--ping", self.ping]
+                "--ping", self.ping, *(["--compress"] if self.compress else [])]
         if self.certs is not None:
             c = self.certs
             args += ["--cert", str(c / "server.crt"), "--key", str(c / "server.key"),

@@ -31,6 +31,7 @@ from node_controller.gob import (
     decode_time,
     encode_time,
 )
+from node_controller.snappy import SnappyError, StreamDecoder
 
 NAME_PREFIX = "github.com/projectcalico/typha/pkg/syncproto."
 DEFAULT_PORT = 5473
@@ -138,11 +139,14 @@ def _revision_text(kv: Any) -> dict[str, Any]:
 
 class Codec:
     """Messages to and from one connection's gob streams (one encoder and one decoder per
-    connection, as Typha keeps them)."""
+    connection, as Typha keeps them; the server's stream snappy-compressed after a decoder
+    restart that chose it)."""
 
     def __init__(self) -> None:
         self.encoder = Encoder()
         self.decoder = Decoder()
+        self.compression = ""
+        self._snappy: StreamDecoder | None = None
 
     def encode(self, message: Message) -> bytes:
         typ, value = envelope(message)
@@ -150,13 +154,22 @@ class Codec:
 
     def feed(self, data: bytes) -> list[Message]:
         try:
+            if self._snappy is not None:
+                data = self._snappy.feed(data)
             return [message_of(v) for v in self.decoder.feed(data)]
         except GobError as exc:
             raise ProtocolError(f"not a gob stream Typha would send: {exc}") from None
+        except SnappyError as exc:
+            raise ProtocolError(f"not a snappy stream Typha would send: {exc}") from None
 
-    def restart_decoder(self) -> None:
-        """After a MsgDecoderRestart: the server starts a new gob stream."""
+    def restart_decoder(self, compression: str = "") -> None:
+        """After a MsgDecoderRestart: the server starts a new gob stream, compressed as it
+        says (it sends nothing in the new format before our ACK)."""
+        if compression not in ("", COMPRESSION_SNAPPY):
+            raise ProtocolError(f"compression {compression!r} was not offered")
         self.decoder = Decoder()
+        self.compression = compression
+        self._snappy = StreamDecoder() if compression == COMPRESSION_SNAPPY else None
 
 
 def time_field(seconds: int, nanos: int = 0) -> Opaque:

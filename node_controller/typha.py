@@ -10,14 +10,15 @@ EndpointSlices (port ``calico-typha``), this node's first.  Any TLS setting asks
 files and a CN or URI SAN: the client presents its certificate, checks Typha's against the CA
 file and then its CN or URI SAN itself (no host-name check), as Typha's own client does.
 
-One connection (TCP 5473): ClientHello (the "bgp" syncer, decoder restart supported, no
-compression offered), ServerHello (refused unless it supports node resource updates and the
-"bgp" syncer), then KVs into the store, SyncStatus, Ping answered by Pong, DecoderRestart
-answered by ACK on a new gob stream.  A connection's KVs are the whole state: what a
-previous connection held and this one has not sent again by its InSync is deleted then — so
-a Typha restart mid-stream changes nothing that did not change.  Every failure (refused,
-a bad certificate, Typha gone, silent for longer than the read timeout) is logged and
-retried with capped backoff; the source never ends on its own.
+One connection (TCP 5473): ClientHello (the "bgp" syncer, decoder restart and snappy
+supported), ServerHello (refused unless it supports node resource updates and the "bgp"
+syncer), then KVs into the store, SyncStatus, Ping answered by Pong, DecoderRestart answered
+by ACK (Typha's stream is then a new gob stream, snappy-compressed if it chose so).  A
+connection's KVs are the whole state: what a previous connection held and this one has not
+sent again by its InSync is deleted then — so a Typha restart mid-stream changes nothing
+that did not change.  Every failure (refused, a bad certificate, Typha gone, silent for
+longer than the read timeout) is logged and retried with capped backoff; the source never
+ends on its own.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import structlog
 
 from node_controller.store import Store
 from node_controller.syncproto import (
+    COMPRESSION_SNAPPY,
     IN_SYNC,
     SYNCER_BGP,
     Codec,
@@ -136,7 +138,7 @@ class TyphaSource:
         self.last_event: float | None = None
         self.errors = 0
         self.connections = 0
-        self.bytes_received = 0  # from Typha, as decoded (after TLS)
+        self.bytes_received = 0  # read from Typha (after TLS, before snappy)
         self.last_error: str | None = None
         self.server: str | None = None
         self._held: dict[str, tuple[str, str]] = {}  # key -> (kind, name) in the store
@@ -221,6 +223,7 @@ class TyphaSource:
             hello = Message("MsgClientHello", {
                 "Hostname": self.node, "Info": f"bgpd pid {os.getpid()}", "Version": VERSION,
                 "SyncerType": SYNCER_BGP, "SupportsDecoderRestart": True,
+                "SupportedCompressionAlgorithms": [COMPRESSION_SNAPPY],
                 "SupportsModernPolicyKeys": True,
                 "ClientConnID": random.getrandbits(63)})
             await self._send(writer, codec, hello)
@@ -261,10 +264,9 @@ class TyphaSource:
                         "PingTimestamp": message.get("Timestamp"),
                         "PongTimestamp": time_field(int(now), int(now % 1 * 1e9))}))
                 elif message.type == "MsgDecoderRestart":
-                    if message.get("CompressionAlgorithm"):
-                        raise TyphaError(f"Typha chose compression "
-                                         f"{message.get('CompressionAlgorithm')!r}, not offered")
-                    codec.restart_decoder()
+                    codec.restart_decoder(str(message.get("CompressionAlgorithm") or ""))
+                    log.info("typha_decoder_restarted", typha=self.server,
+                             compression=codec.compression or "none")
                     await self._send(writer, codec, Message("MsgACK", {}))
                 elif message.type == "MsgServerHello":
                     raise TyphaError("a second ServerHello")

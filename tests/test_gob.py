@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node_controller import gob
+from node_controller import gob, snappy
 from node_controller.gob import (
     BOOL,
     BYTES,
@@ -226,3 +226,45 @@ def test_a_corrupted_typha_stream_only_ever_gives_a_protocol_error(data: st.Data
         raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
     with contextlib.suppress(ProtocolError):
         Codec().feed(bytes(raw))
+
+
+# --- snappy, as Typha compresses its stream ------------------------------------------------
+@pytest.mark.parametrize("name", ["hello", "session"])
+def test_typhas_snappy_stream_gives_the_same_messages(name: str) -> None:
+    plain = Codec().feed((FIXTURES / f"{name}.gob").read_bytes())
+    packed = (FIXTURES / f"{name}.snappy").read_bytes()
+    for size in (1, 5, 64, len(packed)):
+        codec = Codec()
+        codec.restart_decoder("snappy")
+        got: list[Message] = []
+        for start in range(0, len(packed), size):
+            got += codec.feed(packed[start:start + size])
+        assert got == plain
+
+
+def test_snappy_copies_that_overlap_what_they_write() -> None:
+    # "ab", then a copy of 6 from 2 back (1-byte offset form), then 5 from 8 back (2-byte)
+    block = bytes([13, 1 << 2, ord("a"), ord("b"), (0 << 5) | (2 << 2) | 1, 2,
+                   (4 << 2) | 2, 8, 0])
+    assert snappy.decompress_block(block) == b"abababab" + b"ababa"
+    with pytest.raises(snappy.SnappyError, match="longer than it says"):
+        snappy.decompress_block(bytes([12]) + block[1:])
+    with pytest.raises(snappy.SnappyError, match="back"):
+        snappy.decompress_block(bytes([8, (2 << 2) | 1, 1]))  # a copy before any output
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_corrupted_snappy_stream_only_ever_gives_a_protocol_error(data: st.DataObject) -> None:
+    raw = bytearray((FIXTURES / "session.snappy").read_bytes())
+    for _ in range(data.draw(st.integers(1, 3))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    codec = Codec()
+    codec.restart_decoder("snappy")
+    with contextlib.suppress(ProtocolError):
+        codec.feed(bytes(raw))
+
+
+def test_a_compression_not_offered_is_refused() -> None:
+    with pytest.raises(ProtocolError, match="zstd"):
+        Codec().restart_decoder("zstd")

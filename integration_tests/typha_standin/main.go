@@ -109,6 +109,17 @@ func fixtures(dir string) error {
 		if err := os.WriteFile(filepath.Join(dir, name+".gob"), buf.Bytes(), 0o644); err != nil {
 			return err
 		}
+		// the same stream as Typha's snappy-compressed stream carries it
+		var packed bytes.Buffer
+		compressed := gob.NewEncoder(&snappyWriter{w: &packed})
+		for _, m := range messages {
+			if err := compressed.Encode(&Envelope{Message: m}); err != nil {
+				return err
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+".snappy"), packed.Bytes(), 0o644); err != nil {
+			return err
+		}
 		text, err := json.MarshalIndent(expected, "", "  ")
 		if err != nil {
 			return err

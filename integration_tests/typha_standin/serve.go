@@ -147,6 +147,8 @@ func serve(args []string) error {
 	snapshot := fs.String("snapshot", "", "JSON list of {key, value, revision}")
 	deltas := fs.String("deltas", "", "JSON lines appended while serving")
 	ping := fs.Duration("ping", 10*time.Second, "ping interval")
+	compress := fs.Bool("compress", false, "restart the decoder after the hello: snappy when "+
+		"the client offers it, else uncompressed")
 	pongTimeout := fs.Duration("pong-timeout", 60*time.Second, "close a client without pong")
 	portFile := fs.String("port-file", "", "write the address listened on here")
 	fs.Parse(args)
@@ -214,11 +216,11 @@ func serve(args []string) error {
 			return err
 		}
 		connID++
-		go handle(conn, h, connID, *ping, *pongTimeout)
+		go handle(conn, h, connID, *ping, *pongTimeout, *compress)
 	}
 }
 
-func handle(conn net.Conn, h *hub, id uint64, ping, pongTimeout time.Duration) {
+func handle(conn net.Conn, h *hub, id uint64, ping, pongTimeout time.Duration, compress bool) {
 	defer conn.Close()
 	if t, ok := conn.(*tls.Conn); ok {
 		if err := t.Handshake(); err != nil {
@@ -248,6 +250,32 @@ func handle(conn net.Conn, h *hub, id uint64, ping, pongTimeout time.Duration) {
 	if err := send(MsgServerHello{Version: "v3.33.0-standin", SyncerType: "bgp",
 		SupportsNodeResourceUpdates: true, ServerConnID: id}); err != nil {
 		return
+	}
+	if compress && ch.SupportsDecoderRestart {
+		algorithm := CompressionAlgorithm("")
+		for _, a := range ch.SupportedCompressionAlgorithms {
+			if a == "snappy" {
+				algorithm = a
+			}
+		}
+		if err := send(MsgDecoderRestart{Message: "new stream", CompressionAlgorithm: algorithm}); err != nil {
+			return
+		}
+		var ack Envelope // the client's ACK comes before anything in the new format
+		if err := dec.Decode(&ack); err != nil {
+			log.Printf("conn %d: waiting for the ACK: %v", id, err)
+			return
+		}
+		if _, ok := ack.Message.(MsgACK); !ok {
+			log.Printf("conn %d: not an ACK: %#v", id, ack.Message)
+			return
+		}
+		if algorithm == "snappy" {
+			enc = gob.NewEncoder(&snappyWriter{w: conn})
+		} else {
+			enc = gob.NewEncoder(conn)
+		}
+		log.Printf("conn %d: decoder restarted, compression %q", id, algorithm)
 	}
 	snapshot, updates := h.subscribe()
 	defer h.unsubscribe(updates)
