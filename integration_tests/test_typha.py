@@ -235,3 +235,26 @@ def test_typhas_snappy_stream_after_a_decoder_restart(server: KubeServer, tmp_pa
     with standin.running():
         run(server, tmp_path, typha_config(standin, certs), scenario)
     assert 'compression "snappy"' in standin.log()
+
+
+def test_the_600_node_benchmark_cluster_through_typha(tmp_path: Path, binary: Path,
+                                                      certs: Path) -> None:
+    from benchmarks.datastore import cluster
+
+    docs = cluster(600)
+    srv = KubeServer(bookmark_interval=1.0).start()
+    try:
+        for doc in docs:
+            srv.put(doc)
+        standin = StandIn(binary, tmp_path / "standin", kvs_of(docs), certs=certs,
+                          compress=True)
+
+        async def scenario(direct: Controller, typha: Controller) -> None:
+            await until(lambda: view(typha) is not None and len(view(typha)["peers"]) == 599
+                        and view(direct) == view(typha), 30,  # type: ignore[index]
+                        "the same configuration of node-2 among 600")
+
+        with standin.running():
+            run(srv, tmp_path, typha_config(standin, certs), scenario)
+    finally:
+        srv.stop()
