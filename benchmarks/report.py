@@ -181,9 +181,12 @@ def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
                         key=lambda r: (r["nodes"], r["node_objects"] != "metadata")):
             i, reset = r["initial"], r["reset"]
             beat = next((x for x in r["steady"] if x["updates_per_s"] == 2), r["steady"][0])
+            how = (f"Typha's snappy stream and {i['requests']} API requests"
+                   if i.get("typha_bytes")
+                   else f"{i['bytes_uncompressed'] / 1e6:.2f} MB before gzip, "
+                        f"{i['requests']} requests")
             rows.append([str(r["nodes"]), r["node_objects"],
-                         f"{i['bytes'] / 1e6:.2f} MB ({i['bytes_uncompressed'] / 1e6:.2f} MB "
-                         f"before gzip), {i['requests']} requests",
+                         f"{i['bytes'] / 1e6:.2f} MB ({how})",
                          fmt(i["desired_s"], " s"), fmt(i["rss_mb"], " MB", 0),
                          f"{beat['bytes_per_event']:,} B",
                          fmt(beat["cluster_egress_mb_per_s"], " MB/s"),
