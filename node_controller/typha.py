@@ -65,7 +65,7 @@ class TyphaConfig:
     addr: str | None = None
     k8s_service_name: str | None = None
     k8s_namespace: str = "kube-system"
-    read_timeout: float = 90.0
+    read_timeout: float = 30.0  # Typha's client default; Typha pings every 10 s
     write_timeout: float = 10.0
     key_file: str | None = None
     cert_file: str | None = None
