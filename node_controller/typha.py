@@ -10,10 +10,9 @@ EndpointSlices (port ``calico-typha``), this node's first.  Any TLS setting asks
 files and a CN or URI SAN: the client presents its certificate, checks Typha's against the CA
 file and then its CN or URI SAN itself (no host-name check), as Typha's own client does.
 
-One connection (TCP 5473): ClientHello (the "bgp" syncer, decoder restart and snappy
-supported), ServerHello (refused unless it supports node resource updates and the "bgp"
-syncer), then KVs into the store, SyncStatus, Ping answered by Pong, DecoderRestart answered
-by ACK (Typha's stream is then a new gob stream, snappy-compressed if it chose so).  A
+One connection (TCP 5473) at a time, its protocol in the sans-IO
+:class:`~node_controller.typha_session.Session` (hello, KVs, sync status, ping/pong, decoder
+restart); this shell reads and writes and applies what it says to the store.  A
 connection's KVs are the whole state: what a previous connection held and this one has not
 sent again by its InSync is deleted then — so a Typha restart mid-stream changes nothing
 that did not change.  Every failure (refused, a bad certificate, Typha gone, silent for
@@ -37,16 +36,17 @@ from typing import Any
 import structlog
 
 from node_controller.store import Store
-from node_controller.syncproto import (
-    COMPRESSION_SNAPPY,
-    IN_SYNC,
-    SYNCER_BGP,
-    Codec,
-    Message,
-    ProtocolError,
-    time_field,
+from node_controller.syncproto import ProtocolError
+from node_controller.typha_model import Change
+from node_controller.typha_session import (
+    Event,
+    Greeted,
+    InSync,
+    Restarted,
+    Session,
+    Unreadable,
+    Update,
 )
-from node_controller.typha_model import Change, ModelError, change_of
 
 log = structlog.get_logger("bgpd.typha")
 
@@ -57,7 +57,7 @@ VERSION = "bgpd"
 
 
 class TyphaError(Exception):
-    """A connection Typha refused, or one this client refuses (certificate, hello)."""
+    """A connection Typha refused or closed, or a certificate this client refuses."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,28 +219,22 @@ class TyphaSource:
             if context is not None:
                 self._check_server(writer.get_extra_info("peercert") or {})
             self.connections += 1
-            codec = Codec()
-            hello = Message("MsgClientHello", {
-                "Hostname": self.node, "Info": f"bgpd pid {os.getpid()}", "Version": VERSION,
-                "SyncerType": SYNCER_BGP, "SupportsDecoderRestart": True,
-                "SupportedCompressionAlgorithms": [COMPRESSION_SNAPPY],
-                "SupportsModernPolicyKeys": True,
-                "ClientConnID": random.getrandbits(63)})
-            await self._send(writer, codec, hello)
+            session = Session(self.node, info=f"bgpd pid {os.getpid()}", version=VERSION,
+                              connection_id=random.getrandbits(63))
+            await self._send(writer, session.hello())
             log.info("typha_connected", typha=address, tls=context is not None)
-            await self._read(reader, writer, codec)
+            await self._read(reader, writer, session)
         finally:
             writer.close()
             with contextlib.suppress(OSError, ssl.SSLError):
                 await writer.wait_closed()
 
-    async def _send(self, writer: asyncio.StreamWriter, codec: Codec, message: Message) -> None:
-        writer.write(codec.encode(message))
+    async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        writer.write(data)
         await asyncio.wait_for(writer.drain(), self.config.write_timeout)
 
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    codec: Codec) -> None:
-        hello = False
+                    session: Session) -> None:
         seen: set[str] = set()
         while True:
             data = await asyncio.wait_for(reader.read(1 << 16), self.config.read_timeout)
@@ -248,61 +242,31 @@ class TyphaSource:
                 raise TyphaError("Typha closed the connection")
             self.bytes_received += len(data)
             self.last_event = time.monotonic()
-            for message in codec.feed(data):
-                if not hello:
-                    self._check_hello(message)
-                    hello = True
-                    continue
-                if message.type == "MsgKVs":
-                    self._apply(message, seen)
-                elif message.type == "MsgSyncStatus":
-                    if message.get("SyncStatus", 0) == IN_SYNC:
-                        self._synced(seen)
-                elif message.type == "MsgPing":
-                    now = time.time()
-                    await self._send(writer, codec, Message("MsgPong", {
-                        "PingTimestamp": message.get("Timestamp"),
-                        "PongTimestamp": time_field(int(now), int(now % 1 * 1e9))}))
-                elif message.type == "MsgDecoderRestart":
-                    codec.restart_decoder(str(message.get("CompressionAlgorithm") or ""))
-                    log.info("typha_decoder_restarted", typha=self.server,
-                             compression=codec.compression or "none")
-                    await self._send(writer, codec, Message("MsgACK", {}))
-                elif message.type == "MsgServerHello":
-                    raise TyphaError("a second ServerHello")
+            answer, events = session.receive(data, time.time())
+            if answer:
+                await self._send(writer, answer)
+            self._handle(events, seen)
 
-    def _check_hello(self, message: Message) -> None:
-        if message.type != "MsgServerHello":
-            raise TyphaError(f"Typha's first message is {message.type}, not MsgServerHello")
-        if not message.get("SupportsNodeResourceUpdates"):
-            raise TyphaError("this Typha does not support node resource updates (too old)")
-        syncer = message.get("SyncerType") or "felix"
-        if syncer != SYNCER_BGP:
-            raise TyphaError(f"Typha serves the {syncer!r} syncer, not {SYNCER_BGP!r}")
-        log.info("typha_hello", typha=self.server, version=message.get("Version"),
-                 server_connection=message.get("ServerConnID"))
-
-    def _apply(self, message: Message, seen: set[str]) -> None:
+    def _handle(self, events: list[Event], seen: set[str]) -> None:
+        """Apply what the server said to the store (``seen``: the keys of this connection)."""
         changed = False
-        for kv in message.get("KVs", []):
-            key = kv.get("Key")
-            value = kv.get("Value")
-            if not isinstance(key, str) or not isinstance(value, bytes | None):
+        for event in events:
+            if isinstance(event, Update):
+                seen.add(event.key)
+                changed |= self._store(event.key, event.change)
+            elif isinstance(event, Unreadable):
                 self.errors += 1
-                log.error("typha_kv_unreadable", key=str(key)[:200],
-                          problem="a KV whose key is not text or whose value is not bytes")
-                continue
-            try:
-                change = change_of(key, value)
-            except ModelError as exc:
-                self.errors += 1
-                log.error("typha_value_unreadable", key=exc.key, field=exc.field,
-                          problem=exc.message)
-                continue
-            if change is None:
-                continue
-            seen.add(key)
-            changed |= self._store(key, change)
+                log.error("typha_value_unreadable", key=event.key, field=event.field,
+                          problem=event.problem)
+            elif isinstance(event, InSync):
+                self._synced(seen)
+                changed = False  # _synced announced it
+            elif isinstance(event, Greeted):
+                log.info("typha_hello", typha=self.server, version=event.version,
+                         server_connection=event.server_connection)
+            elif isinstance(event, Restarted):
+                log.info("typha_decoder_restarted", typha=self.server,
+                         compression=event.compression or "none")
         if changed and self.listed:
             self.on_change()
 

@@ -37,7 +37,7 @@ SANS_IO = ["bgpd/translate.py", "bgpd/speaker/core.py", "bgpd/speaker/config.py"
            "bgpd/speaker/pacing.py", "bgpd/speaker/codec.py", "node_controller/desired.py",
            "node_controller/store.py", "node_controller/services.py", "node_controller/gob.py",
            "node_controller/syncproto.py", "node_controller/typha_model.py",
-           "node_controller/snappy.py"]
+           "node_controller/snappy.py", "node_controller/typha_session.py"]
 TOP = RIBS.parent
 
 

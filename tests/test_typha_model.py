@@ -85,24 +85,6 @@ def test_the_examples_through_typhas_model_give_the_apis_configuration() -> None
         assert desired_config(typha, node).as_dict() == desired_config(direct, node).as_dict()
 
 
-def test_a_kv_of_the_wrong_type_is_an_error_not_a_deletion() -> None:
-    from node_controller.syncproto import Message
-    from node_controller.typha import TyphaConfig, TyphaSource
-
-    store = Store()
-    key = "/calico/resources/v3/projectcalico.org/bgppeers/tor"
-    source = TyphaSource(TyphaConfig(addr="127.0.0.1:5473"), "node-2", store, lambda: None)
-    good = raw({"spec": {"peerIP": "10.0.0.1", "asNumber": 65000}})
-    source._apply(Message("MsgKVs", {"KVs": [{"Key": key, "Value": good}]}), set())
-    assert "tor" in store.objects["BGPPeer"]
-    for bad in ("text", 7, ["x"]):
-        source._apply(Message("MsgKVs", {"KVs": [{"Key": key, "Value": bad}]}), set())
-    source._apply(Message("MsgKVs", {"KVs": [{"Key": key, "Value": b"{oops"}]}), set())
-    assert "tor" in store.objects["BGPPeer"] and source.errors == 4
-    source._apply(Message("MsgKVs", {"KVs": [{"Key": key}]}), set())  # no value: deleted
-    assert "tor" not in store.objects["BGPPeer"]
-
-
 def test_the_600_node_benchmark_cluster_through_typhas_model() -> None:
     from benchmarks.datastore import cluster
 
