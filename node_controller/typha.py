@@ -60,6 +60,10 @@ class TyphaError(Exception):
     """A connection Typha refused or closed, or a certificate this client refuses."""
 
 
+# what ends a connection attempt, to be retried (the same failures a watcher retries)
+FAILURES = (OSError, ssl.SSLError, TimeoutError, TyphaError, ProtocolError, ValueError)
+
+
 @dataclass(frozen=True, slots=True)
 class TyphaConfig:
     addr: str | None = None
@@ -150,25 +154,29 @@ class TyphaSource:
     async def run(self) -> None:
         delay = 0.5
         while True:
+            addresses: list[str] = []
             try:
-                for address in await self._addresses():
-                    started = time.monotonic()
-                    try:
-                        await self._session(address)
-                    finally:
-                        if time.monotonic() - started > 60:
-                            delay = 0.5
-            except (OSError, ssl.SSLError, TimeoutError, TyphaError, ProtocolError,
-                    ValueError) as exc:
-                self.errors += 1
-                self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else \
-                    type(exc).__name__
-                wait = delay * random.uniform(0.5, 1.0)
-                log.warning("typha_failed", typha=str(self.resource), error=self.last_error,
-                            retry_in=round(wait, 2))
-            self.in_sync = False
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                addresses = await self._addresses()
+            except FAILURES as exc:
+                self._failed(exc)
+            for address in addresses:  # each in turn, as Typha's client does
+                started = time.monotonic()
+                try:
+                    await self._session(address)
+                except FAILURES as exc:
+                    self._failed(exc)
+                if time.monotonic() - started > 60:
+                    delay = 0.5  # it ran a while: not a failing loop
+            wait = delay * random.uniform(0.5, 1.0)
+            log.warning("typha_failed", typha=str(self.resource), error=self.last_error,
+                        retry_in=round(wait, 2))
+            await asyncio.sleep(wait)
             delay = min(delay * 2, self.backoff_max)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.errors += 1
+        self.in_sync = False
+        self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
     async def _addresses(self) -> list[str]:
         problems = self.config.problems()
@@ -290,17 +298,27 @@ class TyphaSource:
 async def discover(api: Any, config: TyphaConfig, node: str) -> list[str]:
     """Typha's addresses from its service's EndpointSlices: ready endpoints, port
     ``calico-typha``, this node's first (then shuffled, as Typha's discovery does)."""
+    import aiohttp
+
+    from node_controller.kube_client import ApiException
+
     path = f"/apis/discovery.k8s.io/v1/namespaces/{config.k8s_namespace}/endpointslices"
-    response = await api.call_api(
-        path, "GET", query_params=[("labelSelector",
-                                    f"kubernetes.io/service-name={config.k8s_service_name}")],
-        header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
-        _preload_content=False, _request_timeout=30)
-    async with response:
-        body = json.loads(await response.read())
+    where = f"listing the EndpointSlices of {config.k8s_namespace}/{config.k8s_service_name}"
+    try:
+        response = await api.call_api(
+            path, "GET", query_params=[
+                ("labelSelector", f"kubernetes.io/service-name={config.k8s_service_name}")],
+            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
+            _preload_content=False, _request_timeout=30)
+        async with response:
+            text = await response.read()
+    except (aiohttp.ClientError, ApiException) as exc:
+        raise TyphaError(f"{where}: {exc}") from None
     if response.status != 200:
-        raise TyphaError(f"listing the EndpointSlices of {config.k8s_service_name}: HTTP "
-                         f"{response.status}")
+        raise TyphaError(f"{where}: HTTP {response.status}")
+    body = json.loads(text)
+    if not isinstance(body, dict):
+        raise TyphaError(f"{where}: not a list")
     local: list[str] = []
     remote: list[str] = []
     for piece in body.get("items") or []:
