@@ -804,7 +804,7 @@ def parse_service(obj: Mapping[str, Any]) -> Service:
         cluster_ips = _addresses(obj, "spec.clusterIPs") or ((first,) if first else ())
     families = []
     for i, family in enumerate(_list(obj, "spec.ipFamilies")):
-        if family not in FAMILIES:
+        if not isinstance(family, str) or family not in FAMILIES:
             raise Invalid(f"spec.ipFamilies[{i}]", f"{family!r} is not IPv4 or IPv6")
         families.append(FAMILIES[family])
     return Service(

@@ -34,12 +34,9 @@ from node_controller.gob import (
 from node_controller.snappy import SnappyError, StreamDecoder
 
 NAME_PREFIX = "github.com/projectcalico/typha/pkg/syncproto."
-DEFAULT_PORT = 5473
 SYNCER_BGP = "bgp"
 COMPRESSION_SNAPPY = "snappy"
-# api.SyncStatus and api.UpdateType (libcalico-go/lib/backend/api)
-WAIT_FOR_DATASTORE, RESYNC_IN_PROGRESS, IN_SYNC = 0, 1, 2
-UPDATE_UNKNOWN, UPDATE_NEW, UPDATE_UPDATED, UPDATE_DELETED = 0, 1, 2, 3
+IN_SYNC = 2  # api.SyncStatus (libcalico-go/lib/backend/api): WaitForDatastore, Resync, InSync
 
 TIME = Encoded("Time")
 MESSAGES: dict[str, Struct] = {s.name: s for s in (
@@ -62,7 +59,6 @@ MESSAGES: dict[str, Struct] = {s.name: s for s in (
             ("V3ResourceVersion", STRING), ("TTL", INT), ("UpdateType", UINT))))),)),
 )}
 ENVELOPE = Struct("Envelope", (("Message", INTERFACE),))
-BASIC_NAMES = {"string": STRING, "int": INT, "int64": INT, "uint64": UINT, "bool": BOOL}
 
 
 class ProtocolError(ValueError):

@@ -114,8 +114,10 @@ def _node(key: str, obj: dict[str, Any], name: str) -> dict[str, Any]:
     bgp = spec.get("bgp") if isinstance(spec, dict) else None
     if bgp is not None and not isinstance(bgp, dict):
         raise ModelError(key, "spec.bgp", "expected an object")
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
-                   if not str(k).startswith(ANNOTATION)}
+    given = meta.get("annotations") or {}
+    if not isinstance(given, dict):
+        raise ModelError(key, "metadata.annotations", "expected an object")
+    annotations = {k: v for k, v in given.items() if not str(k).startswith(ANNOTATION)}
     for field, annotation in NODE_BGP.items():
         value = (bgp or {}).get(field)
         if value not in (None, ""):
@@ -128,7 +130,7 @@ def _pool(key: str, obj: dict[str, Any], name: str) -> dict[str, Any]:
     modes = {}
     for field, spec_field in (("ipip_mode", "ipipMode"), ("vxlan_mode", "vxlanMode")):
         mode = obj.get(field)
-        if mode not in ENCAP:
+        if not isinstance(mode, str | None) or mode not in ENCAP:
             raise ModelError(key, field, f"{mode!r} is not always, cross-subnet or empty")
         modes[spec_field] = ENCAP[mode]
     return {"apiVersion": CRD, "kind": "IPPool", "metadata": {"name": name},

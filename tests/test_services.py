@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node_controller.desired import DesiredConfig, desired_config
 from node_controller.kube import SERVICE_RESOURCES, dependent_resources, resources
@@ -182,6 +184,7 @@ def test_one_address_of_two_services_is_announced_while_either_justifies_it() ->
      "spec.externalIPs[1]"),
     ({"spec": {"clusterIP": "10.96.0.1", "type": "Magic"}}, "spec.type"),
     ({"spec": {"clusterIP": "10.96.0.1", "ipFamilies": ["IPv5"]}}, "spec.ipFamilies[0]"),
+    ({"spec": {"clusterIP": "10.96.0.1", "ipFamilies": [["IPv4"]]}}, "spec.ipFamilies[0]"),
     ({"spec": {"clusterIP": "10.96.0.1"}, "status": {"loadBalancer": {"ingress": [
         {"ip": 7}]}}}, "status.loadBalancer.ingress[0].ip"),
 ])
@@ -278,3 +281,27 @@ def test_results_kept_between_computations_equal_a_fresh_computation() -> None:
         for obj in (*base, *objs.values()):
             fresh.apply(obj)
         assert desired_config(live, "n1").services == desired_config(fresh, "n1").services
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.sampled_from(
+        ["10.96.0.1", "IPv4", "Local", "n1", "LoadBalancer", "x"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(
+        ["spec", "status", "metadata", "labels", "type", "clusterIP", "clusterIPs",
+         "externalIPs", "ipFamilies", "externalTrafficPolicy", "loadBalancer", "ingress", "ip",
+         "endpoints", "conditions", "ready", "nodeName", "addressType", "name", "namespace",
+         "kubernetes.io/service-name"]), inner, max_size=4),
+    max_leaves=14)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(["Service", "EndpointSlice"]), json_values)
+def test_any_service_or_slice_is_valid_or_an_error_naming_it(kind: str, body: Any) -> None:
+    obj = {**(body if isinstance(body, dict) else {"spec": body}), "kind": kind,
+           "apiVersion": "v1" if kind == "Service" else "discovery.k8s.io/v1",
+           "metadata": {"name": "s", "namespace": "shop"}}
+    store = Store()
+    for o in (*nodes(), calico("BGPConfiguration", "default", **RANGES), obj):
+        store.apply(o)  # never raises: an invalid one is an error of the store
+    config = desired_config(store, "n1")
+    assert all(e.name == "shop/s" for e in config.errors)

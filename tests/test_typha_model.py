@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from integration_tests.typha_cluster import kvs_of
 from node_controller.desired import desired_config
@@ -100,3 +102,32 @@ def test_the_600_node_benchmark_cluster_through_typhas_model() -> None:
         mine = desired_config(typha, node)
         assert len(mine.peers) == 599 and not mine.errors
         assert mine.as_dict() == desired_config(direct, node).as_dict()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70000) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["metadata", "spec", "bgp", "annotations", "labels", "name", "cidr",
+                         "ipv4Address", "asNumber", "ipip_mode", "state", "deleted", "peerIP",
+                         "apiVersion", "x"]), inner, max_size=4),
+    max_leaves=12)
+KEYS = ["/calico/resources/v3/projectcalico.org/nodes/n1",
+        "/calico/resources/v3/projectcalico.org/bgppeers/p",
+        "/calico/resources/v3/projectcalico.org/bgpconfigurations/default",
+        "/calico/resources/v3/projectcalico.org/bgpfilters/f",
+        "/calico/v1/ipam/v4/pool/10.0.0.0-8", "/calico/ipam/v2/host/n1/ipv4/block/10.0.0.0-26"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(KEYS), json_values)
+def test_any_value_typha_sends_is_a_change_or_an_error_on_its_key(key: str, value: Any) -> None:
+    """A hostile or broken Typha cannot raise anything else out of the model or the store."""
+    try:
+        change = change_of(key, json.dumps(value).encode())
+    except ModelError as exc:
+        assert exc.key == key
+        return
+    assert change is not None and change.manifest is not None
+    store = Store()
+    store.apply(change.manifest)  # a bad object becomes an error of the store, named
+    assert desired_config(store, "n1") is not None
