@@ -17,39 +17,23 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"time"
 
 	. "bgpd/typha-standin/syncproto"
 )
 
-// described: a message as JSON, with its gob name (times as RFC 3339 with nanoseconds)
+// described: a message as JSON, with its type's name (times as RFC 3339 with nanoseconds,
+// KV values as text)
 func described(m any) map[string]any {
-	out := map[string]any{}
+	out := map[string]any{"type": reflect.TypeOf(m).Name(), "fields": m}
 	switch v := m.(type) {
-	case MsgClientHello:
-		out["type"] = "MsgClientHello"
-		out["fields"] = v
-	case MsgServerHello:
-		out["type"] = "MsgServerHello"
-		out["fields"] = v
-	case MsgDecoderRestart:
-		out["type"] = "MsgDecoderRestart"
-		out["fields"] = v
-	case MsgACK:
-		out["type"] = "MsgACK"
-		out["fields"] = v
-	case MsgSyncStatus:
-		out["type"] = "MsgSyncStatus"
-		out["fields"] = v
 	case MsgPing:
-		out["type"] = "MsgPing"
 		out["fields"] = map[string]any{"Timestamp": v.Timestamp.Format(time.RFC3339Nano)}
 	case MsgPong:
-		out["type"] = "MsgPong"
 		out["fields"] = map[string]any{"PingTimestamp": v.PingTimestamp.Format(time.RFC3339Nano),
 			"PongTimestamp": v.PongTimestamp.Format(time.RFC3339Nano)}
 	case MsgKVs:
-		out["type"] = "MsgKVs"
 		kvs := []map[string]any{}
 		for _, kv := range v.KVs {
 			var value any
@@ -61,8 +45,6 @@ func described(m any) map[string]any {
 				"TTL": int64(kv.TTL), "UpdateType": kv.UpdateType})
 		}
 		out["fields"] = map[string]any{"KVs": kvs}
-	default:
-		out["type"] = fmt.Sprintf("%T", m)
 	}
 	return out
 }
