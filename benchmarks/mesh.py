@@ -192,6 +192,7 @@ def run(peers: int, engine: str, idle: float, workdir: Path, *, role: str = "pas
         established_s, converged_s = converge(dut, peers, start)
         profiled = profiler.stop() if profiler else None
         pids = dut.pids()
+        cpu_by_process = {role_of(pid): round(cpu_seconds([pid]), 2) for pid in pids}
         cpu = cpu_seconds(pids)  # to convergence (and every session up)
         rss = rss_mb(pids)
         sessions_before = dut.established()
@@ -207,7 +208,7 @@ def run(peers: int, engine: str, idle: float, workdir: Path, *, role: str = "pas
             "peers": peers, "engine": engine, "role": role, "dut_ip": dut_ip,
             "dut_connects": sum(not passive(dut_ip, peer_ip(i)) for i in range(peers)),
             "established_s": rounded(established_s), "converged_s": rounded(converged_s),
-            "cpu_s": round(cpu, 2), "rss_mb": round(rss, 1),
+            "cpu_s": round(cpu, 2), "cpu_s_by_process": cpu_by_process, "rss_mb": round(rss, 1),
             "idle_cpu_pct": round(idle_cpu, 2), "idle_cpu_by_process": per_process,
             "idle_s": idle, "flaps": flaps, "peers_learned_dut_block": learned,
             **({"exabgp_reactor_speed": reactor_speed} if engine == "bgpd" else {}),
