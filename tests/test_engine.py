@@ -1,13 +1,16 @@
-"""The pure parts of bgpd's ExaBGP launcher: peer lookup by address, the epoll adapter and
-the timer-turn interval.  (The launcher as a whole runs under every speaker, daemon and lab
-test, against real peers.)"""
+"""The parts of bgpd's ExaBGP launcher that can be tried alone: peer lookup by address, the
+epoll adapter, the timer-turn interval, shared changes and the API pipe's buffering.  (The
+launcher as a whole runs under every speaker, daemon and lab test, against real peers.)"""
 
 from __future__ import annotations
 
+import os
 import select
 import socket
+import types
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -193,3 +196,46 @@ def test_shared_changes_fill_every_outgoing_rib_as_exabgp_does(tmp_path: Any,
                 inject(configuration, peers, change)
         assert outgoing(ours) == outgoing(theirs), text
     assert all(rib[1] for rib in outgoing(ours)[:2])  # the comparison saw routes
+
+
+def test_api_lines_reach_the_pipe_when_flushed_in_order_and_before_a_stop(
+        monkeypatch: Any) -> None:
+    """Lines ExaBGP writes to an API process stay in the pipe's buffer until the reactor
+    flushes (before it waits for IO), arrive in the order written, are flushed before the
+    process is stopped; a broken pipe is ExaBGP's ``ProcessError`` and marks it broken."""
+    from exabgp.reactor.api.processes import ProcessError, Processes
+
+    for attr in ("write", "_terminate"):
+        monkeypatch.setattr(Processes, attr, getattr(Processes, attr))
+    flush = engine.buffered_api_writes(Processes, ProcessError)
+    processes = Processes()
+    read_end, write_end = os.pipe()
+    stopped: list[str] = []
+    processes._process["api"] = types.SimpleNamespace(
+        stdin=os.fdopen(write_end, "wb"), terminate=lambda: stopped.append("api"),
+        wait=lambda timeout=None: 0)
+
+    def in_pipe() -> bytes:
+        return os.read(read_end, 65536) if select.select([read_end], [], [], 0)[0] else b""
+
+    try:
+        assert processes.write("api", "one") and processes.write("api", "two")
+        assert processes.write("api", None)
+        assert in_pipe() == b""
+        flush()
+        assert in_pipe() == b"one\ntwo\n"
+        flush()
+        processes.write("api", "last")
+        processes._terminate("api").join(timeout=5)
+        assert in_pipe() == b"last\n" and stopped == ["api"]
+
+    finally:
+        os.close(read_end)
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "wb") as broken:
+        processes._process["api"] = types.SimpleNamespace(stdin=broken)
+        with pytest.raises(ProcessError):  # more than the buffer holds: it writes, and fails
+            processes.write("api", "x" * 100_000)
+        assert "api" in processes._broken
