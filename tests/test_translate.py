@@ -1,5 +1,6 @@
 """The translation DesiredConfig → speaker neighbours (pure): nothing raises, every peer is
-applied or reported on its resource, and every rendered file is one ExaBGP accepts."""
+applied or reported on its resource, every rendered file is one ExaBGP accepts, and each
+neighbour ExaBGP reads from it is the neighbour written out in full."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bgpd.speaker.config import SpeakerConfig, problems, render
+from bgpd.speaker.config import SpeakerConfig, _statements, problems, render
 from bgpd.translate import translate
 from node_controller.desired import DesiredConfig, PeerConfig
 from ribs.types import prefix
@@ -126,3 +127,42 @@ def test_exabgp_validates_every_rendered_configuration(desired: DesiredConfig) -
                                "validate", str(path)], capture_output=True, text=True,
                               timeout=60)
     assert proc.returncode == 0, text + proc.stdout + proc.stderr
+
+
+def written_out(config: SpeakerConfig) -> str:
+    """``config``'s file with every neighbour written out in full, no template."""
+    head = render(SpeakerConfig(router_id=config.router_id), bridge=BRIDGE)
+    return head + "".join(
+        f"\nneighbor {n.address} {{\n" + "".join(f"    {s}\n" for group in statements
+                                                  for s in group) + "}\n"
+        for n in config.neighbors
+        for statements in [_statements(n, router_id=config.router_id, process="bgpd")])
+
+
+def exabgp_neighbors(text: str, folder: Path) -> dict[str, tuple[str, object, dict[str, str]]]:
+    from exabgp.configuration.configuration import Configuration
+    from exabgp.environment import getenv
+    from exabgp.logger import log
+
+    log.init(getenv())
+    path = folder / f"exabgp-{len(list(folder.iterdir()))}.conf"
+    path.write_text(text)
+    configuration = Configuration([str(path)])
+    assert configuration.reload(), configuration.error
+    return {key: (str(n), n.api, {k: str(v) for k, v in n.items()})
+            for key, n in configuration.neighbors.items()}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs)
+def test_a_neighbour_that_inherits_its_template_is_the_neighbour_written_out(
+        desired: DesiredConfig) -> None:
+    t = translate(desired)
+    speaker = SpeakerConfig(router_id=IPv4Address("198.51.100.1"), neighbors=t.neighbors)
+    text = render(speaker, bridge=BRIDGE)
+    assert text.count("\nneighbor ") == len(t.neighbors)
+    with tempfile.TemporaryDirectory() as folder:
+        inherited = exabgp_neighbors(text, Path(folder))
+        full = exabgp_neighbors(written_out(speaker), Path(folder))
+    assert len(inherited) == len(t.neighbors)
+    assert inherited == full

@@ -104,54 +104,63 @@ def _quote(text: str) -> str:
     return json.dumps(text)  # ExaBGP accepts double-quoted strings with backslash escapes
 
 
-def render_neighbor(n: Neighbor, *, router_id: IPv4Address, process: str) -> str:
-    lines = [
-        f"neighbor {n.address} {{",
-        f"    description {_quote(n.name)};",
-        f"    router-id {router_id};",
-        f"    local-as {n.local_as};",
-        f"    peer-as {n.peer_as};",
-        f"    hold-time {n.hold_time};",
-        "    manual-eor true;",
-        "    adj-rib-in false;",
-        "    group-updates true;",
-    ]
-    if n.local_address is not None:
-        lines.append(f"    local-address {n.local_address};")
-    if n.passive:
-        lines.append("    passive true;")
-    if n.port != 179:
-        lines.append(f"    connect {n.port};")
+def _statements(n: Neighbor, *, router_id: IPv4Address,
+                process: str) -> tuple[list[str], list[str]]:
+    """``n``'s statements: (its own — description, password —, those peers can share)."""
+    own = [f"description {_quote(n.name)};"]
     if n.password is not None:
         # base64 keeps any byte of a password out of ExaBGP's tokeniser
-        lines.append(f"    md5-password {base64.b64encode(n.password).decode()};")
-        lines.append("    md5-base64 true;")
-    if n.ttl_security:
-        lines.append("    outgoing-ttl 255;")
-        lines.append(f"    incoming-ttl {256 - n.ttl_security};")
-    lines += [
-        f"    family {{ {n.family}; }}",
-        "    capability {",
-        f"        graceful-restart {n.restart_time};",
-        "        route-refresh enable;",
-        "        add-path send/receive;",
-        "    }",
-        f"    api {{ processes [ {process} ]; neighbor-changes;"
-        " receive { parsed; update; notification; open; refresh; } }",
-        "}",
+        own += [f"md5-password {base64.b64encode(n.password).decode()};", "md5-base64 true;"]
+    shared = [
+        f"router-id {router_id};",
+        f"local-as {n.local_as};",
+        f"peer-as {n.peer_as};",
+        f"hold-time {n.hold_time};",
+        "manual-eor true;",
+        "adj-rib-in false;",
+        "group-updates true;",
     ]
-    return "\n".join(lines)
+    if n.local_address is not None:
+        shared.append(f"local-address {n.local_address};")
+    if n.passive:
+        shared.append("passive true;")
+    if n.port != 179:
+        shared.append(f"connect {n.port};")
+    if n.ttl_security:
+        shared += ["outgoing-ttl 255;", f"incoming-ttl {256 - n.ttl_security};"]
+    shared += [
+        f"family {{ {n.family}; }}",
+        f"capability {{ graceful-restart {n.restart_time}; route-refresh enable;"
+        " add-path send/receive; }",
+        f"api {{ processes [ {process} ]; neighbor-changes;"
+        " receive { parsed; update; notification; open; refresh; } }",
+    ]
+    return own, shared
 
 
 def render(config: SpeakerConfig, *, bridge: Sequence[str], process: str = "bgpd") -> str:
     """The configuration file's text; ``bridge`` is the API process's command line.  The
-    neighbours are the translation's: checked, one per address."""
-    blocks = [
-        f"process {process} {{\n    run {' '.join(shlex.quote(a) for a in bridge)};\n"
-        "    encoder json;\n}",
-        *(render_neighbor(n, router_id=config.router_id, process=process)
-          for n in config.neighbors),
-    ]
+    neighbours are the translation's: checked, one per address.
+
+    Neighbours alike but for address, description and password (a mesh: all of them) share
+    a template, and each is one line that inherits it: ExaBGP parses a file character by
+    character, and 599 peers written out in full took 0.26 s of its start, with templates
+    0.07 s.  The template holds none of a neighbour's own keys (ExaBGP's ``inherit`` would
+    overwrite them), so each neighbour is what it would be written out in full."""
+    templates: dict[tuple[str, ...], str] = {}
+    lines = []
+    for n in config.neighbors:
+        own, shared = _statements(n, router_id=config.router_id, process=process)
+        name = templates.setdefault(tuple(shared), f"peers{len(templates) + 1}")
+        lines.append(f"neighbor {n.address} {{ inherit {name}; {' '.join(own)} }}")
+    blocks = [f"process {process} {{\n    run {' '.join(shlex.quote(a) for a in bridge)};\n"
+              "    encoder json;\n}"]
+    if templates:
+        blocks.append("template {\n" + "".join(
+            f"    neighbor {name} {{\n" + "".join(f"        {s}\n" for s in shared) + "    }\n"
+            for shared, name in templates.items()) + "}")
+    if lines:
+        blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 
 
