@@ -567,18 +567,25 @@ def patch() -> None:
         # matcher indexes it once, not once per command
         key = (service, self.__dict__.get("_bgpd_reloads", 0), len(self._peers))
         cached = self.__dict__.get("_bgpd_peers")
-        if cached is not None and cached[0] == key:
-            keys = cached[1]
-        else:
+        if cached is None or cached[0] != key:
             keys = original_peers(self, service)
-            self._bgpd_peers = (key, keys)
+            positions: dict[str | None, list[int]] = {}
+            for position, name in enumerate(keys):
+                positions.setdefault(neighbor_head(name), []).append(position)
+            cached = self._bgpd_peers = (key, keys, positions)
+        keys, positions = cached[1], cached[2]
         first = self.__dict__.get("_bgpd_first")
-        if first is None:
+        ahead = positions.get(first) if first is not None else None
+        if not ahead:
             return keys
         # the same peers in the same order, but those with the connection's address first:
-        # ExaBGP's loop takes the first that matches (IP.create twice per peer looked at)
-        ahead = [k for k in keys if neighbor_head(k) == first]
-        return ahead + [k for k in keys if k not in ahead] if ahead else keys
+        # ExaBGP's loop takes the first that matches (IP.create twice per peer looked at);
+        # found by index, not by reading every key for each connection (599 peers: 358,801)
+        if len(ahead) == 1:
+            i = ahead[0]
+            return [keys[i], *keys[:i], *keys[i + 1:]]
+        skip = set(ahead)
+        return [keys[i] for i in ahead] + [k for i, k in enumerate(keys) if i not in skip]
 
     def listen(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not self.__dict__.get("_bgpd_adopted"):
