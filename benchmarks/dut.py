@@ -144,35 +144,48 @@ class Dut:
         self.reactor_speed, self.settings = reactor_speed, settings
         self.proc: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
+        self._prepared = False
         workdir.mkdir(parents=True, exist_ok=True)
 
-    def start(self) -> None:
+    def prepare(self) -> None:
+        """The engine's input files, written before the clock starts (a real node has its
+        resources in the datastore and its configuration on disk before the engine runs);
+        ``start`` prepares what was not."""
+        if self._prepared:
+            return
         if self.engine in ("bgpd", "bgpd-stock"):
-            # bgpd-stock: ExaBGP's reactor as shipped (no bgpd launcher, 10 ms loop)
-            stock = self.engine == "bgpd-stock"
-            env = {**os.environ, **self.env, **({"BGPD_EXABGP_PLAIN": "1"} if stock else {})}
             compiled()
             folder = self.workdir / "resources"
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "cluster.yaml").write_text(yaml.safe_dump_all(self.docs))
-            config = self.workdir / "bgpd.yaml"
-            config.write_text(yaml.safe_dump({
+            stock = self.engine == "bgpd-stock"
+            (self.workdir / "bgpd.yaml").write_text(yaml.safe_dump({
                 "node_name": "dut", "datastore": "static", "resources": str(folder),
                 "state_dir": str(self.workdir / "state"), "data_dir": str(self.workdir / "data"),
                 "control_socket": str(self.workdir / "bgpd.sock"), "bird_socket": None,
                 "metrics_address": None, "log_level": "warning",
                 "exabgp_reactor_speed": 1.0 if stock else self.reactor_speed,
                 **self.settings}))
+        else:
+            (self.workdir / "bird.conf").write_text(
+                self.bird_config(2 if self.engine == "bird2" else 1))
+        self._prepared = True
+
+    def start(self) -> None:
+        self.prepare()
+        if self.engine in ("bgpd", "bgpd-stock"):
+            # bgpd-stock: ExaBGP's reactor as shipped (no bgpd launcher, 10 ms loop)
+            stock = self.engine == "bgpd-stock"
+            env = {**os.environ, **self.env, **({"BGPD_EXABGP_PLAIN": "1"} if stock else {})}
             log = open(self.workdir / "bgpd.log", "ab")  # noqa: SIM115
             self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns.name, sys.executable,
-                                          "-m", "bgpd", "run", "--config", str(config)],
+                                          "-m", "bgpd", "run", "--config",
+                                          str(self.workdir / "bgpd.yaml")],
                                          stdout=log, stderr=subprocess.STDOUT, env=env)
             self.pid = self.proc.pid
             return
-        version = 2 if self.engine == "bird2" else 1
         conf = self.workdir / "bird.conf"
-        conf.write_text(self.bird_config(version))
-        binary = "bird" if version == 2 else f"{BIRD1}/bird"
+        binary = "bird" if self.engine == "bird2" else f"{BIRD1}/bird"
         pidfile = self.workdir / "pid"
         pidfile.unlink(missing_ok=True)  # a killed BIRD leaves its own behind
         self.ns.run(binary, "-c", str(conf), "-s", str(self.workdir / "bird.ctl"),

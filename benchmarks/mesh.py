@@ -20,7 +20,8 @@ rebooted) and started again at once.  Every emulated node saw its session drop a
 instant and retries on the same timers, so all of them reconnect in lock-step, as after a
 mass restart.  ``storm_converged_s`` is counted from the new start.
 
-Reported: ``established_s`` (DUT start → a BGP connection with every peer, counted by the
+Reported (the clock starts as the engine is started, its input files already written):
+``established_s`` (DUT start → a BGP connection with every peer, counted by the
 kernel in the DUT's namespace — engine-neutral and cheap under load), ``converged_s`` (→ every
 peer's block in the DUT's kernel), ``cpu_s`` of the DUT's processes to convergence,
 ``rss_mb`` of the DUT's processes, ``idle_cpu_pct`` over ``--idle`` seconds after, ``flaps``
@@ -186,6 +187,7 @@ def run(peers: int, engine: str, idle: float, workdir: Path, *, role: str = "pas
         dut = Dut(engine, dut_ns, workdir / "dut", docs=resources(peers, dut_ip),
                   bird_config=lambda version: bird_dut_config(peers, version, dut_ip),
                   reactor_speed=reactor_speed)
+        dut.prepare()
         start = time.monotonic()
         dut.start()
         profiler = Profile(dut.pid) if profile and engine == "bgpd" and dut.pid else None

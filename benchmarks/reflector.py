@@ -166,10 +166,16 @@ class Reference(Dut):
         super().__init__(engine, ns, workdir, docs=[], bird_config=lambda version: "")
         self.clients = clients
 
+    def prepare(self) -> None:
+        if self.engine == "frr":
+            (self.workdir / "frr.conf").write_text(frr_config(self.clients))
+        else:
+            (self.workdir / "gobgpd.toml").write_text(gobgp_config(self.clients))
+
     def start(self) -> None:
+        self.prepare()
         if self.engine == "frr":
             conf = self.workdir / "frr.conf"
-            conf.write_text(frr_config(self.clients))
             pidfile = self.workdir / "pid"
             self.ns.run(FRR_BGPD, "-d", "-S", "-Z", "-f", str(conf), "-i", str(pidfile),
                         "--vty_socket", str(self.workdir), "-P", "0", "-u", "root",
@@ -179,7 +185,6 @@ class Reference(Dut):
             self.pid = int(pidfile.read_text())
             return
         conf = self.workdir / "gobgpd.toml"
-        conf.write_text(gobgp_config(self.clients))
         log = open(self.workdir / "gobgpd.log", "wb")  # noqa: SIM115 - lives with the process
         self.proc = self.ns.popen("gobgpd", "-f", str(conf), "--api-hosts", "127.0.0.1:50051",
                                   "--pprof-disable", stdout=log, stderr=subprocess.STDOUT)
@@ -236,6 +241,7 @@ def run(clients: int, engine: str, workdir: Path, *, timeout: float = 900,
             else Dut("bgpd" if engine.startswith("bgpd") else engine, dut_ns, workdir / "dut",
                      docs=resources(clients), env=env,
                      bird_config=lambda version: bird_config(clients, version))
+        dut.prepare()
         start = time.monotonic()
         dut.start()
         profiler = None
