@@ -22,6 +22,7 @@ Outbound, the ``*_command`` functions build the few commands the daemon sends.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -156,8 +157,13 @@ def decode(line: str, dialect: Dialect = EXABGP_5_0_15) -> Event:
         return Malformed(stripped, f"{type(exc).__name__}: {exc}")
 
 
+# the same few addresses (peers, next hops, router IDs) in every event: each parsed once
+_address = functools.lru_cache(maxsize=4096)(ip_address)
+_ipv4 = functools.lru_cache(maxsize=4096)(IPv4Address)
+
+
 def _peer(message: dict[str, Any]) -> Address:
-    return ip_address(message["neighbor"]["address"]["peer"])
+    return _address(message["neighbor"]["address"]["peer"])
 
 
 def _decode_message(message: dict[str, Any], dialect: Dialect) -> Event:
@@ -202,7 +208,7 @@ def _open(message: dict[str, Any], dialect: Dialect) -> Open:
     multiprotocol = caps.get("1") or {}
     return Open(
         peer=_peer(message), asn=int(opened["asn"]), hold_time=int(opened["hold_time"]),
-        router_id=IPv4Address(opened["router_id"]), graceful_restart=gr,
+        router_id=_ipv4(opened["router_id"]), graceful_restart=gr,
         add_path=frozenset(k for k, v in add_path.items() if k != "name" and "send" in str(v)),
         families=frozenset(multiprotocol.get("families") or ()),
     )
@@ -232,8 +238,8 @@ def attributes(raw: dict[str, Any], next_hop: Address | None) -> Attributes:
         communities=tuple((int(a), int(b)) for a, b in raw.get("community", [])),
         large_communities=tuple((int(a), int(b), int(c))
                                 for a, b, c in raw.get("large-community", [])),
-        originator_id=IPv4Address(raw["originator-id"]) if "originator-id" in raw else None,
-        cluster_list=tuple(IPv4Address(c) for c in raw.get("cluster-list", [])),
+        originator_id=_ipv4(raw["originator-id"]) if "originator-id" in raw else None,
+        cluster_list=tuple(_ipv4(c) for c in raw.get("cluster-list", [])),
     )
 
 
@@ -267,7 +273,7 @@ def _update(peer: Address, update: dict[str, Any]) -> Update:
         if not family.endswith("unicast"):
             continue
         for hop_text, entries in by_hop.items():
-            hop = ip_address(hop_text) if hop_text not in ("null", "") else None
+            hop = _address(hop_text) if hop_text not in ("null", "") else None
             attrs = attributes(raw, hop)
             announced += [Announce(_nlri(e), _path_id(e), attrs) for e in entries]
     withdrawn: list[Withdraw] = []
