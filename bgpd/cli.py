@@ -100,7 +100,7 @@ def _config_text(data: dict[str, Any]) -> str:
 def _run(args: argparse.Namespace) -> int:
     from bgpd import log as logging_setup
     from bgpd.settings import SettingsError, load
-    from bgpd.speaker import listen
+    from bgpd.speaker import listen, prestart
 
     if args.node:
         os.environ["NODENAME"] = args.node
@@ -124,11 +124,21 @@ def _run(args: argparse.Namespace) -> int:
         import structlog
 
         structlog.get_logger("bgpd").warning("early_listen_failed", problems=problems)
-    from bgpd.daemon import Daemon
 
-    daemon = Daemon(settings, listen_sockets=sockets)
+    async def run() -> None:
+        # ExaBGP imports its code while the daemon imports its own (bgpd.speaker.prestart)
+        engine = await prestart.prestart(sockets)
+        from bgpd.daemon import Daemon
+
+        try:
+            await Daemon(settings, listen_sockets=sockets, engine=engine).run()
+        finally:  # still waiting if the daemon stopped before it started ExaBGP
+            if engine is not None and engine.returncode is None:
+                engine.kill()
+                await engine.wait()
+
     try:
-        asyncio.run(daemon.run())
+        asyncio.run(run())
     except Exception as exc:  # a failed task ends the daemon: say which and why
         for leaf in _leaves(exc):
             print(f"bgpd: stopped: {type(leaf).__name__}: {leaf}", file=sys.stderr)

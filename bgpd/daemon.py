@@ -61,9 +61,11 @@ class _Stop(Exception):
 
 class Daemon:
     def __init__(self, settings: Settings, *, notifier: Notifier | None = None,
-                 listen_sockets: Sequence[socket.socket] = ()) -> None:
+                 listen_sockets: Sequence[socket.socket] = (),
+                 engine: asyncio.subprocess.Process | None = None) -> None:
         self.settings = settings
         self.listen_sockets = listen_sockets
+        self.engine = engine  # ExaBGP's launcher, started early (bgpd.speaker.prestart)
         self.notifier = notifier or Notifier()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
@@ -81,7 +83,7 @@ class Daemon:
         controller = Controller(s.node_name, data_dir=Path(s.data_dir),
                                 stale_after=s.watch_stale_after)
         speaker = Speaker(workdir=Path(s.state_dir) / "exabgp",
-                          listen_sockets=self.listen_sockets)
+                          listen_sockets=self.listen_sockets, prestarted=self.engine)
         router = Router(settings=s, speaker=speaker, kernel=sync, desired=controller.desired,
                         adopted=adopted)
         parts = Parts(router, speaker, sync, controller)

@@ -7,6 +7,7 @@ own tests against the test API server).
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -67,6 +68,12 @@ class RouteDeletions:
         return self.monitor.deleted_owned()
 
 
+def exabgp_starts(node: Node) -> list[bool]:
+    """For each ExaBGP the node's daemon started: whether it was the pre-started launcher."""
+    return [json.loads(line)["prestarted"] for line in
+            (node.workdir / "bgpd.log").read_text().splitlines() if '"exabgp_started"' in line]
+
+
 def test_two_nodes_and_a_tor(cluster: Cluster) -> None:
     c = cluster
     converged(c)
@@ -99,6 +106,8 @@ def test_two_nodes_and_a_tor(cluster: Cluster) -> None:
         in metrics
     assert "bgpd_kernel_routes_owned 3.0" in metrics
     assert c.http(n0, "/readyz")[0] == 200 and c.http(n0, "/livez")[0] == 200
+    # the sessions above ran on the launcher `bgpd run` started before its configuration
+    assert exabgp_starts(n0) == [True]
 
 
 def test_restarts_never_remove_a_kernel_route(cluster: Cluster) -> None:
@@ -243,3 +252,4 @@ def test_hung_exabgp_is_detected_and_replaced_without_kernel_changes(cluster: Cl
     c.wait(lambda: all(p["established"] for p in c.status(n0)["peers"]), 60, "sessions back")
     assert n0.routes() == expected(c, n0)
     assert monitor.stop() == []
+    assert exabgp_starts(n0) == [True, False]  # the replacement: a launcher of its own

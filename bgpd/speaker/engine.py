@@ -71,6 +71,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from bgpd.speaker import prestart
 from bgpd.speaker.listen import ENV as LISTEN_ENV
 from bgpd.speaker.listen import inherited
 
@@ -849,8 +850,14 @@ SKIP_ENV = "BGPD_EXABGP_SKIP"  # patches to leave out, comma-separated (measurin
 
 
 def main() -> None:
-    if os.environ.get("BGPD_EXABGP_PLAIN") != "1":
+    problems = None
+    if sys.argv[1:] == [prestart.WAIT]:  # pre-started: import now, start when told
         problems = contract_problems()
+        import exabgp.application.main  # noqa: F401
+
+        prestart.take_start(sys.stdin.buffer.readline())
+    if os.environ.get("BGPD_EXABGP_PLAIN") != "1":
+        problems = contract_problems() if problems is None else problems
         if problems:
             print("bgpd's ExaBGP launcher cannot patch this ExaBGP: " + "; ".join(problems)
                   + ". Install the pinned release, or set BGPD_EXABGP_PLAIN=1 to run ExaBGP "

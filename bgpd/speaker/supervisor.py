@@ -19,6 +19,9 @@ Theory of operation:
 * A crash, a hang, or the bridge going away → the process group is killed, every session
   that was up is reported down (graceful restart keeps their routes in the RIB), the
   pacer forgets what ExaBGP held, and ExaBGP is started again after a capped backoff.
+* The first start may use a launcher ``bgpd run`` started before the daemon had a
+  configuration (:mod:`bgpd.speaker.prestart`): it is handed the arguments and environment a
+  new process would get, on its stdin.
 * ExaBGP dies with the daemon whatever kills it: it is started with PR_SET_PDEATHSIG
   (SIGKILL), the bridge sets the same towards ExaBGP.
 * A new configuration is written and ExaBGP told to ``reload``: unchanged neighbors keep
@@ -43,7 +46,7 @@ from pathlib import Path
 
 import structlog
 
-from bgpd.speaker import codec, listen
+from bgpd.speaker import codec, listen, prestart
 from bgpd.speaker.bridge import die_with_parent
 from bgpd.speaker.config import SpeakerConfig, environment, render
 from bgpd.speaker.core import (
@@ -108,14 +111,16 @@ class Speaker:
         backoff_max: float = 30.0,
         cooldown: float = COOLDOWN,
         listen_sockets: Sequence[socket.socket] = (),
+        prestarted: asyncio.subprocess.Process | None = None,
     ) -> None:
         self.workdir = workdir
         self.netns = netns
-        self.exabgp = list(exabgp) if exabgp else [sys.executable, "-m", "bgpd.speaker.engine"]
+        self.exabgp = list(exabgp) if exabgp else list(prestart.LAUNCHER)
         self.liveness_interval = liveness_interval
         self.liveness_timeout = liveness_timeout
         self.backoff_max = backoff_max
         self.listen_sockets = list(listen_sockets)  # bound early, handed to every ExaBGP
+        self.prestarted = prestarted  # waiting for its start (bgpd.speaker.prestart)
         self.events: asyncio.Queue[SpeakerEvent] = asyncio.Queue()
         self.core = SpeakerCore(cooldown=cooldown)
         self.dialect, self._dialect_warning = codec.dialect_for(_exabgp_release())
@@ -248,7 +253,13 @@ class Speaker:
             sock.close()  # connections must not wait in a backlog nobody serves
         self.listen_sockets = inherit
         env[listen.ENV] = listen.describe(inherit)
-        argv = [*self.exabgp, "server", str(self.config_path)]
+        args = ["server", str(self.config_path)]
+        prestarted, self.prestarted = self.prestarted, None
+        if prestarted is not None:
+            if await self._start_prestarted(prestarted, args, env):
+                return prestarted
+            await self._kill(prestarted)
+        argv = [*self.exabgp, *args]
         if self.netns is not None:
             argv = ["ip", "netns", "exec", self.netns, *argv]
         return await asyncio.create_subprocess_exec(
@@ -258,13 +269,29 @@ class Speaker:
             pass_fds=[sock.fileno() for sock in inherit],
         )
 
+    async def _start_prestarted(self, process: asyncio.subprocess.Process, args: list[str],
+                                env: dict[str, str]) -> bool:
+        """Hand the pre-started launcher its start (False: it cannot take this one)."""
+        if (process.returncode is not None or process.stdin is None or self.netns is not None
+                or tuple(self.exabgp) != prestart.LAUNCHER):
+            return False
+        try:
+            process.stdin.write(prestart.start_line(args, env))
+            await process.stdin.drain()
+            process.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        return True
+
     async def _run_once(self) -> None:
         self._connected = asyncio.get_running_loop().create_future()
         while not self._acks.empty():
             self._acks.get_nowait()
+        prestarted = self.prestarted
         process = await self._spawn()
         self.pid = process.pid
-        log.info("exabgp_started", pid=process.pid, peers=len(self.peers))
+        log.info("exabgp_started", pid=process.pid, peers=len(self.peers),
+                 prestarted=process is prestarted)
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._pump_output(process), name="exabgp-log")
