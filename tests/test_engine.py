@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import select
 import socket
+import subprocess
+import sys
 import types
 from typing import Any
 
@@ -239,3 +241,19 @@ def test_api_lines_reach_the_pipe_when_flushed_in_order_and_before_a_stop(
         with pytest.raises(ProcessError):  # more than the buffer holds: it writes, and fails
             processes.write("api", "x" * 100_000)
         assert "api" in processes._broken
+
+
+@pytest.mark.parametrize(("start", "unwanted"), [
+    # the daemon's start: prometheus-client comes with the metrics server, the launcher's
+    # module only when ExaBGP has exited
+    ("import bgpd.cli, bgpd.daemon", ["prometheus_client", "importlib.metadata",
+                                      "bgpd.speaker.engine"]),
+    # the launcher, ready to start ExaBGP
+    ("import bgpd.speaker.engine as e; e.contract_problems(); e.patch(); "
+     "import exabgp.application.main", ["importlib.metadata", "email"]),
+])
+def test_a_start_imports_only_what_it_uses(start: str, unwanted: list[str]) -> None:
+    probe = f"{start}; import sys; print(sorted(set({unwanted!r}) & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.strip() == "[]"

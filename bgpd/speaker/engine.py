@@ -68,7 +68,6 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from bgpd.speaker import prestart
@@ -161,9 +160,9 @@ def _resolve(module: str, path: str) -> Any:
 
 def contract_problems(pinned: str = PINNED) -> list[str]:
     """Every way the installed ExaBGP differs from what the launcher patches (empty: none)."""
-    try:
-        installed = version("exabgp")
-    except PackageNotFoundError:
+    try:  # (not importlib.metadata: it costs the launcher more to import than to check)
+        from exabgp.version import release as installed
+    except ImportError:
         return ["ExaBGP is not installed"]
     problems = [] if installed == pinned else [
         f"ExaBGP {installed} is installed; the launcher is written against {pinned}"]

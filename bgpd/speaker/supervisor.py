@@ -41,7 +41,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import structlog
@@ -58,7 +57,6 @@ from bgpd.speaker.core import (
     SpeakerCore,
     SpeakerEvent,
 )
-from bgpd.speaker.engine import EXIT_CONTRACT
 from bgpd.speaker.pacing import COOLDOWN, Pacer
 from ribs.types import Address, Attributes, Prefix
 
@@ -319,6 +317,8 @@ class Speaker:
 
     async def _watch_process(self, process: asyncio.subprocess.Process) -> None:
         code = await process.wait()
+        from bgpd.speaker.engine import EXIT_CONTRACT  # the launcher: not in the daemon's start
+
         if code == EXIT_CONTRACT:
             raise EngineFailure(f"ExaBGP exited with status {code}: the installed ExaBGP is not "
                                 "the release the launcher patches (its log line says how)")
@@ -437,10 +437,11 @@ class Speaker:
 
 
 def _exabgp_release() -> str:
-    try:
-        return version("exabgp")
-    except PackageNotFoundError:
+    try:  # the release ExaBGP says it is; reading its package metadata costs more
+        from exabgp.version import release
+    except ImportError:
         return "unknown"
+    return str(release)
 
 
 async def _until(check: Callable[[], bool], timeout: float) -> bool:

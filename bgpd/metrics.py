@@ -1,0 +1,133 @@
+"""The daemon's Prometheus metrics, read from the live objects at scrape time.
+
+A module of its own: prometheus-client (and the HTTP and e-mail modules it imports) is
+loaded only by a daemon that serves metrics, when it starts serving them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from bgpd import __version__
+from bgpd.router import source_key
+from bgpd.speaker.supervisor import SessionState
+
+if TYPE_CHECKING:
+    from bgpd.observability import Parts
+
+
+def scrape(parts: Parts) -> Callable[[], bytes]:
+    """The exposition text of every metric of ``parts``, computed at each call."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DaemonCollector(parts))
+    return lambda: generate_latest(registry)
+
+
+class DaemonCollector(Collector):
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+
+    def collect(self) -> Iterator[Any]:
+        p = self.parts
+        rib = p.router.rib
+        up = GaugeMetricFamily("bgpd_bgp_session_up", "1 when the BGP session is Established",
+                               labels=["peer", "name", "type"])
+        flaps = CounterMetricFamily("bgpd_bgp_session_flaps", "Established sessions lost",
+                                    labels=["peer", "name"])
+        received = GaugeMetricFamily("bgpd_bgp_routes_received", "Routes held from the peer",
+                                     labels=["peer"])
+        accepted = GaugeMetricFamily("bgpd_bgp_routes_accepted",
+                                     "Routes from the peer that passed import policy",
+                                     labels=["peer"])
+        advertised = GaugeMetricFamily("bgpd_bgp_routes_advertised", "Routes sent to the peer",
+                                       labels=["peer"])
+        for address, st in p.speaker.peers.items():
+            key = source_key(address)
+            peer = str(address)
+            up.add_metric([peer, st.neighbor.name, p.router.peer_kind(address)],
+                          float(st.state is SessionState.ESTABLISHED))
+            flaps.add_metric([peer, st.neighbor.name], st.flaps)
+            received.add_metric([peer], len(rib.received.get(key, {})) if rib else 0)
+            accepted.add_metric([peer], rib.table.count(key) if rib else 0)
+            advertised.add_metric([peer], p.speaker.pacer.advertised(address))
+        yield from (up, flaps, received, accepted, advertised)
+        rejected = CounterMetricFamily("bgpd_bgp_routes_rejected",
+                                       "Routes refused by import policy",
+                                       labels=["peer", "reason"])
+        for (peer, reason), count in (rib.rejections.items() if rib else []):
+            rejected.add_metric([peer, reason], count)
+        yield rejected
+        k = p.kernel.stats
+        yield GaugeMetricFamily("bgpd_kernel_routes_owned", "Kernel routes bgpd owns",
+                                value=k.owned_routes)
+        yield CounterMetricFamily("bgpd_kernel_writes", "Route writes applied", value=k.writes)
+        yield CounterMetricFamily("bgpd_kernel_write_failures", "Route writes refused",
+                                  value=k.write_failures)
+        yield CounterMetricFamily("bgpd_kernel_drift_repairs",
+                                  "Owned routes restored after someone else changed them",
+                                  value=k.drift_repairs)
+        yield CounterMetricFamily("bgpd_kernel_foreign_conflicts",
+                                  "Prefixes held by another protocol's route",
+                                  value=k.foreign_conflicts)
+        yield GaugeMetricFamily("bgpd_rib_prefixes", "Prefixes in the Loc-RIB",
+                                value=len(rib.table) if rib else 0)
+        yield GaugeMetricFamily("bgpd_rib_stale_routes", "Routes kept by graceful restart",
+                                value=rib.table.stale_count() if rib else 0)
+        yield CounterMetricFamily("bgpd_exabgp_restarts", "BGP engine restarts",
+                                  value=p.speaker.restarts)
+        core = p.speaker.core.stats
+        yield CounterMetricFamily("bgpd_exabgp_commands_refused",
+                                  "Route commands the BGP engine refused (retried)",
+                                  value=core.refused_commands)
+        yield CounterMetricFamily("bgpd_exabgp_reloads_refused",
+                                  "Configurations the BGP engine refused (it kept the previous)",
+                                  value=core.refused_reloads)
+        errors = GaugeMetricFamily("bgpd_config_errors",
+                                   "1 for each resource field that is in error now",
+                                   labels=["kind", "name", "field"])
+        for e in p.router.errors:
+            errors.add_metric([e.kind, e.name, e.field], 1.0)
+        yield errors
+        services = GaugeMetricFamily(
+            "bgpd_service_advertised", "1 for each Service address this node announces",
+            labels=["service", "prefix", "reason"])
+        for route in p.router.config.services if p.router.config else ():
+            services.add_metric([route.service, str(route.prefix), route.reason], 1.0)
+        yield services
+        yield GaugeMetricFamily("bgpd_degraded",
+                                "1 while a resource is in error or no block is announced",
+                                value=float(bool(p.degraded())))
+        r = p.router.stats
+        yield CounterMetricFamily("bgpd_bgp_updates_received", "Routes announced to us",
+                                  value=r.updates_received)
+        yield CounterMetricFamily("bgpd_bgp_withdrawals_received", "Routes withdrawn from us",
+                                  value=r.withdrawals_received)
+        yield CounterMetricFamily("bgpd_bgp_adverts_sent",
+                                  "Adj-RIB-Out changes handed to the BGP engine",
+                                  value=r.adverts_sent)
+        yield CounterMetricFamily("bgpd_config_changes",
+                                  "Desired configurations applied", value=r.config_changes)
+        yield CounterMetricFamily("bgpd_memory_releases",
+                                  "Freed memory handed back after a large withdrawal",
+                                  value=r.memory_releases)
+        yield GaugeMetricFamily("bgpd_exabgp_up", "1 while the BGP engine answers",
+                                value=float(p.speaker.healthy))
+        watch = GaugeMetricFamily("bgpd_datastore_watch_up", "1 while the resource is watched",
+                                  labels=["resource"])
+        age = GaugeMetricFamily("bgpd_datastore_last_event_age_seconds",
+                                "Seconds since the last event or bookmark", labels=["resource"])
+        now = time.monotonic()
+        for w in p.controller.watchers:
+            watch.add_metric([str(w.resource)], float(w.up(now)))
+            if w.last_event is not None:
+                age.add_metric([str(w.resource)], now - w.last_event)
+        yield from (watch, age)
+        info = InfoMetricFamily("bgpd_build", "Build information")
+        info.add_metric([], {"version": __version__})
+        yield info
