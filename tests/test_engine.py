@@ -138,19 +138,20 @@ def exabgp_configuration(tmp_path: Any, local: str) -> Any:
 
 def outgoing(configuration: Any) -> list[Any]:
     """Everything each neighbour's outgoing RIB holds, by value, in the neighbours' order
-    (the local address, which ``next-hop self`` becomes, as ``self``)."""
+    (the local address, which ``next-hop self`` becomes, as ``<local>``: a ``next-hop self``
+    left unresolved shows as ``self``)."""
     out = []
     for neighbor in configuration.neighbors.values():
         rib = neighbor.rib.outgoing
         local = str(neighbor["local-address"])
         out.append((
             str(neighbor["peer-address"]),
-            {k: (c.nlri.action, c.attributes.index().replace(local, "self"),
-                 str(c.nlri.nexthop).replace(local, "self"))
+            {k: (c.nlri.action, c.attributes.index().replace(local, "<local>"),
+                 str(c.nlri.nexthop).replace(local, "<local>"))
              for k, c in rib._new_nlri.items()},
-            {a.replace(local, "self"): {f: sorted(d) for f, d in fams.items()}
+            {a.replace(local, "<local>"): {f: sorted(d) for f, d in fams.items()}
              for a, fams in rib._new_attr_af_nlri.items()},
-            sorted(a.replace(local, "self") for a in rib._new_attribute),
+            sorted(a.replace(local, "<local>") for a in rib._new_attribute),
             {f: sorted(d) for f, d in rib._seen.items()},
         ))
     return out
@@ -161,7 +162,7 @@ def test_shared_changes_fill_every_outgoing_rib_as_exabgp_does(tmp_path: Any,
     """The same commands through ExaBGP's own ``inject_change`` and through the launcher's:
     every neighbour's outgoing RIB ends the same after each (announces, the same again
     after a flush — ExaBGP's cache skips it —, next-hop self, a family a neighbour lacks,
-    withdrawals, a neighbour left out)."""
+    withdrawals, a neighbour left out, a name that is no neighbour's)."""
     from exabgp.bgp.message import Action
     from exabgp.bgp.neighbor import Neighbor
     from exabgp.configuration.configuration import _Configuration
@@ -187,7 +188,8 @@ def test_shared_changes_fill_every_outgoing_rib_as_exabgp_does(tmp_path: Any,
     ]
     for text, chosen in steps:
         for configuration, inject in ((theirs, original), (ours, _Configuration.inject_change)):
-            peers = [list(configuration.neighbors)[i] for i in chosen]
+            # (and a name no neighbour has: skipped)
+            peers = [list(configuration.neighbors)[i] for i in chosen] + ["neighbor 192.0.2.9"]
             if text == "flush":
                 for neighbor in configuration.neighbors.values():
                     list(neighbor.rib.outgoing.updates(True))

@@ -148,6 +148,8 @@ ATTRIBUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      ("local_as", "peer_as", "asn4", "families", "nexthop", "addpath", "msg_size", "aigp")),
     ("exabgp.bgp.message.open.capability.negotiated", "RequirePath", ("_send",)),
     ("exabgp.bgp.message.update", "Update", ("nlris", "attributes")),
+    ("exabgp.bgp.message.update.attribute.attributes", "Attributes",
+     ("_str", "_idx", "_json", "_dict")),
 )
 
 
@@ -723,6 +725,9 @@ def shared_changes(neighbor_cls: Any, configuration_cls: Any) -> None:
         change.nlri.nexthop = own
         if Attribute.CODE.NEXT_HOP in change.attributes:
             change.attributes[Attribute.CODE.NEXT_HOP] = NextHop(str(own), own.pack())
+            # the copy's cached text and index named "self": made again from the new hop
+            change.attributes._str = change.attributes._idx = change.attributes._json = ""
+            change.attributes._dict = {}
         return change
 
     def inject_change(self: Any, peers: Any, change: Any) -> Any:
