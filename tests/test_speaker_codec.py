@@ -278,6 +278,8 @@ def test_pacer_ends_where_wanted_and_never_changes_a_prefix_twice_in_a_cooldown(
                 assert len(batch.changes) == len(peers) * len(prefixes)
             if refuse:
                 pacer.refused(batch, now)
+            else:
+                pacer.acknowledged(batch, now)
 
     for peer, pfx, attrs, dt, refuse in ops:
         pacer.desire(peer, pfx, attrs)

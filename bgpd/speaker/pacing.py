@@ -27,9 +27,8 @@ re-sends it itself) and is forgotten when ExaBGP restarts or the neighbor is red
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from bgpd.speaker.codec import announce_command, eor_command, withdraw_command
 from ribs.types import Address, Attributes, Prefix
@@ -42,13 +41,32 @@ def _order(p: Prefix) -> tuple[int, int, int]:
 Change = tuple[Address, Prefix, Attributes | None, Attributes | None]  # peer, prefix, was, is
 
 
+def _peer_order(a: Address) -> tuple[int, int]:
+    return (a.version, int(a))
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """One command, and what it changes in ExaBGP's outgoing RIB."""
+    """One command, and what it changes in ExaBGP's outgoing RIB: ``prefixes`` become
+    ``wanted`` (None: withdrawn) for each of ``peers``; ``before`` holds what each peer had
+    (its ``(prefix, attributes)`` pairs, shared by the batches of one computation)."""
 
     text: str
-    changes: tuple[Change, ...] = ()
+    peers: tuple[Address, ...] = ()
+    prefixes: tuple[Prefix, ...] = ()
+    wanted: Attributes | None = None
+    before: Mapping[Address, Sequence[tuple[Prefix, Attributes | None]]] = field(
+        default_factory=dict, compare=False, repr=False)
     eor: tuple[Address, ...] = ()
+
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        """Each (peer, prefix, was, is) this batch changes."""
+        out: list[Change] = []
+        for peer in self.peers:
+            was = dict(self.before[peer])
+            out += [(peer, p, was[p], self.wanted) for p in self.prefixes]
+        return tuple(out)
 
 
 #: longer than the launcher's BATCH_WINDOW (bgpd/speaker/engine.py), plus a margin
@@ -112,7 +130,9 @@ class Pacer:
         withdraws: Grouped = {}
         later: float | None = None
         cooldown, held = self.cooldown, self.held
-        for peer, changes in self.pending.items():
+        # peers in address order: each command names its peers in the order they come
+        for peer in sorted(self.pending, key=_peer_order):
+            changes = self.pending[peer]
             wire = self.wire.setdefault(peer, {})
             stamps = self.sent_at.setdefault(peer, {})
             for prefix in list(changes):
@@ -136,18 +156,22 @@ class Pacer:
                 stamps[prefix] = now
                 if wanted is None:
                     assert current is not None
-                    withdraws.setdefault(current, {}).setdefault(peer, []).append(
-                        (prefix, current))
+                    group, key = withdraws, current
                     del wire[prefix]
                 else:
-                    announces.setdefault(wanted, {}).setdefault(peer, []).append(
-                        (prefix, current))
+                    group, key = announces, wanted
                     wire[prefix] = wanted
+                by_peer = group.get(key)  # (not setdefault: no dict and list made per change)
+                if by_peer is None:
+                    by_peer = group[key] = {}
+                entries = by_peer.get(peer)
+                if entries is None:
+                    entries = by_peer[peer] = []
+                entries.append((prefix, current))
         self.pending = {p: c for p, c in self.pending.items() if c}
         batches = self._batches(announces, announce_command, announce=True)
         batches += self._batches(withdraws, withdraw_command, announce=False)
-        done = sorted((p for p in self.eor_due if p not in self.pending),
-                      key=lambda a: (a.version, int(a)))
+        done = sorted((p for p in self.eor_due if p not in self.pending), key=_peer_order)
         for version in (4, 6):  # one command per family, however many peers
             peers = [p for p in done if p.version == version]
             for i in range(0, len(peers), self.max_nlri):
@@ -161,25 +185,25 @@ class Pacer:
                  build: Callable[[Sequence[Address], Attributes, Iterable[Prefix]], str], *,
                  announce: bool) -> list[Batch]:
         out: list[Batch] = []
-        wanted = None
         for attrs, by_peer in grouped.items():
-            by_prefixes: dict[tuple[Prefix, ...], list[Address]] = defaultdict(list)
-            before: dict[Address, dict[Prefix, Attributes | None]] = {}
+            # peers with the same prefixes share commands (by_peer is in address order)
+            by_prefixes: dict[tuple[Prefix, ...], list[Address]] = {}
             for peer, entries in by_peer.items():
-                before[peer] = dict(entries)
-                prefixes = [p for p, _ in entries]
-                if len(prefixes) > 1:
-                    prefixes.sort(key=_order)
-                by_prefixes[tuple(prefixes)].append(peer)
-            if announce:
-                wanted = attrs
-            for nlri, peers in by_prefixes.items():
-                peers.sort(key=lambda a: (a.version, int(a)))
+                if len(entries) == 1:
+                    nlri: tuple[Prefix, ...] = (entries[0][0],)
+                else:
+                    nlri = tuple(sorted((p for p, _ in entries), key=_order))
+                members = by_prefixes.get(nlri)
+                if members is None:
+                    by_prefixes[nlri] = [peer]
+                else:
+                    members.append(peer)
+            wanted = attrs if announce else None
+            for nlri, members in by_prefixes.items():
+                peers = tuple(members)
                 for i in range(0, len(nlri), self.max_nlri):
                     chunk = nlri[i:i + self.max_nlri]
-                    changes = tuple((peer, p, before[peer][p], wanted)
-                                    for peer in peers for p in chunk)
-                    out.append(Batch(build(peers, attrs, chunk), changes))
+                    out.append(Batch(build(peers, attrs, chunk), peers, chunk, wanted, by_peer))
         return out
 
     def refused(self, batch: Batch, now: float) -> None:
@@ -201,10 +225,12 @@ class Pacer:
     def acknowledged(self, batch: Batch, now: float) -> None:
         """ExaBGP has taken ``batch`` into its outgoing RIB: its prefixes' cooldown starts
         now (their next change must not join this one before it is written)."""
-        for peer, prefix, _was, _wanted in batch.changes:
+        prefixes = batch.prefixes
+        for peer in batch.peers:
             stamps = self.sent_at.get(peer)
             if stamps is not None:
-                stamps[prefix] = now
+                for prefix in prefixes:
+                    stamps[prefix] = now
 
     def _expire(self, now: float) -> None:
         # stamps older than the cooldown hold nothing back: dropped, in a walk at most once
