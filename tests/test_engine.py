@@ -259,3 +259,16 @@ def test_a_start_imports_only_what_it_uses(start: str, unwanted: list[str]) -> N
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(("env", "tuned"), [
+    ({}, True), ({"BGPD_EXABGP_SKIP": "gc"}, False), ({"BGPD_EXABGP_PLAIN": "1"}, False)])
+def test_exabgp_runs_with_the_daemons_collector_thresholds(env: dict[str, str],
+                                                           tuned: bool) -> None:
+    # ExaBGP's own main replaced by one that reports what the launcher set before calling it
+    probe = ("import gc; import exabgp.application.main as m; "
+             "m.main = lambda: print(gc.get_threshold(), gc.get_freeze_count() > 0); "
+             "from bgpd.speaker import engine; engine.main()")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=60, env={**os.environ, **env}).stdout
+    assert out.strip() == ("(50000, 50, 100) True" if tuned else "(700, 10, 10) False")
