@@ -159,10 +159,11 @@ def outgoing(configuration: Any) -> list[Any]:
 
 def test_shared_changes_fill_every_outgoing_rib_as_exabgp_does(tmp_path: Any,
                                                                monkeypatch: Any) -> None:
-    """The same commands through ExaBGP's own ``inject_change`` and through the launcher's:
-    every neighbour's outgoing RIB ends the same after each (announces, the same again
-    after a flush — ExaBGP's cache skips it —, next-hop self, a family a neighbour lacks,
-    withdrawals, a neighbour left out, a name that is no neighbour's)."""
+    """The same commands through ExaBGP's own ``inject_change`` and ``remove_self`` (a deep
+    copy per neighbour) and through the launcher's: every neighbour's outgoing RIB ends the
+    same after each (announces, the same again after a flush — ExaBGP's cache skips it —,
+    next-hop self, a family a neighbour lacks, withdrawals, a neighbour left out, a name
+    that is no neighbour's)."""
     from exabgp.bgp.message import Action
     from exabgp.bgp.neighbor import Neighbor
     from exabgp.configuration.configuration import _Configuration
@@ -174,6 +175,8 @@ def test_shared_changes_fill_every_outgoing_rib_as_exabgp_does(tmp_path: Any,
     for attr in ("remove_self", "inject_change", "inject_eor"):
         monkeypatch.setattr(Neighbor if attr == "remove_self" else _Configuration, attr,
                             getattr(Neighbor if attr == "remove_self" else _Configuration, attr))
+    for neighbor in theirs.neighbors.values():  # ExaBGP's own copy per neighbour, kept
+        neighbor.remove_self = types.MethodType(Neighbor.remove_self, neighbor)
     engine.shared_changes(Neighbor, _Configuration)
     every = [0, 1, 2, 3]
     steps = [
