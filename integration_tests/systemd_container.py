@@ -142,18 +142,16 @@ class Container:
                 self.systemctl("--failed", "--no-legend", check=False))
 
     def _find_leader(self) -> bool:
-        """systemd inside: the child of systemd-nspawn (kept as ``leader``)."""
+        """systemd inside: PID 1 of the container's PID namespace (kept as ``leader``).
+
+        systemd-nspawn forks helpers of its own name (an outer child that exits once the
+        container's init is cloned), so a name containing "systemd" is not enough: the leader
+        is the process that is PID 1 in a namespace of its own and has become ``systemd``.
+        """
         if self.proc is None or self.proc.poll() is not None:
             raise HarnessError(f"systemd-nspawn exited: {self.console()[-2000:]}")
         for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) == self.proc.pid and "systemd" in stat.split("(", 1)[1]:
+            if entry.isdigit() and _container_init(int(entry), self.proc.pid):
                 self.leader = int(entry)
                 return True
         return False
@@ -192,3 +190,17 @@ class Container:
                 os.killpg(self.proc.pid, 9)
                 self.proc.wait(10)
         self.proc = None
+
+
+def _container_init(pid: int, nspawn: int) -> bool:
+    """Whether ``pid`` is the container's systemd: below ``nspawn``, PID 1 inside, exec'd."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+    nspid = next((line.split()[1:] for line in status.splitlines()
+                  if line.startswith("NSpid:")), [])
+    return int(rest.split()[1]) == nspawn and name == "systemd" and nspid[-1:] == ["1"] \
+        and len(nspid) > 1

@@ -18,7 +18,10 @@ the container's tree is built once per machine (about 45 s) and reused.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +33,13 @@ from integration_tests.cluster import TOR_IP, Cluster
 from integration_tests.monitor import RouteMonitor
 from integration_tests.netns import NetLab
 from integration_tests.peers import available
-from integration_tests.systemd_container import Container, ensure_tree, install_project, unavailable
+from integration_tests.systemd_container import (
+    Container,
+    _container_init,
+    ensure_tree,
+    install_project,
+    unavailable,
+)
 from integration_tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -178,3 +187,35 @@ def test_the_shipped_unit_under_a_booted_systemd(booted: tuple[Cluster, Containe
     assert exposure is not None, security[-2000:]
     (box.workdir / "security.txt").write_text(security)
     assert float(exposure.group(1)) < 5.0, security[-2000:]
+
+
+def test_the_container_leader_is_its_init_not_a_helper_of_nspawn(tmp_path: Path) -> None:
+    """systemd-nspawn's own children carry "systemd" in their name too (``systemd-nspawn``, an
+    outer child that exits once init is cloned); ``nsenter`` into one of them reaches no
+    systemd ("offline", then nothing once it has gone).  Only PID 1 of a PID namespace of its
+    own, named ``systemd``, is the container's init."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (a PID namespace)")
+    helper, init = tmp_path / "systemd-nspawn", tmp_path / "systemd"
+    for copy in (helper, init):
+        shutil.copy2("/bin/sleep", copy)
+    unshare_argv = ["unshare", "--pid", "--fork", "--kill-child", str(init), "30"]
+    with subprocess.Popen([str(helper), "30"]) as same_ns, \
+            subprocess.Popen(unshare_argv) as unshare:
+        try:
+            assert not _container_init(same_ns.pid, os.getpid())
+
+            found: list[int] = []
+
+            def inner() -> bool:
+                found[:] = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+                            if _container_init(pid, unshare.pid)]
+                return bool(found)
+
+            wait_for(inner, 10, "the init of the new PID namespace")
+            (pid,) = found
+            assert Path(f"/proc/{pid}/comm").read_text().strip() == "systemd"
+            assert not _container_init(pid, os.getpid())  # not below this nspawn
+        finally:
+            same_ns.kill()
+            unshare.kill()
