@@ -66,6 +66,64 @@ def test_indexed_match_picks_by_address() -> None:
     assert fast(set(PEERS), []) == set(PEERS)
 
 
+def exabgp_extract(command: str) -> Any:
+    from exabgp.reactor.api.command import limit
+
+    return limit.extract_neighbors(command)
+
+
+WORDS = st.sampled_from(["neighbor", "198.51.100.1", "2001:db8::1", ",", "local-as", "64512",
+                         "announce", "withdraw", "route", "eor", "ipv4", "unicast", "teardown",
+                         "attributes", "nlri", "172.17.0.0/24", "", "*"])
+SELECTOR_KEYS = ("neighbor", "local-ip", "local-as", "peer-as", "router-id", "family-allowed")
+SEPARATORS = st.sampled_from([" ", " ", " ", "  ", " , "])
+
+
+@st.composite
+def commands(draw: Any) -> str:
+    """Texts shaped like the daemon's commands (``neighbor A , neighbor B ... action``) and
+    near misses: other words, one-word actions, doubled spaces, stray commas."""
+    peers = draw(st.lists(st.sampled_from(["198.51.100.1", "198.51.100.2", "2001:db8::1",
+                                           "*", ""]), min_size=0, max_size=4))
+    text = " , ".join(f"neighbor {p}" for p in peers)
+    for word in draw(st.lists(WORDS, max_size=6)):
+        text += draw(SEPARATORS) + word
+    text = text.lstrip() if draw(st.booleans()) else text
+    # ExaBGP's own loops forever on a text ending "<selector key> <word>" ("neighbor A
+    # local-as 1 local-as 2"): it goes back to a part it read already; not one to compare on
+    while len(words := text.split(" ")) > 1 and words[-2] in SELECTOR_KEYS:
+        text += " unicast"
+    return text
+
+
+@settings(deadline=None)
+@given(commands())
+def test_quick_extract_is_exabgps_extract(command: str) -> None:
+    from exabgp.reactor.api.command import limit
+
+    quick = engine.quick_extract(limit.extract_neighbors)
+    assert quick(command) == exabgp_extract(command)
+
+
+def test_quick_extract_reads_a_command_for_many_neighbours() -> None:
+    from exabgp.reactor.api.command import limit
+
+    peers = [f"198.18.{i // 250}.{i % 250 + 1}" for i in range(598)]
+    command = " , ".join(f"neighbor {p}" for p in peers) + " announce eor ipv4 unicast"
+    calls: list[str] = []
+
+    def original(text: str) -> Any:
+        calls.append(text)
+        return limit.extract_neighbors(text)
+
+    assert engine.quick_extract(original)(command) == (
+        [[f"neighbor {p}"] for p in peers], "announce eor ipv4 unicast")
+    assert calls == []  # the daemon's shape never takes ExaBGP's way
+    assert engine.quick_extract(original)("neighbor 198.18.0.1 teardown") == \
+        exabgp_extract("neighbor 198.18.0.1 teardown")
+    assert len(calls) == 1
+
+
 def test_epoll_poller_behaves_as_poll() -> None:
     poller = engine.EpollPoller()
     a, b = socket.socketpair()

@@ -114,6 +114,10 @@ CONTRACT: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("exabgp.reactor.api.command.limit", "match_neighbor", ("description", "name")),
     ("exabgp.reactor.api.command.announce", "match_neighbors", ("peers", "descriptions")),
     ("exabgp.reactor.api.command.rib", "match_neighbors", ("peers", "descriptions")),
+    ("exabgp.reactor.api.command.limit", "extract_neighbors", ("command",)),
+    ("exabgp.reactor.api.command.announce", "extract_neighbors", ("command",)),
+    ("exabgp.reactor.api.command.rib", "extract_neighbors", ("command",)),
+    ("exabgp.reactor.api.command.neighbor", "extract_neighbors", ("command",)),
     ("exabgp.bgp.neighbor", "Neighbor.remove_self", ("self", "changes")),
     ("exabgp.bgp.neighbor", "Neighbor.ip_self", ("self", "afi")),
     ("exabgp.configuration.configuration", "_Configuration.inject_change",
@@ -317,6 +321,42 @@ def neighbor_head(name: str) -> str | None:
 _HEADS: dict[str, str] = {}
 
 
+_SELECTOR_KEYS = frozenset(("neighbor", "local-ip", "local-as", "peer-as", "router-id",
+                            "family-allowed", ","))
+
+
+def quick_extract(original: Any) -> Any:
+    """ExaBGP's ``extract_neighbors`` (``original``) for the commands the daemon writes,
+    ``neighbor A , neighbor B ... <action>``, in one pass over the text: ExaBGP's splits
+    the rest of the command again at each word, which for a command naming 598 neighbours
+    copies it about 1,800 times.  Anything else — a description with more than the address,
+    a one-word action — goes to ExaBGP's own."""
+
+    def extract_neighbors(command: str) -> Any:
+        descriptions: list[list[str]] = []
+        start = 0
+        while command.startswith("neighbor ", start):
+            end = command.find(" ", start + 9)
+            if end <= start + 9:  # an empty address, or nothing after it
+                break
+            descriptions.append([command[start:end]])
+            if command.startswith(" , ", end):
+                start = end + 3
+                continue
+            action = end + 1
+            word = command.find(" ", action)
+            if word <= action or command[action:word] in _SELECTOR_KEYS:
+                break
+            return descriptions, command[action:]
+        return original(command)
+
+    return extract_neighbors
+
+
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
+
+
 def indexed_match(original: Any, match_one: Any) -> Any:
     """ExaBGP's ``match_neighbors`` (``original``), looking at a peer only for the
     descriptions that name its address: a peer's key starts with ``neighbor <address>`` when
@@ -345,23 +385,35 @@ def indexed_match(original: Any, match_one: Any) -> Any:
     def find(peers: Any, descriptions: Any) -> Any:
         if not descriptions:
             return peers
+        alone: set[str] = set()  # heads named by a description of the address alone
         by_head: dict[str, list[Any]] = {}
         for description in descriptions:
-            wanted = [s for s in description if s.startswith("neighbor ")]
-            if (len(wanted) != 1 or wanted[0].strip() == "neighbor *"
-                    or " " in wanted[0][len("neighbor "):]):
+            if len(description) == 1:
+                wanted = description
+            else:
+                wanted = [s for s in description if s.startswith("neighbor ")]
+            head = wanted[0] if len(wanted) == 1 else ""
+            if (not head.startswith("neighbor ") or head.strip() == "neighbor *"
+                    or " " in head[9:]):
                 return original(peers, descriptions)
-            by_head.setdefault(wanted[0], []).append(description)
+            if len(description) == 1:
+                alone.add(head)
+            else:
+                by_head.setdefault(head, []).append(description)
         if not isinstance(peers, list):
             peers = list(peers)
         # a description that is its address alone matches every peer with that head (what
         # ExaBGP's matcher would find, without a regular expression per peer); the peers
         # come out in the order they were given
         index = heads(peers)
-        found = [(position, name) for head, ds in by_head.items()
-                 for position, name in index.get(head, ())
-                 if any(len(d) == 1 or match_one(d, name) for d in ds)]
-        found.sort(key=lambda pair: pair[0])
+        found: list[tuple[int, Any]] = []
+        for head in alone:
+            found += index.get(head, ())
+        for head, ds in by_head.items():
+            if head not in alone:
+                found += [(position, name) for position, name in index.get(head, ())
+                          if any(match_one(d, name) for d in ds)]
+        found.sort(key=_first)
         return [name for _, name in found]
 
     return match_neighbors
@@ -649,9 +701,13 @@ def patch() -> None:
 
     ASYNC.run = async_run
     from exabgp.reactor.api.command import announce, limit, rib
+    from exabgp.reactor.api.command import neighbor as neighbor_commands
     matcher = indexed_match(limit.match_neighbors, limit.match_neighbor)
+    extract = quick_extract(limit.extract_neighbors)
     for module in (limit, announce, rib):
         module.match_neighbors = matcher
+    for module in (limit, announce, rib, neighbor_commands):
+        module.extract_neighbors = extract
     flush_api = buffered_api_writes(Processes, ProcessError)
     reactor_cls.__init__ = init
     reactor_cls._wait_for_io = wait_for_io
@@ -746,11 +802,13 @@ def shared_changes(neighbor_cls: Any, configuration_cls: Any) -> None:
         attr_index = change.attributes.index()
         hop_index = change.nlri.nexthop.index()
         announce = change.nlri.action == Action.ANNOUNCE
+        own = change.nlri.nexthop.SELF  # only then can a neighbour's change differ
         result = False
         for name, neighbor in self.neighbors.items():
             if name not in peers:
                 continue
-            if family not in neighbor._families or neighbor.remove_self(change) is not change:
+            if family not in neighbor._families or (
+                    own and neighbor.remove_self(change) is not change):
                 result = original_inject(self, {name}, change) or result
                 continue
             rib = neighbor.rib.outgoing
@@ -816,14 +874,20 @@ def update_groups(protocol_cls: Any) -> None:
     original_new_update = protocol_cls.new_update
     encoded: dict[tuple[Any, ...], tuple[Any, list[Any], list[bytes]]] = {}
 
-    def messages(update: Any, negotiated: Any, include_withdraw: bool) -> list[bytes]:
+    def messages(update: Any, group: tuple[Any, ...], negotiated: Any,
+                 include_withdraw: bool) -> list[bytes]:
         attributes, nlris = update.attributes, update.nlris
         hop = attributes.get(NEXT_HOP) if hasattr(attributes, "get") else None
-        if getattr(hop, "SELF", False) or any(
-                getattr(getattr(n, "nexthop", None), "SELF", False) for n in nlris):
+        if len(nlris) == 1:  # a reflector's: one client's block per UPDATE
+            nlri = nlris[0]
+            own = getattr(getattr(nlri, "nexthop", None), "SELF", False)
+            made_of: Any = (id(nlri), nlri.action)
+        else:
+            own = any(getattr(getattr(n, "nexthop", None), "SELF", False) for n in nlris)
+            made_of = tuple((id(n), n.action) for n in nlris)
+        if own or getattr(hop, "SELF", False):
             return list(update.messages(negotiated, include_withdraw))
-        key = (session_group(negotiated), include_withdraw, id(attributes),
-               tuple((id(n), n.action) for n in nlris))
+        key = (group, include_withdraw, id(attributes), made_of)
         hit = encoded.get(key)
         # the entry holds the objects it was made of: their ids cannot be reused meanwhile
         if hit is not None and hit[0] is attributes and all(
@@ -840,9 +904,10 @@ def update_groups(protocol_cls: Any) -> None:
             yield from original_new_update(self, include_withdraw)
             return
         negotiated = self.negotiated
+        group = session_group(negotiated)
         out: list[bytes] = []
         for update in self.neighbor.rib.outgoing.updates(self.neighbor["group-updates"]):
-            out += messages(update, negotiated, include_withdraw)
+            out += messages(update, group, negotiated, include_withdraw)
         if out:
             self.peer.stats["send-update"] += len(out)
             for _ in self.connection.writer(b"".join(out)):
