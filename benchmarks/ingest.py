@@ -118,30 +118,44 @@ class Profile:
         made in (inclusive; the frames common to almost every sample left out)."""
         self.proc.send_signal(2)
         self.proc.wait(30)
-        totals: Counter[str] = Counter()
-        inclusive: dict[str, Counter[str]] = {}
-        own: dict[str, Counter[str]] = {}
-        for line in self.out.read_text().splitlines():
-            stack, _, text = line.rpartition(" ")
-            frames, count = stack.split(";"), int(text)
-            # py-spy nests a child's stack under its parent's "process ..." frame
-            owner = [f for f in frames if f.startswith("process ")][-1:] or [""]
-            process = next((name for key, name in (("speaker.engine", "exabgp"),
-                                                   ("bridge.py", "bridge"))
-                            if key in owner[0]), "daemon")
-            totals[process] += count
-            own.setdefault(process, Counter())[frames[-1]] += count
-            seen = inclusive.setdefault(process, Counter())
-            for frame in set(frames[1:]):
-                seen[frame] += count
+        return summarize(self.out.read_text(), top)
 
-        def pct(counter: Counter[str], total: int) -> dict[str, float]:
-            return {f: round(100 * n / total, 1) for f, n in counter.most_common(top)}
 
-        return {p: {"samples": totals[p], "self_pct": pct(own[p], totals[p]),
-                    "inclusive_pct": pct(Counter({f: n for f, n in inclusive[p].items()
-                                                  if n < 0.8 * totals[p]}), totals[p])}
-                for p in totals}
+def summarize(raw: str, top: int = 10) -> dict[str, Any]:
+    """:meth:`Profile.stop`'s summary of py-spy's raw output (one ``frames count`` per line)."""
+    totals: Counter[str] = Counter()
+    inclusive: dict[str, Counter[str]] = {}
+    own: dict[str, Counter[str]] = {}
+    samples = []
+    roles: dict[str, str] = {}
+    for line in raw.splitlines():
+        stack, _, text = line.rpartition(" ")
+        frames, count = stack.split(";"), int(text)
+        # py-spy nests a child's stack under its parent's "process ..." frame, named by the
+        # command line it saw first: a child caught between fork and exec carries its
+        # parent's, so a process is told by what it runs
+        owner = ([f for f in frames if f.startswith("process ")][-1:] or [""])[0]
+        pid = owner.split(":", 1)[0]
+        samples.append((pid, frames, count))
+        for name, running, role in (("speaker.engine", "main (bgpd/speaker/engine.py:", "exabgp"),
+                                    ("bridge.py", "(bgpd/speaker/bridge.py:", "bridge")):
+            if name in owner or any(f.startswith(running) or running in f for f in frames):
+                roles[pid] = role
+    for pid, frames, count in samples:
+        process = roles.get(pid, "daemon")
+        totals[process] += count
+        own.setdefault(process, Counter())[frames[-1]] += count
+        seen = inclusive.setdefault(process, Counter())
+        for frame in set(frames[1:]):
+            seen[frame] += count
+
+    def pct(counter: Counter[str], total: int) -> dict[str, float]:
+        return {f: round(100 * n / total, 1) for f, n in counter.most_common(top)}
+
+    return {p: {"samples": totals[p], "self_pct": pct(own[p], totals[p]),
+                "inclusive_pct": pct(Counter({f: n for f, n in inclusive[p].items()
+                                              if n < 0.8 * totals[p]}), totals[p])}
+            for p in totals}
 
 
 def _releases(dut: Dut) -> int:
