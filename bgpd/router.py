@@ -47,6 +47,10 @@ log = structlog.get_logger("bgpd.router")
 # back once the daemon is quiet for RELEASE_QUIET seconds (a flood withdrawn, a peer gone).
 RELEASE_AFTER = 1000
 RELEASE_QUIET = 1.0
+# A burst of speaker events becomes one delta per this many seconds of work, published
+# before the next: ExaBGP applies one part's commands while the next part is computed (one
+# delta for a reflector's start was seconds in which no command went out and ExaBGP idled)
+BURST_SLICE = 0.15
 
 
 def source_key(address: Address) -> tuple[str, str]:
@@ -172,9 +176,7 @@ class Router:
                     config_wait = asyncio.create_task(self.desired_slot.next(version))
                     delta.merge(await self.apply_config(config))
                 if event_wait in done:
-                    delta.merge(self.on_event(event_wait.result()))
-                    while not self.speaker.events.empty():  # a burst: one delta
-                        delta.merge(self.on_event(self.speaker.events.get_nowait()))
+                    delta.merge(self.burst(event_wait.result()))
                     event_wait = asyncio.create_task(self.speaker.events.get())
                 if self.rib is not None:
                     delta.merge(self.rib.tick(time.monotonic()))
@@ -270,6 +272,16 @@ class Router:
         for a in event.announce:
             self.stats.updates_received += 1
             delta.merge(rib.receive(Route(a.prefix, source, a.attrs, a.path_id)))
+        return delta
+
+    def burst(self, first: SpeakerEvent) -> Delta:
+        """``first`` and the events queued behind it, as one delta, for ``BURST_SLICE``
+        seconds of work at most; the rest wait in the queue for the next turn, after this
+        delta is published."""
+        end = time.monotonic() + BURST_SLICE
+        delta = self.on_event(first)
+        while not self.speaker.events.empty() and time.monotonic() < end:
+            delta.merge(self.on_event(self.speaker.events.get_nowait()))
         return delta
 
     def _session(self, peer: PeerConfig, opened: codec.Open | None) -> Session:

@@ -1,0 +1,38 @@
+"""The router's burst of speaker events: one delta per slice of work, the rest left queued."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import types
+from typing import Any
+
+from bgpd import router
+from ribs.rib import Delta
+
+
+def test_a_burst_is_cut_into_slices_of_work_and_nothing_is_lost_or_reordered() -> None:
+    events: asyncio.Queue[Any] = asyncio.Queue()
+    node: Any = router.Router(settings=None, speaker=types.SimpleNamespace(events=events),  # type: ignore[arg-type]
+                              kernel=None, desired=None, adopted=[])  # type: ignore[arg-type]
+    handled: list[int] = []
+
+    def on_event(event: int) -> Delta:
+        time.sleep(router.BURST_SLICE / 4)  # a quarter of a slice of work per event
+        handled.append(event)
+        return Delta(alarms=[f"event {event}"])
+
+    node.on_event = on_event
+    for event in range(1, 12):
+        events.put_nowait(event)
+    slices = []
+    first = 0
+    while True:
+        delta = node.burst(first)
+        slices.append([int(a.split()[1]) for a in delta.alarms])
+        if events.empty():
+            break
+        first = events.get_nowait()
+    assert handled == list(range(12)) == [e for s in slices for e in s]
+    assert len(slices) >= 3  # 12 events of a quarter slice each do not fit one slice
+    assert all(len(s) <= 4 for s in slices)  # each stops once its slice is spent
