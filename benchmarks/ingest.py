@@ -139,7 +139,7 @@ def summarize(raw: str, top: int = 10) -> dict[str, Any]:
         samples.append((pid, frames, count))
         for name, running, role in (("speaker.engine", "main (bgpd/speaker/engine.py:", "exabgp"),
                                     ("bridge.py", "(bgpd/speaker/bridge.py:", "bridge")):
-            if name in owner or any(f.startswith(running) or running in f for f in frames):
+            if name in owner or any(running in f for f in frames):
                 roles[pid] = role
     for pid, frames, count in samples:
         process = roles.get(pid, "daemon")

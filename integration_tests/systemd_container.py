@@ -202,5 +202,5 @@ def _container_init(pid: int, nspawn: int) -> bool:
     name, rest = stat.split("(", 1)[1].rsplit(")", 1)
     nspid = next((line.split()[1:] for line in status.splitlines()
                   if line.startswith("NSpid:")), [])
-    return int(rest.split()[1]) == nspawn and name == "systemd" and nspid[-1:] == ["1"] \
-        and len(nspid) > 1
+    inside_own_namespace = len(nspid) > 1 and nspid[-1] == "1"
+    return int(rest.split()[1]) == nspawn and name == "systemd" and inside_own_namespace
