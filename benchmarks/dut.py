@@ -6,6 +6,7 @@ from __future__ import annotations
 import compileall
 import contextlib
 import functools
+import json
 import os
 import signal
 import subprocess
@@ -157,7 +158,9 @@ class Dut:
             compiled()
             folder = self.workdir / "resources"
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / "cluster.yaml").write_text(yaml.safe_dump_all(self.docs))
+            # one List, as `kubectl get -o json` exports a cluster's resources
+            (folder / "cluster.json").write_text(json.dumps(
+                {"apiVersion": "v1", "kind": "List", "items": self.docs}))
             stock = self.engine == "bgpd-stock"
             (self.workdir / "bgpd.yaml").write_text(yaml.safe_dump({
                 "node_name": "dut", "datastore": "static", "resources": str(folder),
