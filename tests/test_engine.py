@@ -310,10 +310,10 @@ def test_api_lines_reach_the_pipe_when_flushed_in_order_and_before_a_stop(
     # the daemon's start: prometheus-client comes with the metrics server, the launcher's
     # module only when ExaBGP has exited
     ("import bgpd.cli, bgpd.daemon", ["prometheus_client", "importlib.metadata",
-                                      "bgpd.speaker.engine"]),
+                                      "bgpd.speaker.engine", "ctypes.util"]),
     # the launcher, ready to start ExaBGP
     ("import bgpd.speaker.engine as e; e.contract_problems(); e.patch(); "
-     "import exabgp.application.main", ["importlib.metadata", "email"]),
+     "import exabgp.application.main", ["importlib.metadata", "email", "ctypes.util"]),
 ])
 def test_a_start_imports_only_what_it_uses(start: str, unwanted: list[str]) -> None:
     probe = f"{start}; import sys; print(sorted(set({unwanted!r}) & set(sys.modules)))"
@@ -333,3 +333,34 @@ def test_exabgp_runs_with_the_daemons_collector_thresholds(env: dict[str, str],
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, timeout=60, env={**os.environ, **env}).stdout
     assert out.strip() == ("(50000, 50, 100) True" if tuned else "(700, 10, 10) False")
+
+
+@pytest.mark.parametrize(("level", "skip", "debug_asked", "info_asked"), [
+    ("WARNING", "", False, False), ("INFO", "", False, True), ("DEBUG", "", True, True),
+    # ExaBGP's own methods ask for the message's text only once they know it is logged;
+    # left unpatched they are still called (and answer the same)
+    ("WARNING", "logging", False, False)])
+def test_exabgp_logs_what_its_level_lets_through(level: str, skip: str, debug_asked: bool,
+                                                 info_asked: bool) -> None:
+    # the launcher's start with ExaBGP's main replaced by one that reads the environment
+    # as ExaBGP's does, then logs; what is printed is which messages were made
+    probe = (
+        "import exabgp.application.main as m\n"
+        "def main():\n"
+        "    from exabgp.environment import getenv\n"
+        "    from exabgp.logger import log, _log\n"
+        "    log.init(getenv())\n"
+        "    asked = []\n"
+        "    log.debug(lambda: asked.append('debug') or 'd', 'reactor')\n"
+        "    log.info(lambda: asked.append('info') or 'i', 'reactor')\n"
+        "    print(','.join(asked) or '-', _log.__dict__['debug'].__func__.__module__)\n"
+        "m.main = main\n"
+        "from bgpd.speaker import engine; engine.main()\n")
+    env = {**os.environ, "exabgp_log_level": level, "exabgp_log_all": "true",
+           "exabgp_log_destination": "stderr", "BGPD_EXABGP_SKIP": skip}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=60, env=env).stdout.split(maxsplit=1)
+    asked = [name for name, on in (("debug", debug_asked), ("info", info_asked)) if on]
+    assert out[0] == (",".join(asked) or "-")
+    patched = not skip and not debug_asked
+    assert (out[1].strip() == "bgpd.speaker.engine") == patched
