@@ -4,8 +4,9 @@ Every ``*.yaml``, ``*.yml`` and ``*.json`` file of the folder (not its subfolder
 name order; a file may hold several documents, and a document may be a ``List`` with
 ``items``.  A ``.json`` file is read as JSON (one document) where it is valid JSON, 50 times
 faster than as YAML: 600 Nodes and their blocks take 2 ms, against 0.1 s with libyaml.  A
-file that is not valid YAML stops the load with an error naming the file and line; a
-resource that is invalid is recorded in the store's errors like any other.
+file that is not UTF-8, not valid YAML, nested too deep or holding a value Python refuses (an
+integer of 5,000 digits) stops the load with an error naming the file (and the line where
+YAML knows it); a resource that is invalid is recorded in the store's errors like any other.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def _documents(path: Path) -> Iterator[Mapping[str, Any]]:
         text = path.read_text()
     except OSError as exc:
         raise ResourceFolderError(f"{path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ResourceFolderError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
         docs = _json_documents(text) if path.suffix == ".json" else None
         if docs is None:
@@ -41,6 +44,9 @@ def _documents(path: Path) -> Iterator[Mapping[str, Any]]:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ResourceFolderError(f"{where}: not valid YAML: {problem}") from None
+    except (ValueError, RecursionError) as exc:  # a value YAML's types refuse (an integer
+        # of 5,000 digits), or nesting deeper than Python's recursion limit
+        raise ResourceFolderError(f"{path}: not valid YAML: {exc}") from None
     for index, doc in enumerate(docs):
         if doc is None:
             continue
@@ -56,10 +62,11 @@ def _documents(path: Path) -> Iterator[Mapping[str, Any]]:
 
 def _json_documents(text: str) -> list[Any] | None:
     """The file's document, or None where it is not JSON alone (several documents, YAML's
-    own syntax): YAML reads it then, as it always did, and names any error."""
+    own syntax, or nested deeper than Python's recursion limit): YAML reads it then, as it
+    always did, and names any error."""
     try:
         return [json.loads(text)]
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

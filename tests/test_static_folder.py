@@ -48,6 +48,25 @@ def test_a_broken_json_file_is_named_with_its_line(tmp_path: Path) -> None:
         load_folder(tmp_path)
 
 
+def test_a_json_file_nested_too_deep_is_named(tmp_path: Path) -> None:
+    (tmp_path / "cluster.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(ResourceFolderError, match=r"cluster\.json:1:\d+: .*nesting depth"):
+        load_folder(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["cluster.json", "cluster.yaml"])
+@pytest.mark.parametrize(("content", "problem"), [
+    (b'{"kind": "Node", "metadata": {"name": "n1"}, "spec": {"asn": ' + b"1" * 5000 + b"}}",
+     "integer string conversion"),
+    (b"kind: Node\nmetadata: {name: \xff}\n", r"not UTF-8 text \(byte 28\)")],
+    ids=["integer-of-5000-digits", "not-utf8"])
+def test_a_file_python_cannot_take_is_named(tmp_path: Path, name: str, content: bytes,
+                                            problem: str) -> None:
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ResourceFolderError, match=rf"{name}: .*{problem}"):
+        load_folder(tmp_path)
+
+
 def test_a_json_file_is_not_handed_to_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                            ) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
