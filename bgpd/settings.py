@@ -129,6 +129,8 @@ def load(path: Path | None) -> Settings:
             text = path.read_text()
         except OSError as exc:
             raise SettingsError(f"{path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise SettingsError(f"{path}: not UTF-8 text (byte {exc.start})") from None
         try:
             node = yaml.compose(text)
             data = yaml.safe_load(text)
@@ -137,6 +139,8 @@ def load(path: Path | None) -> Settings:
             where = f"{path}:{mark.line + 1}" if mark else str(path)
             raise SettingsError(f"{where}: not valid YAML: "
                                 f"{getattr(exc, 'problem', None) or exc}") from None
+        except (ValueError, RecursionError) as exc:  # an integer of 5,000 digits, nesting
+            raise SettingsError(f"{path}: not valid YAML: {exc}") from None
         if data is None:
             data = {}
         if not isinstance(data, dict):
