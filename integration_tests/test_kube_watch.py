@@ -25,6 +25,7 @@ from node_controller import kube
 from node_controller.controller import Controller
 from node_controller.desired import DesiredConfig
 from node_controller.models import Node
+from node_controller.store import Store
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "config" / "examples"
 KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which(
@@ -558,3 +559,13 @@ def test_services_and_endpoint_slices_follow_the_endpoints(server: KubeServer,
         await until(lambda: advertised(c) == set(), 5, "nothing announced")
 
     run_controller(server, tmp_path, scenario)
+
+
+@pytest.mark.parametrize("line", [b"{not json", b"[" * 100_000 + b"]" * 100_000, b"[1]"],
+                         ids=["not-json", "nested-too-deep", "not-an-object"])
+def test_a_watch_line_that_is_no_event_is_skipped_and_counted(line: bytes) -> None:
+    api: Any = None  # (decoding reads nothing from the API)
+    watcher = kube.Watcher(api, kube.resources("n1")[0], Store(), lambda: None)
+    assert watcher._decode(line) is None
+    assert (watcher.skipped, watcher.errors) == (1, 1)
+    assert watcher._decode(b'{"type": "BOOKMARK"}') == {"type": "BOOKMARK"}

@@ -34,7 +34,7 @@ def load(folder: Path) -> dict[Key, Mapping[str, Any]]:
         objects = {(str(o["kind"]), str(o["metadata"]["name"])): o for o in data["objects"]}
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         log.warning("durable_state_unreadable", path=str(path), error=str(exc),
                     problem="starting without the last valid resources")
         return {}

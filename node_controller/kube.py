@@ -388,7 +388,7 @@ class Watcher:
         if line is not None:
             try:
                 event = json.loads(line)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # (nesting deeper than it goes)
                 problem = f"not JSON ({exc})"
             else:
                 if isinstance(event, dict):

@@ -88,7 +88,7 @@ def change_of(key: str, value: bytes | None) -> Change | None:
 def _json(key: str, value: bytes) -> dict[str, Any]:
     try:
         obj = json.loads(value)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # (nesting deeper than the parser goes)
         raise ModelError(key, "value", f"not JSON ({exc})") from None
     if not isinstance(obj, dict):
         raise ModelError(key, "value", f"expected an object, got {type(obj).__name__}")

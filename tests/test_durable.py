@@ -7,6 +7,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from node_controller import durable
 from node_controller.controller import Controller
 from node_controller.models import IPPool
@@ -48,8 +50,9 @@ def test_an_invalid_object_at_start_takes_its_last_valid_version(tmp_path: Path)
     assert ("IPPool", "pool") not in restarted.valid
 
 
-def test_an_unreadable_state_file_is_an_empty_fallback(tmp_path: Path) -> None:
-    (tmp_path / durable.FILE).write_text("{not json")
+@pytest.mark.parametrize("text", ["{not json", "[" * 100_000 + "]" * 100_000])
+def test_an_unreadable_state_file_is_an_empty_fallback(tmp_path: Path, text: str) -> None:
+    (tmp_path / durable.FILE).write_text(text)
     assert durable.load(tmp_path) == {}
     assert not durable.save(tmp_path / durable.FILE, {})  # a file where the folder should be
 

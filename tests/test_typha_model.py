@@ -59,6 +59,8 @@ def test_each_key_the_bgp_syncer_sends() -> None:
 @pytest.mark.parametrize(("key", "value", "field"), [
     ("/calico/resources/v3/projectcalico.org/bgppeers/tor", b"{not json", "value"),
     ("/calico/resources/v3/projectcalico.org/bgppeers/tor", b"[1]", "value"),
+    ("/calico/resources/v3/projectcalico.org/bgppeers/tor", b"[" * 100_000 + b"]" * 100_000,
+     "value"),
     ("/calico/resources/v3/projectcalico.org/nodes/n", b'{"spec": {"bgp": 7}}', "spec.bgp"),
     ("/calico/v1/ipam/v4/pool/10.0.0.0-8", b'{"cidr": "10.0.0.0/8", "ipip_mode": "x"}',
      "ipip_mode"),
