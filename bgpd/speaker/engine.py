@@ -44,7 +44,7 @@ peers waits on the loop period.  Here:
   IO, in the order written: no line waits longer than the rest of the loop that wrote it.
 * ExaBGP's ``log.debug`` and ``log.info`` are no-ops when its log level leaves them out:
   ExaBGP asks for each call whether the level and the message's source are enabled, three
-  Python calls deep, and a 599-peer start makes thousands of them (~4 % of its CPU).
+  Python calls deep, and a 599-peer start makes thousands of them (2 to 4 % of its profile).
 * The cyclic garbage collector runs as in the daemon (:func:`bgpd.runtime.tune_gc`): what
   the imports made is frozen out of its sight and young objects are collected every 50,000
   allocations, not 700 — a reflector's outgoing RIBs hold an entry per (route, client),
