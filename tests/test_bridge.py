@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -21,7 +20,7 @@ def test_events_flow_while_exabgp_reads_no_command(tmp_path: Path) -> None:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(1)
-    proc = subprocess.Popen([sys.executable, bridge.__file__, path],
+    proc = subprocess.Popen(bridge.command(path),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
     server.settimeout(10)

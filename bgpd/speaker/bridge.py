@@ -29,6 +29,14 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+def command(socket_path: str) -> list[str]:
+    """How ExaBGP starts the bridge for the daemon's socket at ``socket_path``.  Without the
+    site module (``-S``): the bridge needs the standard library only, and site's work (the
+    .pth files of the environment, an editable install's import finder) cost each start
+    about 10 ms of CPU, a third of the bridge's."""
+    return [sys.executable, "-S", os.path.abspath(__file__), socket_path]
+
+
 HOLD = 1 << 20  # commands buffered for ExaBGP beyond which the socket is not read
 
 

@@ -38,15 +38,13 @@ import contextlib
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import structlog
 
-from bgpd.speaker import codec, listen, prestart
-from bgpd.speaker.bridge import die_with_parent
+from bgpd.speaker import bridge, codec, listen, prestart
 from bgpd.speaker.config import SpeakerConfig, environment, render
 from bgpd.speaker.core import (
     CommandKind,
@@ -156,7 +154,7 @@ class Speaker:
         return self.workdir / "exabgp.conf"
 
     def bridge_command(self) -> list[str]:
-        return [sys.executable, str(Path(__file__).with_name("bridge.py")), str(self.socket_path)]
+        return bridge.command(str(self.socket_path))
 
     def established(self) -> list[Address]:
         return self.core.established()
@@ -263,7 +261,7 @@ class Speaker:
         return await asyncio.create_subprocess_exec(
             *argv, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            preexec_fn=die_with_parent, start_new_session=True,
+            preexec_fn=bridge.die_with_parent, start_new_session=True,
             pass_fds=[sock.fileno() for sock in inherit],
         )
 
