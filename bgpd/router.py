@@ -29,11 +29,11 @@ from bgpd.settings import Settings
 from bgpd.speaker import codec
 from bgpd.speaker.config import SpeakerConfig
 from bgpd.speaker.supervisor import SessionDown, SessionUp, Speaker, SpeakerEvent
-from bgpd.translate import Translation, translate
+from bgpd.translate import Translation, node_context, translate
 from node_controller.controller import Latest
 from node_controller.desired import DesiredConfig, PeerConfig
 from node_controller.errors import ResourceError
-from ribs.context import ClusterRoutes, NodeContext, Pool, PrefixSet
+from ribs.context import NodeContext
 from ribs.export import ExportPeer, NextHopMode
 from ribs.kernel_plan import KernelRoute
 from ribs.policy import PeerPolicy
@@ -104,26 +104,10 @@ class Router:
 
     # --- translation -----------------------------------------------------------------------
     def node_context(self, config: DesiredConfig) -> NodeContext:
-        assert config.router_id is not None
-        return NodeContext(
-            local_as=config.local_as, router_id=config.router_id,
-            node_v4=config.node_address, node_v6=config.node_address_v6,
-            cluster_id=config.route_reflector_cluster_id,
-            own_blocks=PrefixSet(config.blackholes),
-            other_blocks=PrefixSet(config.other_blocks),
-            pools=tuple(Pool(p.cidr, ipip=p.ipip_mode, vxlan=p.vxlan_mode, disabled=p.disabled,
-                             disable_bgp_export=p.disable_bgp_export, block_size=p.block_size)
-                       for p in config.pools),
-            service_cidrs=PrefixSet(config.service_cidrs),
-            advertisements=config.advertisements,
-            import_guard=self.settings.import_guard,
-            interface=self.settings.interface or self.interface,
-            tunnel=self.settings.tunnel_device,
-            cluster_routes=ClusterRoutes.named(config.program_cluster_routes(
-                self.settings.cluster_routes)),
-            priorities=config.calico_v3_33, normal_priority_v4=config.normal_priority_v4,
-            normal_priority_v6=config.normal_priority_v6,
-        )
+        return node_context(config, import_guard=self.settings.import_guard,
+                            interface=self.settings.interface or self.interface,
+                            tunnel=self.settings.tunnel_device,
+                            cluster_routes=self.settings.cluster_routes)
 
     def export_peer(self, config: DesiredConfig, peer: PeerConfig) -> ExportPeer:
         filters = {f.name: f for f in config.filters}

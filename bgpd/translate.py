@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from bgpd.speaker.config import DEFAULT_HOLD, Neighbor, problems
 from node_controller.desired import DesiredConfig, PeerConfig
 from node_controller.errors import ResourceError
+from ribs.context import ClusterRoutes, NodeContext, Pool, PrefixSet
 from ribs.types import Address, Prefix
 
 _RANK = {"global": 0, "node": 1, "mesh": 2}
@@ -130,3 +131,28 @@ def translate(config: DesiredConfig, *, running: Mapping[Address, str] | None = 
             announce.append(prefix)
     return Translation(peers=tuple(peers), neighbors=tuple(neighbors),
                        announce=tuple(announce), errors=tuple(sorted(set(errors))))
+
+
+def node_context(config: DesiredConfig, *, import_guard: bool = True,
+                 interface: str | None = None, tunnel: str = "tunl0",
+                 cluster_routes: str | None = None) -> NodeContext:
+    """What the RIB's policy and FIB plan know of this node (the import guard's inputs:
+    its networks and blocks, other nodes' blocks, the pools with their block sizes, the
+    service ranges); the rest from bgpd's settings (``cluster_routes``: its default)."""
+    assert config.router_id is not None
+    return NodeContext(
+        local_as=config.local_as, router_id=config.router_id,
+        node_v4=config.node_address, node_v6=config.node_address_v6,
+        cluster_id=config.route_reflector_cluster_id,
+        own_blocks=PrefixSet(config.blackholes),
+        other_blocks=PrefixSet(config.other_blocks),
+        pools=tuple(Pool(p.cidr, ipip=p.ipip_mode, vxlan=p.vxlan_mode, disabled=p.disabled,
+                         disable_bgp_export=p.disable_bgp_export, block_size=p.block_size)
+                    for p in config.pools),
+        service_cidrs=PrefixSet(config.service_cidrs),
+        advertisements=config.advertisements,
+        import_guard=import_guard, interface=interface, tunnel=tunnel,
+        cluster_routes=ClusterRoutes.named(config.program_cluster_routes(cluster_routes)),
+        priorities=config.calico_v3_33, normal_priority_v4=config.normal_priority_v4,
+        normal_priority_v6=config.normal_priority_v6,
+    )
