@@ -62,6 +62,10 @@ def _address(i: int) -> str:
     return f"10.{(i >> 8) & 255}.{i & 255}.10"
 
 
+def _pod_cidr(i: int) -> str:
+    return f"10.{244 + (i >> 8)}.{i & 255}.0/24"  # kube-controller-manager's, one per node
+
+
 def node_doc(i: int) -> dict[str, Any]:
     """Node ``node-i`` as the API shows it on a kubeadm cluster running Calico."""
     name, address = f"node-{i}", _address(i)
@@ -140,7 +144,7 @@ def node_doc(i: int) -> dict[str, Any]:
                 "volumes.kubernetes.io/controller-managed-attach-detach": "true"},
             "managedFields": managed,
         },
-        "spec": {"podCIDR": f"10.244.{i & 255}.0/24", "podCIDRs": [f"10.244.{i & 255}.0/24"]},
+        "spec": {"podCIDR": _pod_cidr(i), "podCIDRs": [_pod_cidr(i)]},
         "status": {
             "addresses": [{"type": "InternalIP", "address": address},
                           {"type": "Hostname", "address": name}],
@@ -160,18 +164,25 @@ def node_doc(i: int) -> dict[str, Any]:
     }
 
 
-def cluster(nodes: int) -> list[dict[str, Any]]:
+def cluster(nodes: int, *, ipam: str = "calico", block_size: int = 26) -> list[dict[str, Any]]:
+    """The cluster's resources: Calico IPAM (``ipam="calico"``: a pool of 172.16.0.0/12 cut
+    into ``block_size`` blocks, one affine to each node), or host-local IPAM
+    (``"host-local"``: each node's block is its pod CIDR, the pool the cluster CIDR, no
+    BlockAffinity)."""
     # here, not at the top: the child times the client library's import itself
     from node_controller.kube import HOSTNAME_HASH, hostname_hash
 
+    pool = ({"cidr": "172.16.0.0/12", "blockSize": block_size, "ipipMode": "Always"}
+            if ipam == "calico" else {"cidr": "10.244.0.0/14", "ipipMode": "Always"})
     docs: list[dict[str, Any]] = [
         {"apiVersion": CALICO, "kind": "BGPConfiguration", "metadata": {"name": "default"},
          "spec": {"asNumber": 64512, "nodeToNodeMeshEnabled": True}},
-        {"apiVersion": CALICO, "kind": "IPPool", "metadata": {"name": "pool"},
-         "spec": {"cidr": "172.16.0.0/12", "blockSize": 26, "ipipMode": "Always"}}]
+        {"apiVersion": CALICO, "kind": "IPPool", "metadata": {"name": "pool"}, "spec": pool}]
     for i in range(nodes):
         docs.append(node_doc(i))
-        block = f"172.{16 + (i >> 8)}.{i & 255}.0/26"
+        if ipam != "calico":
+            continue
+        block = f"172.{16 + (i >> 8)}.{i & 255}.0/{block_size}"
         docs.append({"apiVersion": CALICO, "kind": "BlockAffinity",
                      "metadata": {"name": f"node-{i}-{block.replace('.', '-').replace('/', '-')}",
                                   "labels": {HOSTNAME_HASH: hostname_hash(f"node-{i}"),
@@ -286,8 +297,7 @@ def run(nodes: int, mode: str, *, seconds: float, workdir: Path) -> dict[str, An
     standin: StandIn | None = None
     env = {}
     if mode == "typha":  # the Calico resources from Typha (the stand-in: TCP, snappy)
-        standin = StandIn(build(workdir / "typha-standin"), workdir / "typha", kvs_of(docs),
-                          compress=True)
+        standin = StandIn(build(workdir / "typha-standin"), workdir / "typha", kvs_of(docs))
         standin.start()
         env = {"FELIX_TYPHAADDR": standin.address}
     try:

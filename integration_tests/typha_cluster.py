@@ -1,14 +1,17 @@
 """A cluster served by the Typha stand-in: its manifests as the KVs Typha's "bgp" syncer
-sends, certificates made with ``openssl``, and the stand-in as a process."""
+sends (each value made as libcalico-go makes it, the source named at each function),
+certificates made with ``openssl``, and the stand-in as a process."""
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +21,15 @@ GO = shutil.which("go") or shutil.which("go", path="/usr/lib/go/bin")
 V3 = "projectcalico.org/v3"
 PLURALS = {"BGPConfiguration": "bgpconfigurations", "BGPPeer": "bgppeers",
            "BGPFilter": "bgpfilters"}
+# libcalico-go/lib/backend/encap/ipip.go: Never is the empty mode
 ENCAP = {"Always": "always", "CrossSubnet": "cross-subnet", "Never": "", None: ""}
+# libcalico-go/lib/backend/k8s/resources/node.go: the annotations K8sNodeToCalico reads into
+# the Calico Node's spec.bgp (internalapi.NodeBGPSpec's JSON names)
 ANNOTATIONS = {"IPv4Address": "ipv4Address", "IPv6Address": "ipv6Address",
                "ASNumber": "asNumber", "RouteReflectorClusterID": "routeReflectorClusterID",
                "IPv4IPIPTunnelAddr": "ipv4IPIPTunnelAddr"}
+METADATA = "projectcalico.org/metadata"  # where Calico keeps a v3 object's own metadata
+CREATED = "2026-11-01T00:00:00Z"
 
 
 def build(out: Path) -> Path:
@@ -38,43 +46,115 @@ def kv(key: str, value: dict[str, Any] | None, revision: int) -> dict[str, Any]:
     return {"key": key, "value": value, "revision": str(revision)}
 
 
-def kvs_of(manifests: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The KVs Typha sends for a cluster the API server holds as ``manifests``
-    (``libcalico-go``'s model: v3 resources, Calico Nodes, v1 pools, affinity keys)."""
+def _uid(meta: dict[str, Any], name: str) -> str:
+    """The object's UID (the API server's, else one made from its name)."""
+    return str(meta.get("uid") or uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+def _v3_uid(uid: str) -> str:
+    """The UID a v3 resource gets from its CRD's (conversion.ConvertUID: every byte's bits
+    reversed, the version and variant bytes kept)."""
+    raw = uuid.UUID(uid).bytes
+    out = bytearray(int(f"{b:08b}"[::-1], 2) for b in raw)
+    out[6], out[8] = raw[6], raw[8]
+    return str(uuid.UUID(bytes=bytes(out)))
+
+
+def _v3_metadata(meta: dict[str, Any], name: str, rev: int) -> dict[str, Any]:
+    """A CRD's metadata as the v3 resource shows it (resources.go
+    ConvertK8sResourceToCalicoResource): the Calico metadata annotation's labels and
+    annotations merged over the CRD's, its resourceVersion, a UID of its own, the creation
+    time."""
+    annotations = dict(meta.get("annotations") or {})
+    labels = dict(meta.get("labels") or {})
+    stored = json.loads(annotations.pop(METADATA, "{}"))
+    labels.update(stored.get("labels") or {})
+    annotations.update(stored.get("annotations") or {})
+    out: dict[str, Any] = {"name": name, "uid": _v3_uid(_uid(meta, name)),
+                           "resourceVersion": str(meta.get("resourceVersion") or rev),
+                           "creationTimestamp": meta.get("creationTimestamp") or CREATED}
+    if labels:
+        out["labels"] = labels
+    if annotations:
+        out["annotations"] = annotations
+    return out
+
+
+def calico_node(doc: dict[str, Any], rev: int, *, use_pod_cidr: bool) -> dict[str, Any]:
+    """A Kubernetes Node as Calico's Node resource (node.go K8sNodeToCalico): the K8s
+    metadata's resourceVersion, UID and creation time, its labels; ``spec.bgp`` from the
+    annotations (with host-local IPAM the IPIP tunnel address is the pod CIDR's first
+    address, getStaticTunnelAddress), the orchestrator reference, the addresses
+    (fillAllAddresses), and the pod CIDRs in ``status.podCIDRs``."""
+    meta, spec = doc["metadata"], doc.get("spec") or {}
+    name = meta["name"]
+    annotations = meta.get("annotations") or {}
+    bgp: dict[str, Any] = {field: annotations[f"projectcalico.org/{a}"]
+                           for a, field in ANNOTATIONS.items()
+                           if annotations.get(f"projectcalico.org/{a}")}
+    if "asNumber" in bgp:
+        bgp["asNumber"] = int(bgp["asNumber"])
+    if use_pod_cidr:
+        bgp.pop("ipv4IPIPTunnelAddr", None)
+        if spec.get("podCIDR") and ":" not in spec["podCIDR"]:
+            first = ipaddress.ip_network(spec["podCIDR"], strict=False).network_address + 1
+            bgp["ipv4IPIPTunnelAddr"] = str(first)
+    node_meta = {"name": name, "uid": _uid(meta, name),
+                 "resourceVersion": str(meta.get("resourceVersion") or rev),
+                 "creationTimestamp": meta.get("creationTimestamp") or CREATED}
+    if meta.get("labels"):
+        node_meta["labels"] = dict(meta["labels"])
+    addresses = [{"address": bgp[f], "type": "CalicoNodeIP"}
+                 for f in ("ipv4Address", "ipv6Address") if f in bgp]
+    addresses += [{"address": a["address"], "type": a["type"]}
+                  for a in (doc.get("status") or {}).get("addresses") or []
+                  if a.get("type") in ("InternalIP", "ExternalIP")]
+    value: dict[str, Any] = {"kind": "Node", "apiVersion": V3, "metadata": node_meta,
+                             "spec": {**({"bgp": bgp} if bgp else {}),
+                                      "orchRefs": [{"nodeName": name, "orchestrator": "k8s"}],
+                                      **({"addresses": addresses} if addresses else {})}}
+    if spec.get("podCIDRs"):
+        value["status"] = {"podCIDRs": list(spec["podCIDRs"])}
+    return value
+
+
+def v1_pool(spec: dict[str, Any]) -> dict[str, Any]:
+    """An IPPool in Calico's v1 model (k8s/resources/ippool.go IPPoolV3ToV1)."""
+    ipip = ENCAP[spec.get("ipipMode")]
+    return {"cidr": str(ipaddress.ip_network(spec["cidr"], strict=False)),
+            "ipip": "tunl0" if ipip else "", "ipip_mode": ipip,
+            "vxlan_mode": ENCAP[spec.get("vxlanMode")],
+            "masquerade": bool(spec.get("natOutgoing")), "ipam": not spec.get("disabled"),
+            "disabled": bool(spec.get("disabled")),
+            "disableBGPExport": bool(spec.get("disableBGPExport")),
+            "assignment_mode": spec.get("assignmentMode") or "Automatic"}
+
+
+def kvs_of(manifests: Iterable[dict[str, Any]], *,
+           use_pod_cidr: bool = False) -> list[dict[str, Any]]:
+    """The KVs Typha's "bgp" syncer sends for a cluster the API server holds as
+    ``manifests`` (libcalico-go/lib/backend/syncersv1/bgpsyncer/bgpsyncer.go): v3
+    BGPConfigurations, BGPPeers and BGPFilters, Calico Nodes, v1 pools (model/ippool.go),
+    and every host's block affinities (``/calico/ipam/v2/host/...``, model.BlockAffinity) —
+    none with ``use_pod_cidr`` (Typha's USE_POD_CIDR: K8sUsePodCIDR)."""
     out = []
     for rev, doc in enumerate(manifests, start=100):
         kind, meta = doc["kind"], doc["metadata"]
         name = meta["name"]
         if kind in PLURALS:
-            value = {"kind": kind, "apiVersion": V3,
-                     "metadata": {"name": name, "labels": meta.get("labels") or {}},
+            value = {"kind": kind, "apiVersion": V3, "metadata": _v3_metadata(meta, name, rev),
                      "spec": doc.get("spec") or {}}
             out.append(kv(f"/calico/resources/v3/projectcalico.org/{PLURALS[kind]}/{name}",
                           value, rev))
         elif kind == "Node":
-            annotations = meta.get("annotations") or {}
-            bgp = {field: annotations[f"projectcalico.org/{a}"]
-                   for a, field in ANNOTATIONS.items() if f"projectcalico.org/{a}" in annotations}
-            if "asNumber" in bgp:
-                bgp["asNumber"] = int(bgp["asNumber"])
-            value = {"kind": "Node", "apiVersion": V3,
-                     "metadata": {"name": name, "labels": meta.get("labels") or {}},
-                     "spec": {"bgp": bgp} if bgp else {}}
-            out.append(kv(f"/calico/resources/v3/projectcalico.org/nodes/{name}", value, rev))
+            out.append(kv(f"/calico/resources/v3/projectcalico.org/nodes/{name}",
+                          calico_node(doc, rev, use_pod_cidr=use_pod_cidr), rev))
         elif kind == "IPPool":
-            spec = doc["spec"]
-            cidr = spec["cidr"]
-            version = 6 if ":" in cidr else 4
-            value = {"cidr": cidr, "ipip": "tunl0" if ENCAP[spec.get("ipipMode")] else "",
-                     "ipip_mode": ENCAP[spec.get("ipipMode")],
-                     "vxlan_mode": ENCAP[spec.get("vxlanMode")], "masquerade": True,
-                     "ipam": not spec.get("disabled", False),
-                     "disabled": spec.get("disabled", False),
-                     "disableBGPExport": spec.get("disableBGPExport", False),
-                     "assignment_mode": "Automatic"}
-            out.append(kv(f"/calico/v1/ipam/v{version}/pool/{cidr.replace('/', '-')}", value,
-                          rev))
-        elif kind == "BlockAffinity":
+            pool = v1_pool(doc["spec"])
+            version = 6 if ":" in pool["cidr"] else 4
+            out.append(kv(f"/calico/v1/ipam/v{version}/pool/{pool['cidr'].replace('/', '-')}",
+                          pool, rev))
+        elif kind == "BlockAffinity" and not use_pod_cidr:
             spec = doc["spec"]
             version = 6 if ":" in spec["cidr"] else 4
             out.append(kv(f"/calico/ipam/v2/host/{spec['node']}/ipv{version}/block/"
@@ -116,9 +196,9 @@ class StandIn:
 
     def __init__(self, binary: Path, workdir: Path, kvs: list[dict[str, Any]], *,
                  certs: Path | None = None, client_cn: str = "typha-client",
-                 ping: str = "10s", compress: bool = False) -> None:
+                 ping: str = "10s") -> None:
         self.binary, self.workdir, self.certs = binary, workdir, certs
-        self.client_cn, self.ping, self.compress = client_cn, ping, compress
+        self.client_cn, self.ping = client_cn, ping
         workdir.mkdir(parents=True, exist_ok=True)
         self.snapshot = workdir / "snapshot.json"
         self.snapshot.write_text(json.dumps(kvs))
@@ -134,7 +214,7 @@ class StandIn:
         listen = f"127.0.0.1:{self.port}"
         args = [str(self.binary), "serve", "--listen", listen, "--snapshot", str(self.snapshot),
                 "--deltas", str(self.deltas), "--port-file", str(port_file),
-                "--ping", self.ping, *(["--compress"] if self.compress else [])]
+                "--ping", self.ping]
         if self.certs is not None:
             c = self.certs
             args += ["--cert", str(c / "server.crt"), "--key", str(c / "server.key"),

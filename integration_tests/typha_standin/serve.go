@@ -9,9 +9,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"os"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,7 +32,6 @@ type kv struct {
 type hub struct {
 	mu      sync.Mutex
 	state   map[string]SerializedUpdate
-	order   []string
 	clients map[chan SerializedUpdate]bool
 }
 
@@ -47,9 +49,6 @@ func update(e kv) SerializedUpdate {
 func (h *hub) apply(u SerializedUpdate) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if _, ok := h.state[u.Key]; !ok && u.Value != nil {
-		h.order = append(h.order, u.Key)
-	}
 	if u.Value == nil {
 		delete(h.state, u.Key)
 	} else {
@@ -65,15 +64,20 @@ func (h *hub) apply(u SerializedUpdate) {
 	}
 }
 
-// subscribe: the current state and a channel of what follows it.
+// subscribe: the current state in ascending key order (Typha's snapshot cache is a B-tree
+// of keys walked with Ascend: typha/pkg/syncserver/sync_server.go writeSnapshotMessages)
+// and a channel of what follows it.
 func (h *hub) subscribe() ([]SerializedUpdate, chan SerializedUpdate) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var snapshot []SerializedUpdate
-	for _, k := range h.order {
-		if u, ok := h.state[k]; ok {
-			snapshot = append(snapshot, u)
-		}
+	keys := make([]string, 0, len(h.state))
+	for k := range h.state {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	snapshot := make([]SerializedUpdate, 0, len(keys))
+	for _, k := range keys {
+		snapshot = append(snapshot, h.state[k])
 	}
 	c := make(chan SerializedUpdate, 100000)
 	h.clients[c] = true
@@ -147,8 +151,6 @@ func serve(args []string) error {
 	snapshot := fs.String("snapshot", "", "JSON list of {key, value, revision}")
 	deltas := fs.String("deltas", "", "JSON lines appended while serving")
 	ping := fs.Duration("ping", 10*time.Second, "ping interval")
-	compress := fs.Bool("compress", false, "restart the decoder after the hello: snappy when "+
-		"the client offers it, else uncompressed")
 	pongTimeout := fs.Duration("pong-timeout", 60*time.Second, "close a client without pong")
 	portFile := fs.String("port-file", "", "write the address listened on here")
 	fs.Parse(args)
@@ -216,11 +218,66 @@ func serve(args []string) error {
 			return err
 		}
 		connID++
-		go handle(conn, h, connID, *ping, *pongTimeout, *compress)
+		go handle(conn, h, connID, *ping, *pongTimeout)
 	}
 }
 
-func handle(conn net.Conn, h *hub, id uint64, ping, pongTimeout time.Duration, compress bool) {
+// stream: a gob encoder whose every message is flushed to the connection as it is sent,
+// through snappy's framing when compression is on (Typha's sendMsg + flushWriter).
+type stream struct {
+	enc   *gob.Encoder
+	flush func() error
+}
+
+func newStream(conn net.Conn, compression CompressionAlgorithm) stream {
+	var out io.Writer = conn
+	if compression == "snappy" {
+		out = &snappyWriter{w: conn}
+	}
+	buffered := bufio.NewWriterSize(out, 65536) // snappy's largest block
+	return stream{enc: gob.NewEncoder(buffered), flush: buffered.Flush}
+}
+
+func (s stream) send(m any) error {
+	if err := s.enc.Encode(&Envelope{Message: m}); err != nil {
+		return err
+	}
+	return s.flush()
+}
+
+// binarySnapshot: the snapshot as Typha's snapshot cache precomputes it for a client that
+// takes snappy (typha/pkg/syncserver/snap_precalc.go writeDataToSnapshot): a snappy stream
+// of its own, a gob encoder of its own, MsgKVs of up to 1,000 KVs in key order, ending in a
+// MsgDecoderRestart.
+func binarySnapshot(conn net.Conn, snapshot []SerializedUpdate) error {
+	s := newStream(conn, "snappy")
+	for start := 0; start < len(snapshot); start += 1000 {
+		end := min(start+1000, len(snapshot))
+		if err := s.enc.Encode(&Envelope{Message: MsgKVs{KVs: snapshot[start:end]}}); err != nil {
+			return err
+		}
+	}
+	if err := s.enc.Encode(&Envelope{Message: MsgDecoderRestart{
+		Message: "End of compressed snapshot.", CompressionAlgorithm: "snappy"}}); err != nil {
+		return err
+	}
+	return s.flush()
+}
+
+func min(a, b int) int {
+	if a < b {
+		return a
+	}
+	return b
+}
+
+// handle: one client, in the order of Typha's connection.handle (sync_server.go): hello
+// (refused without SupportsModernPolicyKeys), server hello; for a client that restarts its
+// decoder and offers snappy, a decoder restart ("enable compression: snappy;send binary
+// snapshot"), its ACK, the binary snapshot, its ACK, then a fresh snappy stream; otherwise
+// the snapshot streamed in MsgKVs of 100 on the first stream. Then the sync status (InSync:
+// no status goes before the snapshot), the deltas in MsgKVs of up to 100, and pings.
+func handle(conn net.Conn, h *hub, id uint64, ping, pongTimeout time.Duration) {
 	defer conn.Close()
 	if t, ok := conn.(*tls.Conn); ok {
 		if err := t.Handshake(); err != nil {
@@ -228,7 +285,7 @@ func handle(conn net.Conn, h *hub, id uint64, ping, pongTimeout time.Duration, c
 			return
 		}
 	}
-	enc, dec := gob.NewEncoder(conn), gob.NewDecoder(conn)
+	dec := gob.NewDecoder(conn)
 	var hello Envelope
 	if err := dec.Decode(&hello); err != nil {
 		log.Printf("conn %d: reading hello: %v", id, err)
@@ -239,57 +296,64 @@ func handle(conn net.Conn, h *hub, id uint64, ping, pongTimeout time.Duration, c
 		log.Printf("conn %d: not a bgp syncer hello: %#v", id, hello.Message)
 		return
 	}
+	if !ch.SupportsModernPolicyKeys {
+		log.Printf("conn %d: client does not support modern policy keys", id)
+		return
+	}
 	log.Printf("conn %d: hello from %s (%s %s)", id, ch.Hostname, ch.Info, ch.Version)
+	compression := CompressionAlgorithm("")
+	for _, a := range ch.SupportedCompressionAlgorithms {
+		if a == "snappy" && ch.SupportsDecoderRestart {
+			compression = a
+		}
+	}
 	var wmu sync.Mutex
+	out := newStream(conn, "")
 	send := func(m any) error {
 		wmu.Lock()
 		defer wmu.Unlock()
 		conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		return enc.Encode(&Envelope{Message: m})
+		return out.send(m)
 	}
 	if err := send(MsgServerHello{Version: "v3.33.0-standin", SyncerType: "bgp",
 		SupportsNodeResourceUpdates: true, ServerConnID: id}); err != nil {
 		return
 	}
-	if compress && ch.SupportsDecoderRestart {
-		algorithm := CompressionAlgorithm("")
-		for _, a := range ch.SupportedCompressionAlgorithms {
-			if a == "snappy" {
-				algorithm = a
-			}
-		}
-		if err := send(MsgDecoderRestart{Message: "new stream", CompressionAlgorithm: algorithm}); err != nil {
-			return
-		}
-		var ack Envelope // the client's ACK comes before anything in the new format
-		if err := dec.Decode(&ack); err != nil {
+	ack := func() bool { // the client's ACK comes before anything in the new format
+		var e Envelope
+		if err := dec.Decode(&e); err != nil {
 			log.Printf("conn %d: waiting for the ACK: %v", id, err)
-			return
+			return false
 		}
-		if _, ok := ack.Message.(MsgACK); !ok {
-			log.Printf("conn %d: not an ACK: %#v", id, ack.Message)
-			return
+		if _, ok := e.Message.(MsgACK); !ok {
+			log.Printf("conn %d: not an ACK: %#v", id, e.Message)
+			return false
 		}
-		if algorithm == "snappy" {
-			enc = gob.NewEncoder(&snappyWriter{w: conn})
-		} else {
-			enc = gob.NewEncoder(conn)
-		}
-		log.Printf("conn %d: decoder restarted, compression %q", id, algorithm)
+		return true
 	}
 	snapshot, updates := h.subscribe()
 	defer h.unsubscribe(updates)
-	if err := send(MsgSyncStatus{SyncStatus: 1}); err != nil { // ResyncInProgress
-		return
-	}
-	for start := 0; start < len(snapshot); start += 100 {
-		end := start + 100
-		if end > len(snapshot) {
-			end = len(snapshot)
-		}
-		if err := send(MsgKVs{KVs: snapshot[start:end]}); err != nil {
+	if compression == "snappy" {
+		reasons := []string{"enable compression: snappy", "send binary snapshot"}
+		if err := send(MsgDecoderRestart{Message: strings.Join(reasons, ";"),
+			CompressionAlgorithm: compression}); err != nil || !ack() {
 			return
 		}
+		conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if err := binarySnapshot(conn, snapshot); err != nil || !ack() {
+			return
+		}
+		out = newStream(conn, compression)
+		log.Printf("conn %d: binary snapshot of %d KVs sent, compression %q", id,
+			len(snapshot), compression)
+	} else {
+		for start := 0; start < len(snapshot); start += 100 {
+			end := min(start+100, len(snapshot))
+			if err := send(MsgKVs{KVs: snapshot[start:end]}); err != nil {
+				return
+			}
+		}
+		log.Printf("conn %d: snapshot of %d KVs streamed", id, len(snapshot))
 	}
 	if err := send(MsgSyncStatus{SyncStatus: 2}); err != nil { // InSync
 		return
@@ -317,17 +381,17 @@ func handle(conn net.Conn, h *hub, id uint64, ping, pongTimeout time.Duration, c
 				return
 			}
 			batch := []SerializedUpdate{u}
+		more:
 			for len(batch) < 100 {
 				select {
-				case more, ok := <-updates:
+				case next, ok := <-updates:
 					if !ok {
 						return
 					}
-					batch = append(batch, more)
-					continue
+					batch = append(batch, next)
 				default:
+					break more
 				}
-				break
 			}
 			if err := send(MsgKVs{KVs: batch}); err != nil {
 				return
