@@ -14,12 +14,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bgpd import __version__
 from bgpd.errors import BgpdError
 from bgpd.rtnl import PROTO_BIRD, TABLE_MAIN
 from node_controller.static import ResourceFolderError
+
+if TYPE_CHECKING:
+    from node_controller.desired import DesiredConfig
 
 
 def _kernel_show(args: argparse.Namespace) -> int:
@@ -40,19 +43,73 @@ def _kernel_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(args: argparse.Namespace) -> int:
-    from bgpd.translate import translate
+def _config_source(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """Where ``bgpd config`` reads: ``("static", {folder})`` or ``("kubernetes", {...})``,
+    from the flags or, with ``--config``, from the settings file as the daemon reads it
+    (Typha, as the daemon selects it, from ``FELIX_TYPHA…``/``CONFD_TYPHA…``/
+    ``CALICO_TYPHA…``, or ``--typha``)."""
+    from node_controller.typha import TyphaConfig
+
+    typha = TyphaConfig.from_environ(os.environ)
+    if args.typha:
+        from dataclasses import replace
+
+        typha = replace(typha, addr=args.typha)
+    if args.config:
+        from bgpd.settings import SettingsError, load
+
+        try:
+            settings = load(Path(args.config))
+        except SettingsError as exc:
+            raise BgpdError(f"settings: {exc}") from None
+        args.node = args.node or settings.node_name
+        if settings.datastore == "static" and not args.typha:
+            return "static", {"folder": Path(settings.resources)}
+        return "kubernetes", {"kubeconfig": settings.kubeconfig, "namespace": settings.namespace,
+                              "node_objects": settings.node_objects, "typha": typha}
+    if args.resources is not None:
+        if args.typha:
+            raise BgpdError("--typha reads Calico's resources from Typha: it goes with "
+                            "--kubeconfig or --config, not --resources")
+        return "static", {"folder": Path(args.resources)}
+    return "kubernetes", {"kubeconfig": args.kubeconfig, "namespace": args.namespace,
+                          "node_objects": "metadata", "typha": typha}
+
+
+async def _read_config(node: str, kind: str, where: dict[str, Any],
+                       timeout: float) -> DesiredConfig:
+    """The DesiredConfig the daemon's controller publishes first, read the daemon's way
+    (every watch listed once, Typha in sync)."""
+    from node_controller.controller import Controller
     from node_controller.desired import desired_config
     from node_controller.static import load_folder
 
-    if args.resources is not None:
-        store = load_folder(Path(args.resources))
-    else:
-        from node_controller.kube import load_cluster
+    if kind == "static":  # a folder that cannot be read is an error of the command
+        return desired_config(load_folder(where["folder"]), node)
+    controller = Controller(node, sync_timeout=timeout)
+    run = asyncio.create_task(controller.run_kubernetes(**where))
+    first = asyncio.create_task(controller.desired.next(0))
+    try:
+        done, _ = await asyncio.wait((run, first), return_when=asyncio.FIRST_COMPLETED)
+        if first in done:
+            return first.result()[1]
+        run.result()  # raised: its error is the answer
+        raise BgpdError("the controller stopped before it had a configuration")
+    finally:
+        for task in (run, first):
+            task.cancel()
+        await asyncio.gather(run, first, return_exceptions=True)
 
-        store = asyncio.run(load_cluster(kubeconfig=args.kubeconfig, namespace=args.namespace,
-                                         node=args.node))
-    config = desired_config(store, args.node)
+
+def _config(args: argparse.Namespace) -> int:
+    from bgpd import log as logging_setup
+    from bgpd.translate import translate
+
+    logging_setup.configure("warning")  # the reading's own problems, on stderr
+    kind, where = _config_source(args)
+    if not args.node:
+        raise BgpdError("config: --node is required (or node_name in the --config file)")
+    config = asyncio.run(_read_config(args.node, kind, where, args.timeout))
     translation = translate(config)  # what the daemon would leave out, and why
     data = config.as_dict()
     applied = {p.name for p in translation.peers}
@@ -70,16 +127,39 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _some(items: list[str], limit: int = 8) -> str:
+    return ", ".join(items[:limit]) + (f", ... ({len(items)} in all)" if len(items) > limit
+                                       else "") if items else "-"
+
+
 def _config_text(data: dict[str, Any]) -> str:
+    def pool(p: dict[str, Any]) -> str:
+        states = [s for s, on in (("disabled", p["disabled"]),
+                                  ("no BGP export", p["disable_bgp_export"])) if on]
+        return (f"{p['cidr']} /{p['block_size']} blocks (ipip {p['ipip_mode']}, vxlan "
+                f"{p['vxlan_mode']}{''.join(', ' + s for s in states)})")
+
     lines = [
         f"node {data['node']}: AS {data['local_as']}, router id {data['router_id']}, "
         f"listen port {data['listen_port']}, address {data['node_address']}"
+        + (f", IPv6 {data['node_address_v6']}" if data["node_address_v6"] else "")
         + (f", route reflector (cluster {data['route_reflector_cluster_id']})"
            if data["route_reflector_cluster_id"] else ""),
         "announce:   " + (", ".join(data["announce"]) or "-"),
         "blackholes: " + (", ".join(data["blackholes"]) or "-"),
-        "pools:      " + (", ".join(f"{p['cidr']} (ipip {p['ipip_mode']}, vxlan "
-                                    f"{p['vxlan_mode']})" for p in data["pools"]) or "-"),
+        "pools:      " + (", ".join(pool(p) for p in data["pools"]) or "-"),
+        "import guard (routes from peers that are not Calico nodes, unless a BGPFilter "
+        "accepts them):",
+        "  inside:     " + (", ".join([*(f"{p['cidr']} (pool)" for p in data["pools"]
+                                         if not p["disabled"]),
+                                       *(f"{c} (services)" for c in data["service_cidrs"])])
+                            or "-"),
+        "  never:      default route" + "".join(
+            f", {n}" for n in ([data["node_address"]] if data["node_address"] else [])
+            + data["blackholes"]) + " (this node's subnet and blocks)",
+        "  no longer than the blocks: " + (", ".join(f"/{p['block_size']} in {p['cidr']}"
+                                                     for p in data["pools"]) or "-")
+        + "; of other nodes: " + _some(data["other_blocks"]),
     ]
     if data["services"]:
         lines.append(f"services ({len(data['services'])}):")
@@ -232,15 +312,27 @@ def build_parser() -> argparse.ArgumentParser:
         "config", help="print a node's desired BGP configuration and the resource errors found",
         description="Translate Calico resources (a folder of manifests, or a cluster) into "
                     "one node's desired BGP configuration, as the daemon would run it.")
-    config.add_argument("--node", required=True, help="the node's name (as in Kubernetes)")
+    config.add_argument("--node", help="the node's name (as in Kubernetes; with --config, "
+                                       "default: as the daemon names it)")
     source = config.add_mutually_exclusive_group(required=True)
     source.add_argument("--resources", metavar="DIR",
                         help="a folder of Calico/Kubernetes manifests (YAML or JSON)")
     source.add_argument("--kubeconfig", metavar="FILE",
                         help="read the resources from the cluster of this kubeconfig")
+    source.add_argument("--config", metavar="FILE",
+                        help="read them where this settings file's datastore says, as the "
+                             "daemon does (with Typha where FELIX_TYPHAADDR or "
+                             "FELIX_TYPHAK8SSERVICENAME, or their CONFD_/CALICO_ forms, say)")
+    config.add_argument("--typha", metavar="HOST:PORT",
+                        help="with --kubeconfig or --config: the Calico resources from this "
+                             "Typha (TLS from FELIX_TYPHACAFILE, ...CERTFILE, ...KEYFILE, "
+                             "...CN or ...URISAN), the rest from the API, as the daemon does")
     config.add_argument("--namespace", default="calico-system",
                         help="namespace of the Secrets holding BGP passwords "
                              "(default calico-system)")
+    config.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="wait this long for every watch to list (default 30); then "
+                             "what is read so far, with an error per watch not listed")
     config.add_argument("--output", choices=["text", "json", "yaml"], default="text")
     config.set_defaults(func=_config)
 

@@ -5,19 +5,30 @@ against the API test server holding the same cluster."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
+from ipaddress import IPv4Network, ip_network
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from bgpd.translate import node_context
 from integration_tests.kube_server import KubeServer, kubeconfig
 from integration_tests.typha_cluster import GO, StandIn, build, certificates, kv, kvs_of
 from integration_tests.waiting import until
 from node_controller.controller import Controller
+from node_controller.desired import DesiredConfig, desired_config
+from node_controller.static import load_folder
 from node_controller.typha import TyphaConfig, TyphaSource
+from ribs.policy import guard
+from ribs.types import Prefix
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "config" / "examples"
 FILES = ("00-bgpconfiguration.yaml", "10-ippool.yaml", "20-nodes.yaml",
@@ -223,8 +234,7 @@ def test_typha_found_by_its_service(server: KubeServer, tmp_path: Path, binary: 
 
 def test_typhas_snappy_stream_after_a_decoder_restart(server: KubeServer, tmp_path: Path,
                                                       binary: Path, certs: Path) -> None:
-    standin = StandIn(binary, tmp_path / "standin", kvs_of(manifests()), certs=certs,
-                      compress=True)
+    standin = StandIn(binary, tmp_path / "standin", kvs_of(manifests()), certs=certs)
 
     async def scenario(direct: Controller, typha: Controller) -> None:
         await until(lambda: view(typha) is not None and view(direct) == view(typha), 10,
@@ -240,23 +250,142 @@ def test_typhas_snappy_stream_after_a_decoder_restart(server: KubeServer, tmp_pa
     assert 'compression "snappy"' in standin.log()
 
 
-def test_the_600_node_benchmark_cluster_through_typha(tmp_path: Path, binary: Path,
-                                                      certs: Path) -> None:
+def verdicts(config: DesiredConfig, cluster: DesiredConfig) -> dict[str, str]:
+    """What ``config``'s import guard says of a ToR's (not a Calico node's) routes: of ten
+    other nodes' blocks (``cluster``'s), each block, its halves and a /32 in it; the pools,
+    the node's own blocks, the default route, a foreign prefix."""
+    ctx = node_context(config)
+    candidates: list[Prefix] = [IPv4Network("0.0.0.0/0"), IPv4Network("192.0.2.0/24"),
+                                *[p.cidr for p in cluster.pools], *cluster.blackholes]
+    for block in cluster.other_blocks[::60]:
+        candidates.append(block)
+        candidates.extend(block.subnets(1))
+        candidates.append(ip_network((block.network_address, block.max_prefixlen)))
+    return {str(p): guard(p, ctx).value for p in candidates}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("ipam", "block_size"), [
+    ("calico", 24), ("calico", 26), ("host-local", 26)])
+def test_the_600_node_cluster_through_typha_the_api_and_a_folder(
+        tmp_path: Path, binary: Path, certs: Path, ipam: str, block_size: int) -> None:
+    """Every node of the benchmark cluster derives the same whole DesiredConfig through
+    Typha (the stand-in, TLS, its binary snapshot) as from a static folder, and the same as
+    through the API alone (three nodes: each needs its own controller there); the import
+    guard accepts and refuses the same routes of a ToR from each."""
     from benchmarks.datastore import cluster
 
-    docs = cluster(600)
+    docs = cluster(600, ipam=ipam, block_size=block_size)
+    host_local = ipam == "host-local"
+    folder = tmp_path / "static"
+    folder.mkdir()
+    (folder / "cluster.json").write_text(json.dumps({"kind": "List", "items": docs}))
+    static = load_folder(folder)
     srv = KubeServer(bookmark_interval=1.0).start()
+    standin = StandIn(binary, tmp_path / "standin", kvs_of(docs, use_pod_cidr=host_local),
+                      certs=certs)
+    path = kubeconfig(srv, tmp_path / "kubeconfig")
+    api_nodes = ("node-0", "node-299", "node-599")
+
+    async def main() -> None:
+        typha = Controller("node-0", sync_timeout=600)
+        # host-local: the other nodes' pod CIDRs are their blocks, so their specs are read
+        direct = {n: Controller(n, sync_timeout=600) for n in api_nodes}
+        tasks = [asyncio.create_task(typha.run_kubernetes(
+            kubeconfig=str(path), namespace="calico-system",
+            typha=typha_config(standin, certs)))]
+        tasks += [asyncio.create_task(c.run_kubernetes(
+            kubeconfig=str(path), namespace="calico-system",
+            node_objects="full" if host_local else "metadata")) for c in direct.values()]
+        try:
+            await until(lambda: typha.desired.value is not None and all(
+                c.desired.value is not None for c in direct.values()), 60, "every controller")
+            for task in tasks:
+                assert not task.done(), task
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        # Typha serves every node the same KVs, and the API's pools and ClusterInformation
+        # are not scoped: node-0's store is what every node's daemon holds
+        for i in range(600):
+            name = f"node-{i}"
+            through_typha = desired_config(typha.store, name)
+            from_folder = desired_config(static, name)
+            assert through_typha == from_folder, name
+            assert len(from_folder.peers) == 599 and not from_folder.errors, name
+            assert [p.block_size for p in from_folder.pools] == [block_size], name
+            if name in api_nodes:
+                said = verdicts(through_typha, from_folder)
+                assert said == verdicts(from_folder, from_folder)
+                halves = {said[str(next(b.subnets(1)))] for b in from_folder.other_blocks[::60]}
+                assert halves == {"more_specific_of_another_nodes_block"}
+        for name, controller in direct.items():
+            seen = api = controller.desired.value
+            assert seen is not None and api is not None and api.node == name
+            want = desired_config(static, name)
+            if not host_local:  # the API source watches this node's BlockAffinities only
+                assert api.other_blocks == ()
+                api = replace(api, other_blocks=want.other_blocks)
+            assert api == want, name
+            # the same routes accepted (a block's halves refused by its pool's block size
+            # where the API source does not see the block itself)
+            assert {p: v == "accepted" for p, v in verdicts(seen, want).items()} == {
+                p: v == "accepted" for p, v in verdicts(want, want).items()}
+
     try:
         for doc in docs:
             srv.put(doc)
-        standin = StandIn(binary, tmp_path / "standin", kvs_of(docs), certs=certs,
-                          compress=True)
-
-        async def scenario(direct: Controller, typha: Controller) -> None:
-            await until(lambda: len(peers(typha)) == 599 and view(direct) == view(typha), 30,
-                        "the same configuration of node-2 among 600")
-
         with standin.running():
-            run(srv, tmp_path, typha_config(standin, certs), scenario)
+            asyncio.run(main())
+        assert "binary snapshot of" in standin.log()
     finally:
         srv.stop()
+
+
+def test_bgpd_config_reads_every_datastore(server: KubeServer, tmp_path: Path, binary: Path,
+                                           certs: Path) -> None:
+    """``bgpd config`` through Typha (``--typha``, TLS from the FELIX_TYPHA… variables as
+    the daemon reads them), the API, a folder and a settings file: the same configuration,
+    the pools' block sizes and the import guard's inputs printed."""
+    folder = tmp_path / "static"
+    folder.mkdir()
+    (folder / "cluster.yaml").write_text(yaml.safe_dump_all(manifests()))
+    path = kubeconfig(server, tmp_path / "kubeconfig")
+    settings = tmp_path / "bgpd.yaml"
+    settings.write_text(yaml.safe_dump({"datastore": "kubernetes", "kubeconfig": str(path),
+                                        "node_name": "node-2"}))
+    standin = StandIn(binary, tmp_path / "standin", kvs_of(manifests()), certs=certs)
+    env = {**os.environ, "FELIX_TYPHACAFILE": str(certs / "ca.crt"),
+           "FELIX_TYPHACERTFILE": str(certs / "client.crt"),
+           "FELIX_TYPHAKEYFILE": str(certs / "client.key"), "FELIX_TYPHACN": "typha-server"}
+
+    def config(*args: str, environ: dict[str, str] | None = None) -> dict[str, Any]:
+        out = subprocess.run([sys.executable, "-m", "bgpd", "config", *args, "--output",
+                              "json"], capture_output=True, text=True, timeout=60,
+                             env=environ or os.environ)
+        assert out.returncode == 0, out.stderr
+        data: dict[str, Any] = json.loads(out.stdout)
+        return data
+
+    with standin.running():
+        typha = config("--kubeconfig", str(path), "--typha", standin.address,
+                       "--node", "node-2", environ=env)
+        from_settings = config("--config", str(settings), environ={
+            **env, "FELIX_TYPHAADDR": standin.address})
+    assert "binary snapshot of" in standin.log()
+    direct = config("--kubeconfig", str(path), "--node", "node-2")
+    static = config("--resources", str(folder), "--node", "node-2")
+    assert typha == static == from_settings
+    assert {k: v for k, v in direct.items() if k != "other_blocks"} == {
+        k: v for k, v in static.items() if k != "other_blocks"}  # API: own affinities only
+    assert [(p["cidr"], p["block_size"]) for p in static["pools"]] == [("172.16.0.0/12", 24)]
+    assert static["other_blocks"] == ["172.17.1.0/24", "172.17.3.0/24"]
+    text = subprocess.run([sys.executable, "-m", "bgpd", "config", "--resources", str(folder),
+                           "--node", "node-2"], capture_output=True, text=True, timeout=60,
+                          check=True).stdout
+    assert "172.16.0.0/12 /24 blocks" in text and "of other nodes: 172.17.1.0/24" in text
+    bad = subprocess.run([sys.executable, "-m", "bgpd", "config", "--resources", str(folder),
+                          "--typha", "127.0.0.1:1", "--node", "node-2"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 1 and "--typha" in bad.stderr

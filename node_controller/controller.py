@@ -214,7 +214,8 @@ class Controller:
                              typha: TyphaConfig | None = None) -> None:
         """Watch the API; with ``typha`` (configured), the Calico resources of the "bgp"
         syncer come from Typha instead, the ClusterInformation, Secrets and Services still
-        from the API (as confd reads them)."""
+        from the API (as confd reads them), and the IPPools too (Typha's have no block
+        size)."""
         from node_controller.kube import DependentWatchers, Watcher, api_client, resources
 
         api = await api_client(kubeconfig=kubeconfig)

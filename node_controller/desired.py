@@ -151,11 +151,23 @@ class DesiredConfig:
                                            if self.route_reflector_cluster_id else None),
             "announce": [str(p) for p in self.announce],
             "blackholes": [str(p) for p in self.blackholes],
+            "other_blocks": [str(p) for p in self.other_blocks],
             "service_cidrs": [str(p) for p in self.service_cidrs],
+            "advertisements": [{"cidr": str(a.cidr),
+                                "communities": [f"{x}:{y}" for x, y in a.communities],
+                                "large_communities": [f"{x}:{y}:{z}"
+                                                      for x, y, z in a.large_communities]}
+                               for a in self.advertisements],
+            "filters": [{"name": f.name, "rules": {
+                "importV4": len(f.import_v4), "exportV4": len(f.export_v4),
+                "importV6": len(f.import_v6), "exportV6": len(f.export_v6)}}
+                for f in self.filters],
             "services": [r.as_dict() for r in self.services],
-            "pools": [{"cidr": str(p.cidr), "ipip_mode": p.ipip_mode.value,
+            "pools": [{"name": p.name, "cidr": str(p.cidr), "block_size": p.block_size,
+                       "ipip_mode": p.ipip_mode.value,
                        "vxlan_mode": p.vxlan_mode.value,
-                       "disable_bgp_export": p.disable_bgp_export, "disabled": p.disabled}
+                       "disable_bgp_export": p.disable_bgp_export, "disabled": p.disabled,
+                       "node_selector": str(p.node_selector) if p.node_selector else None}
                       for p in self.pools],
             "peers": [p.as_dict() for p in self.peers],
             "log_severity": self.log_severity,

@@ -524,16 +524,3 @@ class DependentWatchers:
         if changed:  # last: ``on_change`` may call this again
             self.on_change()
 
-
-async def load_cluster(*, kubeconfig: str | None, namespace: str, node: str) -> Store:
-    """One-shot read of everything (for ``bgpd config --kubeconfig``)."""
-    api = await api_client(kubeconfig=kubeconfig)
-    store = Store()
-    try:
-        for resource in resources(node):
-            await Watcher(api, resource, store, lambda: None).relist()
-        for resource in sorted(dependent_resources(store, namespace), key=str):
-            await Watcher(api, resource, store, lambda: None).relist()
-    finally:
-        await api.close()
-    return store

@@ -51,7 +51,8 @@ from node_controller.typha_session import (
 log = structlog.get_logger("bgpd.typha")
 
 PREFIXES = ("CONFD_", "FELIX_", "CALICO_")
-KINDS = ("Node", "BGPConfiguration", "BGPPeer", "BGPFilter", "IPPool", "BlockAffinity")
+# IPPools are not among them: Typha sends them without their block size (typha_model)
+KINDS = ("Node", "BGPConfiguration", "BGPPeer", "BGPFilter", "BlockAffinity")
 PORT_NAME = "calico-typha"
 VERSION = "bgpd"
 
@@ -123,8 +124,8 @@ class _Scope:
 
 
 class TyphaSource:
-    """The Calico resources of the "bgp" syncer, from Typha into ``store``.  Seen by the
-    controller as one more watcher (``listed`` once in sync, ``up``)."""
+    """The Calico resources of the "bgp" syncer but IP pools, from Typha into ``store``.
+    Seen by the controller as one more watcher (``listed`` once in sync, ``up``)."""
 
     kinds = KINDS
 

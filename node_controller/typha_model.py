@@ -5,15 +5,21 @@ What the syncer sends (``libcalico-go/lib/backend/syncersv1/bgpsyncer``, keys by
 ``model.KeyToDefaultPath``; facts of the wire format):
 
 * ``/calico/resources/v3/projectcalico.org/<plural>/<name>``: BGPConfigurations, BGPPeers,
-  BGPFilters as v3 resources (JSON), and Calico's own **Node** resources — their BGP
-  addresses, AS number and route-reflector cluster id in ``spec.bgp``, which this module
-  turns into the ``projectcalico.org/`` annotations of a Kubernetes Node, where the API
-  datastore keeps them;
-* ``/calico/v1/ipam/v4/pool/<cidr with ->`` (and ``v6``): IP pools in the v1 model
-  (``ipip_mode`` ``always`` / ``cross-subnet`` / ``""``, ``vxlan_mode``, ``disabled``,
-  ``disableBGPExport``; no block size);
+  BGPFilters as v3 resources (JSON), and Calico's own **Node** resources as
+  ``libcalico-go/lib/backend/k8s/resources/node.go`` (``K8sNodeToCalico``) makes them of a
+  Kubernetes Node — their BGP addresses, AS number and route-reflector cluster id in
+  ``spec.bgp``, which this module turns into the ``projectcalico.org/`` annotations of a
+  Kubernetes Node, where the API datastore keeps them, and the Kubernetes Node's pod CIDRs
+  in ``status.podCIDRs``, which become its ``spec.podCIDRs`` again (host-local IPAM: the
+  syncer then sends no block affinity, and confd makes blocks of these,
+  ``updateprocessors/bgpnodeprocessor.go``);
 * ``/calico/ipam/v2/host/<node>/ipv4/block/<cidr with ->``: block affinities
-  (``{"state": ..., "deleted": ...}``), of every host (Typha serves every node).
+  (``{"state": ..., "deleted": ...}``), of every host (Typha serves every node);
+* ``/calico/v1/ipam/v4/pool/<cidr with ->`` (and ``v6``): IP pools in Calico's v1 model
+  (``model/ippool.go``), which has **no block size**.  They are not read: the import guard
+  needs each pool's ``blockSize``, and no syncer carries it (Calico's IPAM reads pools from
+  the API), so bgpd watches the IPPools of the API beside Typha — one owner for every pool
+  field, the same pools as through the API alone.
 
 A value of null deletes.  A key of any other shape is not read (``None``); a key or value
 that cannot be read is a :class:`ModelError` naming the key and the field.
@@ -27,13 +33,11 @@ from dataclasses import dataclass
 from typing import Any
 
 RESOURCE = re.compile(r"^/calico/resources/v3/projectcalico\.org/([^/]+)/([^/]+)$")
-POOL = re.compile(r"^/calico/v1/ipam/v([46])/pool/([^/]+)$")
 AFFINITY = re.compile(r"^/calico/ipam/v2/host/([^/]+)/ipv([46])/block/([^/]+)$")
 KINDS = {"bgpconfigurations": "BGPConfiguration", "bgppeers": "BGPPeer",
          "bgpfilters": "BGPFilter", "nodes": "Node"}
 V3 = "projectcalico.org/v3"
 CRD = "crd.projectcalico.org/v1"
-ENCAP = {"always": "Always", "cross-subnet": "CrossSubnet", "": "Never", None: "Never"}
 ANNOTATION = "projectcalico.org/"
 NODE_BGP = {"ipv4Address": "IPv4Address", "ipv6Address": "IPv6Address",
             "asNumber": "ASNumber", "routeReflectorClusterID": "RouteReflectorClusterID",
@@ -67,11 +71,6 @@ def change_of(key: str, value: bytes | None) -> Change | None:
         obj = _json(key, value)
         return Change(kind, name, _node(key, obj, name) if kind == "Node"
                       else _resource(obj, kind, name))
-    if m := POOL.match(key):
-        name = m.group(2)
-        if value is None:
-            return Change("IPPool", name, None)
-        return Change("IPPool", name, _pool(key, _json(key, value), name))
     if m := AFFINITY.match(key):
         node, cidr = m.group(1), m.group(3).replace("-", "/")
         name = f"{node}-{m.group(3)}"
@@ -123,16 +122,12 @@ def _node(key: str, obj: dict[str, Any], name: str) -> dict[str, Any]:
         if value not in (None, ""):
             annotations[ANNOTATION + annotation] = str(value)
     meta["annotations"] = annotations
-    return {"apiVersion": "v1", "kind": "Node", "metadata": meta}
+    node: dict[str, Any] = {"apiVersion": "v1", "kind": "Node", "metadata": meta}
+    status = obj.get("status")
+    cidrs = status.get("podCIDRs") if isinstance(status, dict) else None
+    if cidrs is not None:
+        if not isinstance(cidrs, list):
+            raise ModelError(key, "status.podCIDRs", "expected a list")
+        node["spec"] = {"podCIDRs": cidrs}
+    return node
 
-
-def _pool(key: str, obj: dict[str, Any], name: str) -> dict[str, Any]:
-    modes = {}
-    for field, spec_field in (("ipip_mode", "ipipMode"), ("vxlan_mode", "vxlanMode")):
-        mode = obj.get(field)
-        if not isinstance(mode, str | None) or mode not in ENCAP:
-            raise ModelError(key, field, f"{mode!r} is not always, cross-subnet or empty")
-        modes[spec_field] = ENCAP[mode]
-    return {"apiVersion": CRD, "kind": "IPPool", "metadata": {"name": name},
-            "spec": {"cidr": obj.get("cidr"), **modes, "disabled": obj.get("disabled") is True,
-                     "disableBGPExport": obj.get("disableBGPExport") is True}}
