@@ -105,11 +105,17 @@ def _config(args: argparse.Namespace) -> int:
     from bgpd import log as logging_setup
     from bgpd.translate import translate
 
-    logging_setup.configure("warning")  # the reading's own problems, on stderr
     kind, where = _config_source(args)
     if not args.node:
         raise BgpdError("config: --node is required (or node_name in the --config file)")
-    config = asyncio.run(_read_config(args.node, kind, where, args.timeout))
+    import structlog
+
+    before = structlog.get_config()
+    logging_setup.configure("warning", cache=False)  # the reading's problems, on stderr
+    try:
+        config = asyncio.run(_read_config(args.node, kind, where, args.timeout))
+    finally:
+        structlog.configure(**before)
     translation = translate(config)  # what the daemon would leave out, and why
     data = config.as_dict()
     applied = {p.name for p in translation.peers}
