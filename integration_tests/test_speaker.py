@@ -283,3 +283,30 @@ def _med(attrs: dict[str, str]) -> int:
         if key in attrs and attrs[key] not in ("", "None"):
             return int(attrs[key])
     return 0
+
+
+def test_each_family_reaches_only_its_sessions(lab: NetLab, tmp_path: Path) -> None:
+    """A node with blocks in both families, the same attributes on each: a BIRD 2 peer's
+    IPv4 session receives the IPv4 block and its IPv6 session the IPv6 block — no command
+    mixes them (ExaBGP refused such a command whole, and the IPv4 block never left)."""
+    needs("bird2")
+
+    async def scenario(s: SpeakerLab) -> None:
+        router = s.add_router("bird2", originate=[])
+        s.configure([s.peer_config(0), s.peer_config(0, v6=True)])
+        await until(lambda: router.established(NODE_V4) and router.established(NODE_V6), 30,
+                    "both sessions up")
+        both = ["172.17.1.0/24", "fd00:17:1::/64"]
+        s.announce(peer_v4(0), both, local_pref=100)
+        s.announce(peer_v6(0), both, local_pref=100)
+        await until(lambda: "172.17.1.0/24" in router.routes_from(NODE_V4)
+                    and "fd00:17:1::/64" in router.routes_from(NODE_V6), 15,
+                    "each block on its family's session")
+        assert set(router.routes_from(NODE_V4)) == {"172.17.1.0/24"}
+        assert set(router.routes_from(NODE_V6)) == {"fd00:17:1::/64"}
+        assert s.speaker.core.stats.refused_commands == 0
+        s.withdraw(peer_v4(0), both)
+        await until(lambda: not router.routes_from(NODE_V4), 15, "the IPv4 block withdrawn")
+        assert set(router.routes_from(NODE_V6)) == {"fd00:17:1::/64"}
+
+    run(lab, tmp_path, scenario)

@@ -3,6 +3,9 @@
 Theory of operation: :func:`advert_for` is a pure function of (best route, peer, node
 context).  The rules, in order:
 
+* only to a peer of the route's address family: each session carries one family, its
+  address's (bgpd configures no other; an IPv4 prefix on an IPv6 session would be read as
+  IPv6 bytes, and ExaBGP refuses a whole command naming a family the session lacks);
 * never back to the session the route came from, nor to the peer that originated it;
 * iBGP split horizon (RFC 4271 §9.2): a route learned over iBGP goes to no iBGP peer — except
   on a route-reflector node (RFC 4456 §6): a client's route goes to every client and
@@ -88,6 +91,8 @@ def advert_for(best: Best, peer: ExportPeer, ctx: NodeContext,
     already made of this best route, by :func:`attributes_class`) an equal advert is reused,
     not made again."""
     route = best.route
+    if route.prefix.version != peer.address.version:
+        return None
     source = route.source
     if source.key == peer.key:
         return None

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ribs.bestpath import select
-from ribs.context import Advertisement
+from ribs.context import Advertisement, Pool
 from ribs.export import NextHopMode, advert_for
 from ribs.types import LOCAL, AsPath, Attributes, Route
 from tests.ribs_helpers import LOCAL_AS, context, export_peer, peer, route
@@ -152,3 +152,16 @@ def test_an_advert_shared_by_an_update_group_is_the_one_each_peer_would_get(
     for src, client, mode, local_as in peers:
         to = replace(export_peer(src, rr_client=client, mode=mode), local_as=local_as)
         assert advert_for(best, to, ctx, shared) == advert_for(best, to, ctx)  # type: ignore[arg-type]
+
+
+def test_a_route_goes_only_to_peers_of_its_family() -> None:
+    """Each session carries its address's family: an IPv6 block never rides an IPv4 session
+    (ExaBGP would refuse the whole command, IPv4 blocks with it) and an IPv4 block never
+    reaches an IPv6 peer (it would be read as IPv6 bytes: 172.17.1.0/24 as ac11:100::/24)."""
+    ctx = context(blocks=("172.17.5.0/24", "fd00:10::5:0/122"),
+                  extra_pools=(Pool(ip_network("fd00:10::/48")),))
+    v4, v6 = export_peer(peer("10.10.1.7")), export_peer(peer("fd00:1::7"))
+    own4 = Route(ip_network("172.17.5.0/24"), LOCAL, Attributes())
+    own6 = Route(ip_network("fd00:10::5:0/122"), LOCAL, Attributes())
+    assert adv(own4, v4, ctx) is not None and adv(own6, v6, ctx) is not None
+    assert adv(own6, v4, ctx) is None and adv(own4, v6, ctx) is None

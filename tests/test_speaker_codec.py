@@ -292,3 +292,35 @@ def test_pacer_ends_where_wanted_and_never_changes_a_prefix_twice_in_a_cooldown(
     assert pacer.idle()
     for (peer, pfx), attrs in wanted.items():
         assert pacer.wire.get(peer, {}).get(pfx) == attrs
+
+
+V6_PEERS = [ip_address("fd00:1::2"), ip_address("fd00:1::3")]
+V6_PREFIXES = [prefix("fd00:10::1:0/122"), prefix("fd00:10::2:0/122")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([N1, N2, *V6_PEERS]),
+                          st.sampled_from([P1, P2, *V6_PREFIXES]),
+                          st.sampled_from([A, B, None])), max_size=30))
+def test_each_command_carries_one_family_to_peers_of_that_family(
+        wishes: list[tuple[Any, Any, Attributes | None]]) -> None:
+    """Any mix of families, peers and prefixes: every command names prefixes of one family
+    and only peers of that family; a prefix of the other family never reaches a peer."""
+    pacer = Pacer(cooldown=0.0)
+    for peer, pfx, attrs in wishes:
+        pacer.desire(peer, pfx, attrs)
+    now = 0.0
+    while True:
+        batches, _ = pacer.take(now)
+        if not batches:
+            break
+        for batch in batches:
+            families = {p.version for p in batch.peers} | {p.version for p in batch.prefixes}
+            assert len(families) <= 1, batch.text
+            words = batch.text.split()
+            named = [w for w in words[words.index("nlri") + 1:]] if "nlri" in words else []
+            assert all(prefix(w).version in families for w in named), batch.text
+            pacer.acknowledged(batch, now)
+        now += 1.0
+    for peer, table in pacer.wire.items():
+        assert all(p.version == peer.version for p in table)

@@ -14,7 +14,11 @@ older one on the wire).  So the pacer:
   commands: the cooldown must be longer than that;
 * changes attributes by re-announcing, withdraws with exactly the announced attributes;
 * groups announcements with identical attributes into ``announce attributes ... nlri``
-  commands, and neighbors with identical changes into one command;
+  commands, and neighbors with identical changes into one command — never two address
+  families in one command (ExaBGP refuses a whole command that names a family one of its
+  neighbours lacks), and never a prefix to a neighbour of the other family (each session
+  carries its address's family: :meth:`Pacer.desire` drops such a change, which the
+  RIB's export never makes);
 * after a session comes up, sends whatever differs and then End-of-RIB;
 * hands out each command as a :class:`Batch` that remembers the changes it carries: a
   command ExaBGP refuses changed nothing there, so :meth:`Pacer.refused` puts its changes
@@ -91,6 +95,8 @@ class Pacer:
 
     # --- input ---------------------------------------------------------------------------
     def desire(self, peer: Address, prefix: Prefix, attrs: Attributes | None) -> None:
+        if prefix.version != peer.version:
+            return  # no session of ours carries it (ribs.export leaves it out)
         self.pending.setdefault(peer, {})[prefix] = attrs
 
     def request_eor(self, peer: Address) -> None:
