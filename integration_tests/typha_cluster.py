@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,43 @@ ENCAP = {"Always": "always", "CrossSubnet": "cross-subnet", "Never": "", None: "
 ANNOTATIONS = {"IPv4Address": "ipv4Address", "IPv6Address": "ipv6Address",
                "ASNumber": "asNumber", "RouteReflectorClusterID": "routeReflectorClusterID",
                "IPv4IPIPTunnelAddr": "ipv4IPIPTunnelAddr"}
+
+
+def _cidr(version: int) -> Callable[[str], str | None]:
+    """validator/v3 ValidateCIDRv4 / ValidateCIDRv6: an address, with or without a prefix
+    length (not strictly masked), of that version."""
+    def check(value: str) -> str | None:
+        try:
+            return value if ipaddress.ip_interface(value).version == version else None
+        except ValueError:
+            return None
+    return check
+
+
+def _ipv4_network(value: str) -> str | None:
+    """validator/v3 ValidateIPv4Network: an IPv4 address, or a strictly masked network."""
+    try:
+        iface = ipaddress.ip_interface(value)
+    except ValueError:
+        return None
+    return value if iface.version == 4 and iface.ip == iface.network.network_address else None
+
+
+def _asn(value: str) -> int | None:
+    """numorstring.ASNumberFromString: a 32-bit number, plain or dotted (``1.10``)."""
+    high, dot, low = value.partition(".")
+    try:
+        number = (int(high) << 16 | int(low)) if dot else int(value)
+    except ValueError:
+        return None
+    return number if 0 <= number < 1 << 32 and (not dot or int(low) < 1 << 16) else None
+
+
+# each annotation K8sNodeToCalico reads, checked by the validator it passes to getAnnotation
+VALID: dict[str, Callable[[str], Any]] = {
+    "IPv4Address": _cidr(4), "IPv6Address": _cidr(6),
+    "RouteReflectorClusterID": _ipv4_network, "IPv4IPIPTunnelAddr": _ipv4_network,
+    "ASNumber": _asn}
 METADATA = "projectcalico.org/metadata"  # where Calico keeps a v3 object's own metadata
 CREATED = "2026-11-01T00:00:00Z"
 
@@ -89,14 +126,15 @@ def calico_node(doc: dict[str, Any], rev: int, *, use_pod_cidr: bool) -> dict[st
     meta, spec = doc["metadata"], doc.get("spec") or {}
     name = meta["name"]
     annotations = meta.get("annotations") or {}
-    bgp: dict[str, Any] = {field: annotations[f"projectcalico.org/{a}"]
-                           for a, field in ANNOTATIONS.items()
-                           if annotations.get(f"projectcalico.org/{a}")}
-    if "asNumber" in bgp:
-        bgp["asNumber"] = int(bgp["asNumber"])
-    if use_pod_cidr:
+    bgp: dict[str, Any] = {}
+    for a, field in ANNOTATIONS.items():
+        given = annotations.get(f"projectcalico.org/{a}")
+        valid = VALID[a](given) if given else None  # getAnnotation: an invalid one is ignored
+        if valid is not None:
+            bgp[field] = valid
+    if use_pod_cidr and spec.get("podCIDR"):
         bgp.pop("ipv4IPIPTunnelAddr", None)
-        if spec.get("podCIDR") and ":" not in spec["podCIDR"]:
+        if ":" not in spec["podCIDR"]:
             first = ipaddress.ip_network(spec["podCIDR"], strict=False).network_address + 1
             bgp["ipv4IPIPTunnelAddr"] = str(first)
     node_meta = {"name": name, "uid": _uid(meta, name),

@@ -153,3 +153,27 @@ def test_any_value_typha_sends_is_a_change_or_an_error_on_its_key(key: str, valu
     store = Store()
     store.apply(change.manifest)  # a bad object becomes an error of the store, named
     assert desired_config(store, "n1") is not None
+
+
+def test_the_stand_ins_calico_node_ignores_invalid_annotations_as_calico_does() -> None:
+    """K8sNodeToCalico passes each annotation through getAnnotation's validator and drops
+    an invalid one; with host-local IPAM the tunnel address is the pod CIDR's first, unless
+    the node has no pod CIDR."""
+    from integration_tests.typha_cluster import calico_node
+
+    doc = {"kind": "Node", "metadata": {"name": "n", "annotations": {
+        "projectcalico.org/IPv4Address": "10.0.0.5/24",
+        "projectcalico.org/RouteReflectorClusterID": "1.0.0.1/24",  # not strictly masked
+        "projectcalico.org/ASNumber": "1.10",
+        "projectcalico.org/IPv4IPIPTunnelAddr": "172.17.5.1"}},
+        "spec": {"podCIDR": "172.17.5.0/24", "podCIDRs": ["172.17.5.0/24"]}}
+    node = calico_node(doc, 1, use_pod_cidr=False)
+    assert node["spec"]["bgp"] == {"ipv4Address": "10.0.0.5/24", "asNumber": 65546,
+                                   "ipv4IPIPTunnelAddr": "172.17.5.1"}
+    assert node["status"] == {"podCIDRs": ["172.17.5.0/24"]}
+    doc["metadata"]["annotations"]["projectcalico.org/IPv4IPIPTunnelAddr"] = "172.17.9.1"
+    assert calico_node(doc, 1, use_pod_cidr=True)["spec"]["bgp"]["ipv4IPIPTunnelAddr"] == (
+        "172.17.5.1")
+    doc["spec"] = {}
+    assert calico_node(doc, 1, use_pod_cidr=True)["spec"]["bgp"]["ipv4IPIPTunnelAddr"] == (
+        "172.17.9.1")
