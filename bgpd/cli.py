@@ -43,9 +43,10 @@ def _kernel_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config_source(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """Where ``bgpd config`` reads: ``("static", {folder})`` or ``("kubernetes", {...})``,
-    from the flags or, with ``--config``, from the settings file as the daemon reads it
+def _config_source(args: argparse.Namespace) -> tuple[str | None, str, dict[str, Any]]:
+    """The node, and where ``bgpd config`` reads: ``"static", {folder}`` or
+    ``"kubernetes", {...}``, from the flags or, with ``--config``, from the settings file
+    (and its node name) as the daemon reads it
     (Typha, as the daemon selects it, from ``FELIX_TYPHA…``/``CONFD_TYPHA…``/
     ``CALICO_TYPHA…``, or ``--typha``)."""
     from node_controller.typha import TyphaConfig
@@ -62,18 +63,20 @@ def _config_source(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             settings = load(Path(args.config))
         except SettingsError as exc:
             raise BgpdError(f"settings: {exc}") from None
-        args.node = args.node or settings.node_name
+        node = args.node or settings.node_name
         if settings.datastore == "static" and not args.typha:
-            return "static", {"folder": Path(settings.resources)}
-        return "kubernetes", {"kubeconfig": settings.kubeconfig, "namespace": settings.namespace,
-                              "node_objects": settings.node_objects, "typha": typha}
+            return node, "static", {"folder": Path(settings.resources)}
+        return node, "kubernetes", {
+            "kubeconfig": settings.kubeconfig, "namespace": settings.namespace,
+            "node_objects": settings.node_objects, "typha": typha}
     if args.resources is not None:
         if args.typha:
             raise BgpdError("--typha reads Calico's resources from Typha: it goes with "
                             "--kubeconfig or --config, not --resources")
-        return "static", {"folder": Path(args.resources)}
-    return "kubernetes", {"kubeconfig": args.kubeconfig, "namespace": args.namespace,
-                          "node_objects": "metadata", "typha": typha}
+        return args.node, "static", {"folder": Path(args.resources)}
+    return args.node, "kubernetes", {"kubeconfig": args.kubeconfig,
+                                     "namespace": args.namespace,
+                                     "node_objects": "metadata", "typha": typha}
 
 
 async def _read_config(node: str, kind: str, where: dict[str, Any],
@@ -105,15 +108,15 @@ def _config(args: argparse.Namespace) -> int:
     from bgpd import log as logging_setup
     from bgpd.translate import translate
 
-    kind, where = _config_source(args)
-    if not args.node:
+    node, kind, where = _config_source(args)
+    if not node:
         raise BgpdError("config: --node is required (or node_name in the --config file)")
     import structlog
 
     before = structlog.get_config()
     logging_setup.configure("warning", cache=False)  # the reading's problems, on stderr
     try:
-        config = asyncio.run(_read_config(args.node, kind, where, args.timeout))
+        config = asyncio.run(_read_config(node, kind, where, args.timeout))
     finally:
         structlog.configure(**before)
     translation = translate(config)  # what the daemon would leave out, and why
@@ -134,8 +137,10 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _some(items: list[str], limit: int = 8) -> str:
-    return ", ".join(items[:limit]) + (f", ... ({len(items)} in all)" if len(items) > limit
-                                       else "") if items else "-"
+    """Up to ``limit`` of ``items``, and how many there are in all."""
+    if len(items) > limit:
+        return ", ".join(items[:limit]) + f", ... ({len(items)} in all)"
+    return ", ".join(items) or "-"
 
 
 def _config_text(data: dict[str, Any]) -> str:
