@@ -167,13 +167,17 @@ class NodeContext:
     def node_networks(self) -> PrefixSet:
         return PrefixSet(i.network for i in (self.node_v4, self.node_v6) if i is not None)
 
+    # A disabled pool routes as an enabled one: ``disabled`` stops IPAM handing out new
+    # addresses from it (step 2 of Calico's pool migration), its pods keep theirs, and confd
+    # renders no pool statement that reads the field (``processIPPool`` in
+    # ``confd/pkg/backends/calico/bgp_processor.go`` checks ``disableBGPExport`` only).
     @cached_property
-    def enabled_pools(self) -> PrefixSet:
-        return PrefixSet(p.cidr for p in self.pools if not p.disabled)
+    def pool_cidrs(self) -> PrefixSet:
+        return PrefixSet(p.cidr for p in self.pools)
 
     @cached_property
     def exported_pools(self) -> PrefixSet:
-        return PrefixSet(p.cidr for p in self.pools if not p.disabled and not p.disable_bgp_export)
+        return PrefixSet(p.cidr for p in self.pools if not p.disable_bgp_export)
 
     @cached_property
     def _pools_by_cidr(self) -> tuple[PrefixSet, list[Pool]]:

@@ -261,7 +261,7 @@ def guard(prefix: Prefix, ctx: NodeContext, policy: PeerPolicy = DEFAULT_POLICY)
         return Reason.DEFAULT_ROUTE
     if ctx.node_networks.overlaps(prefix) or ctx.own_blocks.overlaps(prefix):
         return Reason.OWN_NETWORK
-    if not ctx.enabled_pools.contains(prefix) and not ctx.service_cidrs.contains(prefix):
+    if not ctx.pool_cidrs.contains(prefix) and not ctx.service_cidrs.contains(prefix):
         return Reason.OUTSIDE_POOLS
     if not policy.node_routes:
         block = ctx.other_blocks.covering(prefix)

@@ -136,6 +136,21 @@ def test_export_filter() -> None:
     assert not exportable(route("172.17.9.0/24", NODE), CTX, only_remote)
 
 
+def test_a_disabled_pool_routes_as_an_enabled_one_and_only_bgp_export_stops_export() -> None:
+    """Disabling a pool is step 2 of Calico's pool migration: its pods keep their addresses,
+    and confd's filters read disableBGPExport only, never disabled."""
+    old = Pool(ip_network("10.244.0.0/16"), disabled=True, block_size=26)
+    ctx = context(blocks=("172.17.5.0/24", "10.244.5.0/26"), extra_pools=(old,))
+    assert import_verdict(route("10.244.9.0/26", NODE), ctx) is Reason.ACCEPTED
+    assert import_verdict(route("10.244.9.0/26", TOR), ctx) is Reason.ACCEPTED
+    assert exportable(Route(ip_network("10.244.5.0/26"), LOCAL, Attributes()), ctx)
+    quiet = context(blocks=("10.244.5.0/26",), extra_pools=(
+        Pool(ip_network("10.244.0.0/16"), disable_bgp_export=True),))
+    assert not exportable(Route(ip_network("10.244.5.0/26"), LOCAL, Attributes()), quiet)
+    gone = context(blocks=("10.244.5.0/26",))  # the pool deleted: confd exports nothing of it
+    assert not exportable(Route(ip_network("10.244.5.0/26"), LOCAL, Attributes()), gone)
+
+
 def test_max_prefix_refuses_excess_and_raises_one_alarm() -> None:
     rib = Rib(CTX)
     limited = PeerPolicy(max_prefixes=3)
@@ -181,7 +196,7 @@ prefixes = st.builds(
 @given(prefixes)
 def test_guard_never_admits_outside_pools_or_over_own_networks(prefix) -> None:  # type: ignore[no-untyped-def]
     if guard(prefix, CTX) is Reason.ACCEPTED:
-        pools = CTX.enabled_pools
+        pools = CTX.pool_cidrs
         assert pools.contains(prefix) or CTX.service_cidrs.contains(prefix)
         assert not CTX.node_networks.overlaps(prefix)
         assert not CTX.own_blocks.overlaps(prefix)
