@@ -194,9 +194,19 @@ class Controller:
 
     async def run_static(self, folder: Path) -> None:
         """Load ``folder`` and publish; a reload is another call (SIGHUP).  A folder that
-        cannot be read keeps what runs (at start: the last valid resources saved)."""
+        cannot be read keeps what runs (at start: the last valid resources saved).
+
+        Each load builds a new store, in a worker thread (a large file never stalls the
+        loop); an object invalid in it takes its version in the store that runs — the last
+        valid one, as an edit in place through the API keeps it — and, at start, the
+        version saved before the restart."""
+        if self.recomputes:
+            fallback = Store(fallback=self.store.valid, fallback_note="")
+        else:
+            fallback = Store(fallback=self.fallback)
         try:
-            self.store = load_folder(folder, Store(fallback=self.fallback))
+            self.store = await asyncio.to_thread(load_folder, folder, fallback)
+            self._saved = -1  # a new store counts its generations from 0
             self.source_errors = ()
         except ResourceFolderError as exc:
             self.source_errors = (ResourceError(

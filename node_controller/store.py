@@ -69,6 +69,7 @@ class Store:
     valid: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     valid_generation: int = 0  # moves when ``valid`` changes
     fallback: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    fallback_note: str = ", kept from before the restart,"  # where the fallback comes from
     # results a pure computation keeps between runs, checked against its inputs' identity
     memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -102,7 +103,7 @@ class Store:
                 pass
             else:
                 error = ResourceError(kind, name, error.field, error.message + (
-                    "; its last valid version, kept from before the restart, applies"))
+                    f"; its last valid version{self.fallback_note} applies"))
         elif bucket is not None and name in bucket:
             error = ResourceError(kind, name, error.field,
                                   error.message + "; its last valid version applies")
@@ -111,6 +112,16 @@ class Store:
         if changed:
             self.generation += 1
         return changed
+
+    def report(self, error: ResourceError) -> bool:
+        """Record a problem found around an object (a duplicate, a file), not in it; the
+        object stays as it is."""
+        key = (error.kind, error.name)
+        if self.errors.get(key) == error:
+            return False
+        self.errors[key] = error
+        self.generation += 1
+        return True
 
     def delete(self, kind: str, name: str) -> bool:
         removed = self.objects.get(kind, {}).pop(name, None) is not None
