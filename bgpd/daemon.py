@@ -117,6 +117,7 @@ class Daemon:
                     tasks.create_task(serve_http(parts, s.metrics_address,
                                                  live=lambda: speaker.healthy), name="metrics")
                 tasks.create_task(self._readiness(parts), name="readiness")
+                tasks.create_task(parts.loop_lag.run(), name="loop-lag")
                 tasks.create_task(self._stopper(parts), name="stopper")
         except* _Stop:
             pass

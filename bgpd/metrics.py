@@ -128,6 +128,13 @@ class DaemonCollector(Collector):
             if w.last_event is not None:
                 age.add_metric([str(w.resource)], now - w.last_event)
         yield from (watch, age)
+        lag = p.loop_lag
+        yield GaugeMetricFamily("bgpd_event_loop_lag_seconds",
+                                "How late the event loop ran a timer: the worst of the last "
+                                "minute or so", value=lag.recent)
+        yield GaugeMetricFamily("bgpd_event_loop_lag_max_seconds",
+                                "How late the event loop ran a timer: the worst since the start",
+                                value=lag.worst)
         info = InfoMetricFamily("bgpd_build", "Build information")
         info.add_metric([], {"version": __version__})
         yield info

@@ -22,6 +22,7 @@ import structlog
 
 from bgpd.kernel_sync import KernelSync
 from bgpd.router import Router
+from bgpd.runtime import LoopLag
 from bgpd.speaker.supervisor import SessionState, Speaker
 from bgpd.status import routes, status
 from node_controller.controller import Controller
@@ -40,6 +41,7 @@ class Parts:
         self.started = time.time()
         self.last_reconfigure = time.time()
         self.grace = 60.0  # after start, not-yet-Established peers do not count
+        self.loop_lag = LoopLag()
 
     def degraded(self) -> list[str]:
         """Why this node runs on less than its resources say: a resource in error (its last
@@ -79,6 +81,8 @@ async def serve_control(parts: Parts, path: Path) -> None:
                 answer: Any = status(parts.router, parts.speaker, parts.kernel)
                 answer["degraded"] = parts.degraded()
                 answer["ready"] = parts.is_ready()
+                answer["event_loop_lag"] = {"recent_s": round(parts.loop_lag.recent, 3),
+                                            "worst_s": round(parts.loop_lag.worst, 3)}
             elif command == "routes":
                 answer = routes(parts.router, parts.kernel, prefix=request.get("prefix"),
                                 peer=request.get("peer"))

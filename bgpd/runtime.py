@@ -57,3 +57,47 @@ def rss_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+class LoopLag:
+    """How late the event loop runs: a timer asks to wake every ``interval`` and measures by
+    how much it overslept.  Every task of the daemon — BGP keepalives, the kernel sync,
+    ``bgpd status`` — waits at least that long behind whatever held the loop.  ``recent`` is
+    the worst lag of the last ``window`` seconds or more (two half windows), ``worst`` since
+    the start; a lag over ``warn_above`` is logged, with the time it was seen."""
+
+    def __init__(self, *, interval: float = 0.1, window: float = 60.0,
+                 warn_above: float = 0.5) -> None:
+        self.interval, self.window, self.warn_above = interval, window, warn_above
+        self.last = self.worst = 0.0
+        self._halves = [0.0, 0.0]  # the worst of the current and of the previous half window
+        self._half_started = 0.0
+
+    @property
+    def recent(self) -> float:
+        return max(self._halves)
+
+    def seen(self, lag: float, now: float) -> None:
+        if now - self._half_started >= self.window / 2:
+            self._halves = [0.0, self._halves[0]]
+            self._half_started = now
+        self.last = lag
+        self.worst = max(self.worst, lag)
+        self._halves[0] = max(self._halves[0], lag)
+
+    async def run(self) -> None:
+        import asyncio
+
+        import structlog
+
+        log = structlog.get_logger("bgpd.runtime")
+        loop = asyncio.get_running_loop()
+        self._half_started = loop.time()
+        while True:
+            asked = loop.time() + self.interval
+            await asyncio.sleep(self.interval)
+            now = loop.time()
+            lag = max(0.0, now - asked)
+            self.seen(lag, now)
+            if lag > self.warn_above:
+                log.warning("event_loop_stalled", seconds=round(lag, 3))
