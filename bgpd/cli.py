@@ -161,8 +161,7 @@ def _config_text(data: dict[str, Any]) -> str:
         "pools:      " + (", ".join(pool(p) for p in data["pools"]) or "-"),
         "import guard (routes from peers that are not Calico nodes, unless a BGPFilter "
         "accepts them):",
-        "  inside:     " + (", ".join([*(f"{p['cidr']} (pool)" for p in data["pools"]
-                                         if not p["disabled"]),
+        "  inside:     " + (", ".join([*(f"{p['cidr']} (pool)" for p in data["pools"]),
                                        *(f"{c} (services)" for c in data["service_cidrs"])])
                             or "-"),
         "  never:      default route" + "".join(
@@ -189,6 +188,12 @@ def _config_text(data: dict[str, Any]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import signal
+
+    # a reload asked for while the daemon starts (systemd's ExecReload, a script) must not
+    # end it, as SIGHUP's default does: the first load, once the daemon handles the signal,
+    # reads the resources as they are then
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from bgpd import log as logging_setup
     from bgpd.settings import SettingsError, load
     from bgpd.speaker import listen, prestart

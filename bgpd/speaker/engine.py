@@ -52,8 +52,8 @@ peers waits on the loop period.  Here:
 
 Everything else — what a turn does, timers, the API, the configuration — is ExaBGP's,
 unchanged.  ``BGPD_EXABGP_PLAIN=1`` runs ExaBGP exactly as shipped;
-``BGPD_EXABGP_SKIP=scheduling``, ``=shared_changes``, ``=update_groups``, ``=logging`` or
-``=gc`` (comma-separated) leaves those out (to measure each step alone).
+``BGPD_EXABGP_SKIP=scheduling``, ``=shared_changes``, ``=update_groups``, ``=logging``,
+``=gc`` or ``=reload`` (comma-separated) leaves those out (to measure each step alone).
 
 The launcher is written against one release (:data:`PINNED`, the version ``setup.cfg``
 pins).  Before patching anything it checks the installed release and every private method,
@@ -91,6 +91,7 @@ CONTRACT: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("exabgp.reactor.loop", "Reactor.active_peers", ("self",)),
     ("exabgp.reactor.loop", "Reactor._wait_for_io", ("self", "sleeptime")),
     ("exabgp.reactor.loop", "Reactor.reload", ("self",)),
+    ("exabgp.reactor.loop", "Reactor._pending_adjribout", ("self",)),
     ("exabgp.reactor.loop", "Reactor.handle_connection", ("self", "peer_name", "connection")),
     ("exabgp.reactor.loop", "Reactor.teardown_peer", ("self", "name", "code")),
     ("exabgp.reactor.loop", "Reactor.peers", ("self", "service")),
@@ -949,6 +950,17 @@ def quiet_logging(log_cls: Any, option_cls: Any) -> None:
     log_cls.init = staticmethod(init)
 
 
+def reload_not_gated(reactor_cls: Any) -> None:
+    """Reload whatever the peers have queued: ``Reactor.run`` clears the reload signal, then
+    skips the reload while ``_pending_adjribout`` is true, and a peer that cannot connect
+    has routes queued for as long as it cannot — every reload in that time was lost."""
+    reactor_cls._pending_adjribout = _nothing_pending
+
+
+def _nothing_pending(self: Any) -> bool:
+    return False
+
+
 SKIP_ENV = "BGPD_EXABGP_SKIP"  # patches to leave out, comma-separated (measuring one alone)
 
 
@@ -985,6 +997,10 @@ def main() -> None:
             quiet_logging(_log, option)
         if "gc" not in skip:
             tune_gc()
+        if "reload" not in skip:
+            from exabgp.reactor.loop import Reactor
+
+            reload_not_gated(Reactor)
     from exabgp.application.main import main as exabgp_main
 
     exabgp_main()

@@ -90,6 +90,11 @@ def md5_hint(session: PeerSession, grew: dict[str, int]) -> str | None:
     return None
 
 
+class EngineRestart(Exception):
+    """ExaBGP must start again to apply the configuration (what it listens on is read at
+    its start only)."""
+
+
 class EngineFailure(Exception):
     """ExaBGP crashed, hung or lost its API process."""
 
@@ -130,6 +135,8 @@ class Speaker:
         self._connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] | None
         self._connected = None
         self._configured = asyncio.Event()
+        self._restart = asyncio.Event()  # a setting ExaBGP reads only at its start changed
+        self._started_listening: tuple[int, tuple[Address, ...]] | None = None
         self._md5_seen: dict[str, int] | None = None
 
     # --- read-only views -------------------------------------------------------------------
@@ -161,9 +168,12 @@ class Speaker:
 
     # --- the daemon's side ----------------------------------------------------------------
     def configure(self, config: SpeakerConfig) -> None:
-        """Use ``config`` from now on (reloading ExaBGP when it runs)."""
+        """Use ``config`` from now on (reloading ExaBGP when it runs, or starting it again
+        when what it listens on changed)."""
         self.core.configure(config, render(config, bridge=self.bridge_command()),
                             wall=time.time())
+        if self._started_listening not in (None, _listening(config)):
+            self._restart.set()
         self._wake.set()
         self._configured.set()
 
@@ -211,6 +221,11 @@ class Speaker:
                 started = time.monotonic()
                 try:
                     await self._run_once()
+                except EngineRestart as exc:
+                    log.info("exabgp_restarting", reason=str(exc))
+                    for event in self.core.engine_lost(str(exc), wall=time.time()):
+                        self.events.put_nowait(event)
+                    continue
                 except EngineFailure as exc:
                     self.last_failure = str(exc)
                     log.error("exabgp_failed", error=str(exc), restart_in=delay)
@@ -239,6 +254,8 @@ class Speaker:
     async def _spawn(self) -> asyncio.subprocess.Process:
         config = self.core.config
         assert config is not None
+        self._started_listening = _listening(config)
+        self._restart.clear()
         self._write_config(self.core.engine_started())
         env = {**os.environ, **environment(config)}
         binds = [str(a) for a in config.bind_addresses]
@@ -249,7 +266,12 @@ class Speaker:
             sock.close()  # connections must not wait in a backlog nobody serves
         self.listen_sockets = inherit
         env[listen.ENV] = listen.describe(inherit)
-        args = ["server", str(self.config_path)]
+        # ExaBGP's settings are all in ``env``; an empty settings file of its own stops it
+        # advising, at every start, to generate one
+        env_file = self.workdir / "exabgp.env"
+        if not env_file.exists():
+            env_file.write_text("# bgpd sets ExaBGP's settings in its environment\n")
+        args = ["--env-file", str(env_file), "server", str(self.config_path)]
         prestarted, self.prestarted = self.prestarted, None
         if prestarted is not None:
             if await self._start_prestarted(prestarted, args, env):
@@ -299,12 +321,22 @@ class Speaker:
                 tasks.create_task(self._read(reader), name="exabgp-events")
                 tasks.create_task(self._write(writer), name="exabgp-commands")
                 tasks.create_task(self._liveness(), name="exabgp-liveness")
+                tasks.create_task(self._restart_when_asked(), name="exabgp-restart")
+        except* EngineRestart as group:
+            raise group.exceptions[0] from None
         except* EngineFailure as group:
             raise group.exceptions[0] from None
         except* TimeoutError:
             raise EngineFailure("the API process did not connect within 30 s") from None
         finally:
             await self._kill(process)
+
+    async def _restart_when_asked(self) -> None:
+        await self._restart.wait()
+        config = self.core.config
+        assert config is not None
+        raise EngineRestart(f"listening on port {config.listen_port} of "
+                            f"{' '.join(str(a) for a in config.bind_addresses) or 'every address'}")
 
     async def _kill(self, process: asyncio.subprocess.Process) -> None:
         if process.returncode is None:
@@ -432,6 +464,10 @@ class Speaker:
         elif refused is not None:
             log.error("exabgp_command_refused", command=refused.text[:300],
                       retry_in=self.core.retry if refused.batch else None)
+
+
+def _listening(config: SpeakerConfig) -> tuple[int, tuple[Address, ...]]:
+    return config.listen_port, config.bind_addresses
 
 
 def _exabgp_release() -> str:
