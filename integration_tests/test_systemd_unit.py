@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bgpd.log import PRIORITIES
 from integration_tests.cluster import TOR_IP, Cluster
 from integration_tests.monitor import RouteMonitor
 from integration_tests.netns import NetLab
@@ -176,7 +177,9 @@ def test_the_shipped_unit_under_a_booted_systemd(booted: tuple[Cluster, Containe
     for entry in box.journal("bgpd"):
         message = entry.get("MESSAGE")
         if isinstance(message, str) and message.startswith("{"):
-            events.append(json.loads(message))
+            event = json.loads(message)
+            events.append(event)  # at the priority of its level: `journalctl -p err` finds it
+            assert entry.get("PRIORITY") == str(PRIORITIES[event["level"]]), entry
     names = {e.get("event") for e in events}
     assert {"ready", "reloading"} <= names, sorted(n for n in names if n)
     assert all("timestamp" in e and "level" in e for e in events)
