@@ -36,7 +36,7 @@ from node_controller.errors import ResourceError
 from ribs.context import NodeContext
 from ribs.export import ExportPeer, NextHopMode
 from ribs.kernel_plan import KernelRoute
-from ribs.policy import PeerPolicy
+from ribs.policy import PeerPolicy, Reason
 from ribs.rib import Delta, Rib, Session
 from ribs.types import Address, Route, Source, host
 
@@ -298,11 +298,19 @@ class Router:
             reasons: dict[str, int] = {}
             for _, reason in delta.rejected:
                 reasons[reason.value] = reasons.get(reason.value, 0) + 1
-            log.warning("routes_rejected", count=len(delta.rejected), reasons=reasons)
+            # our own routes coming back (a ToR echoing them, another reflector's copy) are
+            # routine: counted in bgpd_bgp_routes_rejected, logged at debug
+            routine = not reasons.keys() - ROUTINE_REJECTIONS
+            (log.debug if routine else log.warning)(
+                "routes_rejected", count=len(delta.rejected), reasons=reasons)
         if self.rib is not None and delta.fib_changed:  # a best-path change alone may not
             self.kernel.set_desired(self.rib.fib_routes())  # change any kernel route
         if self.rib is not None and self.config is not None and not self.rib.restarting:
             self.converged.set()
+
+
+ROUTINE_REJECTIONS = frozenset(r.value for r in (
+    Reason.AS_PATH_LOOP, Reason.ORIGINATOR_LOOP, Reason.CLUSTER_LOOP))
 
 
 def _address_of(key: tuple[str, str]) -> Address:
