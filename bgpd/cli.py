@@ -181,9 +181,10 @@ def _config_text(data: dict[str, Any]) -> str:
                                  ("md5", p["password"])) if on]
         lines.append(f"  {p['name']:<28} {p['address']}:{p['port']:<6} AS {p['peer_as']:<10} "
                      f"{p['type']:<6} {' '.join(flags)}")
-    lines.append(f"errors ({len(data['errors'])}):")
-    lines += [f"  {e['kind']} {e['name']!r}: {e['field']}: {e['message']}"
-              for e in data["errors"]]
+    for what in ("errors", "notices"):
+        lines.append(f"{what} ({len(data[what])}):")
+        lines += [f"  {e['kind']} {e['name']!r}: {e['field']}: {e['message']}"
+                  for e in data[what]]
     return "\n".join(lines)
 
 
@@ -275,6 +276,10 @@ def _status(args: argparse.Namespace) -> int:
     if data.get("degraded"):
         print(f"DEGRADED ({len(data['degraded'])}):")
         print("\n".join(f"  {reason}" for reason in data["degraded"]))
+    if data.get("notices"):
+        print(f"NOTICES: inputs that change nothing ({len(data['notices'])}):")
+        print("\n".join(f"  {n['kind']} {n['name']!r}: {n['field']}: {n['message']}"
+                        for n in data["notices"]))
     return 0
 
 

@@ -94,6 +94,12 @@ class DaemonCollector(Collector):
         for e in p.router.errors:
             errors.add_metric([e.kind, e.name, e.field], 1.0)
         yield errors
+        notices = GaugeMetricFamily("bgpd_config_notices",
+                                    "1 for each resource field taken as it is that changes "
+                                    "nothing (why: bgpd status)", labels=["kind", "name", "field"])
+        for e in p.router.config.notices if p.router.config else ():
+            notices.add_metric([e.kind, e.name, e.field], 1.0)
+        yield notices
         services = GaugeMetricFamily(
             "bgpd_service_advertised", "1 for each Service address this node announces",
             labels=["service", "prefix", "reason"])

@@ -69,6 +69,7 @@ def status(router: Router, speaker: Speaker, kernel: KernelSync) -> dict[str, An
                     "configuration_refused": speaker.core.refusal or None,
                     "last_failure": speaker.last_failure or None},
         "errors": [e.as_dict() for e in router.errors],
+        "notices": [e.as_dict() for e in config.notices] if config else [],
     }
 
 

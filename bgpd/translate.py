@@ -23,8 +23,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bgpd.speaker.config import DEFAULT_HOLD, Neighbor, problems
-from node_controller.desired import DesiredConfig, PeerConfig
+from bgpd.speaker.config import DEFAULT_HOLD, HOLD_MAX, RESTART_MAX, Neighbor, problems
+from node_controller.desired import ADDRESS_ANNOTATION, DesiredConfig, PeerConfig
 from node_controller.errors import ResourceError
 from ribs.context import ClusterRoutes, NodeContext, Pool, PrefixSet
 from ribs.types import Address, Prefix
@@ -69,7 +69,20 @@ def neighbor_of(peer: PeerConfig, config: DesiredConfig) -> Neighbor | ResourceE
         return _error(peer, "family", f"this node has no IPv{peer.address.version} address "
                                       "to speak that family from")
     if peer.address in (own[4], own[6]):
+        if peer.calico_node is not None and peer.calico_node != config.node:
+            field = ADDRESS_ANNOTATION[peer.address.version]
+            return ResourceError("Node", peer.calico_node, field, (
+                f"{peer.address} is node {config.node!r}'s own address: no session from it to "
+                f"{peer.calico_node!r} ({peer.name}, from {'/'.join(peer.origin)}): left out"))
         return _error(peer, "address", f"{peer.address} is this node's own address")
+    if peer.keepalive_time and peer.keepalive_time * 3 > HOLD_MAX:
+        return _error(peer, "hold time", (
+            f"a keepalive time of {peer.keepalive_time:.0f} s makes a hold time (three "
+            f"keepalives) of {peer.keepalive_time * 3:.0f} s; at most {HOLD_MAX} s"))
+    if peer.restart_time > RESTART_MAX:
+        return _error(peer, "restart time", (
+            f"{peer.restart_time:.0f} s is outside 0..{RESTART_MAX} s (graceful restart's "
+            "12-bit field)"))
     local = own[peer.address.version] if peer.source_address is not None else None
     password = peer.password.encode() if peer.password is not None else None
     hold = max(3, _seconds(peer.keepalive_time * 3)) if peer.keepalive_time else DEFAULT_HOLD

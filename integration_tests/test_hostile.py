@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from integration_tests import kube_cluster
 from integration_tests.cluster import Cluster, node_ip
@@ -46,11 +47,12 @@ def with_password(name: str, address: str, secret_name: str) -> dict[str, Any]:
                 password={"secretKeyRef": {"name": secret_name, "key": "password"}})
 
 
-def node1(annotation: str) -> dict[str, Any]:
+def node1(annotation: str, *, name: str = "node-1", tunnel: str = "172.17.2.1"
+          ) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Node", "metadata": {
-        "name": "node-1", "labels": {"kubernetes.io/hostname": "node-1"},
+        "name": name, "labels": {"kubernetes.io/hostname": name},
         "annotations": {"projectcalico.org/IPv4Address": annotation,
-                        "projectcalico.org/IPv4IPIPTunnelAddr": "172.17.2.1"}}}
+                        "projectcalico.org/IPv4IPIPTunnelAddr": tunnel}}}
 
 
 # (what it is, the documents, the object whose error must show: (kind, name))
@@ -125,6 +127,19 @@ CASES: list[tuple[str, list[dict[str, Any]], tuple[str, str]]] = [
                                                  {"listenPort": "abc"})],
      ("BGPConfiguration", "node.node-0")),
     ("another node's address edited to banana", [node1("banana")], ("Node", "node-1")),
+    ("another node's tunnel address with a prefix length",
+     [node1(f"{NODE1}/24", tunnel="172.17.2.1/32")], ("Node", "node-1")),
+    ("a clone of another node at its address", [node1(f"{NODE1}/24", name="node-1-clone")],
+     ("Node", "node-1-clone")),
+    ("a clone of this node at its address", [node1(f"{node_ip(0)}/24", name="node-0-clone")],
+     ("Node", "node-0-clone")),
+    ("the pool's ipipMode in lower case", [calico("IPPool", "pool", {
+        "cidr": "172.17.0.0/12", "blockSize": 24, "ipipMode": "always"})], ("IPPool", "pool")),
+    ("a VXLAN pool over the pool", [calico("IPPool", "pool-vxlan", {
+        "cidr": "172.17.128.0/17", "vxlanMode": "Always"})], ("IPPool", "pool-vxlan")),
+    ("this node's BlockAffinity state capitalised", [calico("BlockAffinity", "node-0-block", {
+        "node": "node-0", "cidr": "172.17.1.0/24", "state": "Confirmed", "deleted": "false"})],
+     ("BlockAffinity", "node-0-block")),
     # this node's own (another node's it does not watch through the API), written without
     # the labels: the watch by label must not take it for a deletion
     ("a BlockAffinity deleted: maybe", [calico("BlockAffinity", "node-0-block", {
@@ -189,7 +204,15 @@ def test_hostile_resources_by_sighup(lab: NetLab, tmp_path: Path, bird2: None) -
     broken = c.resources / "zz-broken.yaml"
 
     def apply(docs: list[dict[str, Any]]) -> None:
-        c.write_resources(docs)
+        """Each document edits its object where it stands (as ``kubectl edit`` does), or
+        is added after the rest."""
+        edits = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+        current = c.manifests()
+        keys = {(d["kind"], d["metadata"]["name"]) for d in current}
+        text = yaml.safe_dump_all(
+            [edits.get((d["kind"], d["metadata"]["name"]), d) for d in current]
+            + [d for key, d in edits.items() if key not in keys])
+        (c.resources / "cluster.yaml").write_text(text)
         c.nodes[0].proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
 
     def undo(docs: list[dict[str, Any]]) -> None:
@@ -200,6 +223,16 @@ def test_hostile_resources_by_sighup(lab: NetLab, tmp_path: Path, bird2: None) -
     try:
         c.wait(c.blocks_everywhere, 60, "blocks everywhere")
         exercise(c, apply, undo)
+        # a bad edit in place across a restart: the last valid version, saved, applies
+        routes = [n.routes() for n in c.nodes]
+        apply([calico("IPPool", "pool", {"cidr": "172.17.0.0/12", "blockSize": 24,
+                                         "ipipMode": "always"})])
+        c.wait(lambda: named(c, ("IPPool", "pool")), 20, "the bad pool named")
+        c.restart(c.nodes[0])
+        c.wait(lambda: named(c, ("IPPool", "pool")), 20, "the bad pool named after a restart")
+        assert [n.routes() for n in c.nodes] == routes
+        undo([])
+        c.wait(lambda: clean(c), 20, "clean again")
         # and a file that is not YAML: the whole reload is refused, file and line named
         broken.write_text("kind: BGPPeer\nmetadata: {name: x\n")
         c.nodes[0].proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
@@ -229,4 +262,15 @@ def test_hostile_resources_through_the_api(lab: NetLab, tmp_path: Path, bird2: N
 
         c.wait(c.blocks_everywhere, 60, "blocks everywhere")
         exercise(c, apply, undo)
+        # a bad edit across a restart: the last valid version, saved, applies
+        routes = [n.routes() for n in c.nodes]
+        bad = [calico("IPPool", "pool", {"cidr": "172.17.0.0/12", "blockSize": 24,
+                                         "ipipMode": "always"})]
+        apply(bad)
+        c.wait(lambda: named(c, ("IPPool", "pool")), 20, "the bad pool named")
+        c.restart(c.nodes[0])
+        c.wait(lambda: named(c, ("IPPool", "pool")), 20, "the bad pool named after a restart")
+        assert [n.routes() for n in c.nodes] == routes
+        undo(bad)
+        c.wait(lambda: clean(c), 20, "clean again")
 

@@ -164,6 +164,9 @@ class Controller:
             for error in set(config.errors) - set(previous.errors if previous else ()):
                 log.error("resource_invalid", kind=error.kind, name=error.name,
                           field=error.field, problem=error.message)
+            for notice in set(config.notices) - set(previous.notices if previous else ()):
+                log.info("resource_changes_nothing", kind=notice.kind, name=notice.name,
+                         field=notice.field, why=notice.message)
             await self.desired.publish(config)
             before = set(previous.announce) if previous else set()
             now = set(config.announce)

@@ -128,6 +128,9 @@ class DesiredConfig:
     normal_priority_v4: int = NORMAL_PRIORITY  # the default BGPConfiguration's
     normal_priority_v6: int = NORMAL_PRIORITY
     errors: tuple[ResourceError, ...] = ()
+    # inputs taken as they are but that change nothing, each with why (not errors: the node
+    # runs as its resources say)
+    notices: tuple[ResourceError, ...] = ()
 
     def program_cluster_routes(self, setting: str | None = None) -> str:
         """Which pools' cluster routes BGP programs: the BGPConfiguration's
@@ -172,6 +175,7 @@ class DesiredConfig:
             "peers": [p.as_dict() for p in self.peers],
             "log_severity": self.log_severity,
             "errors": [e.as_dict() for e in self.errors],
+            "notices": [e.as_dict() for e in self.notices],
         }
 
 
@@ -181,6 +185,10 @@ def _order(p: Prefix) -> tuple[int, int, int]:
 
 def _ip_key(address: Address) -> tuple[int, int]:
     return (address.version, int(address))
+
+
+ADDRESS_ANNOTATION = {4: "metadata.annotations.projectcalico.org/IPv4Address",
+                      6: "metadata.annotations.projectcalico.org/IPv6Address"}
 
 
 def peer_name(kind: str, address: Address, port: int | None = None) -> str:
@@ -198,6 +206,7 @@ class _Builder:
         self.workloads = tuple(workloads)
         self.node_name = node_name
         self.errors: list[ResourceError] = []
+        self.notices: list[ResourceError] = []
         self.default = store.get(BGPConfiguration, "default") or BGPConfiguration("default")
         self.own_config = store.get(BGPConfiguration, f"node.{node_name}")
         self.nodes = store.all(Node)
@@ -351,6 +360,11 @@ class _Builder:
                 self.errors.append(ResourceError(
                     "BGPPeer", peer.name, "spec.filters",
                     f"{what}: the peer imports and exports nothing until it is valid"))
+        if peer.keepalive_time == 0:
+            self.notices.append(ResourceError(
+                "BGPPeer", peer.name, "spec.keepaliveTime",
+                "0s is BIRD's default, as Calico passes it on: hold time 240 s, keepalives "
+                "every 80 s"))
         mode = peer.next_hop_mode or ("Keep" if peer.keep_original_next_hop else "Auto")
         source = None
         if peer.source_address == "UseNodeIP" and me.ipv4 is not None:
@@ -375,6 +389,9 @@ class _Builder:
                 key = (config.address, config.port)
                 if key not in ranked or rank < ranked[key][0]:
                     ranked[key] = (rank, config)
+                elif rank == ranked[key][0] and (config.origin, config.calico_node) != (
+                        ranked[key][1].origin, ranked[key][1].calico_node):
+                    self.duplicate(config, ranked[key][1])
 
         bgp_peers = self.store.all(BGPPeer)
         offer(3, self.mesh(me))
@@ -391,6 +408,39 @@ class _Builder:
                 for c in configs
             ]
         return sorted(configs, key=lambda c: (_ip_key(c.address), c.port))
+
+    def duplicate(self, later: PeerConfig, first: PeerConfig) -> None:
+        """Two BGPPeers of one rank, or two nodes at one address, make the same session: the
+        first (by name) applies."""
+        if later.calico_node is not None and later.calico_node != first.calico_node:
+            self.errors.append(ResourceError(
+                "Node", later.calico_node, ADDRESS_ANNOTATION[later.address.version], (
+                    f"{later.address} is node {first.calico_node!r}'s address too: the one "
+                    f"session to it ({first.name}) is {first.calico_node!r}'s")))
+            return
+        kind, name = later.origin
+        peer = self.store.get(BGPPeer, name) if kind == "BGPPeer" else None
+        where = "spec.peerSelector" if peer is not None and peer.peer_selector else "spec.peerIP"
+        self.errors.append(ResourceError(kind, name, where, (
+            f"peer {later.name}: {'/'.join(first.origin)} already makes this session "
+            f"({later.address} port {later.port}): left out")))
+
+    def pool_problems(self, me: Node) -> None:
+        """Overlapping pools (Calico's API refuses them; here a route inside both follows
+        the more specific), and a pool over this node's own subnet."""
+        pools = self.store.all(IPPool)
+        for i, pool in enumerate(pools):
+            for other in pools[:i]:
+                if pool.cidr.version == other.cidr.version and pool.cidr.overlaps(other.cidr):
+                    self.errors.append(ResourceError("IPPool", pool.name, "spec.cidr", (
+                        f"{pool.cidr} overlaps IPPool {other.name!r} ({other.cidr}), which "
+                        "Calico refuses: a route inside both follows the more specific pool")))
+            for own in (me.ipv4, me.ipv6):
+                if own is not None and own.version == pool.cidr.version and (
+                        pool.cidr.overlaps(own.network)):
+                    self.notices.append(ResourceError("IPPool", pool.name, "spec.cidr", (
+                        f"{pool.cidr} overlaps this node's subnet {own.network}: no route "
+                        "into the subnet is taken from a peer, whatever the pool")))
 
     def advertisements(self) -> tuple[Advertisement, ...]:
         source = (self.own_config if self.own_config and self.own_config.prefix_advertisements
@@ -459,8 +509,9 @@ def desired_config(store: Store, node_name: str,
                   *(p for p in ranges if p.prefixlen < p.max_prefixlen)}
     if excluded(me):  # left out of load balancers: no service address at all
         aggregates = set()
-    per_service = service_routes(store, me, default)
+    per_service, service_notices = service_routes(store, me, default)
     peers = b.peers(me)
+    b.pool_problems(me)
     info = store.get(ClusterInformation, "default")
     return DesiredConfig(
         node=node_name,
@@ -487,4 +538,5 @@ def desired_config(store: Store, node_name: str,
         normal_priority_v4=default.normal_priority_v4 or NORMAL_PRIORITY,
         normal_priority_v6=default.normal_priority_v6 or NORMAL_PRIORITY,
         errors=tuple(sorted({*resource_errors, *b.errors})),
+        notices=tuple(sorted({*b.notices, *service_notices})),
     )

@@ -24,6 +24,11 @@ Service is advertised exactly while its Service and EndpointSlices justify it:
 
 The same address justified by two Services (Kubernetes allows it) is announced once and
 withdrawn when neither justifies it.
+
+What is left out for a reason the operator may not expect is a notice (not an error: it is
+as the ranges say): an address outside every configured range of its kind — an IPv6 address
+where only IPv4 ranges are set, say — and ready endpoints on a node the cluster does not
+have.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from node_controller.errors import ResourceError
 from node_controller.models import BGPConfiguration, EndpointSlice, Node, Service
 from node_controller.store import Store
 from ribs.types import Address, Prefix, prefix
@@ -93,25 +99,56 @@ def _reason(svc: Service, slices: list[EndpointSlice], node: str,
     return None
 
 
+def _kinds(svc: Service, default: BGPConfiguration
+           ) -> list[tuple[str, str, tuple[Address, ...], tuple[Prefix, ...]]]:
+    """Each kind of address of ``svc``: (field, range setting, addresses, ranges)."""
+    return [("spec.clusterIPs", "serviceClusterIPs", svc.cluster_ips,
+             default.service_cluster_ips),
+            ("spec.externalIPs", "serviceExternalIPs", svc.external_ips,
+             default.service_external_ips),
+            ("status.loadBalancer.ingress", "serviceLoadBalancerIPs", svc.lb_ips,
+             default.service_loadbalancer_ips)]
+
+
 def _addresses(svc: Service, default: BGPConfiguration) -> list[Address]:
-    out = [a for a in svc.cluster_ips if _inside(a, default.service_cluster_ips)]
-    out += [a for a in svc.external_ips if _inside(a, default.service_external_ips)]
-    out += [a for a in svc.lb_ips if _inside(a, default.service_loadbalancer_ips)]
+    return [a for _, _, addresses, ranges in _kinds(svc, default)
+            for a in addresses if _inside(a, ranges)]
+
+
+def _outside(svc: Service, default: BGPConfiguration) -> list[ResourceError]:
+    """A notice for each address of a kind with ranges set that none of them covers."""
+    out = []
+    for field, setting, addresses, ranges in _kinds(svc, default):
+        for a in addresses if ranges else ():
+            if not _inside(a, ranges):
+                family = "" if any(r.version == a.version for r in ranges) else (
+                    f" (it has no IPv{a.version} range)")
+                out.append(ResourceError("Service", svc.name, field, (
+                    f"{a} is outside every {setting} range of BGPConfiguration "
+                    f"'default'{family}: not announced")))
     return out
 
 
 def service_routes(store: Store, node: Node, default: BGPConfiguration
-                   ) -> tuple[ServiceRoute, ...]:
-    """Every (address, Service) this node announces, with its reason, sorted.  A Service
-    whose own object, EndpointSlices and configuration are the very objects of the last
-    computation keeps its result (``store.memo``): under endpoint churn one Service in a
-    thousand changes at a time."""
+                   ) -> tuple[tuple[ServiceRoute, ...], tuple[ResourceError, ...]]:
+    """Every (address, Service) this node announces, with its reason, sorted, and the
+    notices.  A Service whose own object, EndpointSlices and configuration are the very
+    objects of the last computation keeps its result (``store.memo``): under endpoint churn
+    one Service in a thousand changes at a time."""
     if not default.service_cidrs or excluded(node):
-        return ()
+        return (), ()
     slices: dict[str, list[EndpointSlice]] = defaultdict(list)
+    nodes = {n.name for n in store.all(Node)}
+    notices = []
     for piece in store.all(EndpointSlice):
         if piece.service is not None:
             slices[piece.service].append(piece)
+        unknown = sorted(piece.ready_nodes - nodes - {""})
+        if unknown:
+            notices.append(ResourceError("EndpointSlice", piece.name, "endpoints.nodeName", (
+                f"ready endpoints on {', '.join(repr(n) for n in unknown[:5])}"
+                f"{' and more' if len(unknown) > 5 else ''}, not nodes of the cluster: no node "
+                "announces the Service for them")))
     memo: dict[str, _Entry] = store.memo.setdefault("services", {})
     fresh: dict[str, _Entry] = {}
     for svc in store.all(Service):
@@ -122,13 +159,14 @@ def service_routes(store: Store, node: Node, default: BGPConfiguration
         fresh[svc.name] = entry
     store.memo["services"] = fresh
     keyed = sorted(item for entry in fresh.values() for item in entry.routes)
-    return tuple(route for *_, route in keyed)
+    notices += [n for entry in fresh.values() for n in entry.notices]
+    return tuple(route for *_, route in keyed), tuple(notices)
 
 
 class _Entry:
     """One Service's routes, with the inputs they were computed from."""
 
-    __slots__ = ("default", "node", "routes", "slices", "svc")
+    __slots__ = ("default", "node", "notices", "routes", "slices", "svc")
 
     def __init__(self, svc: Service, slices: list[EndpointSlice], node: str,
                  default: BGPConfiguration) -> None:
@@ -141,6 +179,7 @@ class _Entry:
                 routes.append((a.version, int(a), svc.name, ServiceRoute(
                     prefix(f"{a}/{a.max_prefixlen}"), svc.name, reason)))
         self.routes = routes
+        self.notices = _outside(svc, default)
 
     def holds(self, svc: Service, slices: list[EndpointSlice], node: str,
               default: BGPConfiguration) -> bool:

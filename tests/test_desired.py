@@ -399,3 +399,59 @@ def test_program_cluster_routes_default_follows_the_version() -> None:
 ])
 def test_v333_fields_invalid(obj: dict[str, Any], field: str, words: str) -> None:
     test_invalid_objects_are_named_and_the_rest_still_applies(obj, field, words)
+
+
+def _said(items: tuple[Any, ...]) -> dict[tuple[str, str, str], str]:
+    return {(e.kind, e.name, e.field): e.message for e in items}
+
+
+def test_two_bgppeers_making_one_session_are_an_error_on_the_second() -> None:
+    objs = [node("n9", "10.0.0.9/24", labels={"rack": "a"}),
+            node("n8", "10.0.0.8/24", labels={"rack": "b"}),
+            calico("BGPConfiguration", "default", nodeToNodeMeshEnabled=False),
+            calico("BGPPeer", "a-to-b", nodeSelector="rack == 'a'", peerSelector="rack == 'b'"),
+            calico("BGPPeer", "racks-a-b", nodeSelector="rack == 'a'",
+                   peerSelector="rack in {'b', 'c'}")]
+    cfg = build(*objs)
+    assert peers(cfg) == {"Node_10_0_0_8": ("10.0.0.8", 179, 64512, "node", False)}
+    assert cfg.peers[0].origin == ("BGPPeer", "a-to-b")
+    assert _said(cfg.errors) == {("BGPPeer", "racks-a-b", "spec.peerSelector"): (
+        "peer Node_10_0_0_8: BGPPeer/a-to-b already makes this session (10.0.0.8 port 179): "
+        "left out")}
+    twice = build(*objs[:3], calico("BGPPeer", "b1", peerIP="10.0.0.1", asNumber=65000),
+                  calico("BGPPeer", "b2", peerIP="10.0.0.1", asNumber=65001))
+    assert [p.peer_as for p in twice.peers] == [65000]
+    assert _said(twice.errors) == {("BGPPeer", "b2", "spec.peerIP"): (
+        "peer Global_10_0_0_1: BGPPeer/b1 already makes this session (10.0.0.1 port 179): "
+        "left out")}
+
+
+def test_overlapping_pools_are_an_error_and_a_pool_over_the_node_subnet_a_notice() -> None:
+    cfg = build(node("n9", "10.0.0.9/24"),
+                calico("IPPool", "a", cidr="172.17.0.0/16", ipipMode="Always"),
+                calico("IPPool", "b", cidr="172.17.128.0/17", vxlanMode="Always"),
+                calico("IPPool", "c", cidr="10.0.0.0/16"))
+    assert _said(cfg.errors) == {("IPPool", "b", "spec.cidr"): (
+        "172.17.128.0/17 overlaps IPPool 'a' (172.17.0.0/16), which Calico refuses: a route "
+        "inside both follows the more specific pool")}
+    assert _said(cfg.notices) == {("IPPool", "c", "spec.cidr"): (
+        "10.0.0.0/16 overlaps this node's subnet 10.0.0.0/24: no route into the subnet is "
+        "taken from a peer, whatever the pool")}
+
+
+def test_a_keepalive_time_of_zero_is_birds_default_and_says_so() -> None:
+    cfg = build(node("n9", "10.0.0.9/24"),
+                calico("BGPPeer", "tor", peerIP="10.0.0.1", asNumber=65000, keepaliveTime="0s"))
+    assert not cfg.errors
+    assert _said(cfg.notices) == {("BGPPeer", "tor", "spec.keepaliveTime"): (
+        "0s is BIRD's default, as Calico passes it on: hold time 240 s, keepalives every 80 s")}
+
+
+def test_two_nodes_at_one_address_are_an_error_on_the_second() -> None:
+    cfg = build(node("n9", "10.0.0.9/24"), node("n8", "10.0.0.8/24"),
+                node("n8-clone", "10.0.0.8/24"))
+    assert [(p.name, p.calico_node) for p in cfg.peers] == [("Mesh_10_0_0_8", "n8")]
+    assert _said(cfg.errors) == {
+        ("Node", "n8-clone", "metadata.annotations.projectcalico.org/IPv4Address"): (
+            "10.0.0.8 is node 'n8''s address too: the one session to it (Mesh_10_0_0_8) is "
+            "'n8''s")}

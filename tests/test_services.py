@@ -121,6 +121,31 @@ def test_addresses_only_inside_their_ranges() -> None:
     assert routes(cfg) == {"fd00:96::a/128": ("shop/v6", LOCAL_ENDPOINT)}
 
 
+def test_what_is_left_out_unexpectedly_is_a_notice_naming_the_service_and_field() -> None:
+    svc = service("web", cluster_ip="10.96.0.10", extra_ips=("fd00:97::1",),
+                  families=("IPv4", "IPv6"), external=("10.1.1.1",), lb=("2001:db8::5",))
+    cfg = build(svc, slice_("web-1", "web", ("n1", True), ("gone", True)),
+                serviceLoadBalancerIPs=[{"cidr": "203.0.113.0/24"}])
+    assert not cfg.errors
+    assert {(n.kind, n.name, n.field): n.message for n in cfg.notices} == {
+        ("Service", "shop/web", "spec.clusterIPs"):
+            "fd00:97::1 is outside every serviceClusterIPs range of BGPConfiguration "
+            "'default': not announced",
+        ("Service", "shop/web", "spec.externalIPs"):
+            "10.1.1.1 is outside every serviceExternalIPs range of BGPConfiguration "
+            "'default': not announced",
+        ("Service", "shop/web", "status.loadBalancer.ingress"):
+            "2001:db8::5 is outside every serviceLoadBalancerIPs range of BGPConfiguration "
+            "'default' (it has no IPv6 range): not announced",
+        ("EndpointSlice", "shop/web-1", "endpoints.nodeName"):
+            "ready endpoints on 'gone', not nodes of the cluster: no node announces the "
+            "Service for them"}
+    # a kind without ranges is not announced by design: nothing to say
+    assert not build(svc, serviceExternalIPs=[], serviceClusterIPs=[{"cidr": "10.96.0.0/12"},
+                                                                    {"cidr": "fd00::/8"}],
+                     serviceLoadBalancerIPs=[]).notices
+
+
 def test_cluster_policy_single_addresses_from_every_node() -> None:
     lb = service("lb", policy="Cluster", lb=("203.0.114.9",))
     for me in ("n1", "n2"):  # no endpoint needed, on any node

@@ -77,6 +77,25 @@ def test_bad_passwords_families_and_timers_are_errors_on_their_resource() -> Non
     assert any("this one 82" in e.message for e in t.errors)
 
 
+def test_errors_say_the_value_given_and_blame_the_node_at_our_address() -> None:
+    clone = PeerConfig(name="Mesh_198_51_100_1", address=NODE.ip, port=179, peer_as=64512,
+                       local_as=64512, type="mesh", calico_node="node-0-clone",
+                       source_address=NODE.ip)
+    t = translate(config(clone, peer("192.0.2.8", keepalive_time=3_600_000_000.0),
+                         peer("192.0.2.9", restart_time=3_600_000_000.0)))
+    assert not t.neighbors
+    said = {(e.kind, e.name, e.field): e.message for e in t.errors}
+    assert said[("Node", "node-0-clone", "metadata.annotations.projectcalico.org/IPv4Address")] \
+        == ("198.51.100.1 is node 'node-0''s own address: no session from it to "
+            "'node-0-clone' (Mesh_198_51_100_1, from BGPConfiguration/default): left out")
+    assert said[("BGPPeer", "tor", "spec.keepaliveTime")] == (
+        "peer Global_192.0.2.8: a keepalive time of 3600000000 s makes a hold time (three "
+        "keepalives) of 10800000000 s; at most 65535 s: left out")
+    assert said[("BGPPeer", "tor", "spec.maxRestartTime")] == (
+        "peer Global_192.0.2.9: 3600000000 s is outside 0..4095 s (graceful restart's 12-bit "
+        "field): left out")
+
+
 addresses = st.sampled_from(["192.0.2.2", "192.0.2.3", "198.51.100.1", "2001:db8::2",
                              "2001:db8::1", "0.0.0.0", "224.0.0.5"])
 passwords = st.none() | st.text(max_size=50)
