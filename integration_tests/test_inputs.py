@@ -56,6 +56,8 @@ def test_own_address_moved_and_back(lab: NetLab, tmp_path: Path, bird2: None) ->
         me.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
         c.wait(lambda: established(c, me), 30, "the mesh session back")
         c.wait(c.blocks_everywhere, 30, "blocks everywhere again")
+        # (and no advice from ExaBGP to write a settings file it does not need)
+        assert "environment file missing" not in (me.workdir / "bgpd.log").read_text()
     finally:
         c.stop_all()
 
