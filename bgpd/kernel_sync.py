@@ -93,6 +93,13 @@ class KernelSync:
         self._debounce = debounce
         self.synced = asyncio.Event()  # set after each pass that left no error
 
+    def owned_by_version(self) -> dict[int, int]:
+        """The owned routes installed now, by IP version (4 and 6 always present)."""
+        counts = {4: 0, 6: 0}
+        for prefix in self._installed:
+            counts[prefix.version] += 1
+        return counts
+
     async def adopt(self) -> list[KernelRoute]:
         """The owned routes already in the kernel (left by a previous run), untouched."""
         routes = await self.kernel.snapshot()

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from bgpd.observability import Parts
 
 
+FAMILIES = {4: "ipv4", 6: "ipv6"}
+
+
 def scrape(parts: Parts) -> Callable[[], bytes]:
     """The exposition text of every metric of ``parts``, computed at each call."""
     registry = CollectorRegistry(auto_describe=False)
@@ -37,7 +40,7 @@ class DaemonCollector(Collector):
         p = self.parts
         rib = p.router.rib
         up = GaugeMetricFamily("bgpd_bgp_session_up", "1 when the BGP session is Established",
-                               labels=["peer", "name", "type"])
+                               labels=["peer", "name", "type", "family"])
         flaps = CounterMetricFamily("bgpd_bgp_session_flaps", "Established sessions lost",
                                     labels=["peer", "name"])
         received = GaugeMetricFamily("bgpd_bgp_routes_received", "Routes held from the peer",
@@ -50,7 +53,8 @@ class DaemonCollector(Collector):
         for address, st in p.speaker.peers.items():
             key = source_key(address)
             peer = str(address)
-            up.add_metric([peer, st.neighbor.name, p.router.peer_kind(address)],
+            up.add_metric([peer, st.neighbor.name, p.router.peer_kind(address),
+                           FAMILIES[address.version]],
                           float(st.state is SessionState.ESTABLISHED))
             flaps.add_metric([peer, st.neighbor.name], st.flaps)
             received.add_metric([peer], len(rib.received.get(key, {})) if rib else 0)
@@ -64,8 +68,11 @@ class DaemonCollector(Collector):
             rejected.add_metric([peer, reason], count)
         yield rejected
         k = p.kernel.stats
-        yield GaugeMetricFamily("bgpd_kernel_routes_owned", "Kernel routes bgpd owns",
-                                value=k.owned_routes)
+        owned = GaugeMetricFamily("bgpd_kernel_routes_owned", "Kernel routes bgpd owns",
+                                  labels=["family"])
+        for version, count in p.kernel.owned_by_version().items():
+            owned.add_metric([FAMILIES[version]], count)
+        yield owned
         yield CounterMetricFamily("bgpd_kernel_writes", "Route writes applied", value=k.writes)
         yield CounterMetricFamily("bgpd_kernel_write_failures", "Route writes refused",
                                   value=k.write_failures)
@@ -75,8 +82,11 @@ class DaemonCollector(Collector):
         yield CounterMetricFamily("bgpd_kernel_foreign_conflicts",
                                   "Prefixes held by another protocol's route",
                                   value=k.foreign_conflicts)
-        yield GaugeMetricFamily("bgpd_rib_prefixes", "Prefixes in the Loc-RIB",
-                                value=len(rib.table) if rib else 0)
+        prefixes = GaugeMetricFamily("bgpd_rib_prefixes", "Prefixes in the Loc-RIB",
+                                     labels=["family"])
+        for version, count in (rib.table.count_by_version() if rib else {4: 0, 6: 0}).items():
+            prefixes.add_metric([FAMILIES[version]], count)
+        yield prefixes
         yield GaugeMetricFamily("bgpd_rib_stale_routes", "Routes kept by graceful restart",
                                 value=rib.table.stale_count() if rib else 0)
         yield CounterMetricFamily("bgpd_exabgp_restarts", "BGP engine restarts",

@@ -134,9 +134,9 @@ class Router:
 
     def speaker_config(self, config: DesiredConfig, translation: Translation) -> SpeakerConfig:
         assert config.router_id is not None
-        binds: tuple[Address, ...] = (config.bind_address,) if config.bind_address else ()
         return SpeakerConfig(router_id=config.router_id, neighbors=translation.neighbors,
-                             listen_port=config.listen_port, bind_addresses=binds,
+                             listen_port=config.listen_port,
+                             bind_addresses=config.bind_addresses,
                              reactor_speed=self.settings.exabgp_reactor_speed)
 
     # --- the task --------------------------------------------------------------------------
@@ -192,11 +192,12 @@ class Router:
         self.stats.config_changes += 1
         if config.router_id is None:
             log.error("no_router_id", node=config.node,
-                      problem="this node has no IPv4 address: BGP stays down")
+                      problem="this node has no IPv4 or IPv6 address: BGP stays down")
             self.config = config
             return Delta()
-        if self.interface is None and config.node_address is not None:
-            self.interface = await self.kernel.kernel.interface_of(config.node_address.ip)
+        own = config.node_address or config.node_address_v6
+        if self.interface is None and own is not None:
+            self.interface = await self.kernel.kernel.interface_of(own.ip)
         running = {a: s.neighbor.name for a, s in self.speaker.peers.items()}
         translation = translate(config, running=running)
         self._report(translation)

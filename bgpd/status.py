@@ -35,6 +35,7 @@ def status(router: Router, speaker: Speaker, kernel: KernelSync) -> dict[str, An
             state = "Idle (graceful restart: routes kept)"
         peers.append({
             "name": st.neighbor.name, "address": str(address), "port": st.neighbor.port,
+            "family": f"ipv{address.version}",
             "type": peer_type(router.peer_kind(address)), "peer_as": st.neighbor.peer_as,
             "state": state, "established": st.state is SessionState.ESTABLISHED,
             "since": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.since)),
@@ -54,13 +55,17 @@ def status(router: Router, speaker: Speaker, kernel: KernelSync) -> dict[str, An
         "as": config.local_as if config else None,
         "router_id": str(config.router_id) if config and config.router_id else None,
         "peers": peers,
-        "kernel": {"owned_routes": kernel.stats.owned_routes, "writes": kernel.stats.writes,
+        "kernel": {"owned_routes": kernel.stats.owned_routes,
+                   "owned_by_family": {f"ipv{v}": n for v, n in kernel.owned_by_version().items()},
+                   "writes": kernel.stats.writes,
                    "write_failures": kernel.stats.write_failures,
                    "drift_repairs": kernel.stats.drift_repairs,
                    "foreign_conflicts": kernel.stats.foreign_conflicts,
                    "last_sync_seconds_ago": round(time.monotonic() - last, 1) if last else None,
                    "errors": {str(p): str(e) for p, e in kernel.errors.items()}},
         "rib": {"prefixes": len(rib.table) if rib else 0,
+                "prefixes_by_family": {f"ipv{v}": n for v, n in (
+                    rib.table.count_by_version() if rib else {4: 0, 6: 0}).items()},
                 "restarting": bool(rib and rib.restarting),
                 "memory_releases": router.stats.memory_releases},
         "speaker": {"exabgp_pid": speaker.pid, "healthy": speaker.healthy,

@@ -7,7 +7,12 @@ set (proto boot).  The Calico resources describing the cluster are written to a 
 each bgpd runs in its node's namespace in static mode over that folder (the closest honest
 substitute for the API server when a test does not need the API itself).
 
-Addresses: nodes 198.51.100.11.. /24, the ToR 198.51.100.1, blocks 172.17.<i>.0/24.
+Addresses: nodes 198.51.100.11.. /24, the ToR 198.51.100.1, blocks 172.17.<i>.0/24.  With
+``ipv6``, dual stack as Calico runs it: nodes also fd00:198:51:100::11.. /64 (annotated
+``IPv6Address``), the ToR fd00:198:51:100::1, an IPv6 pool fd00:10::/48 of /122 blocks
+(``fd00:10::<i>:0/122``, never encapsulated: IPIP carries IPv4 only), pods with an IPv6
+address whose default route is Calico's (``via fe80::ecee:eeff:feee:eeee``, the address of
+the host side of a ``cali`` veth, which Calico gives the MAC ee:ee:ee:ee:ee:ee).
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from node_controller.kube import HOSTNAME_HASH, hostname_hash
 
 NODE_AS, TOR_AS = 64512, 65000
 TOR_IP = "198.51.100.1"
+TOR_IP6 = "fd00:198:51:100::1"
+POOL6 = "fd00:10::/48"
+CALI_GATEWAY6 = "fe80::ecee:eeff:feee:eeee"  # Calico's pods' IPv6 default gateway
 BGPD = [sys.executable, "-m", "bgpd"]
 
 
@@ -42,6 +50,16 @@ def node_ip(i: int, mode: str = "Always") -> str:
 
 def block(i: int) -> str:
     return f"172.17.{i + 1}.0/24"
+
+
+def node_ip6(i: int, mode: str = "Always") -> str:
+    """The IPv6 address beside :func:`node_ip`'s, on the same subnet."""
+    subnet = 101 if node_ip(i, mode).startswith("198.51.101.") else 100
+    return f"fd00:198:51:{subnet}::{11 + i}"
+
+
+def block6(i: int) -> str:
+    return f"fd00:10::{i + 1}:0/122"
 
 
 @dataclass
@@ -58,10 +76,16 @@ class Node:
     ip: str = ""
     bird: Bird2 | None = None
     extra_blocks: list[str] = field(default_factory=list)  # more blocks for a BIRD node
+    ip6: str = ""  # dual stack: the node's IPv6 address
+    pod_ips6: list[str] = field(default_factory=list)
 
     @property
     def block(self) -> str:
         return block(self.index)
+
+    @property
+    def block6(self) -> str:
+        return block6(self.index)
 
     @property
     def socket(self) -> Path:
@@ -72,14 +96,20 @@ class Node:
         out: the IPIP stand-in has no carrier on some kernels)."""
         return {" ".join(line.split()) for line in self.ns.routes() if "proto bird" in line}
 
+    def routes6(self) -> set[str]:
+        """The same for IPv6."""
+        return {" ".join(line.split()) for line in self.ns.routes(family=6)
+                if "proto bird" in line}
+
 
 class Cluster:
     def __init__(self, lab: NetLab, workdir: Path, *, nodes: int = 2, mode: str = "Always",
                  pods: int = 0, tor: bool | str = True, tor_originate: tuple[str, ...] = (),
                  bird_nodes: int = 0, datastore: str = "static",
                  kubeconfig: Path | None = None, tor_peer: bool = True,
-                 bird_graceful: bool = True) -> None:
+                 bird_graceful: bool = True, ipv6: bool = False) -> None:
         self.lab, self.workdir, self.mode = lab, workdir, mode
+        self.ipv6 = ipv6
         self.bird_graceful = bird_graceful  # BIRD nodes: graceful restart on (Calico's) or off
         self.tor_peer = tor_peer
         self.datastore, self.kubeconfig = datastore, kubeconfig
@@ -97,20 +127,30 @@ class Cluster:
                 lab.veth(self.router_ns, f"eth{i}", self.fabric, port)
                 lab.attach(self.fabric, port, bridge)
                 lab.address(self.router_ns, f"eth{i}", cidr)
+                if ipv6:
+                    lab.address(self.router_ns, f"eth{i}", f"fd00:198:51:{100 + i}::254/64")
             sh("ip", "netns", "exec", self.router_ns.name, "sysctl", "-qw",
-               "net.ipv4.ip_forward=1")
+               "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
         self.nodes = [self._node(i, pods, "bird" if i < bird_nodes else "bgpd")
                       for i in range(nodes)]
         self.tor: Router | None = None
         kind = "bird2" if tor is True else (tor or None)
         if kind:
             ns = self._attach("tor", f"{TOR_IP}/24", "br0")
+            if ipv6:
+                lab.address(ns, "eth0", f"{TOR_IP6}/64")
             if self.router_ns is not None:
                 ns.ip("route", "add", "198.51.101.0/24", "via", "198.51.100.254")
+                if ipv6:
+                    ns.ip("-6", "route", "add", "fd00:198:51:101::/64", "via",
+                          "fd00:198:51:100::254")
+            neighbors = [Neighbor(n.ip, NODE_AS, multihop=not n.ip.startswith("198.51.100."))
+                         for n in self.nodes]
+            neighbors += [Neighbor(n.ip6, NODE_AS, multihop=not n.ip.startswith("198.51.100."))
+                          for n in self.nodes if n.ip6]
             self.tor = ROUTERS[str(kind)](
                 ns, workdir / "tor", router_id=TOR_IP, asn=TOR_AS,
-                neighbors=[Neighbor(n.ip, NODE_AS, multihop=not n.ip.startswith("198.51.100."))
-                           for n in self.nodes], originate=tor_originate)
+                neighbors=neighbors, originate=tor_originate)
         self.write_resources()
 
     def _attach(self, role: str, cidr: str, bridge: str) -> Namespace:
@@ -132,11 +172,22 @@ class Cluster:
         workdir.mkdir(parents=True, exist_ok=True)
         node = Node(i, f"node-{i}", ns, workdir, tunl0(ns, local=ip, workdir=workdir),
                     speaker=speaker, ip=ip)
+        if self.ipv6:
+            node.ip6 = node_ip6(i, self.mode)
+            self.lab.address(ns, "eth0", f"{node.ip6}/64")
+            sh("ip", "netns", "exec", ns.name, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+            if self.router_ns is not None:
+                other = "101" if ":100::" in node.ip6 else "100"
+                own = "100" if other == "101" else "101"
+                ns.ip("-6", "route", "add", f"fd00:198:51:{other}::/64", "via",
+                      f"fd00:198:51:{own}::254")
         for p in range(pods):
             pod = self.lab.namespace(f"pod{i}{p}")
             ip = f"172.17.{i + 1}.{10 + p}"
             host_if = f"cali{i:02d}{p:02d}"
             self.lab.veth(ns, host_if, pod, "eth0")
+            if self.ipv6:  # Calico's MAC for the host side (its link-local: the gateway)
+                ns.ip("link", "set", host_if, "address", "ee:ee:ee:ee:ee:ee")
             self.lab.address(pod, "eth0", f"{ip}/32")
             pod.ip("route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
             pod.ip("route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
@@ -148,10 +199,25 @@ class Cluster:
             ns.ip("route", "add", f"{ip}/32", "dev", host_if, "proto", "boot", "scope", "link")
             sh("ip", "netns", "exec", ns.name, "sysctl", "-qw",
                f"net.ipv4.conf.{host_if}.proxy_arp=1")
+            if self.ipv6:
+                ip6 = f"fd00:10::{i + 1}:{10 + p:x}"
+                self._pod6(ns, host_if, pod, ip6)
+                node.pod_ips6.append(ip6)
             node.pods.append(pod)
             node.pod_ips.append(ip)
         sh("ip", "netns", "exec", ns.name, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         return node
+
+    def _pod6(self, ns: Namespace, host_if: str, pod: Namespace, ip6: str) -> None:
+        """A pod's IPv6 as Calico sets it: the host side of the veth answers as
+        fe80::ecee:eeff:feee:eeee, the pod's default route goes there, the node routes the
+        pod's /128 to the veth (Felix's route)."""
+        self.lab.address(ns, host_if, f"{CALI_GATEWAY6}/64")
+        self.lab.address(pod, "eth0", f"{ip6}/128")
+        pod.ip("-6", "route", "add", "default", "via", CALI_GATEWAY6, "dev", "eth0")
+        pod.ip("-6", "neigh", "add", CALI_GATEWAY6, "lladdr", "ee:ee:ee:ee:ee:ee", "dev",
+               "eth0", "nud", "permanent")
+        ns.ip("-6", "route", "add", f"{ip6}/128", "dev", host_if, "proto", "boot")
 
     def add_node(self, pods: int = 0) -> Node:
         """A node joining: namespace, devices and pods (its resources and daemon are the
@@ -161,7 +227,7 @@ class Cluster:
         return node
 
     def node_manifests(self, n: Node) -> list[dict[str, Any]]:
-        return [
+        docs = [
             {"apiVersion": "v1", "kind": "Node", "metadata": {
                 "name": n.name, "labels": {"kubernetes.io/hostname": n.name},
                 "annotations": {"projectcalico.org/IPv4Address": f"{n.ip}/24",
@@ -169,6 +235,10 @@ class Cluster:
                                     f"172.17.{n.index + 1}.1"}}},
             self.affinity(f"{n.name}-block", n.name, n.block),
         ]
+        if n.ip6:
+            docs[0]["metadata"]["annotations"]["projectcalico.org/IPv6Address"] = f"{n.ip6}/64"
+            docs.append(self.affinity(f"{n.name}-block6", n.name, n.block6))
+        return docs
 
     # --- resources -----------------------------------------------------------------------
     def calico(self, kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -190,10 +260,15 @@ class Cluster:
                             {"asNumber": NODE_AS, "nodeToNodeMeshEnabled": True}),
                 self.calico("IPPool", "pool", {"cidr": "172.17.0.0/12", "blockSize": 24,
                                                "ipipMode": self.mode})]
+        if self.ipv6:
+            docs.append(self.calico("IPPool", "pool6", {"cidr": POOL6, "blockSize": 122}))
         for n in self.nodes:
             docs += self.node_manifests(n)
         if self.tor is not None and self.tor_peer:
             docs.append(self.calico("BGPPeer", "tor", {"peerIP": TOR_IP, "asNumber": TOR_AS}))
+            if self.ipv6:
+                docs.append(self.calico("BGPPeer", "tor6", {"peerIP": TOR_IP6,
+                                                            "asNumber": TOR_AS}))
         return docs
 
     def write_resources(self, extra: list[dict[str, Any]] | None = None) -> None:
@@ -300,9 +375,38 @@ class Cluster:
                 f"neighbor {TOR_IP} as {TOR_AS}; graceful restart on; "
                 "ipv4 { import all; export filter { if proto = \"blocks\" then accept; "
                 "reject; }; }; }")
+        if node.ip6:
+            lines += self.bird6_config(node, peers)
         text = "\n".join(lines) + "\n"
         return text if self.bird_graceful else text.replace("graceful restart on",
                                                             "graceful restart off")
+
+    def bird6_config(self, node: Node, peers: list[Node]) -> list[str]:
+        """What confd's bird6.cfg adds, in the same BIRD 2: the IPv6 block as a blackhole,
+        learned IPv6 blocks to the kernel as plain routes (IPv6 has no IPIP), the mesh and
+        the ToR between IPv6 addresses, named and passive by the same rules."""
+        lines = [
+            "protocol direct d6 { ipv6; interface \"eth0\"; }",
+            f"protocol static blocks6 {{ ipv6; route {node.block6} blackhole; }}",
+            "protocol kernel k6 { learn no; persist; merge paths on; graceful restart on; "
+            "metric 0; ipv6 { import none; export filter { if proto = \"blocks6\" then "
+            "accept; if source = RTS_BGP then accept; reject; }; }; }",
+        ]
+        bgp = ("graceful restart on; connect delay time 2; connect retry time 5; "
+               "error wait time 5, 30; ipv6 { import all; export filter { if proto = "
+               "\"blocks6\" then accept; reject; }; ")
+        for peer in peers:
+            if peer.ip6:
+                passive = "passive on; " if peer.ip6 > node.ip6 else ""
+                lines.append(
+                    f"protocol bgp Mesh_{peer.ip6.replace(':', '_')} {{ local {node.ip6} as "
+                    f"{NODE_AS}; neighbor {peer.ip6} as {NODE_AS}; {passive}{bgp}"
+                    "add paths on; next hop self; }; }")
+        if self.tor is not None:
+            lines.append(
+                f"protocol bgp Global_{TOR_IP6.replace(':', '_')} {{ local {node.ip6} as "
+                f"{NODE_AS}; neighbor {TOR_IP6} as {TOR_AS}; {bgp}}}; }}")
+        return lines
 
     def start_bird(self, node: Node) -> None:
         bird = Bird2(node.ns, node.workdir / "bird", router_id=node.ip, asn=NODE_AS,
@@ -336,13 +440,17 @@ class Cluster:
         return int(status_line), body
 
     def ping(self, src: Namespace, dst_ip: str, *, count: int = 1) -> bool:
+        """One ping (ping6 for an IPv6 address: iputils' ping takes either)."""
         result = subprocess.run(["ip", "netns", "exec", src.name, "ping", "-c", str(count),
                                  "-W", "1", "-q", dst_ip], capture_output=True, timeout=30)
         return result.returncode == 0
 
     def blocks_everywhere(self) -> bool:
-        """Every node has a route to every other node's block."""
+        """Every node has a route to every other node's block (each of its blocks, with
+        ``ipv6``)."""
         return all(all(o.block in " ".join(n.routes()) for o in self.nodes if o is not n)
+                   and all(o.block6 in " ".join(n.routes6()) for o in self.nodes
+                           if o is not n and o.ip6)
                    for n in self.nodes)
 
     def wait(self, check: Any, timeout: float, what: str) -> float:

@@ -100,11 +100,13 @@ def test_two_nodes_and_a_tor(cluster: Cluster) -> None:
     assert "installed: 172.17.100.0/24 via 198.51.100.1 dev tunl0 onlink" in routes
     code, metrics = c.http(n0, "/metrics")
     assert code == 200
-    assert f'bgpd_bgp_session_up{{name="Global_198_51_100_1",peer="{TOR_IP}",type="global"}} 1.0' \
+    assert ('bgpd_bgp_session_up{family="ipv4",name="Global_198_51_100_1",'
+            f'peer="{TOR_IP}",type="global"}} 1.0') \
         in metrics
     assert 'bgpd_bgp_routes_rejected_total{peer="Global_198_51_100_1",reason="default_route"} 1.0' \
         in metrics
-    assert "bgpd_kernel_routes_owned 3.0" in metrics
+    assert 'bgpd_kernel_routes_owned{family="ipv4"} 3.0' in metrics
+    assert 'bgpd_kernel_routes_owned{family="ipv6"} 0.0' in metrics
     assert c.http(n0, "/readyz")[0] == 200 and c.http(n0, "/livez")[0] == 200
     # the sessions above ran on the launcher `bgpd run` started before its configuration
     assert exabgp_starts(n0) == [True]

@@ -5,11 +5,17 @@ and builds one immutable :class:`DesiredConfig`, the way confd renders BIRD's co
 for a Calico node — so that neighbouring BIRD nodes see exactly the sessions they expect:
 
 * local AS: the node's ``ASNumber`` annotation, else the ``default`` BGPConfiguration's,
-  else 64512; router id: the node's IPv4 address; listen port, log level and prefix
-  advertisements: ``node.<name>`` BGPConfiguration over ``default`` (only those three);
+  else 64512; router id: the node's IPv4 address (for BIRD6 too: a router id is four
+  octets), on a node without one the hash of its name (calico-node's
+  ``CALICO_ROUTER_ID=hash``, which Calico documents for IPv6-only clusters); listen port, log
+  level and prefix advertisements: ``node.<name>`` BGPConfiguration over ``default`` (only
+  those three);
+* each address family as confd renders it for BIRD (IPv4) and BIRD6 (IPv6) — the same
+  rules between the nodes' addresses of that family (``bgp_processor.go``): a node has the
+  sessions of a family when it has an address of it;
 * node-to-node mesh (unless disabled, or this node is a route reflector): every other node
-  with an IPv4 address that is not a route reflector; this node is **passive towards a peer
-  whose address is greater than its own compared as strings**;
+  with an address of the family that is not a route reflector; this node is **passive
+  towards a peer whose address is greater than its own compared as strings**;
 * BGPPeers that select this node (unscoped: every node; ``node``; ``nodeSelector``), towards
   ``peerIP``, each node of ``peerSelector`` or each of this node's workloads that Felix says
   ``localWorkloadSelector`` picks (passive, ``Local_Workload_<ip>``); and the reverse of
@@ -26,6 +32,7 @@ for a Calico node — so that neighbouring BIRD nodes see exactly the sessions t
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
@@ -106,7 +113,7 @@ class DesiredConfig:
     local_as: int = DEFAULT_AS
     router_id: IPv4Address | None = None
     listen_port: int = DEFAULT_PORT
-    bind_address: Address | None = None
+    bind_addresses: tuple[Address, ...] = ()  # bindMode NodeIP: the node's addresses
     node_address: IPv4Interface | None = None
     node_address_v6: IPv6Interface | None = None
     route_reflector_cluster_id: IPv4Address | None = None
@@ -144,7 +151,7 @@ class DesiredConfig:
             "node": self.node, "local_as": self.local_as,
             "router_id": str(self.router_id) if self.router_id else None,
             "listen_port": self.listen_port,
-            "bind_address": str(self.bind_address) if self.bind_address else None,
+            "bind_addresses": [str(a) for a in self.bind_addresses],
             "cluster_routes": self.cluster_routes,
             "calico_v3_33": self.calico_v3_33,
             "normal_priority": {"v4": self.normal_priority_v4, "v6": self.normal_priority_v6},
@@ -191,6 +198,19 @@ ADDRESS_ANNOTATION = {4: "metadata.annotations.projectcalico.org/IPv4Address",
                       6: "metadata.annotations.projectcalico.org/IPv6Address"}
 
 
+def address_of(node: Node, version: int) -> Address | None:
+    """``node``'s address of one family, if it has one."""
+    interface = node.ipv4 if version == 4 else node.ipv6
+    return interface.ip if interface is not None else None
+
+
+def hashed_router_id(name: str) -> IPv4Address:
+    """calico-node's router id with ``CALICO_ROUTER_ID=hash``: the first four bytes of the
+    SHA-256 of the node name, a first byte over 223 less 32 (``HashToIPv4``)."""
+    first, *rest = hashlib.sha256(name.encode()).digest()[:4]
+    return IPv4Address(bytes([first - 32 if first > 223 else first, *rest]))
+
+
 def peer_name(kind: str, address: Address, port: int | None = None) -> str:
     """BIRD's protocol names as confd writes them: Mesh_10_10_1_8, Global_10_0_0_1_port_1179."""
     text = str(address).replace(".", "_").replace(":", "_")
@@ -210,7 +230,8 @@ class _Builder:
         self.default = store.get(BGPConfiguration, "default") or BGPConfiguration("default")
         self.own_config = store.get(BGPConfiguration, f"node.{node_name}")
         self.nodes = store.all(Node)
-        self.by_ipv4 = {n.ipv4.ip: n for n in self.nodes if n.ipv4 is not None}
+        self.by_address: dict[Address, Node] = {
+            i.ip: n for n in self.nodes for i in (n.ipv4, n.ipv6) if i is not None}
         self.global_as = self.default.as_number or DEFAULT_AS
         self.me = store.get(Node, node_name)
 
@@ -238,38 +259,43 @@ class _Builder:
             return False, None
         return True, value
 
-    def passive(self, me: Node, address: Address) -> bool:
-        assert me.ipv4 is not None
-        return str(address) > str(me.ipv4.ip)
-
-    def node_peer(self, me: Node, other: Node, *, kind: str, name: str,
-                  **options: Any) -> PeerConfig:
-        assert other.ipv4 is not None
-        return PeerConfig(
-            name=name, address=other.ipv4.ip, port=self.node_port(other),
-            peer_as=self.node_as(other), local_as=self.node_as(me), type=kind,
-            passive=self.passive(me, other.ipv4.ip), calico_node=other.name,
-            cluster_id=other.rr_cluster_id, **options,
-        )
+    def node_peers(self, me: Node, others: Iterable[Node], *, kind: str, prefix: str,
+                   versions: Iterable[int] = (4, 6), use_node_ip: bool = False,
+                   **options: Any) -> list[PeerConfig]:
+        """The sessions with ``others`` in each of ``versions`` that both ends have an
+        address of (confd's ``nodeAsBGPPeers``, and the mesh); ``use_node_ip``: from this
+        node's address of the family."""
+        out = []
+        for version in versions:
+            own = address_of(me, version)
+            if own is None:
+                continue
+            for other in others:
+                address = address_of(other, version)
+                if other.name == me.name or address is None:
+                    continue
+                out.append(PeerConfig(
+                    name=peer_name(prefix, address), address=address,
+                    port=self.node_port(other), peer_as=self.node_as(other),
+                    local_as=self.node_as(me), type=kind, passive=str(address) > str(own),
+                    calico_node=other.name, cluster_id=other.rr_cluster_id,
+                    source_address=own if use_node_ip else None, **options))
+        return out
 
     # --- the parts of the configuration -----------------------------------------------
     def mesh(self, me: Node) -> list[PeerConfig]:
         if self.default.node_to_node_mesh is False or me.rr_cluster_id is not None:
             return []
-        if me.ipv4 is None:
+        if me.ipv4 is None and me.ipv6 is None:
             return []
         usable, password = self.secret(self.default.mesh_password, kind="BGPConfiguration",
                                        name="default", field_="spec.nodeMeshPassword")
         if not usable:
             return []
         restart = self.default.mesh_restart_time or DEFAULT_RESTART_TIME
-        return [
-            self.node_peer(me, other, kind="mesh", name=peer_name("Mesh", other.ipv4.ip),
-                           password=password, restart_time=restart,
-                           source_address=me.ipv4.ip)
-            for other in self.nodes
-            if other.name != me.name and other.ipv4 is not None and other.rr_cluster_id is None
-        ]
+        return self.node_peers(
+            me, [n for n in self.nodes if n.rr_cluster_id is None], kind="mesh",
+            prefix="Mesh", password=password, restart_time=restart, use_node_ip=True)
 
     def selects_local(self, peer: BGPPeer, node: Node) -> bool:
         if peer.node is not None:
@@ -288,28 +314,26 @@ class _Builder:
         if peer.local_workloads is not None:
             return self.local_workloads(me, peer, options)
         if peer.peer_ip is not None:
-            target = self.by_ipv4.get(peer.peer_ip)  # type: ignore[arg-type]
+            target = self.by_address.get(peer.peer_ip)
             if target is not None and target.name == me.name:
                 return []
             port = peer.peer_port or (self.node_port(target) if target else DEFAULT_PORT)
             assert peer.as_number is not None
+            own = address_of(me, peer.peer_ip.version)
+            use_node_ip = options.pop("use_node_ip")
             return [PeerConfig(
                 name=peer_name(prefix, peer.peer_ip, peer.peer_port), address=peer.peer_ip,
                 port=port, peer_as=peer.as_number,
                 local_as=peer.local_as_number or self.node_as(me), type=kind,
-                passive=target is not None and me.ipv4 is not None
-                and self.passive(me, peer.peer_ip),
+                passive=target is not None and own is not None and str(peer.peer_ip) > str(own),
                 calico_node=target.name if target else None,
-                cluster_id=target.rr_cluster_id if target else None, **options,
+                cluster_id=target.rr_cluster_id if target else None,
+                source_address=own if use_node_ip else None, **options,
             )]
         assert peer.peer_selector is not None
-        return [
-            self.node_peer(me, other, kind=kind, name=peer_name(prefix, other.ipv4.ip),
-                           **options)
-            for other in self.nodes
-            if other.name != me.name and other.ipv4 is not None
-            and peer.peer_selector.matches(other.label_map)
-        ]
+        selector = peer.peer_selector
+        return self.node_peers(me, [n for n in self.nodes if selector.matches(n.label_map)],
+                               kind=kind, prefix=prefix, **options)
 
     def local_workloads(self, me: Node, peer: BGPPeer, options: dict[str, Any]
                         ) -> list[PeerConfig]:
@@ -317,7 +341,7 @@ class _Builder:
         source address, one per family the workload has an address of (confd's
         ``localBGPPeerDataAsBGPPeers``)."""
         assert peer.as_number is not None
-        options = {**options, "source_address": None}
+        options = {k: v for k, v in options.items() if k != "use_node_ip"}
         return [
             PeerConfig(name=peer_name("Local_Workload", address), address=address,
                        port=DEFAULT_PORT, peer_as=peer.as_number,
@@ -332,20 +356,18 @@ class _Builder:
         ``reversePeering`` is Manual: then the other side needs a BGPPeer of its own)."""
         if not peer.reverse_peering or peer.local_workloads is not None:
             return []
-        targeted = (peer.peer_selector is not None and peer.peer_selector.matches(me.label_map)) \
-            or (peer.peer_ip is not None and me.ipv4 is not None and peer.peer_ip == me.ipv4.ip)
-        if not targeted:
+        # a peerSelector reverses in both families, a peerIP in its own (confd)
+        if peer.peer_selector is not None and peer.peer_selector.matches(me.label_map):
+            versions: tuple[int, ...] = (4, 6)
+        elif peer.peer_ip is not None and peer.peer_ip == address_of(me, peer.peer_ip.version):
+            versions = (peer.peer_ip.version,)
+        else:
             return []
         options = self.peer_options(me, peer)
         if options is None:
             return []
-        return [
-            self.node_peer(me, other, kind="node", name=peer_name("Node", other.ipv4.ip),
-                           **options)
-            for other in self.nodes
-            if other.name != me.name and other.ipv4 is not None
-            and self.selects_local(peer, other)
-        ]
+        return self.node_peers(me, [n for n in self.nodes if self.selects_local(peer, n)],
+                               kind="node", prefix="Node", versions=versions, **options)
 
     def peer_options(self, me: Node, peer: BGPPeer) -> dict[str, Any] | None:
         usable, password = self.secret(peer.password, kind="BGPPeer", name=peer.name,
@@ -366,14 +388,12 @@ class _Builder:
                 "0s is BIRD's default, as Calico passes it on: hold time 240 s, keepalives "
                 "every 80 s"))
         mode = peer.next_hop_mode or ("Keep" if peer.keep_original_next_hop else "Auto")
-        source = None
-        if peer.source_address == "UseNodeIP" and me.ipv4 is not None:
-            source = me.ipv4.ip
         return {
             "password": password, "ttl_security": peer.ttl_security,
             "restart_time": peer.max_restart_time or DEFAULT_RESTART_TIME,
             "keepalive_time": peer.keepalive_time, "next_hop_mode": mode,
-            "source_address": source, "num_allowed_local_as": peer.num_allowed_local_as or 0,
+            "use_node_ip": peer.source_address == "UseNodeIP",
+            "num_allowed_local_as": peer.num_allowed_local_as or 0,
             "filters": peer.filters,  # all of them: one that is missing closes the peer
             "reachable_by": peer.reachable_by, "origin": ("BGPPeer", peer.name),
             "accept_node_block_routes": peer.accept_node_block_routes,
@@ -488,10 +508,10 @@ def desired_config(store: Store, node_name: str,
                                 "no such node: nothing is announced and no peer configured")
         return DesiredConfig(node=node_name, local_as=b.global_as,
                              errors=(*resource_errors, missing))
-    if me.ipv4 is None:
+    if me.ipv4 is None and me.ipv6 is None:
         b.errors.append(ResourceError(
             "Node", node_name, "metadata.annotations.projectcalico.org/IPv4Address",
-            "this node has no IPv4 address: no router id, no mesh"))
+            "this node has no IPv4 or IPv6 address: no router id, no session"))
     own = b.own_config
     listen_port = (own.listen_port if own and own.listen_port else None) \
         or b.default.listen_port or DEFAULT_PORT
@@ -516,9 +536,10 @@ def desired_config(store: Store, node_name: str,
     return DesiredConfig(
         node=node_name,
         local_as=b.node_as(me),
-        router_id=me.ipv4.ip if me.ipv4 else None,
+        router_id=me.ipv4.ip if me.ipv4 else (hashed_router_id(node_name) if me.ipv6 else None),
         listen_port=listen_port,
-        bind_address=me.ipv4.ip if b.default.bind_mode == "NodeIP" and me.ipv4 else None,
+        bind_addresses=tuple(i.ip for i in (me.ipv4, me.ipv6) if i is not None)
+        if b.default.bind_mode == "NodeIP" else (),
         node_address=me.ipv4,
         node_address_v6=me.ipv6,
         route_reflector_cluster_id=me.rr_cluster_id,

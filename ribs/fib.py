@@ -8,6 +8,8 @@ Shapes (``../shared/CALICO.md``):
   else as Always;
 * ``Never``, or outside every pool, or IPv6 (IPIP carries IPv4 only): ``via NH dev
   <interface>`` when NH is on the node's network, else ``via NH`` (the kernel resolves it);
+  an IPv6 link-local next hop (a peer that sent no global one) always with the node's
+  interface, as BIRD6 installs it (the kernel needs the device of a link-local address);
 * a pool with VXLAN: nothing (Felix programs VXLAN routes); nor an IPIP or unencapsulated
   pool that the cluster's ``programClusterRoutes`` leaves to Felix (the route is still
   advertised);
@@ -60,7 +62,7 @@ def _shape(ipip: EncapMode, hop: Address, ctx: NodeContext) -> NextHop | None:
             shape = None
         elif ipip is EncapMode.ALWAYS or (ipip is EncapMode.CROSS_SUBNET and not local):
             shape = NextHop(hop, ctx.tunnel, onlink=True)
-        elif local and ctx.interface is not None:
+        elif (local or (hop.version == 6 and hop.is_link_local)) and ctx.interface is not None:
             shape = NextHop(hop, ctx.interface)
         else:
             shape = NextHop(hop, None)

@@ -69,6 +69,13 @@ class Table:
     def __len__(self) -> int:
         return len(self._best)
 
+    def count_by_version(self) -> dict[int, int]:
+        """Prefixes with a best path, by IP version (4 and 6 always present)."""
+        counts = {4: 0, 6: 0}
+        for prefix in self._best:
+            counts[prefix.version] += 1
+        return counts
+
     def compact(self) -> None:
         """Rebuild the indexes at their present size (a dict keeps the table of the most
         entries it ever held)."""

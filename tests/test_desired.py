@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from node_controller.desired import DesiredConfig, desired_config
+from node_controller.desired import DesiredConfig, desired_config, hashed_router_id
 from node_controller.store import Store
 
 
@@ -455,3 +455,52 @@ def test_two_nodes_at_one_address_are_an_error_on_the_second() -> None:
         ("Node", "n8-clone", "metadata.annotations.projectcalico.org/IPv4Address"): (
             "10.0.0.8 is node 'n8''s address too: the one session to it (Mesh_10_0_0_8) is "
             "'n8''s")}
+
+
+def node6(name: str, ip4: str | None, ip6: str | None, **kw: Any) -> dict[str, Any]:
+    obj = node(name, ip4, **kw)
+    if ip6:
+        obj["metadata"]["annotations"]["projectcalico.org/IPv6Address"] = ip6
+    return obj
+
+
+def test_dual_stack_mesh_in_each_family_as_confd_renders_bird_and_bird6() -> None:
+    cfg = build(node6("n9", "10.0.0.9/24", "fd00::9/64"),
+                node6("n10", "10.0.0.10/24", "fd00::10/64"),
+                node6("n8", "10.0.0.8/24", None),  # IPv4 only
+                node6("n7", None, "fd00::7/64"),  # IPv6 only
+                node6("rr", "10.0.0.2/24", "fd00::2/64", rr="1.0.0.1"))
+    assert peers(cfg) == {
+        "Mesh_10_0_0_8": ("10.0.0.8", 179, 64512, "mesh", False),
+        "Mesh_10_0_0_10": ("10.0.0.10", 179, 64512, "mesh", False),
+        "Mesh_fd00__7": ("fd00::7", 179, 64512, "mesh", False),  # "fd00::7" < "fd00::9"
+        "Mesh_fd00__10": ("fd00::10", 179, 64512, "mesh", False),  # "fd00::10" < "fd00::9"
+    }
+    sources = {p.name: str(p.source_address) for p in cfg.peers}
+    assert sources["Mesh_fd00__7"] == "fd00::9" and sources["Mesh_10_0_0_8"] == "10.0.0.9"
+    assert cfg.router_id == IPv4Address("10.0.0.9")
+    v6_only = build(*[node6("n9", "10.0.0.9/24", "fd00::9/64"),
+                      node6("n7", None, "fd00::7/64")], me="n7")
+    assert peers(v6_only) == {"Mesh_fd00__9": ("fd00::9", 179, 64512, "mesh", True)}
+    assert not v6_only.errors
+    # calico-node's CALICO_ROUTER_ID=hash (HashToIPv4): values of Calico's algorithm
+    assert v6_only.router_id == hashed_router_id("n7")
+    assert [str(hashed_router_id(n)) for n in ("node-1", "node-3", "node-18")] == [
+        "53.151.27.230", "168.76.254.138", "213.194.139.227"]  # node-18: first byte > 223
+
+
+def test_selector_peerings_in_both_families_and_reverse_by_peer_ip_in_its_own() -> None:
+    objs = [node6("n9", "10.0.0.9/24", "fd00::9/64", labels={"rack": "a"}),
+            node6("n8", "10.0.0.8/24", "fd00::8/64", labels={"rack": "b"}),
+            calico("BGPConfiguration", "default", nodeToNodeMeshEnabled=False),
+            calico("BGPPeer", "rack-a", nodeSelector="rack == 'a'", peerSelector="rack == 'b'")]
+    assert peers(build(*objs)) == {
+        "Node_10_0_0_8": ("10.0.0.8", 179, 64512, "node", False),
+        "Node_fd00__8": ("fd00::8", 179, 64512, "node", False)}
+    assert peers(build(*objs, me="n8")) == {
+        "Node_10_0_0_9": ("10.0.0.9", 179, 64512, "node", True),
+        "Node_fd00__9": ("fd00::9", 179, 64512, "node", True)}
+    by_ip = [*objs[:3], calico("BGPPeer", "to-n8", node="n9", peerIP="fd00::8", asNumber=64512)]
+    assert peers(build(*by_ip)) == {"Node_fd00__8": ("fd00::8", 179, 64512, "node", False)}
+    assert peers(build(*by_ip, me="n8")) == {
+        "Node_fd00__9": ("fd00::9", 179, 64512, "node", True)}

@@ -91,3 +91,9 @@ def test_ipv6_is_never_tunnelled() -> None:
                                                 ipip=EncapMode.ALWAYS)))
     r = kernel_route(select([route("fd00:17:1::/64", peer("fd00:10::7"))]), ctx)
     assert str(r) == "fd00:17:1::/64 via fd00:10::7 dev eth0"
+
+
+def test_a_link_local_next_hop_goes_with_the_nodes_interface() -> None:
+    ctx = replace(context(), node_v6=IPv6Interface("fd00:10::5/64"))
+    r = kernel_route(select([route("fd00:17:1::/64", peer("fd00:10::7"), nh="fe80::7")]), ctx)
+    assert str(r) == "fd00:17:1::/64 via fe80::7 dev eth0"

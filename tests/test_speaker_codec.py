@@ -61,6 +61,40 @@ def test_update_with_all_attributes_and_path_ids() -> None:
     assert [(str(w.prefix), w.path_id) for w in event.withdraw] == [("172.17.3.0/24", 1)]
 
 
+def _exabgp_reads(*hops: str) -> codec.Update:
+    """The event ExaBGP itself makes (``exabgp decode``) of an UPDATE announcing
+    fd00:10::f0:0/120 with ``hops`` in its MP_REACH_NLRI next hop field."""
+    import ipaddress
+    import struct
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    nlri = bytes([120]) + ipaddress.IPv6Address("fd00:10::f0:0").packed[:15]
+    field = b"".join(ipaddress.IPv6Address(h).packed for h in hops)
+    mp = struct.pack("!HBB", 2, 1, len(field)) + field + b"\x00" + nlri
+    attrs = bytes([0x40, 1, 1, 0, 0x40, 2, 0, 0x80, 0x0E, len(mp)]) + mp
+    body = struct.pack("!HH", 0, len(attrs)) + attrs
+    message = b"\xff" * 16 + struct.pack("!HB", 19 + len(body), 2) + body
+    exabgp = str(Path(sys.executable).with_name("exabgp"))
+    done = subprocess.run([exabgp, "decode", "-f", "ipv6 unicast", message.hex()],
+                          capture_output=True, text=True, check=True, timeout=60)
+    line = next(x for x in done.stdout.splitlines() if '"type": "update"' in x)
+    event = codec.decode(line)
+    assert isinstance(event, codec.Update)
+    return event
+
+
+def test_a_global_ipv6_next_hop_wins_over_the_link_local_one_sent_with_it() -> None:
+    """ExaBGP reads a next hop field holding a global and a link-local address as the same
+    routes under each; BIRD6 uses the global one.  A link-local one alone is kept."""
+    both = _exabgp_reads("fd00:198:51:100::1", "fe80::1")
+    assert [(str(a.prefix), str(a.attrs.next_hop)) for a in both.announce] == [
+        ("fd00:10::f0:0/120", "fd00:198:51:100::1")]
+    alone = _exabgp_reads("fe80::1")
+    assert [str(a.attrs.next_hop) for a in alone.announce] == ["fe80::1"]
+
+
 def test_graceful_restart_flags_read_despite_swapped_labels() -> None:
     # ExaBGP 5.0.15 writes "restart" for the F bit and "forwarding" for the R bit
     opened = {"version": 4, "asn": 64512, "hold_time": 90, "router_id": "198.51.100.2",

@@ -267,20 +267,28 @@ def _nlri(entry: Any) -> Prefix:
 
 
 def _update(peer: Address, update: dict[str, Any]) -> Update:
+    """An UPDATE's routes.  An IPv6 next hop field with a global and a link-local address
+    reaches us as the same routes under each (ExaBGP reads the routes once per next hop):
+    the global one is kept, as BIRD6 does; a link-local one only when it is the only one."""
     raw = update.get("attribute") or {}
-    announced: list[Announce] = []
+    announced: dict[tuple[Prefix, int], Announce] = {}
     for family, by_hop in (update.get("announce") or {}).items():
         if not family.endswith("unicast"):
             continue
         for hop_text, entries in by_hop.items():
             hop = _address(hop_text) if hop_text not in ("null", "") else None
             attrs = attributes(raw, hop)
-            announced += [Announce(_nlri(e), _path_id(e), attrs) for e in entries]
+            second = hop is not None and hop.version == 6 and hop.is_link_local
+            for e in entries:
+                route = Announce(_nlri(e), _path_id(e), attrs)
+                key = (route.prefix, route.path_id)
+                if not (second and key in announced):
+                    announced[key] = route
     withdrawn: list[Withdraw] = []
     for family, entries in (update.get("withdraw") or {}).items():
         if family.endswith("unicast"):
             withdrawn += [Withdraw(_nlri(e), _path_id(e)) for e in entries]
-    return Update(peer, tuple(announced), tuple(withdrawn))
+    return Update(peer, tuple(announced.values()), tuple(withdrawn))
 
 
 # --- commands ----------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
     python -m integration_tests.lab up [--nodes 3] [--mode ipip|crosssubnet|never]
                                        [--bird-nodes K] [--tor bird|frr|gobgp|none]
-                                       [--state-dir DIR]
+                                       [--ipv6] [--state-dir DIR]
     python -m integration_tests.lab exec NODE [--pod I] -- CMD...
     python -m integration_tests.lab down [--state-dir DIR]
 
@@ -11,7 +11,10 @@
 resources (IPPool 172.17.0.0/12 with /24 blocks, Nodes, BlockAffinities, the default
 BGPConfiguration), runs bgpd on each node — or BIRD 2 configured as Calico's confd does on
 the first K — and a top-of-rack router, waits for the routes, prints each node's routes,
-``bgpd status`` and a pod-to-pod ping matrix, and leaves everything running.  It writes
+``bgpd status`` and a pod-to-pod ping matrix, and leaves everything running.  ``--ipv6``
+makes it dual stack as Calico runs it (see :mod:`integration_tests.cluster`): an IPv6 pool
+of /122 blocks beside the IPv4 one, nodes, pods and the ToR with both families, the BIRD
+nodes configured as confd configures bird and bird6, and a ping6 matrix too.  It writes
 ``DIR/kubeconfig`` (for ``kubectl``) and ``DIR/lab.json``.  ``down`` removes all of it, also
 after a crash (it finds its namespaces by their ``bgpdlab-`` names).
 """
@@ -77,7 +80,7 @@ def up(args: argparse.Namespace) -> int:
     tor = None if args.tor == "none" else {"bird": "bird2"}.get(args.tor, args.tor)
     cluster = Cluster(lab, state, nodes=args.nodes, mode=mode, pods=2, tor=tor or False,
                       tor_originate=(), bird_nodes=args.bird_nodes, datastore="kubernetes",
-                      kubeconfig=state / "kubeconfig-nodes")
+                      kubeconfig=state / "kubeconfig-nodes", ipv6=args.ipv6)
     api_ns = lab.namespace("api")
     port = f"v{len(lab.namespaces)}"
     lab.veth(api_ns, "eth0", cluster.fabric, port)
@@ -90,7 +93,8 @@ def up(args: argparse.Namespace) -> int:
         api_ns.ip("route", "add", "198.51.101.0/24", "via", "198.51.100.254")
     cluster.start_all()
     print(f"lab: {args.nodes} nodes ({args.bird_nodes} running BIRD), mode {mode}, "
-          f"tunl0: {cluster.nodes[0].tunl0}, ToR: {args.tor}")
+          f"tunl0: {cluster.nodes[0].tunl0}, ToR: {args.tor}"
+          + (", dual stack" if args.ipv6 else ""))
     converge(cluster)
     record(state, cluster, api_pid, api_port)
     summary(cluster, state)
@@ -98,13 +102,8 @@ def up(args: argparse.Namespace) -> int:
 
 
 def converge(cluster: Cluster, timeout: float = 90) -> None:
-    def ready() -> bool:
-        return all(
-            all(other.block in " ".join(n.routes()) for other in cluster.nodes if other is not n)
-            for n in cluster.nodes)
-
     try:
-        took = cluster.wait(ready, timeout, "every node to learn every block")
+        took = cluster.wait(cluster.blocks_everywhere, timeout, "every node to learn every block")
         print(f"converged in {took:.1f}s")
     except AssertionError as exc:
         print(f"not converged: {str(exc).splitlines()[0]}")
@@ -114,6 +113,8 @@ def record(state: Path, cluster: Cluster, api_pid: int, api_port: int) -> None:
     data: dict[str, Any] = {
         "nodes": [{"name": n.name, "namespace": n.ns.name, "node_ip": n.ip, "block": n.block,
                    "pod_ips": n.pod_ips, "pod_namespaces": [p.name for p in n.pods],
+                   "node_ip6": n.ip6 or None, "block6": n.block6 if n.ip6 else None,
+                   "pod_ips6": n.pod_ips6,
                    "speaker": n.speaker, "tunl0": n.tunl0,
                    "pid": n.proc.pid if n.proc else None,
                    "bird_pidfile": str(n.bird.workdir / "pid") if n.bird else None,
@@ -134,22 +135,17 @@ def summary(cluster: Cluster, state: Path) -> None:
         print(f"\n=== {n.name} ({n.speaker}, {n.ip}) — ip route ===")
         for line in n.ns.routes():
             print("  " + line)
+        if n.ip6:
+            print(f"=== {n.name} ({n.ip6}) — ip -6 route ===")
+            for line in n.ns.routes(family=6):
+                print("  " + line)
         if n.speaker == "bgpd":
             with contextlib.suppress(Exception):
                 print(cluster.bgpd(n, "status"))
-    print("\n=== pod-to-pod ping matrix (1 packet each) ===")
-    pods = [(n, i, ip) for n in cluster.nodes for i, ip in enumerate(n.pod_ips)]
-    header = "from \\ to".ljust(16) + " ".join(ip.ljust(13) for _, _, ip in pods)
-    print(header)
-    for src_node, i, src_ip in pods:
-        cells = []
-        for dst_node, _, dst_ip in pods:
-            if dst_node is src_node:
-                cells.append("-".ljust(13))
-            else:
-                ok = cluster.ping(src_node.pods[i], dst_ip)
-                cells.append(("ok" if ok else "LOST").ljust(13))
-        print(src_ip.ljust(16) + " ".join(cells))
+    matrix(cluster, "ping", [(n, i, ip) for n in cluster.nodes for i, ip in enumerate(n.pod_ips)])
+    if cluster.ipv6:
+        matrix(cluster, "ping6", [(n, i, ip) for n in cluster.nodes
+                                  for i, ip in enumerate(n.pod_ips6)])
     if cluster.mode != "Never":
         kind = cluster.nodes[0].tunl0
         why = {"ipip": "Linux's IPIP device",
@@ -161,6 +157,21 @@ def summary(cluster: Cluster, state: Path) -> None:
     print(f"kubectl --kubeconfig {state / 'kubeconfig'} apply -f config/examples/40-tor-peer.yaml")
     print("python -m integration_tests.lab exec node-0 -- ip route")
     print(f"python -m integration_tests.lab down --state-dir {state}")
+
+
+def matrix(cluster: Cluster, what: str, pods: list[tuple[Any, int, str]]) -> None:
+    width = max(len(ip) for _, _, ip in pods) + 2
+    print(f"\n=== pod-to-pod {what} matrix (1 packet each) ===")
+    print("from \\ to".ljust(width) + " ".join(ip.ljust(width) for _, _, ip in pods))
+    for src_node, i, src_ip in pods:
+        cells = []
+        for dst_node, _, dst_ip in pods:
+            if dst_node is src_node:
+                cells.append("-".ljust(width))
+            else:
+                ok = cluster.ping(src_node.pods[i], dst_ip)
+                cells.append(("ok" if ok else "LOST").ljust(width))
+        print(src_ip.ljust(width) + " ".join(cells))
 
 
 def _kill(pid: int | None, *, group: bool = False) -> None:
@@ -269,6 +280,8 @@ def main() -> int:
     p_up.add_argument("--mode", choices=list(MODES), default="ipip")
     p_up.add_argument("--bird-nodes", type=int, default=0)
     p_up.add_argument("--tor", choices=["bird", "frr", "gobgp", "none"], default="bird")
+    p_up.add_argument("--ipv6", action="store_true",
+                      help="dual stack: an IPv6 pool, addresses and sessions beside IPv4's")
     p_up.add_argument("--state-dir", dest="state_dir_up")
     p_up.set_defaults(func=up)
     p_down = sub.add_parser("down", help="remove everything the lab made")
