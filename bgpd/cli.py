@@ -276,6 +276,8 @@ def _status(args: argparse.Namespace) -> int:
     if data.get("degraded"):
         print(f"DEGRADED ({len(data['degraded'])}):")
         print("\n".join(f"  {reason}" for reason in data["degraded"]))
+    for unit, why in (data["speaker"].get("engine_units_left_out") or {}).items():
+        print(f"NOTE: ExaBGP runs its own code for {unit} (correct, slower): {why}")
     if data.get("notices"):
         print(f"NOTICES: inputs that change nothing ({len(data['notices'])}):")
         print("\n".join(f"  {n['kind']} {n['name']!r}: {n['field']}: {n['message']}"

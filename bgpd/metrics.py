@@ -134,6 +134,13 @@ class DaemonCollector(Collector):
                                   value=r.memory_releases)
         yield GaugeMetricFamily("bgpd_exabgp_up", "1 while the BGP engine answers",
                                 value=float(p.speaker.healthy))
+        left_out = GaugeMetricFamily(
+            "bgpd_exabgp_unit_left_out",
+            "1 for each launcher unit ExaBGP runs without (its own code: correct, slower); "
+            "why: bgpd status", labels=["unit"])
+        for unit in sorted(p.speaker.engine_left_out):
+            left_out.add_metric([unit], 1.0)
+        yield left_out
         watch = GaugeMetricFamily("bgpd_datastore_watch_up", "1 while the resource is watched",
                                   labels=["resource"])
         age = GaugeMetricFamily("bgpd_datastore_last_event_age_seconds",

@@ -148,8 +148,10 @@ async def serve_http(parts: Parts, address: str, *, live: Callable[[], bool]) ->
         elif path == "/readyz":
             why = parts.not_ready()
             code = 503 if why else 200
-            body = ("not ready:\n" + "".join(f"- {w}\n" for w in why) if why
-                    else "ready\n").encode()
+            notes = "".join(f"note: ExaBGP runs its own code for {unit} ({reason})\n"
+                            for unit, reason in sorted(parts.speaker.engine_left_out.items()))
+            body = (("not ready:\n" + "".join(f"- {w}\n" for w in why) if why
+                     else "ready\n") + notes).encode()
             ctype = "text/plain"
         else:
             code, body, ctype = 404, b"not found\n", "text/plain"

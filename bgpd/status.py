@@ -72,7 +72,9 @@ def status(router: Router, speaker: Speaker, kernel: KernelSync) -> dict[str, An
                     "restarts": speaker.restarts, "malformed_lines": speaker.malformed,
                     "commands_refused": speaker.core.stats.refused_commands,
                     "configuration_refused": speaker.core.refusal or None,
-                    "last_failure": speaker.last_failure or None},
+                    "last_failure": speaker.last_failure or None,
+                    # the launcher's units that ExaBGP runs without, with why
+                    "engine_units_left_out": dict(speaker.engine_left_out)},
         "errors": [e.as_dict() for e in router.errors],
         "notices": [e.as_dict() for e in config.notices] if config else [],
     }

@@ -17,6 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bgpd.speaker import engine
+from bgpd.speaker.patches import (
+    api_writes,
+    polling,
+    scheduling,
+    shared_changes,
+)
+from bgpd.speaker.patches import (
+    commands as command_patches,
+)
 
 
 def exabgp_match_neighbors(peers: list[str], descriptions: list[list[str]]) -> list[str]:
@@ -28,7 +37,7 @@ def exabgp_match_neighbors(peers: list[str], descriptions: list[list[str]]) -> l
 def indexed() -> object:
     from exabgp.reactor.api.command import limit
 
-    return engine.indexed_match(limit.match_neighbors, limit.match_neighbor)
+    return command_patches.indexed_match(limit.match_neighbors, limit.match_neighbor)
 
 
 def name(address: str, local: str = "198.51.100.1", asn: int = 64512) -> str:
@@ -101,7 +110,7 @@ def commands(draw: Any) -> str:
 def test_quick_extract_is_exabgps_extract(command: str) -> None:
     from exabgp.reactor.api.command import limit
 
-    quick = engine.quick_extract(limit.extract_neighbors)
+    quick = command_patches.quick_extract(limit.extract_neighbors)
     assert quick(command) == exabgp_extract(command)
 
 
@@ -116,16 +125,16 @@ def test_quick_extract_reads_a_command_for_many_neighbours() -> None:
         calls.append(text)
         return limit.extract_neighbors(text)
 
-    assert engine.quick_extract(original)(command) == (
+    assert command_patches.quick_extract(original)(command) == (
         [[f"neighbor {p}"] for p in peers], "announce eor ipv4 unicast")
     assert calls == []  # the daemon's shape never takes ExaBGP's way
-    assert engine.quick_extract(original)("neighbor 198.18.0.1 teardown") == \
+    assert command_patches.quick_extract(original)("neighbor 198.18.0.1 teardown") == \
         exabgp_extract("neighbor 198.18.0.1 teardown")
     assert len(calls) == 1
 
 
 def test_epoll_poller_behaves_as_poll() -> None:
-    poller = engine.EpollPoller()
+    poller = polling.EpollPoller()
     a, b = socket.socketpair()
     fd = a.fileno()
     try:
@@ -149,27 +158,33 @@ def test_timer_turn_follows_the_hold_time() -> None:
         def __init__(self, hold: object) -> None:
             self.neighbor = {"hold-time": hold}
 
-    assert engine.timer_turn(Peer(3)) == 0.5
-    assert engine.timer_turn(Peer(240)) == engine.TIMER_TURN
-    assert engine.timer_turn(Peer(0)) == engine.TIMER_TURN
-    assert engine.timer_turn(Peer(None)) == 1.0
+    assert scheduling.timer_turn(Peer(3)) == 0.5
+    assert scheduling.timer_turn(Peer(240)) == scheduling.TIMER_TURN
+    assert scheduling.timer_turn(Peer(0)) == scheduling.TIMER_TURN
+    assert scheduling.timer_turn(Peer(None)) == 1.0
 
 
-def test_the_installed_exabgp_is_the_one_the_launcher_patches() -> None:
-    assert engine.contract_problems() == []
+def test_the_installed_exabgp_takes_every_unit() -> None:
+    report = engine.plan(environ={})
+    assert report["applied"] == [u.name for u in engine.UNITS] and not report["left_out"]
 
 
-def test_a_patched_attribute_that_disappears_or_changes_shape_is_named(monkeypatch: Any) -> None:
+def test_a_unit_whose_names_are_not_there_is_left_out_with_each_named(monkeypatch: Any) -> None:
     from exabgp.reactor import listener, loop
 
     monkeypatch.delattr(loop.Reactor, "teardown_peer")
     monkeypatch.setattr(listener.Listener, "incoming", lambda self, extra: None)
-    problems = engine.contract_problems()
-    assert "exabgp.reactor.loop.Reactor.teardown_peer is missing" in problems
-    assert ("exabgp.reactor.listener.Listener.incoming takes (self, extra), expected (self)"
-            in problems)
-    assert any("is installed; the launcher is written against 9.9.9" in p
-               for p in engine.contract_problems("9.9.9"))
+    report = engine.plan(environ={})
+    why = report["left_out"]["scheduling"]
+    assert "exabgp.reactor.loop.Reactor.teardown_peer is missing" in why
+    assert "exabgp.reactor.listener.Listener.incoming takes (self, extra), expected (self)" in why
+    assert report["applied"] == [u.name for u in engine.UNITS if u.name != "scheduling"]
+    other = engine.plan(environ={}, pinned="9.9.9")
+    assert not other["applied"]
+    assert all("is installed; the units are written against 9.9.9" in why
+               for why in other["left_out"].values())
+    plain = engine.plan(environ={"BGPD_EXABGP_PLAIN": "1"})
+    assert not plain["applied"]
 
 
 def exabgp_conf(local: str) -> str:
@@ -235,7 +250,7 @@ def test_shared_changes_fill_every_outgoing_rib_as_exabgp_does(tmp_path: Any,
                             getattr(Neighbor if attr == "remove_self" else _Configuration, attr))
     for neighbor in theirs.neighbors.values():  # ExaBGP's own copy per neighbour, kept
         neighbor.remove_self = types.MethodType(Neighbor.remove_self, neighbor)
-    engine.shared_changes(Neighbor, _Configuration)
+    shared_changes.shared_changes(Neighbor, _Configuration)
     every = [0, 1, 2, 3]
     steps = [
         ("announce attributes next-hop 10.0.0.1 local-preference 100 nlri 172.17.1.0/24 "
@@ -272,7 +287,7 @@ def test_api_lines_reach_the_pipe_when_flushed_in_order_and_before_a_stop(
 
     for attr in ("write", "_terminate"):
         monkeypatch.setattr(Processes, attr, getattr(Processes, attr))
-    flush = engine.buffered_api_writes(Processes, ProcessError)
+    flush = api_writes.buffered_api_writes(Processes, ProcessError)
     processes = Processes()
     read_end, write_end = os.pipe()
     stopped: list[str] = []
@@ -312,8 +327,9 @@ def test_api_lines_reach_the_pipe_when_flushed_in_order_and_before_a_stop(
     ("import bgpd.cli, bgpd.daemon", ["prometheus_client", "importlib.metadata",
                                       "bgpd.speaker.engine", "ctypes.util"]),
     # the launcher, ready to start ExaBGP
-    ("import bgpd.speaker.engine as e; e.contract_problems(); e.patch(); "
-     "import exabgp.application.main", ["importlib.metadata", "email", "ctypes.util"]),
+    ("import bgpd.speaker.engine as e; [u.apply() for u in e.UNITS if u.name in "
+     "e.plan()['applied']]; import exabgp.application.main",
+     ["importlib.metadata", "email", "ctypes.util"]),
 ])
 def test_a_start_imports_only_what_it_uses(start: str, unwanted: list[str]) -> None:
     probe = f"{start}; import sys; print(sorted(set({unwanted!r}) & set(sys.modules)))"
@@ -363,4 +379,4 @@ def test_exabgp_logs_what_its_level_lets_through(level: str, skip: str, debug_as
     asked = [name for name, on in (("debug", debug_asked), ("info", info_asked)) if on]
     assert out[0] == (",".join(asked) or "-")
     patched = not skip and not debug_asked
-    assert (out[1].strip() == "bgpd.speaker.engine") == patched
+    assert (out[1].strip() == "bgpd.speaker.patches.quiet_logging") == patched

@@ -185,8 +185,8 @@ def test_the_cooldown_counts_from_exabgps_acknowledgement() -> None:
     """ExaBGP holds a change in its outgoing RIB until the peer's next turn, which the
     launcher defers up to BATCH_WINDOW during a burst: a second change to the prefix must
     come later than that after ExaBGP took the first (else it can be lost)."""
-    from bgpd.speaker.engine import BATCH_WINDOW
     from bgpd.speaker.pacing import COOLDOWN
+    from bgpd.speaker.patches.scheduling import BATCH_WINDOW
     assert COOLDOWN > BATCH_WINDOW
     pacer = Pacer(cooldown=0.3)
     pacer.desire(N1, P1, A)

@@ -73,7 +73,7 @@ class Batch:
         return tuple(out)
 
 
-#: longer than the launcher's BATCH_WINDOW (bgpd/speaker/engine.py), plus a margin
+#: longer than the launcher's BATCH_WINDOW (bgpd/speaker/patches/scheduling.py), plus a margin
 COOLDOWN = 0.35
 
 # attributes -> peer -> [(prefix, what the peer had before)]

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -129,6 +130,9 @@ class Speaker:
         self.healthy = False
         self.pid: int | None = None
         self.last_failure = ""
+        # the launcher's units left out, with why (bgpd.speaker.engine): ExaBGP runs its own
+        # code for those parts
+        self.engine_left_out: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._acks: asyncio.Queue[bool] = asyncio.Queue()
         self._last_heard = time.monotonic()
@@ -155,6 +159,10 @@ class Speaker:
     @property
     def socket_path(self) -> Path:
         return self.workdir / "api.sock"
+
+    @property
+    def report_path(self) -> Path:
+        return self.workdir / "engine-report.json"
 
     @property
     def config_path(self) -> Path:
@@ -229,6 +237,7 @@ class Speaker:
                 except EngineFailure as exc:
                     self.last_failure = str(exc)
                     log.error("exabgp_failed", error=str(exc), restart_in=delay)
+                    self._read_report()
                 self.healthy = False
                 for event in self.core.engine_lost("BGP engine restart", wall=time.time()):
                     self.events.put_nowait(event)
@@ -266,6 +275,8 @@ class Speaker:
             sock.close()  # connections must not wait in a backlog nobody serves
         self.listen_sockets = inherit
         env[listen.ENV] = listen.describe(inherit)
+        self.report_path.unlink(missing_ok=True)
+        env["BGPD_ENGINE_REPORT"] = str(self.report_path)
         # ExaBGP's settings are all in ``env``; an empty settings file of its own stops it
         # advising, at every start, to generate one
         env_file = self.workdir / "exabgp.env"
@@ -317,6 +328,7 @@ class Speaker:
                 async with asyncio.timeout(30):
                     reader, writer = await self._connected
                 self.healthy = True
+                self._read_report()
                 self._last_heard = time.monotonic()
                 tasks.create_task(self._read(reader), name="exabgp-events")
                 tasks.create_task(self._write(writer), name="exabgp-commands")
@@ -347,12 +359,32 @@ class Speaker:
 
     async def _watch_process(self, process: asyncio.subprocess.Process) -> None:
         code = await process.wait()
-        from bgpd.speaker.engine import EXIT_CONTRACT  # the launcher: not in the daemon's start
-
-        if code == EXIT_CONTRACT:
-            raise EngineFailure(f"ExaBGP exited with status {code}: the installed ExaBGP is not "
-                                "the release the launcher patches (its log line says how)")
         raise EngineFailure(f"ExaBGP exited with status {code}")
+
+    def _read_report(self) -> None:
+        """What the launcher applied (it writes the report before ExaBGP starts, so the
+        report is there once the bridge has connected, or ExaBGP has exited).  Without its
+        ``listen`` unit ExaBGP binds BGP's port itself: the daemon's sockets are closed, for
+        this start (which could not bind) to be the last that fails on them."""
+        try:
+            report = json.loads(self.report_path.read_text())
+            left_out = {str(k): str(v) for k, v in report["left_out"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return  # an ExaBGP started some other way writes none
+        if "listen" in left_out and self.listen_sockets:
+            for sock in self.listen_sockets:
+                sock.close()
+            self.listen_sockets = []
+            log.warning("listen_sockets_released", problem="ExaBGP cannot take the daemon's "
+                        "listening sockets: it binds BGP's port itself from its next start")
+        if left_out != self.engine_left_out:
+            mismatched = {k: v for k, v in left_out.items()
+                          if v not in ("BGPD_EXABGP_PLAIN=1", "BGPD_EXABGP_SKIP")}
+            if mismatched:
+                log.warning("exabgp_units_left_out", units=mismatched,
+                            problem="ExaBGP runs its own code for these: correct, slower "
+                                    "with many peers")
+        self.engine_left_out = left_out
 
     async def _pump_output(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None

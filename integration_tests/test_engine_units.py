@@ -1,0 +1,88 @@
+"""The launcher's units against an ExaBGP that is not the one they were written for.
+
+One node, a BIRD 2 ToR, real ExaBGP; the ExaBGP the launcher meets has one name the
+scheduling unit relies on changed (by a ``sitecustomize`` on the launcher's path, as a
+release that changed it would): the unit is left out, BGP comes up on ExaBGP's own code,
+and the node says so — in ``bgpd status``, a metric and ``/readyz`` — instead of the engine
+restarting in a loop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from integration_tests.cluster import TOR_IP, Cluster
+from integration_tests.netns import NetLab
+from integration_tests.peers import available
+
+# (a change ExaBGP's own code takes, the unit's check does not; what the check says)
+TEARDOWN = ('''
+from exabgp.reactor.loop import Reactor
+
+_original = Reactor.teardown_peer
+
+
+def teardown_peer(self, name, code, reason=None):  # one parameter more
+    return _original(self, name, code)
+
+
+Reactor.teardown_peer = teardown_peer
+''', {"scheduling": "exabgp.reactor.loop.Reactor.teardown_peer takes (self, name, code, "
+                    "reason), expected (self, name, code)"})
+LISTENER = ('''
+from exabgp.reactor.listener import Listener
+
+_original = Listener.__init__
+
+
+def __init__(self, *args, **kwargs):  # its attributes set where the check does not look
+    _original(self, *args, **kwargs)
+
+
+Listener.__init__ = __init__
+''', {"listen": "exabgp.reactor.listener.Listener.__init__ no longer sets self._sockets",
+      "scheduling": "exabgp.reactor.listener.Listener.__init__ no longer sets self._sockets"})
+
+
+@pytest.fixture
+def bird2() -> None:
+    why = available("bird2")
+    if why:
+        pytest.skip(why)
+
+
+@pytest.mark.parametrize(("changed", "said"), [TEARDOWN, LISTENER], ids=["teardown", "listener"])
+def test_a_changed_exabgp_name_leaves_its_unit_out_and_bgp_up(
+        lab: NetLab, tmp_path: Path, bird2: None, monkeypatch: pytest.MonkeyPatch,
+        changed: str, said: dict[str, str]) -> None:
+    """Without ``listen`` ExaBGP cannot take the daemon's sockets: its first start fails to
+    bind, the daemon closes them, the next start binds its own — once, not in a loop."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(changed)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    c = Cluster(lab, tmp_path, nodes=1)
+    node = c.nodes[0]
+    c.start_all()
+    try:
+        tor = c.tor
+        assert tor is not None
+        c.wait(lambda: tor.established(node.ip) and node.block in tor.routes_from(node.ip),
+               60, "the ToR session and our block on ExaBGP's own scheduling")
+        speaker = c.status(node)["speaker"]
+        left_out = speaker["engine_units_left_out"]
+        assert sorted(left_out) == sorted(said), left_out
+        assert all(said[unit] in why for unit, why in left_out.items()), left_out
+        assert speaker["restarts"] == (1 if "listen" in said else 0) and speaker["healthy"]
+        code, metrics = c.http(node, "/metrics")
+        assert 'bgpd_exabgp_unit_left_out{unit="scheduling"} 1.0' in metrics
+        code, ready = c.http(node, "/readyz")
+        assert code == 200 and "note: ExaBGP runs its own code for scheduling" in ready, ready
+        text = c.bgpd(node, "status")
+        assert TOR_IP in text and "NOTE: ExaBGP runs its own code for scheduling" in text
+        log = (node.workdir / "bgpd.log").read_text()
+        assert log.count("exabgp_units_left_out") == 1
+    finally:
+        c.stop_all()
