@@ -52,7 +52,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.ingest --routes 20000 --compare --profile --json
 	$(BIN)/python -m benchmarks.restart --compare --json
 	$(BIN)/python -m benchmarks.datastore --nodes 600,5000 --compare --typha
-	$(BIN)/python -m benchmarks.report --readme README.md
+	$(BIN)/python -m benchmarks.report --readme docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

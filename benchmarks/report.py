@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -271,7 +272,9 @@ def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
     return "\n\n".join(parts)
 
 
-def render(folder: Path = RESULTS) -> str:
+def render(folder: Path = RESULTS, *, page: Path | None = None) -> str:
+    """The report's Markdown; ``page``: the file it goes into (the plot is linked from
+    there; by default from ``folder``, where ``report.md`` is)."""
     found = records(folder)
     parts = []
     # each benchmark's latest run names its machine: tables may come from different ones
@@ -289,7 +292,8 @@ def render(folder: Path = RESULTS) -> str:
         parts.append("**One node of a full mesh** (`python -m benchmarks.mesh --peers "
                      "100,300,599 --compare`, node passive):\n\n" + mesh_section(found["mesh"]))
         if mesh_plot(found["mesh"], folder / "mesh.png"):
-            parts.append("![mesh benchmark](benchmarks/results/mesh.png)")
+            where = os.path.relpath(folder / "mesh.png", (page or folder / "x").parent)
+            parts.append(f"![mesh benchmark]({where})")
     others = other_sections(found)
     if others:
         parts.append(others)
@@ -305,6 +309,7 @@ def main() -> None:
     text = render(args.results)
     (args.results / "report.md").write_text(text)
     if args.readme is not None:
+        text = render(args.results, page=args.readme)
         readme = args.readme.read_text()
         if BEGIN not in readme or END not in readme:
             raise SystemExit(f"{args.readme}: no {BEGIN} … {END} section to replace")

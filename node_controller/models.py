@@ -38,7 +38,45 @@ from ribs.policy import Action, FilterRule, MatchOperator, Operation
 from ribs.types import Address, Prefix, prefix
 
 ANNOTATION = "projectcalico.org/"
+BGPD_ANNOTATION = "bgpd/"
 M = TypeVar("M")
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotationDoc:
+    """An annotation the daemon reads: on which kind, its values and what it does."""
+
+    kind: str
+    key: str
+    values: str
+    meaning: str
+
+
+#: Every annotation the daemon reads (the reference page is made from this; the parsers
+#: read the keys from here).
+ANNOTATIONS: tuple[AnnotationDoc, ...] = (
+    AnnotationDoc("Node", ANNOTATION + "IPv4Address", "`10.0.0.5/24`",
+                  "the node's IPv4 address and subnet (calico-node's start-up writes it): "
+                  "router id, the IPv4 sessions' address, the subnet the import guard keeps"),
+    AnnotationDoc("Node", ANNOTATION + "IPv6Address", "`fd00::5/64`",
+                  "the node's IPv6 address and subnet: the IPv6 sessions' address"),
+    AnnotationDoc("Node", ANNOTATION + "ASNumber", '`64513`, `"1.10"`',
+                  "the node's own AS, over the default BGPConfiguration's"),
+    AnnotationDoc("Node", ANNOTATION + "RouteReflectorClusterID", "`224.0.0.1`",
+                  "the node is a route reflector of that cluster: it leaves the mesh and "
+                  "reflects for iBGP peers of other clusters"),
+    AnnotationDoc("Node", ANNOTATION + "IPv4IPIPTunnelAddr", "`172.17.5.1`",
+                  "the node's tunnel address (read for host-local IPAM's blocks)"),
+    AnnotationDoc("BGPPeer", BGPD_ANNOTATION + "accept-node-block-routes", "`true` | `false`",
+                  "routes more specific than another node's block or the pools' block size "
+                  "are accepted from this peer (refused by default from non-Calico peers)"),
+    AnnotationDoc("BGPPeer", BGPD_ANNOTATION + "max-prefixes", "`1`..`10000000`",
+                  "the most routes taken from this peer (over the settings' "
+                  "`max_prefixes_per_peer` / `max_prefixes_external`)"),
+    AnnotationDoc("BGPPeer", BGPD_ANNOTATION + "max-prefixes-action", "`refuse` | `teardown`",
+                  "at the limit: refuse the routes beyond it (default), or close the session "
+                  "once (Cease, maximum number of prefixes reached)"),
+)
 DEFAULT_AS = 64512
 
 
@@ -365,8 +403,8 @@ def parse_peer_address(value: str, path: str) -> tuple[Address, int | None]:
             path, f"{value!r} is not an IP address (ip, ip:port or [ipv6]:port)") from None
 
 
-BGPD_ANNOTATION = "bgpd/"
-PEER_ANNOTATIONS = ("accept-node-block-routes", "max-prefixes", "max-prefixes-action")
+PEER_ANNOTATIONS = tuple(a.key[len(BGPD_ANNOTATION):] for a in ANNOTATIONS
+                         if a.kind == "BGPPeer")
 
 
 def _peer_annotations(obj: Mapping[str, Any]) -> dict[str, Any]:

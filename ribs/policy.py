@@ -74,6 +74,34 @@ class Reason(enum.Enum):
         return self in (Reason.ACCEPTED, Reason.FILTER_ACCEPT)
 
 
+#: What each verdict means (``bgpd routes`` and ``bgpd_bgp_routes_rejected{reason}`` name it;
+#: the reference page is made from this).
+MEANINGS: dict[Reason, str] = {
+    Reason.ACCEPTED: "passed the default import guard",
+    Reason.FILTER_ACCEPT: "accepted by a rule of the peer's BGPFilter",
+    Reason.AS_PATH_LOOP: "our AS is in its AS path (more often than numAllowedLocalASNumbers): "
+                         "our own route coming back, as a ToR echoes it — routine",
+    Reason.ORIGINATOR_LOOP: "its ORIGINATOR_ID is our router id: our route reflected back",
+    Reason.CLUSTER_LOOP: "our cluster id is in its CLUSTER_LIST: reflected around the cluster",
+    Reason.MARTIAN: "loopback, link-local, multicast or another address no route may carry",
+    Reason.FILTER_REJECT: "rejected by a rule of the peer's BGPFilter",
+    Reason.DEFAULT_ROUTE: "the default route, never taken from a peer without a BGPFilter "
+                          "that accepts it",
+    Reason.OWN_NETWORK: "overlaps this node's subnet or one of its own blocks",
+    Reason.OUTSIDE_POOLS: "outside every IP pool and service range, from a peer that is not "
+                          "a Calico node (a BGPFilter can accept it)",
+    Reason.OTHER_NODE_BLOCK: "more specific than a block another node holds, from a peer that "
+                             "is not a Calico node (it would take that node's pods' traffic; "
+                             "annotation bgpd/accept-node-block-routes)",
+    Reason.INSIDE_A_BLOCK: "more specific than its pool's blocks (blockSize), from a peer that "
+                           "is not a Calico node",
+    Reason.FILTER_UNAVAILABLE: "the peer names a BGPFilter that is missing or invalid: it "
+                               "imports nothing until the filter is valid (fail closed)",
+    Reason.MAX_PREFIX: "beyond the peer's prefix limit",
+    Reason.NOT_EXPORTABLE: "not sent to a peer: Calico's export rules leave it out",
+}
+
+
 class Action(enum.Enum):
     ACCEPT = "Accept"
     REJECT = "Reject"
