@@ -120,6 +120,12 @@ class DaemonCollector(Collector):
                                 "1 while a resource is in error or no block is announced",
                                 value=float(bool(p.degraded())))
         r = p.router.stats
+        malformed = CounterMetricFamily(
+            "bgpd_update_errors", "Malformed UPDATEs received, by the action taken (RFC 7606)",
+            labels=["peer", "action", "reason"])
+        for (peer, action, reason), count in sorted(r.update_errors.items()):
+            malformed.add_metric([peer, action, reason], count)
+        yield malformed
         yield CounterMetricFamily("bgpd_bgp_updates_received", "Routes announced to us",
                                   value=r.updates_received)
         yield CounterMetricFamily("bgpd_bgp_withdrawals_received", "Routes withdrawn from us",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import structlog
@@ -65,6 +66,8 @@ class RouterStats:
     config_changes: int = 0
     memory_releases: int = 0
     started: float = field(default_factory=time.time)
+    # RFC 7606 decisions on received UPDATEs: (peer, action, reason) -> how many
+    update_errors: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
 
 class Router:
@@ -251,6 +254,8 @@ class Router:
         if peer_state is None or peer_state.session is None:
             return delta
         source = peer_state.session.source
+        for action, reason in event.errors:
+            self._update_error(str(event.peer), action, reason)
         for w in event.withdraw:
             self.stats.withdrawals_received += 1
             delta.merge(rib.withdraw(w.prefix, source.key, w.path_id))
@@ -258,6 +263,14 @@ class Router:
             self.stats.updates_received += 1
             delta.merge(rib.receive(Route(a.prefix, source, a.attrs, a.path_id)))
         return delta
+
+    def _update_error(self, peer: str, action: str, reason: str) -> None:
+        """Count a decision on a malformed UPDATE; the first of each (peer, reason) is logged
+        (a peer repeating it is counted, not logged again)."""
+        key = (peer, action, reason)
+        if not self.stats.update_errors[key]:
+            log.warning("update_malformed", peer=peer, action=action, reason=reason)
+        self.stats.update_errors[key] += 1
 
     def burst(self, first: SpeakerEvent) -> Delta:
         """``first`` and the events queued behind it, as one delta, for ``BURST_SLICE``

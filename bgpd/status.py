@@ -48,6 +48,8 @@ def status(router: Router, speaker: Speaker, kernel: KernelSync) -> dict[str, An
             "stale_routes": rib.table.stale_count(key) if rib else 0,
             "flaps": st.flaps,
             "graceful_restart": bool(st.open and st.open.graceful_restart),
+            "update_errors": {f"{action}: {reason}": count for (peer, action, reason), count
+                              in router.stats.update_errors.items() if peer == str(address)},
         })
     last = kernel.stats.last_sync_monotonic
     return {

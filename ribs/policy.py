@@ -59,6 +59,7 @@ class Reason(enum.Enum):
     ORIGINATOR_LOOP = "originator_id_is_ours"
     CLUSTER_LOOP = "cluster_list_loop"
     MARTIAN = "martian"
+    INVALID_NEXT_HOP = "invalid_next_hop"
     FILTER_REJECT = "filter_reject"
     DEFAULT_ROUTE = "default_route"
     OWN_NETWORK = "overlaps_own_network"
@@ -84,6 +85,9 @@ MEANINGS: dict[Reason, str] = {
     Reason.ORIGINATOR_LOOP: "its ORIGINATOR_ID is our router id: our route reflected back",
     Reason.CLUSTER_LOOP: "our cluster id is in its CLUSTER_LIST: reflected around the cluster",
     Reason.MARTIAN: "loopback, link-local, multicast or another address no route may carry",
+    Reason.INVALID_NEXT_HOP: "its next hop is no address to forward to (0.0.0.0/8, loopback, "
+                             "multicast, broadcast or class E, IPv6 unspecified or multicast) "
+                             "or is this node's own (RFC 4271 6.3): treated as withdrawn",
     Reason.FILTER_REJECT: "rejected by a rule of the peer's BGPFilter",
     Reason.DEFAULT_ROUTE: "the default route, never taken from a peer without a BGPFilter "
                           "that accepts it",
@@ -263,6 +267,22 @@ MARTIANS = PrefixSet([
 ])
 
 
+# next hops a route may not have (RFC 4271 5.1.3 and 6.3; link-local IPv6 ones are fine)
+BAD_NEXT_HOPS = PrefixSet([
+    IPv4Network("0.0.0.0/8"), IPv4Network("127.0.0.0/8"), IPv4Network("224.0.0.0/4"),
+    IPv4Network("240.0.0.0/4"), IPv6Network("::/128"), IPv6Network("::1/128"),
+    IPv6Network("ff00::/8"),
+])
+
+
+def bad_next_hop(route: Route, ctx: NodeContext) -> bool:
+    hop = route.attrs.next_hop
+    if hop is None:
+        return False
+    return hop in ctx.node_addresses or BAD_NEXT_HOPS.overlaps(
+        IPv4Network(hop) if hop.version == 4 else IPv6Network(hop))
+
+
 def first_match(rules: Sequence[FilterRule], route: Route, *, ebgp: bool = False,
                 normal_priority: int | None = None) -> FilterRule | None:
     for rule in rules:
@@ -308,6 +328,8 @@ def import_route(route: Route, ctx: NodeContext,
     and the route as accepted (an accepting rule's operations applied)."""
     if policy.closed:
         return Reason.FILTER_UNAVAILABLE, route
+    if bad_next_hop(route, ctx):
+        return Reason.INVALID_NEXT_HOP, route
     loop = _loop(route, ctx, policy)
     if loop is not None:
         return loop, route

@@ -274,3 +274,16 @@ def test_max_prefix_can_close_the_session_once() -> None:
     for i in range(5):
         teardowns += rib.receive(route(f"172.17.{10 + i}.0/24", TOR)).teardowns
     assert teardowns == [TOR.key]
+
+
+@pytest.mark.parametrize(("hop", "bad"), [
+    ("10.10.1.7", False), ("192.0.2.9", False),
+    ("0.0.0.0", True), ("0.1.2.3", True), ("127.0.0.1", True), ("224.0.0.5", True),
+    ("255.255.255.255", True), ("240.0.0.1", True),
+    ("10.10.1.5", True),  # this node's own address
+])
+def test_a_route_whose_next_hop_cannot_be_forwarded_to_is_refused(hop: str, bad: bool) -> None:
+    verdict = import_verdict(route("172.17.216.0/24", NODE, nh=hop), CTX)
+    assert (verdict is Reason.INVALID_NEXT_HOP) == bad, verdict
+    assert (import_verdict(route("172.17.216.0/24", TOR, nh=hop), CTX)
+            is Reason.INVALID_NEXT_HOP) == bad

@@ -6,6 +6,7 @@ import json
 from ipaddress import IPv4Address, ip_address
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,28 +62,97 @@ def test_update_with_all_attributes_and_path_ids() -> None:
     assert [(str(w.prefix), w.path_id) for w in event.withdraw] == [("172.17.3.0/24", 1)]
 
 
-def _exabgp_reads(*hops: str) -> codec.Update:
-    """The event ExaBGP itself makes (``exabgp decode``) of an UPDATE announcing
-    fd00:10::f0:0/120 with ``hops`` in its MP_REACH_NLRI next hop field."""
-    import ipaddress
-    import struct
+def _exabgp_decodes(message: bytes, family: str = "ipv4 unicast") -> codec.Update:
+    """The event ExaBGP itself makes (``exabgp decode``, a 4-byte-AS session) of an UPDATE
+    message, read by the codec."""
     import subprocess
     import sys
     from pathlib import Path
 
-    nlri = bytes([120]) + ipaddress.IPv6Address("fd00:10::f0:0").packed[:15]
-    field = b"".join(ipaddress.IPv6Address(h).packed for h in hops)
-    mp = struct.pack("!HBB", 2, 1, len(field)) + field + b"\x00" + nlri
-    attrs = bytes([0x40, 1, 1, 0, 0x40, 2, 0, 0x80, 0x0E, len(mp)]) + mp
-    body = struct.pack("!HH", 0, len(attrs)) + attrs
-    message = b"\xff" * 16 + struct.pack("!HB", 19 + len(body), 2) + body
     exabgp = str(Path(sys.executable).with_name("exabgp"))
-    done = subprocess.run([exabgp, "decode", "-f", "ipv6 unicast", message.hex()],
+    done = subprocess.run([exabgp, "decode", "-f", family, message.hex()],
                           capture_output=True, text=True, check=True, timeout=60)
     line = next(x for x in done.stdout.splitlines() if '"type": "update"' in x)
     event = codec.decode(line)
-    assert isinstance(event, codec.Update)
+    assert isinstance(event, codec.Update), event
     return event
+
+
+def _message(*, withdrawn: bytes = b"", attrs: bytes = b"", nlri: bytes = b"") -> bytes:
+    import struct
+
+    body = struct.pack("!H", len(withdrawn)) + withdrawn + struct.pack("!H", len(attrs)) \
+        + attrs + nlri
+    return b"\xff" * 16 + struct.pack("!HB", 19 + len(body), 2) + body
+
+
+def _attr(flags: int, code: int, body: bytes) -> bytes:
+    return bytes([flags, code, len(body)]) + body
+
+
+def _v4(prefix_text: str) -> bytes:
+    import ipaddress
+
+    net = ipaddress.ip_network(prefix_text)
+    return bytes([net.prefixlen]) + net.network_address.packed[:(net.prefixlen + 7) // 8]
+
+
+def _as_path(*segments: list[int]) -> bytes:
+    import struct
+
+    return _attr(0x40, 2, b"".join(bytes([2, len(s)]) + b"".join(struct.pack("!I", a)
+                                                                  for a in s)
+                                   for s in segments))
+
+
+def _exabgp_reads(*hops: str) -> codec.Update:
+    """An UPDATE announcing fd00:10::f0:0/120 with ``hops`` in its MP_REACH_NLRI next hop
+    field, as ExaBGP reads it."""
+    import ipaddress
+    import struct
+
+    nlri = bytes([120]) + ipaddress.IPv6Address("fd00:10::f0:0").packed[:15]
+    field = b"".join(ipaddress.IPv6Address(h).packed for h in hops)
+    mp = struct.pack("!HBB", 2, 1, len(field)) + field + b"\x00" + nlri
+    return _exabgp_decodes(_message(attrs=bytes([0x40, 1, 1, 0, 0x40, 2, 0, 0x80, 0x0E,
+                                                 len(mp)]) + mp), "ipv6 unicast")
+
+
+ORIGIN_IGP = _attr(0x40, 1, b"\x00")
+NH = _attr(0x40, 3, bytes([192, 0, 2, 1]))
+PATH = _as_path([65100])
+# (case, attributes, the action and reason the codec gives) — RFC 7606 and what BIRD 2 does
+MALFORMED = [
+    ("ORIGIN of value 5", _attr(0x40, 1, b"\x05") + PATH + NH, "ORIGIN 'invalid'"),
+    ("ORIGIN missing", PATH + NH, "ORIGIN missing"),
+    ("an AS_PATH segment of no AS", ORIGIN_IGP + _as_path([], [65100]) + NH,
+     "AS_PATH segment of no AS"),
+    ("an AS_PATH segment longer than its attribute", ORIGIN_IGP + _attr(
+        0x40, 2, bytes([2, 3, 0, 0, 0xFE, 0x4C])) + NH,
+     "malformed attribute (ExaBGP: treat-as-withdraw)"),
+    ("an unrecognized well-known attribute", ORIGIN_IGP + PATH + NH + _attr(0x40, 99, b"ab"),
+     "unrecognized well-known attribute 99"),
+    ("NEXT_HOP missing", ORIGIN_IGP + PATH, "unreadable attribute (ValueError: NEXT_HOP "
+                                           "missing)"),
+]
+
+
+@pytest.mark.parametrize(("case", "attrs", "reason"), MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_attributes_withdraw_the_updates_routes_and_keep_its_withdrawals(
+        case: str, attrs: bytes, reason: str) -> None:
+    event = _exabgp_decodes(_message(withdrawn=_v4("172.20.2.0/24"), attrs=attrs,
+                                     nlri=_v4("172.20.1.0/24")))
+    assert event.announce == ()
+    assert sorted(str(w.prefix) for w in event.withdraw) == ["172.20.1.0/24", "172.20.2.0/24"]
+    assert event.errors == (("treat-as-withdraw", reason),)
+
+
+def test_well_formed_attributes_and_an_unknown_optional_one_announce() -> None:
+    for extra in (b"", _attr(0xC0, 99, b"ab")):
+        event = _exabgp_decodes(_message(attrs=ORIGIN_IGP + PATH + NH + extra,
+                                         nlri=_v4("172.20.1.0/24")))
+        assert [str(a.prefix) for a in event.announce] == ["172.20.1.0/24"]
+        assert not event.errors and not event.withdraw
 
 
 def test_a_global_ipv6_next_hop_wins_over_the_link_local_one_sent_with_it() -> None:
@@ -133,7 +203,11 @@ def test_withdrawn_prefixes_as_the_kernel_spells_them() -> None:
                                                         "192.0.2.1/32", "fd00::/64"]
     assert [w.prefix.version for w in event.withdraw] == [4, 4, 4, 6]
     for bad in ("172.16.0.0/33", "172.16/12", "fd00::/129", "nope/24"):
-        assert isinstance(withdraw(bad), codec.Malformed), bad
+        # an unreadable prefix is an error on that prefix; the rest of the UPDATE applies
+        event = withdraw(bad, "10.0.0.0/8")
+        assert isinstance(event, codec.Update), bad
+        assert [str(w.prefix) for w in event.withdraw] == ["10.0.0.0/8"]
+        assert [action for action, _ in event.errors] == ["ignored"]
 
 
 @settings(max_examples=300)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -100,6 +101,9 @@ class Update:
     peer: Address
     announce: tuple[Announce, ...]
     withdraw: tuple[Withdraw, ...]
+    # RFC 7606 decisions taken on this UPDATE: (action, reason), e.g. ("treat-as-withdraw",
+    # "ORIGIN missing"); its routes are then among the withdrawals
+    errors: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,9 +232,8 @@ def _as_path(value: Any) -> AsPath:
 
 
 def attributes(raw: dict[str, Any], next_hop: Address | None) -> Attributes:
-    origin = {"igp": Origin.IGP, "egp": Origin.EGP, "incomplete": Origin.INCOMPLETE}
     return Attributes(
-        origin=origin[str(raw.get("origin", "igp")).lower()],
+        origin=ORIGINS[str(raw.get("origin", "igp")).lower()],
         as_path=_as_path(raw["as-path"]) if "as-path" in raw else AsPath(),
         next_hop=next_hop,
         med=int(raw["med"]) if "med" in raw else None,
@@ -266,29 +269,95 @@ def _nlri(entry: Any) -> Prefix:
         return prefix((value, length), version=host.version)
 
 
+ORIGINS = {"igp": Origin.IGP, "egp": Origin.EGP, "incomplete": Origin.INCOMPLETE}
+TREAT_AS_WITHDRAW = "treat-as-withdraw"
+_UNKNOWN_ATTRIBUTE = re.compile(r"attribute-0x([0-9a-fA-F]{2})-0x([0-9a-fA-F]{2})$")
+
+
+def attribute_problem(raw: dict[str, Any]) -> str | None:
+    """Why an UPDATE's path attributes, as ExaBGP parsed them, make its routes withdrawn
+    (RFC 7606), or None.  ExaBGP marks what it found malformed (``"error":
+    "treat-as-withdraw"``); what it hands on as read is checked here: ORIGIN missing or not
+    one of its three values, an AS_PATH segment of no AS, a well-known attribute it does not
+    know (RFC 4271 would reset the session; BIRD and RFC 7606's spirit withdraw)."""
+    if raw.get("error") == TREAT_AS_WITHDRAW:
+        return "malformed attribute (ExaBGP: treat-as-withdraw)"
+    if "origin" not in raw:
+        return "ORIGIN missing"
+    if str(raw["origin"]).lower() not in ORIGINS:
+        return f"ORIGIN {raw['origin']!r}"
+    path = raw.get("as-path")
+    if isinstance(path, dict) and any(not seg.get("value") for seg in path.values()
+                                      if isinstance(seg, dict)):
+        return "AS_PATH segment of no AS"
+    for key in raw:
+        unknown = _UNKNOWN_ATTRIBUTE.match(str(key))
+        if unknown and not int(unknown.group(2), 16) & 0x80:  # not optional: well-known
+            return f"unrecognized well-known attribute {int(unknown.group(1), 16)}"
+    return None
+
+
 def _update(peer: Address, update: dict[str, Any]) -> Update:
-    """An UPDATE's routes.  An IPv6 next hop field with a global and a link-local address
-    reaches us as the same routes under each (ExaBGP reads the routes once per next hop):
-    the global one is kept, as BIRD6 does; a link-local one only when it is the only one."""
+    """An UPDATE's routes, each part read on its own: a part that cannot be read is an error
+    on that part, the rest applies.  Withdrawals always apply; when the attributes are in
+    error (:func:`attribute_problem`), or cannot be read, every route the UPDATE announces is
+    withdrawn instead (RFC 7606 treat-as-withdraw).  An IPv6 next hop field with a global and
+    a link-local address reaches us as the same routes under each (ExaBGP reads the routes
+    once per next hop): the global one is kept, as BIRD6 does; a link-local one only when it
+    is the only one."""
     raw = update.get("attribute") or {}
-    announced: dict[tuple[Prefix, int], Announce] = {}
-    for family, by_hop in (update.get("announce") or {}).items():
-        if not family.endswith("unicast"):
-            continue
-        for hop_text, entries in by_hop.items():
-            hop = _address(hop_text) if hop_text not in ("null", "") else None
-            attrs = attributes(raw, hop)
-            second = hop is not None and hop.version == 6 and hop.is_link_local
-            for e in entries:
-                route = Announce(_nlri(e), _path_id(e), attrs)
-                key = (route.prefix, route.path_id)
-                if not (second and key in announced):
-                    announced[key] = route
+    errors: list[tuple[str, str]] = []
     withdrawn: list[Withdraw] = []
     for family, entries in (update.get("withdraw") or {}).items():
         if family.endswith("unicast"):
-            withdrawn += [Withdraw(_nlri(e), _path_id(e)) for e in entries]
-    return Update(peer, tuple(announced.values()), tuple(withdrawn))
+            withdrawn += _readable(entries, lambda e: Withdraw(_nlri(e), _path_id(e)), errors)
+    announce = {family: by_hop for family, by_hop in (update.get("announce") or {}).items()
+                if family.endswith("unicast")}
+    problem = attribute_problem(raw) if announce else None
+    by_hop_attrs: dict[str, Attributes] = {}
+    if problem is None:
+        try:
+            by_hop_attrs = {hop_text: _attributes_at(raw, hop_text, family)
+                            for family, by_hop in announce.items() for hop_text in by_hop}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            problem = f"unreadable attribute ({type(exc).__name__}: {exc})"
+    announced: dict[tuple[Prefix, int], Announce] = {}
+    for by_hop in announce.values():
+        for hop_text, entries in by_hop.items():
+            attrs = by_hop_attrs.get(hop_text) if problem is None else None
+            hop = attrs.next_hop if attrs is not None else None
+            second = hop is not None and hop.version == 6 and hop.is_link_local
+            for e in entries:
+                try:
+                    key = (_nlri(e), _path_id(e))
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    errors.append(("ignored", f"unreadable NLRI ({exc})"))
+                    continue
+                if attrs is None:
+                    withdrawn.append(Withdraw(*key))
+                elif not (second and key in announced):
+                    announced[key] = Announce(key[0], key[1], attrs)
+    if problem is not None:
+        errors.append((TREAT_AS_WITHDRAW, problem))
+    return Update(peer, tuple(announced.values()), tuple(withdrawn), tuple(errors))
+
+
+def _attributes_at(raw: dict[str, Any], hop_text: str, family: str) -> Attributes:
+    if hop_text == "no-nexthop" and family.startswith("ipv4"):
+        raise ValueError("NEXT_HOP missing")
+    if hop_text in ("null", "", "no-nexthop"):
+        return attributes(raw, None)
+    return attributes(raw, _address(hop_text))
+
+
+def _readable(entries: Any, read: Any, errors: list[tuple[str, str]]) -> list[Any]:
+    out = []
+    for e in entries:
+        try:
+            out.append(read(e))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            errors.append(("ignored", f"unreadable NLRI ({exc})"))
+    return out
 
 
 # --- commands ----------------------------------------------------------------------------
