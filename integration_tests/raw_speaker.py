@@ -12,6 +12,7 @@ import ipaddress
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 MARKER = b"\xff" * 16
 
@@ -65,9 +66,16 @@ sock.bind((sys.argv[1], 179)); sock.listen(1)
 conn, _ = sock.accept()
 conn.sendall(bytes.fromhex(sys.argv[2]))  # OPEN
 conn.sendall(bytes.fromhex("ff" * 16 + "001304"))  # KEEPALIVE
-def drain():
-    while conn.recv(65536):
-        pass
+def drain():  # NOTIFICATIONs received go to the file named third, "code subcode" each
+    buf = b""
+    while chunk := conn.recv(65536):
+        buf += chunk
+        while len(buf) >= 19 and len(buf) >= int.from_bytes(buf[16:18], "big") >= 19:
+            size = int.from_bytes(buf[16:18], "big")
+            if buf[18] == 3:
+                with open(sys.argv[3], "a") as out:
+                    out.write(f"{buf[19]} {buf[20]}\n")
+            buf = buf[size:]
 threading.Thread(target=drain, daemon=True).start()
 def keepalive():
     while True:
@@ -81,13 +89,21 @@ for line in sys.stdin:  # one message per line, in hex
 
 
 class RawSpeaker:
-    """The speaker in namespace ``ns`` at ``address``: :meth:`send` writes one message."""
+    """The speaker in namespace ``ns`` at ``address``: :meth:`send` writes one message,
+    :meth:`notifications` are the (code, subcode) of the NOTIFICATIONs received."""
 
-    def __init__(self, ns_name: str, address: str, *, asn: int) -> None:
+    def __init__(self, ns_name: str, address: str, *, asn: int, workdir: Path) -> None:
+        self.received = workdir / "notifications"
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", ns_name, sys.executable, "-c", SERVER, address,
-             open_message(asn, address).hex()],
+             open_message(asn, address).hex(), str(self.received)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def notifications(self) -> list[tuple[int, int]]:
+        if not self.received.exists():
+            return []
+        return [(int(c), int(s)) for c, s in
+                (line.split() for line in self.received.read_text().splitlines())]
 
     def send(self, data: bytes) -> None:
         assert self.proc.stdin is not None and self.proc.stdout is not None

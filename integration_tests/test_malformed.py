@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from integration_tests.cluster import TOR_IP, Cluster
 from integration_tests.netns import NetLab
-from integration_tests.raw_speaker import RawSpeaker, as_path, next_hop, origin, update
+from integration_tests.raw_speaker import (
+    MARKER,
+    RawSpeaker,
+    as_path,
+    message,
+    next_hop,
+    origin,
+    update,
+)
 
 RAW_AS = 65100
 
@@ -22,7 +32,7 @@ def test_a_malformed_update_withdraws_its_routes_and_keeps_its_withdrawals(
     node = c.nodes[0]
     ns = c._attach("raw", f"{TOR_IP}/24", "br0")
     c.write_resources([c.calico("BGPPeer", "raw", {"peerIP": TOR_IP, "asNumber": RAW_AS})])
-    raw = RawSpeaker(ns.name, TOR_IP, asn=RAW_AS)
+    raw = RawSpeaker(ns.name, TOR_IP, asn=RAW_AS, workdir=tmp_path)
     c.start_all()
     try:
         def peer() -> dict[str, object]:
@@ -44,7 +54,8 @@ def test_a_malformed_update_withdraws_its_routes_and_keeps_its_withdrawals(
                "the malformed route treated as withdrawn, the withdrawal applied")
         assert peer()["update_errors"] == {"treat-as-withdraw: ORIGIN 'invalid'": 1}
         code, metrics = c.http(node, "/metrics")
-        assert code == 200 and ('bgpd_update_errors_total{action="treat-as-withdraw",peer="198.51.100.1",'
+        assert code == 200
+        assert ('bgpd_update_errors_total{action="treat-as-withdraw",peer="198.51.100.1",'
                 "reason=\"ORIGIN 'invalid'\"} 1.0") in metrics
         # a next hop of 0.0.0.0 is no next hop: refused; the valid route beside it is taken
         raw.send(update(attrs=origin() + as_path([RAW_AS]) + next_hop("0.0.0.0"),
@@ -55,6 +66,40 @@ def test_a_malformed_update_withdraws_its_routes_and_keeps_its_withdrawals(
         assert "rejected by policy (invalid_next_hop)" in c.bgpd(
             node, "routes", "--prefix", "172.20.3.0/24")
         assert peer()["established"] and peer()["flaps"] == 0
+    finally:
+        raw.close()
+        c.stop_all()
+
+
+def cluster_with_raw_peer(lab: NetLab, tmp_path: Path) -> tuple[Cluster, RawSpeaker]:
+    c = Cluster(lab, tmp_path, nodes=1, tor=False)
+    ns = c._attach("raw", f"{TOR_IP}/24", "br0")
+    c.write_resources([c.calico("BGPPeer", "raw", {"peerIP": TOR_IP, "asNumber": RAW_AS})])
+    return c, RawSpeaker(ns.name, TOR_IP, asn=RAW_AS, workdir=tmp_path)
+
+
+@pytest.mark.parametrize(("what", "data", "notification"), [
+    ("a bad marker", b"\x00" * 16 + message(4, b"")[16:], (1, 1)),
+    ("a length over 4096", MARKER + (5000).to_bytes(2, "big") + bytes([2]) + b"\x00" * 200,
+     (1, 2)),
+], ids=["marker", "length"])
+def test_a_message_that_cannot_be_read_gets_its_notification(
+        lab: NetLab, tmp_path: Path, what: str, data: bytes,
+        notification: tuple[int, int]) -> None:
+    """RFC 4271 6.1: the session ends with NOTIFICATION 1/1 (Connection Not Synchronized)
+    or 1/2 (Bad Message Length) — not a reset; the other sessions and routes stay."""
+    c, raw = cluster_with_raw_peer(lab, tmp_path)
+    node = c.nodes[0]
+    c.start_all()
+    try:
+        c.wait(lambda: any(p["established"] for p in c.status(node)["peers"]), 30,
+               "the raw speaker's session")
+        pid = node.proc.pid if node.proc else None
+        raw.send(data)
+        c.wait(lambda: raw.notifications() == [notification], 10,
+               f"NOTIFICATION {notification} for {what}")
+        assert node.proc is not None and node.proc.poll() is None and node.proc.pid == pid
+        assert c.status(node)["speaker"]["restarts"] == 0
     finally:
         raw.close()
         c.stop_all()

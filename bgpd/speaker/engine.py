@@ -16,6 +16,7 @@ relies on:
 * ``logging``: ExaBGP's disabled debug and info calls made no-ops.
 * ``gc``: the cyclic collector as in the daemon (:func:`bgpd.runtime.tune_gc`).
 * ``reload``: a reload is never dropped while routes are queued.
+* ``notification``: a message that cannot be read gets its NOTIFICATION.
 
 Everything else — what a turn does, timers, the API, the configuration — is ExaBGP's,
 unchanged.
@@ -44,6 +45,7 @@ from bgpd.runtime import tune_gc
 from bgpd.speaker import prestart
 from bgpd.speaker.patches import Unit, problems
 from bgpd.speaker.patches import listen_fds as _listen_fds
+from bgpd.speaker.patches import notification as _notification
 from bgpd.speaker.patches import quiet_logging as _quiet_logging
 from bgpd.speaker.patches import reload as _reload
 from bgpd.speaker.patches import scheduling as _scheduling
@@ -57,7 +59,8 @@ REPORT_ENV = "BGPD_ENGINE_REPORT"  # where the launcher writes what it applied
 
 GC = Unit(name="gc", contract=(), attributes=(), apply=tune_gc)
 UNITS: tuple[Unit, ...] = (_listen_fds.UNIT, _scheduling.UNIT, _shared_changes.UNIT,
-                           _update_groups.UNIT, _quiet_logging.UNIT, GC, _reload.UNIT)
+                           _update_groups.UNIT, _quiet_logging.UNIT, GC, _reload.UNIT,
+                           _notification.UNIT)
 
 
 def installed_release() -> str | None:

@@ -32,6 +32,7 @@ class Unit:
     attributes: Attributes
     apply: Callable[[], None]
     requires: tuple[str, ...] = ()  # units that must be applied for this one to work
+    check: Callable[[], list[str]] | None = None  # what the declarations cannot say
 
 
 def resolve(module: str, path: str) -> Any:
@@ -67,4 +68,16 @@ def problems(unit: Unit) -> list[str]:
             continue
         found += [f"{module}.{method} no longer sets self.{name}" for name in names
                   if f"self.{name} =" not in source and f"self.{name}:" not in source]
+    if unit.check is not None and not found:
+        found += unit.check()
     return found
+
+
+def wrapped_parameters(function: Any) -> tuple[str, ...] | None:
+    """The parameters of the function a decorator without ``functools.wraps`` closes over
+    (ExaBGP's ``silenced``), or None."""
+    for cell in getattr(function, "__closure__", None) or ():
+        inner = cell.cell_contents
+        if inspect.isfunction(inner):
+            return tuple(inspect.signature(inner).parameters)
+    return None
