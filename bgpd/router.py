@@ -245,7 +245,8 @@ class Router:
                 return Delta()
             return rib.peer_up(self._session(peer, event.open), now=now)
         if isinstance(event, SessionDown):
-            return rib.peer_down(source_key(event.peer), now=now)
+            return rib.peer_down(source_key(event.peer), now=now,
+                                 graceful=not event.notification)
         if isinstance(event, codec.EndOfRib):
             return rib.end_of_rib(source_key(event.peer), now=now)
         assert isinstance(event, codec.Update)

@@ -208,14 +208,17 @@ class Rib:
         self._check_restart(now, delta)
         return delta
 
-    def peer_down(self, key: SourceKey, *, now: float) -> Delta:
+    def peer_down(self, key: SourceKey, *, now: float, graceful: bool = True) -> Delta:
+        """The session with ``key`` is gone: its routes are kept as stale for the peer's
+        restart time when graceful restart was negotiated and ``graceful`` (the session did
+        not end by a NOTIFICATION: RFC 4724 4), else dropped."""
         delta = Delta()
         peer = self.peers.get(key)
         if peer is None or peer.state in (PeerState.DOWN, PeerState.STALE):
             return delta
         self.out.pop(key, None)
         session = peer.session
-        if session is not None and session.graceful_restart:
+        if session is not None and session.graceful_restart and graceful:
             self.table.refresh_begin(key)
             previous = peer.deadline
             peer.deadline = now + session.restart_time

@@ -61,6 +61,16 @@ def test_peer_without_graceful_restart_loses_routes_at_once() -> None:
     assert [str(c.prefix) for c in delta.changes] == ["172.17.1.0/24"] and delta.fib_changed
 
 
+def test_a_session_ended_by_a_notification_loses_its_routes_at_once() -> None:
+    """RFC 4724 4: graceful restart is for a session that went without a NOTIFICATION (a
+    peer shut down on purpose, a Cease, takes its routes with it — as BIRD and FRR do)."""
+    rib = rib_with(A)
+    rib.receive(route("172.17.1.0/24", A))
+    delta = rib.peer_down(A.key, now=5, graceful=False)
+    assert [str(c.prefix) for c in delta.changes] == ["172.17.1.0/24"] and delta.fib_changed
+    assert rib.peers[A.key].state is PeerState.DOWN and rib.next_deadline() is None
+
+
 def test_back_without_preserved_forwarding_drops_stale_at_once() -> None:
     rib = rib_with(A)
     rib.receive(route("172.17.1.0/24", A))

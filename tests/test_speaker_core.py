@@ -49,6 +49,16 @@ def test_every_transition_comes_from_the_table() -> None:
         assert isinstance(before, SessionState) and isinstance(after, SessionState)
 
 
+def test_a_session_that_ends_by_a_notification_says_so() -> None:
+    core = configured(N1)
+    state(core, N1, "up")
+    core.receive(codec.Notification(N1, "code=6 subcode=2"), wall=1.0)
+    assert state(core, N1, "down", "peer reset") == [
+        SessionDown(N1, "peer reset", notification=True)]
+    state(core, N1, "up")  # the next session starts clean
+    assert state(core, N1, "down", "hold timer") == [SessionDown(N1, "hold timer")]
+
+
 def test_updates_only_from_established_sessions() -> None:
     core = configured(N1)
     eor = codec.EndOfRib(N1, "ipv4 unicast")

@@ -70,6 +70,7 @@ class PeerSession:
     last_error: str = ""
     open: codec.Open | None = None
     flaps: int = 0
+    notified: bool = False  # a NOTIFICATION went either way: the session is ending by it
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,9 @@ class SessionUp:
 class SessionDown:
     peer: Address
     reason: str
+    # ended by a NOTIFICATION (sent or received): RFC 4724 keeps no routes then (without the
+    # N bit of RFC 8538, which ExaBGP neither sends nor reads)
+    notification: bool = False
 
 
 SpeakerEvent = SessionUp | SessionDown | codec.Update | codec.EndOfRib
@@ -251,6 +255,7 @@ class SpeakerCore:
             session = self.peers.get(event.peer) if event.peer else None
             if session is not None:
                 session.last_error = f"notification: {event.text}"
+                session.notified = True
         return []
 
     def _on_state(self, event: codec.PeerState, wall: float) -> list[SpeakerEvent]:
@@ -267,7 +272,10 @@ class SpeakerCore:
         out: list[SpeakerEvent] = []
         if before is SessionState.ESTABLISHED and after is not SessionState.ESTABLISHED:
             session.flaps += 1
-            out.append(SessionDown(event.peer, event.reason or event.state))
+            out.append(SessionDown(event.peer, event.reason or event.state,
+                                   notification=session.notified))
+        if after is not before:
+            session.notified = False  # (a NOTIFICATION belongs to the session it ends)
         if after is SessionState.ESTABLISHED and before is not SessionState.ESTABLISHED:
             session.last_error = ""
             out.append(SessionUp(event.peer, session.open))

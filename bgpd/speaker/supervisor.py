@@ -434,7 +434,8 @@ class Speaker:
             if isinstance(event, SessionUp):
                 log.info("peer_up", peer=str(event.peer), name=name)
             else:
-                log.warning("peer_down", peer=str(event.peer), name=name, reason=event.reason)
+                log.warning("peer_down", peer=str(event.peer), name=name, reason=event.reason,
+                            notification=event.notification)
 
     def _check_md5(self) -> None:
         """ExaBGP's namespace is the sessions' (``/proc/<pid>/net`` is per namespace)."""
