@@ -135,6 +135,12 @@ class DaemonCollector(Collector):
                                   value=r.adverts_sent)
         yield CounterMetricFamily("bgpd_config_changes",
                                   "Desired configurations applied", value=r.config_changes)
+        yield CounterMetricFamily("bgpd_graceful_restart_expiries",
+                                  "Peers' graceful restarts that timed out (their stale routes "
+                                  "removed)", value=r.restart_expiries)
+        yield CounterMetricFamily("bgpd_graceful_restart_expired_routes",
+                                  "Stale routes removed when a peer's restart time ran out",
+                                  value=r.expired_routes)
         yield CounterMetricFamily("bgpd_memory_releases",
                                   "Freed memory handed back after a large withdrawal",
                                   value=r.memory_releases)

@@ -65,6 +65,8 @@ class RouterStats:
     adverts_sent: int = 0
     config_changes: int = 0
     memory_releases: int = 0
+    restart_expiries: int = 0  # peers' graceful restarts that timed out
+    expired_routes: int = 0  # the stale routes they removed
     started: float = field(default_factory=time.time)
     # RFC 7606 decisions on received UPDATEs: (peer, action, reason) -> how many
     update_errors: Counter[tuple[str, str, str]] = field(default_factory=Counter)
@@ -307,6 +309,13 @@ class Router:
             self.speaker.end_of_rib(_address_of(key))
         for message in delta.alarms:
             log.error("max_prefix", problem=message)
+        for key, removed in delta.expired:
+            self.stats.restart_expiries += 1
+            self.stats.expired_routes += removed
+            if removed:
+                log.warning("graceful_restart_expired", peer=key[1], routes_removed=removed,
+                            problem="the peer did not come back with its routes in its "
+                                    "restart time: its stale routes are removed")
         for key in delta.teardowns:
             self.speaker.teardown(_address_of(key), code=1)  # Cease: maximum prefixes reached
         if delta.rejected:

@@ -86,3 +86,57 @@ def test_a_changed_exabgp_name_leaves_its_unit_out_and_bgp_up(
         assert log.count("exabgp_units_left_out") == 1
     finally:
         c.stop_all()
+
+
+FAILING_RELOAD = '''
+from exabgp.configuration.configuration import Configuration
+
+_original = Configuration.reload
+_calls = [0]
+
+
+def reload(self):  # the process's second reading of its configuration fails, as a file
+    _calls[0] += 1  # read while it was being rewritten did
+    return False if _calls[0] == 2 else _original(self)
+
+
+Configuration.reload = reload
+'''
+
+
+def test_a_reload_exabgp_cannot_read_is_counted_and_applied_by_a_fresh_start(
+        lab: NetLab, tmp_path: Path, bird2: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ExaBGP answers ``reload`` before it reads the file, and a failed read left it on the
+    old configuration, refusing every later one: the failure is seen in its log, counted,
+    and ExaBGP started again on the new configuration."""
+    import signal
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FAILING_RELOAD)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    c = Cluster(lab, tmp_path, nodes=1)
+    node = c.nodes[0]
+    c.start_all()
+    try:
+        tor = c.tor
+        assert tor is not None
+        c.wait(lambda: tor.established(node.ip), 60, "the ToR session")
+        engine = c.status(node)["speaker"]["exabgp_pid"]
+        c.write_resources([c.calico("BGPPeer", "extra", {"peerIP": "198.51.100.99",
+                                                          "asNumber": 65099})])
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGHUP)
+
+        def applied() -> bool:
+            status = c.status(node)
+            return (any(p["name"] == "Global_198_51_100_99" for p in status["peers"])
+                    and status["speaker"]["exabgp_pid"] not in (None, engine))
+
+        c.wait(applied, 30, "the new peer, on a fresh ExaBGP")
+        c.wait(lambda: tor.established(node.ip), 60, "the ToR session again")
+        code, metrics = c.http(node, "/metrics")
+        assert code == 200 and "bgpd_exabgp_reloads_refused_total 1.0" in metrics
+        assert (node.workdir / "bgpd.log").read_text().count("exabgp_reload_failed") == 1
+    finally:
+        c.stop_all()

@@ -75,6 +75,8 @@ class Delta:
     alarms: list[str] = field(default_factory=list)
     synced_peers: list[SourceKey] = field(default_factory=list)  # full table sent: send EOR
     teardowns: list[SourceKey] = field(default_factory=list)  # over their limit: close
+    # graceful restart timed out: (peer, how many stale routes it removed)
+    expired: list[tuple[SourceKey, int]] = field(default_factory=list)
     fib_changed: bool = False
 
     def merge(self, other: Delta) -> Delta:
@@ -85,6 +87,7 @@ class Delta:
         self.alarms += other.alarms
         self.synced_peers += other.synced_peers
         self.teardowns += other.teardowns
+        self.expired += other.expired
         self.fib_changed |= other.fib_changed
         return self
 
@@ -333,6 +336,7 @@ class Rib:
         delta = Delta()
         for key, peer in self.peers.items():
             if peer.deadline is not None and now >= peer.deadline:
+                delta.expired.append((key, self.table.stale_count(key)))
                 self._apply_all(self.table.refresh_end(key), delta)
                 self._sweep_received(key)
                 peer.deadline = None

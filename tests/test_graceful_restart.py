@@ -50,7 +50,9 @@ def test_restart_time_expiry_drops_stale_routes() -> None:
     rib.peer_down(A.key, now=100)
     assert rib.next_deadline() == 160
     assert rib.tick(159.9).changes == []
-    assert [str(c.prefix) for c in rib.tick(160).changes] == ["172.17.1.0/24"]
+    expired = rib.tick(160)
+    assert [str(c.prefix) for c in expired.changes] == ["172.17.1.0/24"]
+    assert expired.expired == [(A.key, 1)]
     assert rib.next_deadline() is None and rib.peers[A.key].state is PeerState.DOWN
 
 

@@ -197,6 +197,13 @@ class SpeakerCore:
             return Command(CommandKind.ROUTES, batch.text, batch=batch)
         return None
 
+    def reload_failed(self, reason: str) -> None:
+        """ExaBGP said, after answering ``done``, that it could not load the configuration
+        (it reloads after it answers): counted and shown; the supervisor starts ExaBGP again
+        on the wanted configuration, which a fresh start reads whole."""
+        self.stats.refused_reloads += 1
+        self.refusal = f"ExaBGP could not reload its configuration ({reason}): started again"
+
     def wake_at(self) -> float | None:
         """When changes held back by the pacer are due (monotonic), if any."""
         return self._retry_at

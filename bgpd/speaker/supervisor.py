@@ -91,6 +91,9 @@ def md5_hint(session: PeerSession, grew: dict[str, int]) -> str | None:
     return None
 
 
+RELOAD_FAILED = "could not load/reload configuration"  # ExaBGP's log line (reactor/loop.py)
+
+
 class EngineRestart(Exception):
     """ExaBGP must start again to apply the configuration (what it listens on is read at
     its start only)."""
@@ -140,6 +143,7 @@ class Speaker:
         self._connected = None
         self._configured = asyncio.Event()
         self._restart = asyncio.Event()  # a setting ExaBGP reads only at its start changed
+        self._restart_reason = ""  # why, when it is not that
         self._started_listening: tuple[int, tuple[Address, ...]] | None = None
         self._md5_seen: dict[str, int] | None = None
 
@@ -257,14 +261,22 @@ class Speaker:
             writer.close()  # a stray or late bridge: only one API channel at a time
 
     def _write_config(self, text: str) -> None:
-        self.config_path.write_text(text)
-        os.chmod(self.config_path, 0o600)  # it may hold MD5 passwords
+        """Written beside it, then renamed over it: ExaBGP reads the file after it answers
+        a reload, and a file rewritten while it reads it was seen refused as a duplicate
+        peer definition — and every later reload with it.  Mode 0600 from the start: it
+        may hold MD5 passwords."""
+        tmp = self.config_path.with_name(self.config_path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(tmp, self.config_path)
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         config = self.core.config
         assert config is not None
         self._started_listening = _listening(config)
         self._restart.clear()
+        self._restart_reason = ""
         self._write_config(self.core.engine_started())
         env = {**os.environ, **environment(config)}
         binds = [str(a) for a in config.bind_addresses]
@@ -347,8 +359,9 @@ class Speaker:
         await self._restart.wait()
         config = self.core.config
         assert config is not None
-        raise EngineRestart(f"listening on port {config.listen_port} of "
-                            f"{' '.join(str(a) for a in config.bind_addresses) or 'every address'}")
+        raise EngineRestart(self._restart_reason or (
+            f"listening on port {config.listen_port} of "
+            f"{' '.join(str(a) for a in config.bind_addresses) or 'every address'}"))
 
     async def _kill(self, process: asyncio.subprocess.Process) -> None:
         if process.returncode is None:
@@ -392,6 +405,19 @@ class Speaker:
             text = line.decode(errors="replace").rstrip()
             if text:
                 log.info("exabgp", line=text[:500])
+            if RELOAD_FAILED in text:
+                self._reload_failed(text)
+
+    def _reload_failed(self, line: str) -> None:
+        """ExaBGP keeps running on a configuration it could not reload — and a failed
+        reload has left its parser unable to read any later one: count it, say it, and start
+        ExaBGP again on the wanted configuration (peers keep our routes by graceful
+        restart)."""
+        reason = line.split(RELOAD_FAILED, 1)[1].strip(" :") or "see its log"
+        self.core.reload_failed(reason)
+        log.error("exabgp_reload_failed", problem=self.core.refusal)
+        self._restart_reason = "ExaBGP could not reload its configuration"
+        self._restart.set()
 
     async def _liveness(self) -> None:
         while True:
