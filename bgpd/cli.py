@@ -273,6 +273,8 @@ def _status(args: argparse.Namespace) -> int:
              else p["state"], p["since"], p["info"], str(p["routes_received"]),
              str(p["routes_accepted"]), str(p["routes_advertised"])) for p in data["peers"]]
     print(_table(header, rows))
+    if data.get("draining"):
+        print(f"DRAINING ({data['draining']}): every route sent carries GRACEFUL_SHUTDOWN")
     if data.get("degraded"):
         print(f"DEGRADED ({len(data['degraded'])}):")
         print("\n".join(f"  {reason}" for reason in data["degraded"]))
@@ -282,6 +284,18 @@ def _status(args: argparse.Namespace) -> int:
         print(f"NOTICES: inputs that change nothing ({len(data['notices'])}):")
         print("\n".join(f"  {n['kind']} {n['name']!r}: {n['field']}: {n['message']}"
                         for n in data["notices"]))
+    return 0
+
+
+def _drain(args: argparse.Namespace) -> int:
+    data = _ask(args, {"command": args.command_name})
+    if args.output == "json":
+        print(json.dumps(data, indent=2))
+    elif data.get("draining"):
+        print(f"draining ({data.get('reason')}): every route this node sends carries "
+              "GRACEFUL_SHUTDOWN; `bgpd undrain` ends it")
+    else:
+        print("not draining")
     return 0
 
 
@@ -379,11 +393,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
 
     for name, func, text in (("status", _status, "sessions and counters of a running bgpd"),
-                             ("routes", _routes, "the Loc-RIB: best paths, why, and kernel state")):
+                             ("routes", _routes, "the Loc-RIB: best paths, why, and kernel state"),
+                             ("drain", _drain, "move traffic away before a reboot: every route "
+                              "this node sends carries GRACEFUL_SHUTDOWN (RFC 8326), LOCAL_PREF "
+                              "0 to iBGP peers, until `bgpd undrain` (a cordon does the same)"),
+                             ("undrain", _drain, "end `bgpd drain`")):
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("--socket", default="/run/bgpd/bgpd.sock",
                          help="the daemon's control socket (default /run/bgpd/bgpd.sock)")
         sub.add_argument("--output", choices=["text", "json"], default="text")
+        sub.set_defaults(command_name=name)
         if name == "routes":
             sub.add_argument("--prefix", help="only prefixes inside this CIDR")
             sub.add_argument("--peer", help="only routes from this peer (address or name)")

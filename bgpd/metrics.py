@@ -116,6 +116,10 @@ class DaemonCollector(Collector):
         for route in p.router.config.services if p.router.config else ():
             services.add_metric([route.service, str(route.prefix), route.reason], 1.0)
         yield services
+        yield GaugeMetricFamily("bgpd_draining",
+                                "1 while this node drains: its routes carry GRACEFUL_SHUTDOWN "
+                                "(cordoned, or bgpd drain)", value=float(bool(
+                                    p.router.draining())))
         yield GaugeMetricFamily("bgpd_degraded",
                                 "1 while a resource is in error or no block is announced",
                                 value=float(bool(p.degraded())))

@@ -81,13 +81,19 @@ async def serve_control(parts: Parts, path: Path) -> None:
                 answer: Any = status(parts.router, parts.speaker, parts.kernel)
                 answer["degraded"] = parts.degraded()
                 answer["ready"] = parts.is_ready()
+                answer["draining"] = parts.router.draining()
                 answer["event_loop_lag"] = {"recent_s": round(parts.loop_lag.recent, 3),
                                             "worst_s": round(parts.loop_lag.worst, 3)}
+            elif command in ("drain", "undrain"):
+                parts.router.request_drain(command == "drain")
+                reason = parts.router.draining()
+                answer = {"draining": reason is not None, "reason": reason}
             elif command == "routes":
                 answer = routes(parts.router, parts.kernel, prefix=request.get("prefix"),
                                 peer=request.get("peer"))
             else:
-                answer = {"error": f"unknown command {command!r} (status, routes)"}
+                answer = {"error": f"unknown command {command!r} "
+                                   "(status, routes, drain, undrain)"}
         except (json.JSONDecodeError, TimeoutError, ValueError) as exc:
             answer = {"error": f"bad request: {exc}"}
         writer.write(json.dumps(answer).encode() + b"\n")

@@ -88,6 +88,9 @@ class Router:
         self.translation = Translation()
         self._peers: dict[Address, PeerConfig] = {}  # the translation's, by address
         self._most_routes = 0  # the RIB's largest size since memory was last released
+        self.drain_requested = False  # `bgpd drain` (until `bgpd undrain`)
+        self._drain_changed = asyncio.Event()
+        self._drained_for: str | None = None  # the reason last applied, for its log line
 
     def peer_kind(self, address: Address) -> str:
         """mesh, global or node: what made the peer at ``address``."""
@@ -112,7 +115,29 @@ class Router:
         return node_context(config, import_guard=self.settings.import_guard,
                             interface=self.settings.interface or self.interface,
                             tunnel=self.settings.tunnel_device,
-                            cluster_routes=self.settings.cluster_routes)
+                            cluster_routes=self.settings.cluster_routes,
+                            draining=self.drain_requested)
+
+    def draining(self) -> str | None:
+        """Why this node drains (RFC 8326), if it does: cordoned, or ``bgpd drain``."""
+        if self.drain_requested:
+            return "bgpd drain"
+        return self.config.draining if self.config is not None else None
+
+    def request_drain(self, on: bool) -> None:
+        """``bgpd drain`` / ``bgpd undrain``: applied by the router's task."""
+        self.drain_requested = on
+        self._drain_changed.set()
+
+    def _log_drain(self) -> None:
+        now = self.draining()
+        if now != self._drained_for:
+            if now is not None:
+                log.warning("draining", reason=now, problem="every route this node sends "
+                            "carries GRACEFUL_SHUTDOWN (65535:0), LOCAL_PREF 0 to iBGP peers")
+            elif self._drained_for is not None:
+                log.info("drain_ended", was=self._drained_for)
+            self._drained_for = now
 
     def export_peer(self, config: DesiredConfig, peer: PeerConfig) -> ExportPeer:
         filters = {f.name: f for f in config.filters}
@@ -149,13 +174,15 @@ class Router:
         version = 0
         config_wait = asyncio.create_task(self.desired_slot.next(version))
         event_wait = asyncio.create_task(self.speaker.events.get())
+        drain_wait = asyncio.create_task(self._drain_changed.wait())
         try:
             while True:
                 deadline = self.rib.next_deadline() if self.rib else None
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if self._release_due():
                     timeout = RELEASE_QUIET if timeout is None else min(timeout, RELEASE_QUIET)
-                done, _ = await asyncio.wait({config_wait, event_wait}, timeout=timeout,
+                done, _ = await asyncio.wait({config_wait, event_wait, drain_wait},
+                                             timeout=timeout,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if not done and self._release_due():
                     self._release_memory()
@@ -167,6 +194,12 @@ class Router:
                 if event_wait in done:
                     delta.merge(self.burst(event_wait.result()))
                     event_wait = asyncio.create_task(self.speaker.events.get())
+                if drain_wait in done:
+                    self._drain_changed.clear()
+                    drain_wait = asyncio.create_task(self._drain_changed.wait())
+                    if self.rib is not None and self.config is not None:
+                        delta.merge(self.rib.set_context(self.node_context(self.config)))
+                self._log_drain()
                 if self.rib is not None:
                     delta.merge(self.rib.tick(time.monotonic()))
                 self.publish(delta)
@@ -178,6 +211,7 @@ class Router:
         finally:
             config_wait.cancel()
             event_wait.cancel()
+            drain_wait.cancel()
 
     def _release_due(self) -> bool:
         return self.rib is not None and self._most_routes - len(self.rib.table) >= RELEASE_AFTER

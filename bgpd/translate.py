@@ -148,7 +148,7 @@ def translate(config: DesiredConfig, *, running: Mapping[Address, str] | None = 
 
 def node_context(config: DesiredConfig, *, import_guard: bool = True,
                  interface: str | None = None, tunnel: str = "tunl0",
-                 cluster_routes: str | None = None) -> NodeContext:
+                 cluster_routes: str | None = None, draining: bool = False) -> NodeContext:
     """What the RIB's policy and FIB plan know of this node (the import guard's inputs:
     its networks and blocks, other nodes' blocks, the pools with their block sizes, the
     service ranges); the rest from bgpd's settings (``cluster_routes``: its default)."""
@@ -168,4 +168,5 @@ def node_context(config: DesiredConfig, *, import_guard: bool = True,
         cluster_routes=ClusterRoutes.named(config.program_cluster_routes(cluster_routes)),
         priorities=config.calico_v3_33, normal_priority_v4=config.normal_priority_v4,
         normal_priority_v6=config.normal_priority_v6,
+        draining=draining or config.draining is not None,
     )

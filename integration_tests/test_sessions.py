@@ -52,3 +52,60 @@ def test_a_peer_shut_down_by_a_notification_takes_its_routes_with_it(
         assert installed()
     finally:
         c.stop_all()
+
+
+def test_a_cordoned_or_drained_node_tags_its_routes_graceful_shutdown(
+        lab: NetLab, tmp_path: Path, bird2: None) -> None:
+    """RFC 8326 driven by Kubernetes: cordoning node-0 (``spec.unschedulable``) — or
+    ``bgpd drain`` — sends its block to the ToR with GRACEFUL_SHUTDOWN and to its mesh peer
+    with LOCAL_PREF 0 too; uncordoning (``bgpd undrain``) takes both back. Its sessions
+    stay up throughout."""
+    import signal
+    from typing import Any
+
+    c = Cluster(lab, tmp_path, nodes=2)
+    me, other = c.nodes
+    manifests = c.node_manifests
+    cordoned = {"on": False}
+
+    def with_cordon(n: Any) -> list[dict[str, Any]]:
+        docs = manifests(n)
+        if n is me and cordoned["on"]:
+            docs[0]["spec"] = {"unschedulable": True}
+        return docs
+
+    c.node_manifests = with_cordon  # type: ignore[method-assign]
+    c.start_all()
+    try:
+        tor = c.tor
+        assert tor is not None
+
+        def tagged() -> bool | None:
+            route = tor.routes_from(me.ip).get(me.block)
+            return None if route is None else "(65535,0)" in route.attrs.get("BGP.community", "")
+
+        c.wait(lambda: tagged() is False, 30, "node-0's block at the ToR, untagged")
+        flaps = {p["name"]: p["flaps"] for p in c.status(me)["peers"]}
+        cordoned["on"] = True
+        c.write_resources()
+        assert me.proc is not None
+        me.proc.send_signal(signal.SIGHUP)
+        c.wait(lambda: tagged() is True, 10, "the block tagged GRACEFUL_SHUTDOWN")
+        assert c.status(me)["draining"] == "cordoned (spec.unschedulable)"
+        import json
+
+        seen = json.loads(c.bgpd(other, "routes", "--prefix", me.block, "--output", "json"))
+        mesh = [r for r in seen if str(r["from"]).startswith("Mesh_")]
+        assert mesh and all(r["local_pref"] == 0 for r in mesh), seen
+        cordoned["on"] = False
+        c.write_resources()
+        me.proc.send_signal(signal.SIGHUP)
+        c.wait(lambda: tagged() is False, 10, "the tag gone with the cordon")
+        c.bgpd(me, "drain")
+        c.wait(lambda: tagged() is True, 10, "tagged by bgpd drain")
+        c.bgpd(me, "undrain")
+        c.wait(lambda: tagged() is False, 10, "untagged by bgpd undrain")
+        assert {p["name"]: p["flaps"] for p in c.status(me)["peers"]} == flaps
+        assert '"event": "draining"' in (me.workdir / "bgpd.log").read_text()
+    finally:
+        c.stop_all()

@@ -138,6 +138,8 @@ class DesiredConfig:
     # inputs taken as they are but that change nothing, each with why (not errors: the node
     # runs as its resources say)
     notices: tuple[ResourceError, ...] = ()
+    # why the node drains (RFC 8326 graceful shutdown of every route it sends), if it does
+    draining: str | None = None
 
     def program_cluster_routes(self, setting: str | None = None) -> str:
         """Which pools' cluster routes BGP programs: the BGPConfiguration's
@@ -183,6 +185,7 @@ class DesiredConfig:
             "log_severity": self.log_severity,
             "errors": [e.as_dict() for e in self.errors],
             "notices": [e.as_dict() for e in self.notices],
+            "draining": self.draining,
         }
 
 
@@ -560,4 +563,5 @@ def desired_config(store: Store, node_name: str,
         normal_priority_v6=default.normal_priority_v6 or NORMAL_PRIORITY,
         errors=tuple(sorted({*resource_errors, *b.errors})),
         notices=tuple(sorted({*b.notices, *service_notices})),
+        draining="cordoned (spec.unschedulable)" if me.unschedulable else None,
     )

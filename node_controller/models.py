@@ -683,6 +683,7 @@ class Node:
     rr_cluster_id: IPv4Address | None = None
     ipip_tunnel_addr: IPv4Address | None = None
     pod_cidrs: tuple[Prefix, ...] = ()
+    unschedulable: bool = False  # cordoned (spec.unschedulable): the node drains
     label_map: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -735,6 +736,7 @@ def parse_node(obj: Mapping[str, Any]) -> Node:
         rr_cluster_id=rr_id,
         ipip_tunnel_addr=tunnel_addr,
         pod_cidrs=tuple(_cidr(c, f"spec.podCIDRs[{i}]") for i, c in enumerate(pod_cidrs)),
+        unschedulable=bool(_bool(obj, "spec.unschedulable")),
     )
 
 

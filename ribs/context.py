@@ -154,6 +154,9 @@ class NodeContext:
     priorities: bool = False
     normal_priority_v4: int = 1024  # BGPConfiguration ipv4NormalRoutePriority
     normal_priority_v6: int = 1024
+    # the node is going away (cordoned, drained): every route it sends carries RFC 8326's
+    # GRACEFUL_SHUTDOWN community, and LOCAL_PREF 0 to iBGP peers
+    draining: bool = False
 
     def normal_priority(self, version: int) -> int:
         return self.normal_priority_v4 if version == 4 else self.normal_priority_v6

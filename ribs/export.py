@@ -20,6 +20,9 @@ context).  The rules, in order:
   LOCAL_PREF is set (default 100; with Calico v3.33's priorities ``2147483647 - normal
   priority``) and a reflected route gets ORIGINATOR_ID (if absent) and our
   cluster id prepended to its CLUSTER_LIST; communities of ``prefixAdvertisements`` are added;
+* a draining node (RFC 8326 graceful shutdown) adds GRACEFUL_SHUTDOWN (65535:0) to every
+  route it sends, and sends LOCAL_PREF 0 to iBGP peers: they move to other paths while this
+  node still forwards;
 * next hop (``None`` meaning "self"): our own routes always self; otherwise ``Self`` forces
   self, ``Keep`` keeps the received one, ``Auto`` keeps it towards iBGP and sets self towards
   eBGP.
@@ -33,7 +36,14 @@ from ipaddress import IPv4Address
 
 from ribs.bestpath import Best
 from ribs.context import NodeContext
-from ribs.policy import BIRD_INT_MAX, DEFAULT_POLICY, PeerPolicy, export_rule, operate
+from ribs.policy import (
+    BIRD_INT_MAX,
+    DEFAULT_POLICY,
+    GRACEFUL_SHUTDOWN,
+    PeerPolicy,
+    export_rule,
+    operate,
+)
 from ribs.types import DEFAULT_LOCAL_PREF, Address, Attributes, Prefix, Route, SourceKey, SourceKind
 
 
@@ -131,6 +141,8 @@ def _attributes(route: Route, peer: ExportPeer, ctx: NodeContext) -> Attributes:
         if adv.cidr.version == route.prefix.version and route.prefix.subnet_of(adv.cidr):  # type: ignore[arg-type]
             communities += tuple(c for c in adv.communities if c not in communities)
             large += tuple(c for c in adv.large_communities if c not in large)
+    if ctx.draining and GRACEFUL_SHUTDOWN not in communities:
+        communities += (GRACEFUL_SHUTDOWN,)
     if peer.ebgp:
         return replace(
             attrs, as_path=attrs.as_path.prepend(peer.local_as), next_hop=next_hop,
@@ -146,6 +158,8 @@ def _attributes(route: Route, peer: ExportPeer, ctx: NodeContext) -> Attributes:
     if local_pref is None:
         local_pref = (BIRD_INT_MAX - ctx.normal_priority(route.prefix.version)
                       if ctx.priorities else DEFAULT_LOCAL_PREF)
+    if ctx.draining:
+        local_pref = 0
     return replace(
         attrs, next_hop=next_hop, local_pref=local_pref,
         originator_id=originator_id, cluster_list=cluster_list, communities=communities,

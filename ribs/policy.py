@@ -150,6 +150,7 @@ class Operation:
 #: Calico's conversion between a route priority (a kernel metric, lower wins) and LOCAL_PREF
 #: (higher wins): ``local_pref = 2147483647 - priority``
 BIRD_INT_MAX = 2147483647
+GRACEFUL_SHUTDOWN = (65535, 0)  # RFC 8326: the path is going away; prefer any other
 #: the priority Calico gives a route with none (BGPConfiguration ipv4/ipv6NormalRoutePriority)
 NORMAL_PRIORITY = 1024
 
@@ -325,7 +326,16 @@ def guard(prefix: Prefix, ctx: NodeContext, policy: PeerPolicy = DEFAULT_POLICY)
 def import_route(route: Route, ctx: NodeContext,
                  policy: PeerPolicy = DEFAULT_POLICY) -> tuple[Reason, Route]:
     """Why ``route`` from a peer is accepted or refused (max-prefix is the RIB's: it counts),
-    and the route as accepted (an accepting rule's operations applied)."""
+    and the route as accepted (an accepting rule's operations applied; a route tagged
+    GRACEFUL_SHUTDOWN ranked below every other, LOCAL_PREF 0: RFC 8326 4)."""
+    reason, accepted = _import_verdict(route, ctx, policy)
+    if reason.accepted and GRACEFUL_SHUTDOWN in accepted.attrs.communities:
+        accepted = replace(accepted, attrs=replace(accepted.attrs, local_pref=0))
+    return reason, accepted
+
+
+def _import_verdict(route: Route, ctx: NodeContext,
+                    policy: PeerPolicy) -> tuple[Reason, Route]:
     if policy.closed:
         return Reason.FILTER_UNAVAILABLE, route
     if bad_next_hop(route, ctx):

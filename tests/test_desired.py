@@ -504,3 +504,10 @@ def test_selector_peerings_in_both_families_and_reverse_by_peer_ip_in_its_own() 
     assert peers(build(*by_ip)) == {"Node_fd00__8": ("fd00::8", 179, 64512, "node", False)}
     assert peers(build(*by_ip, me="n8")) == {
         "Node_fd00__9": ("fd00::9", 179, 64512, "node", True)}
+
+
+def test_a_cordoned_node_drains() -> None:
+    cordoned = node("n9", "10.0.0.9/24")
+    cordoned["spec"] = {"unschedulable": True}
+    assert build(cordoned).draining == "cordoned (spec.unschedulable)"
+    assert build(node("n9", "10.0.0.9/24")).draining is None

@@ -165,3 +165,21 @@ def test_a_route_goes_only_to_peers_of_its_family() -> None:
     own6 = Route(ip_network("fd00:10::5:0/122"), LOCAL, Attributes())
     assert adv(own4, v4, ctx) is not None and adv(own6, v6, ctx) is not None
     assert adv(own6, v4, ctx) is None and adv(own4, v6, ctx) is None
+
+
+def test_a_draining_node_tags_every_route_it_sends_and_ranks_them_last_inside() -> None:
+    """RFC 8326: GRACEFUL_SHUTDOWN (65535:0) on every route, LOCAL_PREF 0 to iBGP peers;
+    eBGP peers get the community (they lower their own preference)."""
+    draining = replace(CTX, draining=True)
+    mine = select([Route(ip_network("172.17.5.0/24"), LOCAL, Attributes())])
+    learned = select([route("172.17.9.0/24", TOR)])
+    to_node = advert_for(mine, export_peer(N2), draining)
+    to_tor = advert_for(mine, export_peer(TOR), draining)
+    passed_on = advert_for(learned, export_peer(N2), draining)
+    assert to_node is not None and to_tor is not None and passed_on is not None
+    assert (65535, 0) in to_node.attrs.communities and to_node.attrs.local_pref == 0
+    assert (65535, 0) in to_tor.attrs.communities and to_tor.attrs.local_pref is None
+    assert (65535, 0) in passed_on.attrs.communities and passed_on.attrs.local_pref == 0
+    usual = advert_for(mine, export_peer(N2), CTX)
+    assert usual is not None and (65535, 0) not in usual.attrs.communities
+    assert usual.attrs.local_pref == 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import ip_network
 
 import pytest
@@ -287,3 +288,16 @@ def test_a_route_whose_next_hop_cannot_be_forwarded_to_is_refused(hop: str, bad:
     assert (verdict is Reason.INVALID_NEXT_HOP) == bad, verdict
     assert (import_verdict(route("172.17.216.0/24", TOR, nh=hop), CTX)
             is Reason.INVALID_NEXT_HOP) == bad
+
+
+def test_a_route_tagged_graceful_shutdown_ranks_below_every_other() -> None:
+    """RFC 8326 4: LOCAL_PREF 0 on receipt; the same route without the tag wins."""
+    from ribs.bestpath import select
+    from ribs.policy import import_route
+
+    tagged = route("172.17.216.0/24", TOR)
+    tagged = replace(tagged, attrs=replace(tagged.attrs, communities=((65535, 0),)))
+    verdict, accepted = import_route(tagged, CTX)
+    assert verdict is Reason.ACCEPTED and accepted.attrs.local_pref == 0
+    other = route("172.17.216.0/24", peer("10.10.1.2", asn=65001), path=(65001, 65002))
+    assert select([accepted, import_route(other, CTX)[1]]).route.source == other.source
