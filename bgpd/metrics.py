@@ -89,6 +89,9 @@ class DaemonCollector(Collector):
         yield prefixes
         yield GaugeMetricFamily("bgpd_rib_stale_routes", "Routes kept by graceful restart",
                                 value=rib.table.stale_count() if rib else 0)
+        yield GaugeMetricFamily("bgpd_rib_retained_routes",
+                                "Other nodes' blocks kept past their peers' graceful restart "
+                                "on the datastore's word", value=len(rib.retained) if rib else 0)
         yield CounterMetricFamily("bgpd_exabgp_restarts", "BGP engine restarts",
                                   value=p.speaker.restarts)
         core = p.speaker.core.stats

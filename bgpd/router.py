@@ -116,7 +116,8 @@ class Router:
                             interface=self.settings.interface or self.interface,
                             tunnel=self.settings.tunnel_device,
                             cluster_routes=self.settings.cluster_routes,
-                            draining=self.drain_requested)
+                            draining=self.drain_requested,
+                            stale_retention=self.settings.stale_retention)
 
     def draining(self) -> str | None:
         """Why this node drains (RFC 8326), if it does: cordoned, or ``bgpd drain``."""
@@ -343,6 +344,14 @@ class Router:
             self.speaker.end_of_rib(_address_of(key))
         for message in delta.alarms:
             log.error("max_prefix", problem=message)
+        if delta.retained:
+            log.warning("routes_retained", routes=len(delta.retained),
+                        prefixes=[str(p) for p in delta.retained[:20]],
+                        problem="their peers' graceful restart ran out; the datastore still "
+                                "has their nodes there: kept (stale_retention) until a peer "
+                                "sends them or the datastore says otherwise")
+        for prefix, why in delta.unretained[:20]:
+            log.info("retention_ended", prefix=str(prefix), why=why)
         for key, removed in delta.expired:
             self.stats.restart_expiries += 1
             self.stats.expired_routes += removed

@@ -57,6 +57,7 @@ class Settings:
     restart_deadline: float = 120.0
     restart_peer_grace: float = 5.0
     stale_time: float = 120.0
+    stale_retention: float = 3600.0
     ready_timeout: float = 60.0
     withdraw_on_exit: bool = False
     exabgp_reactor_speed: float = 5.0

@@ -69,6 +69,7 @@ def status(router: Router, speaker: Speaker, kernel: KernelSync) -> dict[str, An
                 "prefixes_by_family": {f"ipv{v}": n for v, n in (
                     rib.table.count_by_version() if rib else {4: 0, 6: 0}).items()},
                 "restarting": bool(rib and rib.restarting),
+                "retained_routes": len(rib.retained) if rib else 0,
                 "memory_releases": router.stats.memory_releases},
         "speaker": {"exabgp_pid": speaker.pid, "healthy": speaker.healthy,
                     "restarts": speaker.restarts, "malformed_lines": speaker.malformed,

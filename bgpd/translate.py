@@ -148,7 +148,8 @@ def translate(config: DesiredConfig, *, running: Mapping[Address, str] | None = 
 
 def node_context(config: DesiredConfig, *, import_guard: bool = True,
                  interface: str | None = None, tunnel: str = "tunl0",
-                 cluster_routes: str | None = None, draining: bool = False) -> NodeContext:
+                 cluster_routes: str | None = None, draining: bool = False,
+                 stale_retention: float = 0.0) -> NodeContext:
     """What the RIB's policy and FIB plan know of this node (the import guard's inputs:
     its networks and blocks, other nodes' blocks, the pools with their block sizes, the
     service ranges); the rest from bgpd's settings (``cluster_routes``: its default)."""
@@ -169,4 +170,7 @@ def node_context(config: DesiredConfig, *, import_guard: bool = True,
         priorities=config.calico_v3_33, normal_priority_v4=config.normal_priority_v4,
         normal_priority_v6=config.normal_priority_v6,
         draining=draining or config.draining is not None,
+        block_owners=tuple((block, frozenset(addresses))
+                           for block, addresses in config.block_owners),
+        stale_retention=stale_retention,
     )

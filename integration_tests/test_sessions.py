@@ -109,3 +109,59 @@ def test_a_cordoned_or_drained_node_tags_its_routes_graceful_shutdown(
         assert '"event": "draining"' in (me.workdir / "bgpd.log").read_text()
     finally:
         c.stop_all()
+
+
+def test_blocks_outlive_the_lost_reflector_on_the_datastores_word(
+        lab: NetLab, tmp_path: Path, bird2: None) -> None:
+    """Two nodes, no mesh, both clients of one BIRD 2 route reflector (graceful restart time
+    5 s). The reflector dies: past those 5 s each node keeps the other's block — the same
+    kernel route, no deletion — because the datastore still has that node there; a block
+    the datastore no longer has goes at once."""
+    import signal
+
+    import yaml
+
+    from integration_tests.test_daemon import RouteDeletions
+
+    c = Cluster(lab, tmp_path, nodes=2, tor=False)
+    a, b = c.nodes
+    ns = c._attach("rr", f"{TOR_IP}/24", "br0")
+    rr = Bird2(ns, tmp_path / "rr", router_id=TOR_IP, asn=64512, neighbors=[])
+    rr.config = lambda: "".join(  # type: ignore[method-assign]
+        [f"router id {TOR_IP};\nprotocol device {{}}\n"]
+        + [f"protocol bgp n{i} {{ local {TOR_IP} as 64512; neighbor {n.ip} as 64512; "
+           "rr client; graceful restart on; graceful restart time 5; connect retry time 1; "
+           "ipv4 { import all; export all; }; }\n" for i, n in enumerate(c.nodes)])
+
+    def write(docs: list[dict[str, object]]) -> None:
+        (c.resources / "cluster.yaml").write_text(yaml.safe_dump_all(docs))
+
+    docs = c.manifests()
+    for doc in docs:
+        if doc["kind"] == "BGPConfiguration":
+            doc["spec"] = {"asNumber": 64512, "nodeToNodeMeshEnabled": False}
+    docs.append(c.calico("BGPPeer", "rr", {"peerIP": TOR_IP, "asNumber": 64512}))
+    write(docs)
+    rr.start()
+    c.start_all()
+    try:
+        c.wait(c.blocks_everywhere, 60, "each node's block at the other, through the reflector")
+        before = [a.routes(), b.routes()]
+        deletions = [RouteDeletions(a), RouteDeletions(b)]
+        rr.kill()
+        c.wait(lambda: all(c.status(n)["rib"]["retained_routes"] == 1 for n in c.nodes), 30,
+               "the other's block retained after the reflector's restart time")
+        for node, other in ((a, b), (b, a)):
+            shown = c.bgpd(node, "routes", "--prefix", other.block)
+            assert "retained (datastore)" in shown and "installed:" in shown, shown
+        assert [a.routes(), b.routes()] == before
+        assert [d.stop() for d in deletions] == [[], []]
+        # node-1's block released in the datastore: node-0 lets its route go at once
+        write([d for d in docs if not (d["kind"] == "BlockAffinity"
+                                       and d["metadata"]["name"] == f"{b.name}-block")])
+        assert a.proc is not None
+        a.proc.send_signal(signal.SIGHUP)
+        c.wait(lambda: b.block not in " ".join(a.routes()), 5, "the released block gone")
+    finally:
+        rr.kill()
+        c.stop_all()

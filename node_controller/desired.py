@@ -120,6 +120,8 @@ class DesiredConfig:
     announce: tuple[Prefix, ...] = ()
     blackholes: tuple[Prefix, ...] = ()
     other_blocks: tuple[Prefix, ...] = ()  # the blocks other nodes hold
+    # ... with their nodes' addresses (datastore-backed retention of their routes)
+    block_owners: tuple[tuple[Prefix, tuple[Address, ...]], ...] = ()
     service_cidrs: tuple[Prefix, ...] = ()
     # the Service addresses announced (also in ``announce``), each with its Service and why
     services: tuple[ServiceRoute, ...] = ()
@@ -487,8 +489,8 @@ class _Builder:
                       if a.node == me.name and a.active]
         return tuple(sorted(set(affinities or me.pod_cidrs), key=_order))
 
-    def other_blocks(self, me: Node) -> tuple[Prefix, ...]:
-        """Blocks other nodes hold: their affinities, else their pod CIDRs."""
+    def held(self, me: Node) -> dict[str, set[Prefix]]:
+        """Blocks other nodes hold, by node: their affinities, else their pod CIDRs."""
         held: dict[str, set[Prefix]] = {}
         for a in self.store.all(BlockAffinity):
             if a.node != me.name and a.active:
@@ -496,7 +498,16 @@ class _Builder:
         for node in self.nodes:
             if node.name != me.name and node.name not in held:
                 held[node.name] = set(node.pod_cidrs)
-        return tuple(sorted(set().union(*held.values()), key=_order))
+        return held
+
+    def block_owners(self, held: dict[str, set[Prefix]]
+                     ) -> tuple[tuple[Prefix, tuple[Address, ...]], ...]:
+        """Each block another node holds, with that node's addresses."""
+        out = []
+        for node in self.nodes:
+            addresses = tuple(i.ip for i in (node.ipv4, node.ipv6) if i is not None)
+            out += [(block, addresses) for block in held.get(node.name, ()) if addresses]
+        return tuple(sorted(out, key=lambda pair: _order(pair[0])))
 
 
 def desired_config(store: Store, node_name: str,
@@ -535,6 +546,7 @@ def desired_config(store: Store, node_name: str,
     per_service, service_notices = service_routes(store, me, default)
     peers = b.peers(me)
     b.pool_problems(me)
+    held = b.held(me)
     info = store.get(ClusterInformation, "default")
     return DesiredConfig(
         node=node_name,
@@ -549,7 +561,8 @@ def desired_config(store: Store, node_name: str,
         announce=tuple(sorted(set(blocks) | aggregates | {r.prefix for r in per_service},
                               key=_order)),
         blackholes=blocks,
-        other_blocks=b.other_blocks(me),
+        other_blocks=tuple(sorted(set().union(*held.values()), key=_order)),
+        block_owners=b.block_owners(held),
         service_cidrs=services,
         services=per_service,
         pools=tuple(sorted(store.all(IPPool), key=lambda p: _order(p.cidr))),

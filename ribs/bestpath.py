@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from ribs.types import Route, SourceKind
 
-_PREFERENCE = {SourceKind.LOCAL: 200, SourceKind.STATIC: 150, SourceKind.BGP: 100}
+_PREFERENCE = {SourceKind.LOCAL: 200, SourceKind.STATIC: 150, SourceKind.BGP: 100,
+               SourceKind.RETAINED: 50}
 _NO_ID = 1 << 32
 
 
@@ -30,7 +31,7 @@ class Step(enum.Enum):
     """A step of the decision process; the value is how `bgpd routes` explains a win."""
 
     ONLY_ROUTE = "only route"
-    PREFERENCE = "source preference (local > static > BGP; RFC 4271 §9.1.1)"
+    PREFERENCE = "source preference (local > static > BGP > retained; RFC 4271 §9.1.1)"
     LOCAL_PREF = "highest LOCAL_PREF (RFC 4271 §9.1.1)"
     AS_PATH = "shortest AS_PATH (RFC 4271 §9.1.2.2 a)"
     ORIGIN = "lowest ORIGIN (RFC 4271 §9.1.2.2 b)"

@@ -157,6 +157,14 @@ class NodeContext:
     # the node is going away (cordoned, drained): every route it sends carries RFC 8326's
     # GRACEFUL_SHUTDOWN community, and LOCAL_PREF 0 to iBGP peers
     draining: bool = False
+    # other nodes' blocks with their nodes' addresses (the datastore's word), and how long a
+    # block's route outlives its peer's graceful restart on that word (0: not at all)
+    block_owners: tuple[tuple[Prefix, frozenset[Address]], ...] = ()
+    stale_retention: float = 0.0
+
+    @cached_property
+    def owners(self) -> dict[Prefix, frozenset[Address]]:
+        return dict(self.block_owners)
 
     def normal_priority(self, version: int) -> int:
         return self.normal_priority_v4 if version == 4 else self.normal_priority_v6

@@ -104,7 +104,7 @@ def advert_for(best: Best, peer: ExportPeer, ctx: NodeContext,
     if route.prefix.version != peer.address.version:
         return None
     source = route.source
-    if source.key == peer.key:
+    if source.key == peer.key or source.kind is SourceKind.RETAINED:
         return None
     originator = route.attrs.originator_id or source.router_id
     if peer.router_id is not None and originator == peer.router_id:

@@ -72,13 +72,14 @@ def _shape(ipip: EncapMode, hop: Address, ctx: NodeContext) -> NextHop | None:
 
 
 _UNSET = object()
+ROUTED = (SourceKind.BGP, SourceKind.RETAINED)  # routes to other nodes, in their shapes
 
 
 def kernel_route(best: Best, ctx: NodeContext) -> KernelRoute | None:
     """The kernel route for a Loc-RIB entry, or None when none belongs in the kernel."""
     route = best.route
     prefix = route.prefix
-    if route.source.kind is not SourceKind.BGP:
+    if route.source.kind not in ROUTED:
         if prefix in ctx.own_blocks:
             return KernelRoute.blackhole(prefix, metric=ctx.metric)
         return None  # service CIDRs are announced, not routed here
@@ -90,7 +91,7 @@ def kernel_route(best: Best, ctx: NodeContext) -> KernelRoute | None:
     hops: list[NextHop] = []
     for candidate in best.multipath:
         hop = candidate.attrs.next_hop
-        if candidate.source.kind is not SourceKind.BGP or hop is None:
+        if candidate.source.kind not in ROUTED or hop is None:
             continue
         shape = _shape(ipip, hop, ctx)
         if shape is not None and all(shape is not h for h in hops):

@@ -37,7 +37,7 @@ from ribs.fib import kernel_route
 from ribs.kernel_plan import KernelRoute
 from ribs.policy import Reason, exportable, import_route
 from ribs.table import Change, Table
-from ribs.types import LOCAL, Attributes, Prefix, Route, Source, SourceKey
+from ribs.types import LOCAL, RETAINED, Address, Attributes, Prefix, Route, Source, SourceKey
 
 RouteId = tuple[Prefix, SourceKey, int]
 
@@ -77,6 +77,8 @@ class Delta:
     teardowns: list[SourceKey] = field(default_factory=list)  # over their limit: close
     # graceful restart timed out: (peer, how many stale routes it removed)
     expired: list[tuple[SourceKey, int]] = field(default_factory=list)
+    retained: list[Prefix] = field(default_factory=list)  # kept on the datastore's word
+    unretained: list[tuple[Prefix, str]] = field(default_factory=list)  # and let go: why
     fib_changed: bool = False
 
     def merge(self, other: Delta) -> Delta:
@@ -88,6 +90,8 @@ class Delta:
         self.synced_peers += other.synced_peers
         self.teardowns += other.teardowns
         self.expired += other.expired
+        self.retained += other.retained
+        self.unretained += other.unretained
         self.fib_changed |= other.fib_changed
         return self
 
@@ -129,6 +133,9 @@ class Rib:
         self._fib: dict[Prefix, KernelRoute] = {}
         self._local: set[Prefix] = set()
         self._restart: _Restart | None = None
+        # another node's block past its peer's graceful restart: when the retention ends,
+        # and the node address it goes to
+        self.retained: dict[Prefix, tuple[float, Address]] = {}
         # the peers with a session up, kept as their states change: (iBGP, eBGP)
         self._up: tuple[dict[SourceKey, ExportPeer], dict[SourceKey, ExportPeer]] = ({}, {})
         # per prefix, its best route and the adverts made of it, one per class of peers
@@ -163,6 +170,7 @@ class Rib:
             return delta
         self.ctx = ctx
         self._shared = {}
+        self._check_retained(delta)
         for key in list(self.received):
             self._reimport(key, delta)
         self._fib = {}
@@ -257,6 +265,8 @@ class Rib:
             return delta
         if route.source.ebgp and route.attrs.local_pref is not None:
             route = replace(route, attrs=replace(route.attrs, local_pref=None))  # RFC 4271 §5.1.5
+        if route.prefix in self.retained:  # BGP knows the block again: no more guessing
+            self._unretain(route.prefix, "a peer sends it again", delta)
         received = self.received.get(key)
         if received is None:
             received = self.received[key] = {}
@@ -324,6 +334,8 @@ class Rib:
     # --- time ----------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
         times = [p.deadline for p in self.peers.values() if p.deadline is not None]
+        if self.retained:
+            times.append(min(until for until, _ in self.retained.values()))
         restart = self._restart
         if restart is not None:
             times.append(restart.deadline)
@@ -337,6 +349,8 @@ class Rib:
         for key, peer in self.peers.items():
             if peer.deadline is not None and now >= peer.deadline:
                 delta.expired.append((key, self.table.stale_count(key)))
+                if peer.state is PeerState.STALE:  # its session is gone, not just slow
+                    self._retain(key, now, delta)
                 self._apply_all(self.table.refresh_end(key), delta)
                 self._sweep_received(key)
                 peer.deadline = None
@@ -344,8 +358,40 @@ class Rib:
                 self._set_state(peer, PeerState.UP if up else PeerState.DOWN)
                 if not up:
                     self._forget_received(key)
+        for prefix in [p for p, (until, _) in self.retained.items() if now >= until]:
+            self._unretain(prefix, "stale_retention ran out", delta)
         self._check_restart(now, delta)
         return delta
+
+    # --- datastore-backed retention ------------------------------------------------------
+    def _retain(self, key: SourceKey, now: float, delta: Delta) -> None:
+        """The stale routes of ``key`` for another node's block, via that node's address:
+        kept as RETAINED routes (below every BGP route, never sent on) while the node
+        context — the datastore — says the node holds the block at that address, for
+        ``stale_retention`` at most."""
+        if self.ctx.stale_retention <= 0:
+            return
+        owners = self.ctx.owners
+        for route in self.table.routes_of(key):
+            hop = route.attrs.next_hop
+            if (route.prefix in self.retained or not self.table.is_stale(route)
+                    or hop is None or hop not in owners.get(route.prefix, ())):
+                continue
+            # the same attributes: the same kernel route, metric included (no flap)
+            self._apply(self.table.update(Route(route.prefix, RETAINED, route.attrs)), delta)
+            self.retained[route.prefix] = (now + self.ctx.stale_retention, hop)
+            delta.retained.append(route.prefix)
+
+    def _unretain(self, prefix: Prefix, why: str, delta: Delta) -> None:
+        if self.retained.pop(prefix, None) is not None:
+            self._apply(self.table.withdraw(prefix, RETAINED.key), delta)
+            delta.unretained.append((prefix, why))
+
+    def _check_retained(self, delta: Delta) -> None:
+        """Let go of what the datastore no longer says (a new node context)."""
+        for prefix, (_, hop) in list(self.retained.items()):
+            if hop not in self.ctx.owners.get(prefix, ()):
+                self._unretain(prefix, "the datastore no longer has its node there", delta)
 
     def _sweep_received(self, key: SourceKey) -> None:
         """Forget received routes the table no longer holds or rejected (after a sweep)."""

@@ -207,6 +207,9 @@ class SourceKind(enum.Enum):
     BGP = "bgp"
     LOCAL = "local"  # the node's own blocks and advertised service CIDRs
     STATIC = "static"
+    # another node's block kept past its peer's graceful restart while the datastore still
+    # says that node holds it at that address (ranked below every BGP route, never sent on)
+    RETAINED = "retained"
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +258,7 @@ class Source:
 
 
 LOCAL = Source(SourceKind.LOCAL, name="local")
+RETAINED = Source(SourceKind.RETAINED, name="retained (datastore)")
 SourceKey = tuple[str, str]
 
 

@@ -206,3 +206,61 @@ def test_stale_routes_never_outlive_their_deadline(script) -> None:  # type: ign
     if final is not None:
         rib.tick(final)
     assert rib.table.stale_count(A.key) == 0
+
+
+def test_another_nodes_block_outlives_its_peers_restart_on_the_datastores_word() -> None:
+    """Reflectors gone longer than their restart time: a block's route stays — in the same
+    kernel shape, never sent on, below any BGP route — while the datastore says its node
+    holds it at that address; it goes when a peer sends it again, when the datastore says
+    otherwise, or after stale_retention."""
+    from dataclasses import replace
+
+    from ribs.types import SourceKind
+
+    owners = ((ip_network("172.17.9.0/24"), frozenset({ip_address("10.10.1.9")})),)
+    ctx = replace(CTX, block_owners=owners, stale_retention=3600.0)
+    rib = Rib(ctx)
+    rib.set_peers([export_peer(A), export_peer(B)])
+    rib.peer_up(session(A, restart_time=60), now=0)
+    rib.receive(route("172.17.9.0/24", A, nh="10.10.1.9"))  # the node's own address
+    rib.receive(route("172.17.8.0/24", A, nh="10.10.1.7"))  # via the reflector: not kept
+    kernel = rib.fib_routes()
+    rib.peer_down(A.key, now=10)
+    delta = rib.tick(70)
+    assert delta.retained == [ip_network("172.17.9.0/24")]
+    assert {str(r.prefix) for r in rib.fib_routes()} == {"172.17.9.0/24"}
+    assert [r for r in rib.fib_routes() if str(r.prefix) == "172.17.9.0/24"] == [
+        r for r in kernel if str(r.prefix) == "172.17.9.0/24"]  # the same kernel route
+    best = rib.table.best(ip_network("172.17.9.0/24"))
+    assert best is not None and best.route.source.kind is SourceKind.RETAINED
+    rib.peer_up(session(B), now=80)
+    assert not rib.out.get(B.key)  # never sent on
+    assert rib.next_deadline() == 70 + 3600
+    # the datastore moves the block: let go
+    moved = replace(ctx, block_owners=((ip_network("172.17.9.0/24"),
+                                        frozenset({ip_address("10.10.1.20")})),))
+    gone = rib.set_context(moved)
+    assert gone.unretained == [(ip_network("172.17.9.0/24"),
+                                "the datastore no longer has its node there")]
+    assert rib.table.best(ip_network("172.17.9.0/24")) is None
+    # kept again, then a peer sends the block: the BGP route replaces it
+    rib2 = Rib(ctx)
+    rib2.set_peers([export_peer(A), export_peer(B)])
+    rib2.peer_up(session(A, restart_time=60), now=0)
+    rib2.receive(route("172.17.9.0/24", A, nh="10.10.1.9"))
+    rib2.peer_down(A.key, now=10)
+    rib2.tick(70)
+    rib2.peer_up(session(B), now=80)
+    rib2.receive(route("172.17.9.0/24", B, nh="10.10.1.9"))
+    assert not rib2.retained
+    assert rib2.tick(70 + 3600).unretained == []
+    # and one that runs out
+    rib3 = Rib(ctx)
+    rib3.set_peers([export_peer(A)])
+    rib3.peer_up(session(A, restart_time=60), now=0)
+    rib3.receive(route("172.17.9.0/24", A, nh="10.10.1.9"))
+    rib3.peer_down(A.key, now=10)
+    rib3.tick(70)
+    ended = rib3.tick(70 + 3600)
+    assert ended.unretained == [(ip_network("172.17.9.0/24"), "stale_retention ran out")]
+    assert rib3.table.best(ip_network("172.17.9.0/24")) is None
