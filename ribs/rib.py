@@ -115,6 +115,10 @@ class _Restart:
     deadline: float
     peer_grace: float  # how long a peer that is itself restarting is waited for
     restarting_until: dict[SourceKey, float] = field(default_factory=dict)
+    # peers up again whose End-of-RIB waits for the end of our restart (RFC 4724 4.1: the
+    # restarting speaker selects routes, sends them, then End-of-RIB — a peer sweeping our
+    # stale routes at an early End-of-RIB would delete what we had not heard yet)
+    eor_pending: set[SourceKey] = field(default_factory=set)
 
 
 class Rib:
@@ -215,7 +219,10 @@ class Rib:
         if self._restart is not None and session.peer_restarting:
             self._restart.restarting_until[key] = now + self._restart.peer_grace
         self._readvertise_peer(key, delta, full=True)
-        delta.synced_peers.append(key)
+        if self._restart is not None:
+            self._restart.eor_pending.add(key)
+        else:
+            delta.synced_peers.append(key)
         self._check_restart(now, delta)
         return delta
 
@@ -439,6 +446,9 @@ class Rib:
             return
         self._restart = None
         delta.fib_changed |= bool(restart.adopted)
+        delta.synced_peers += sorted(
+            k for k in restart.eor_pending
+            if k in self.peers and self.peers[k].state in (PeerState.UP, PeerState.UP_STALE))
 
     # --- outputs -------------------------------------------------------------------------
     def compact(self) -> None:

@@ -115,16 +115,20 @@ def restarting_rib(now: float = 0.0) -> Rib:
 
 
 def test_restart_holds_adopted_routes_until_every_peer_sent_eor() -> None:
+    """And our End-of-RIB to each peer waits for that moment (RFC 4724 4.1): a peer that
+    swept our stale routes at an earlier one would lose what we had not heard yet."""
     rib = restarting_rib()
     assert rib.fib_routes() == ADOPTED
     for p in (A, B, C):
-        rib.peer_up(session(p), now=1)
+        assert rib.peer_up(session(p), now=1).synced_peers == []
     rib.receive(route("172.17.7.0/24", A))
     rib.end_of_rib(A.key, now=2)
     rib.end_of_rib(B.key, now=2)
     assert rib.restarting and len(rib.fib_routes()) == 3
     delta = rib.end_of_rib(C.key, now=3)
     assert delta.fib_changed and not rib.restarting
+    assert delta.synced_peers == sorted([A.key, B.key, C.key])
+    assert rib.peer_up(session(A), now=4).synced_peers == [A.key]  # after: at once
     assert [str(r) for r in rib.fib_routes()] == ["172.17.7.0/24 via 10.10.1.7 dev tunl0 onlink"]
 
 
