@@ -53,19 +53,27 @@ def bird2() -> None:
         pytest.skip(why)
 
 
+def started_against(changed: str, lab: NetLab, tmp_path: Path,
+                    monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    """One node and a ToR, started with ``changed`` run by every Python of the node at its
+    start (a ``sitecustomize`` on its path): ExaBGP as another release would have it."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(changed)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    c = Cluster(lab, tmp_path, nodes=1)
+    c.start_all()
+    return c
+
+
 @pytest.mark.parametrize(("changed", "said"), [TEARDOWN, LISTENER], ids=["teardown", "listener"])
 def test_a_changed_exabgp_name_leaves_its_unit_out_and_bgp_up(
         lab: NetLab, tmp_path: Path, bird2: None, monkeypatch: pytest.MonkeyPatch,
         changed: str, said: dict[str, str]) -> None:
     """Without ``listen`` ExaBGP cannot take the daemon's sockets: its first start fails to
     bind, the daemon closes them, the next start binds its own — once, not in a loop."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(changed)
-    monkeypatch.setenv("PYTHONPATH", str(site))
-    c = Cluster(lab, tmp_path, nodes=1)
+    c = started_against(changed, lab, tmp_path, monkeypatch)
     node = c.nodes[0]
-    c.start_all()
     try:
         tor = c.tor
         assert tor is not None
@@ -111,13 +119,8 @@ def test_a_reload_exabgp_cannot_read_is_counted_and_applied_by_a_fresh_start(
     and ExaBGP started again on the new configuration."""
     import signal
 
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(FAILING_RELOAD)
-    monkeypatch.setenv("PYTHONPATH", str(site))
-    c = Cluster(lab, tmp_path, nodes=1)
+    c = started_against(FAILING_RELOAD, lab, tmp_path, monkeypatch)
     node = c.nodes[0]
-    c.start_all()
     try:
         tor = c.tor
         assert tor is not None
