@@ -107,7 +107,10 @@ def test_two_nodes_and_a_tor(cluster: Cluster) -> None:
         in metrics
     assert 'bgpd_kernel_routes_owned{family="ipv4"} 3.0' in metrics
     assert 'bgpd_kernel_routes_owned{family="ipv6"} 0.0' in metrics
-    assert c.http(n0, "/readyz")[0] == 200 and c.http(n0, "/livez")[0] == 200
+    # ready once the start's End-of-RIB exchange is over: the other node restarted with it,
+    # so each waits for the other's End-of-RIB at most restart_peer_grace (RFC 4724 4.1)
+    c.wait(lambda: c.http(n0, "/readyz")[0] == 200, 30, "ready")
+    assert c.http(n0, "/livez")[0] == 200
     # the sessions above ran on the launcher `bgpd run` started before its configuration
     assert exabgp_starts(n0) == [True]
 

@@ -325,8 +325,9 @@ def test_the_600_node_cluster_through_typha_the_api_and_a_folder(
             assert seen is not None and api is not None and api.node == name
             want = desired_config(static, name)
             if not host_local:  # the API source watches this node's BlockAffinities only
-                assert api.other_blocks == ()
-                api = replace(api, other_blocks=want.other_blocks)
+                assert api.other_blocks == () and api.block_owners == ()
+                api = replace(api, other_blocks=want.other_blocks,
+                              block_owners=want.block_owners)
             assert api == want, name
             # the same routes accepted (a block's halves refused by its pool's block size
             # where the API source does not see the block itself)
