@@ -234,6 +234,7 @@ class Speaker:
                 try:
                     await self._run_once()
                 except EngineRestart as exc:
+                    self.healthy = False
                     log.info("exabgp_restarting", reason=str(exc))
                     for event in self.core.engine_lost(str(exc), wall=time.time()):
                         self.events.put_nowait(event)
@@ -405,7 +406,9 @@ class Speaker:
             text = line.decode(errors="replace").rstrip()
             if text:
                 log.info("exabgp", line=text[:500])
-            if RELOAD_FAILED in text:
+            # (before the API process has connected, that line is the first load failing:
+            # ExaBGP exits, and is started again with backoff — not a reload to retry)
+            if RELOAD_FAILED in text and self.healthy:
                 self._reload_failed(text)
 
     def _reload_failed(self, line: str) -> None:
