@@ -277,11 +277,17 @@ BAD_NEXT_HOPS = PrefixSet([
 
 
 def bad_next_hop(route: Route, ctx: NodeContext) -> bool:
+    """Judged once per next hop and context (a flood is thousands of routes over a few hops,
+    and a host network made for each costs more than the rest of the import)."""
     hop = route.attrs.next_hop
     if hop is None:
         return False
-    return hop in ctx.node_addresses or BAD_NEXT_HOPS.overlaps(
-        IPv4Network(hop) if hop.version == 4 else IPv6Network(hop))
+    key = ("bad next hop", hop.version, int(hop))
+    bad = ctx.scratch.get(key)
+    if bad is None:
+        bad = ctx.scratch[key] = hop in ctx.node_addresses or BAD_NEXT_HOPS.overlaps(
+            IPv4Network(hop) if hop.version == 4 else IPv6Network(hop))
+    return bool(bad)
 
 
 def first_match(rules: Sequence[FilterRule], route: Route, *, ebgp: bool = False,
