@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from bgpd.speaker import codec
 from bgpd.speaker.pacing import Pacer
+from integration_tests.raw_speaker import as_path, attr, next_hop, origin, update
 from ribs.types import AsPath, Attributes, Origin, Segment, SegmentType, prefix
 
 HEAD = '"exabgp": "5.0.0", "time": 1.0, "host": "h", "pid": 1, "ppid": 1, "counter": 1'
@@ -78,33 +79,6 @@ def _exabgp_decodes(message: bytes, family: str = "ipv4 unicast") -> codec.Updat
     return event
 
 
-def _message(*, withdrawn: bytes = b"", attrs: bytes = b"", nlri: bytes = b"") -> bytes:
-    import struct
-
-    body = struct.pack("!H", len(withdrawn)) + withdrawn + struct.pack("!H", len(attrs)) \
-        + attrs + nlri
-    return b"\xff" * 16 + struct.pack("!HB", 19 + len(body), 2) + body
-
-
-def _attr(flags: int, code: int, body: bytes) -> bytes:
-    return bytes([flags, code, len(body)]) + body
-
-
-def _v4(prefix_text: str) -> bytes:
-    import ipaddress
-
-    net = ipaddress.ip_network(prefix_text)
-    return bytes([net.prefixlen]) + net.network_address.packed[:(net.prefixlen + 7) // 8]
-
-
-def _as_path(*segments: list[int]) -> bytes:
-    import struct
-
-    return _attr(0x40, 2, b"".join(bytes([2, len(s)]) + b"".join(struct.pack("!I", a)
-                                                                  for a in s)
-                                   for s in segments))
-
-
 def _exabgp_reads(*hops: str) -> codec.Update:
     """An UPDATE announcing fd00:10::f0:0/120 with ``hops`` in its MP_REACH_NLRI next hop
     field, as ExaBGP reads it."""
@@ -114,23 +88,23 @@ def _exabgp_reads(*hops: str) -> codec.Update:
     nlri = bytes([120]) + ipaddress.IPv6Address("fd00:10::f0:0").packed[:15]
     field = b"".join(ipaddress.IPv6Address(h).packed for h in hops)
     mp = struct.pack("!HBB", 2, 1, len(field)) + field + b"\x00" + nlri
-    return _exabgp_decodes(_message(attrs=bytes([0x40, 1, 1, 0, 0x40, 2, 0, 0x80, 0x0E,
-                                                 len(mp)]) + mp), "ipv6 unicast")
+    return _exabgp_decodes(update(attrs=origin() + as_path() + attr(0x80, 0x0E, mp)),
+                           "ipv6 unicast")
 
 
-ORIGIN_IGP = _attr(0x40, 1, b"\x00")
-NH = _attr(0x40, 3, bytes([192, 0, 2, 1]))
-PATH = _as_path([65100])
-# (case, attributes, the action and reason the codec gives) — RFC 7606 and what BIRD 2 does
+ORIGIN_IGP = origin()
+NH = next_hop("192.0.2.1")
+PATH = as_path([65100])
+# (case, attributes, the reason the codec gives for treating the routes as withdrawn)
 MALFORMED = [
-    ("ORIGIN of value 5", _attr(0x40, 1, b"\x05") + PATH + NH, "ORIGIN 'invalid'"),
+    ("ORIGIN of value 5", origin(5) + PATH + NH, "ORIGIN 'invalid'"),
     ("ORIGIN missing", PATH + NH, "ORIGIN missing"),
-    ("an AS_PATH segment of no AS", ORIGIN_IGP + _as_path([], [65100]) + NH,
+    ("an AS_PATH segment of no AS", ORIGIN_IGP + as_path([], [65100]) + NH,
      "AS_PATH segment of no AS"),
-    ("an AS_PATH segment longer than its attribute", ORIGIN_IGP + _attr(
+    ("an AS_PATH segment longer than its attribute", ORIGIN_IGP + attr(
         0x40, 2, bytes([2, 3, 0, 0, 0xFE, 0x4C])) + NH,
      "malformed attribute (ExaBGP: treat-as-withdraw)"),
-    ("an unrecognized well-known attribute", ORIGIN_IGP + PATH + NH + _attr(0x40, 99, b"ab"),
+    ("an unrecognized well-known attribute", ORIGIN_IGP + PATH + NH + attr(0x40, 99, b"ab"),
      "unrecognized well-known attribute 99"),
     ("NEXT_HOP missing", ORIGIN_IGP + PATH, "unreadable attribute (ValueError: NEXT_HOP "
                                            "missing)"),
@@ -140,17 +114,17 @@ MALFORMED = [
 @pytest.mark.parametrize(("case", "attrs", "reason"), MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_malformed_attributes_withdraw_the_updates_routes_and_keep_its_withdrawals(
         case: str, attrs: bytes, reason: str) -> None:
-    event = _exabgp_decodes(_message(withdrawn=_v4("172.20.2.0/24"), attrs=attrs,
-                                     nlri=_v4("172.20.1.0/24")))
+    event = _exabgp_decodes(update(withdrawn=("172.20.2.0/24",), attrs=attrs,
+                                   nlri=("172.20.1.0/24",)))
     assert event.announce == ()
     assert sorted(str(w.prefix) for w in event.withdraw) == ["172.20.1.0/24", "172.20.2.0/24"]
     assert event.errors == (("treat-as-withdraw", reason),)
 
 
 def test_well_formed_attributes_and_an_unknown_optional_one_announce() -> None:
-    for extra in (b"", _attr(0xC0, 99, b"ab")):
-        event = _exabgp_decodes(_message(attrs=ORIGIN_IGP + PATH + NH + extra,
-                                         nlri=_v4("172.20.1.0/24")))
+    for extra in (b"", attr(0xC0, 99, b"ab")):
+        event = _exabgp_decodes(update(attrs=ORIGIN_IGP + PATH + NH + extra,
+                                       nlri=("172.20.1.0/24",)))
         assert [str(a.prefix) for a in event.announce] == ["172.20.1.0/24"]
         assert not event.errors and not event.withdraw
 
