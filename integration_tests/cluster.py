@@ -11,8 +11,13 @@ Addresses: nodes 198.51.100.11.. /24, the ToR 198.51.100.1, blocks 172.17.<i>.0/
 ``ipv6``, dual stack as Calico runs it: nodes also fd00:198:51:100::11.. /64 (annotated
 ``IPv6Address``), the ToR fd00:198:51:100::1, an IPv6 pool fd00:10::/48 of /122 blocks
 (``fd00:10::<i>:0/122``, never encapsulated: IPIP carries IPv4 only), pods with an IPv6
-address whose default route is Calico's (``via fe80::ecee:eeff:feee:eeee``, the address of
-the host side of a ``cali`` veth, which Calico gives the MAC ee:ee:ee:ee:ee:ee).
+address whose default route is Calico's (``via fe80::ecee:eeff:feee:eeee``: Calico's CNI
+plugin gives the host side of a ``cali`` veth the MAC ee:ee:ee:ee:ee:ee and routes the pod
+through that MAC's link-local address — ``hostSideMAC`` and ``hostSideMACAsIPv6LL`` in
+``cni-plugin/pkg/dataplane/linux/dataplane_linux.go``).  A BIRD node's IPv6 half is what
+confd renders into bird6.cfg: the sessions, names, source address and passive rule of
+``processMeshPeers`` and ``buildPeerFromData`` (``confd/pkg/backends/calico/
+bgp_processor.go``) between the nodes' IPv6 addresses, in the same BIRD 2.
 """
 
 from __future__ import annotations

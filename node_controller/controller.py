@@ -204,11 +204,11 @@ class Controller:
         valid one, as an edit in place through the API keeps it — and, at start, the
         version saved before the restart."""
         if self.recomputes:
-            fallback = Store(fallback=self.store.valid, fallback_note="")
+            fresh = Store(fallback=self.store.valid, fallback_note="")
         else:
-            fallback = Store(fallback=self.fallback)
+            fresh = Store(fallback=self.fallback)
         try:
-            self.store = await asyncio.to_thread(load_folder, folder, fallback)
+            self.store = await asyncio.to_thread(load_folder, folder, fresh)
             self._saved = -1  # a new store counts its generations from 0
             self.source_errors = ()
         except ResourceFolderError as exc:
