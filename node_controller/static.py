@@ -45,6 +45,7 @@ from node_controller.store import KINDS, Store, object_name
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 IN_PROCESS_MAX = 2 << 20  # bytes: a larger file is read by a child process
 EXIT_UNREADABLE = 65  # the child's status when the file cannot be read (its message follows)
+CHILD_TIMEOUT = 300.0  # seconds: a file that takes longer (a YAML alias bomb) is refused
 
 
 class ResourceFolderError(ValueError):
@@ -130,8 +131,12 @@ def read_file(path: Path, *, in_process: bool = False) -> tuple[list[Mapping[str
 
 
 def _read_in_child(path: Path) -> tuple[list[Mapping[str, Any]], dict[str, int]]:
-    done = subprocess.run([sys.executable, "-m", __name__, str(path)], capture_output=True,
-                          check=False)
+    try:
+        done = subprocess.run([sys.executable, "-m", __name__, str(path)],
+                              capture_output=True, check=False, timeout=CHILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise ResourceFolderError(f"{path}: not read within {CHILD_TIMEOUT:g} s "
+                                  "(the child reading it was stopped)") from None
     if done.returncode == EXIT_UNREADABLE:
         raise ResourceFolderError(done.stderr.decode(errors="replace").strip())
     try:

@@ -147,3 +147,14 @@ def test_a_large_file_is_read_by_a_child_and_only_what_the_daemon_reads_comes_ba
     (tmp_path / name).write_text("kind: Node\nmetadata: {name: x\n" + "#" * 2000 + "\n")
     with pytest.raises(ResourceFolderError, match=rf"{name}:4:1: not valid YAML"):
         load_folder(tmp_path)
+
+
+def test_a_file_whose_reader_never_finishes_is_named(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import node_controller.static as static
+
+    monkeypatch.setattr(static, "IN_PROCESS_MAX", 10)
+    monkeypatch.setattr(static, "CHILD_TIMEOUT", 0.01)  # (no child starts that fast)
+    (tmp_path / "big.yaml").write_text(yaml.safe_dump_all([NODE]))
+    with pytest.raises(ResourceFolderError, match=r"big\.yaml: not read within 0.01 s"):
+        load_folder(tmp_path)
