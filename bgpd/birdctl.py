@@ -5,6 +5,7 @@ status``, calico-node's liveness and readiness probes (``show status``, ``show p
 and calico-node's node-status reporter, which fills CalicoNodeStatus objects from ``show
 status``, ``show protocols``, ``show protocols all <name>`` and ``show route`` — it runs in
 calico-node whatever its networking backend, so it goes on filling them from bgpd's answers.
+``show bfd sessions`` answers as BIRD 2 does.
 
 BIRD runs one daemon per family: ``bird.ctl`` answers for IPv4, ``bird6.ctl`` (beside it)
 for IPv6 — sessions with peers of that family, routes of that family.  Replies follow BIRD
@@ -173,7 +174,22 @@ def status(parts: Parts) -> list[str]:
     return [*lines, "0013 Daemon is up and running"]
 
 
-SUPPORTED = "show status, show protocols [all] [name], show route"
+def bfd_sessions(parts: Parts, version: int = 4) -> list[str]:
+    """``show bfd sessions``, as BIRD 2's ``bfd1`` protocol lists them (read off BIRD
+    2.0.12): the time of day a session entered its state with milliseconds, the transmit
+    interval and the detection time in seconds."""
+    rows = [f"{v.peer!s:<25} {v.interface or '-':<10} {v.state:<10} "
+            + time.strftime("%H:%M:%S", time.localtime(v.since))
+            + f".{int(v.since * 1000) % 1000:03d}  {v.tx_interval:7.3f}  "
+            + f"{v.detection_time if v.state in ('Init', 'Up') else 0.0:7.3f}"
+            for v in sorted(parts.router.bfd.service.snapshot(), key=lambda v: int(v.peer))
+            if v.peer.version == version]
+    header = f"{'IP address':<25} {'Interface':<10} {'State':<10} {'Since':<12}  " \
+             f"{'Interval':>8} {'Timeout':>8}"
+    return ["1020-bfd1:", " " + header, *(" " + row for row in rows), "0000 "]
+
+
+SUPPORTED = "show status, show protocols [all] [name], show route, show bfd sessions"
 
 
 def answer(parts: Parts, command: str, version: int = 4) -> list[str] | None:
@@ -192,6 +208,8 @@ def answer(parts: Parts, command: str, version: int = 4) -> list[str] | None:
         return status(parts)
     elif lowered == ["show", "route"]:
         return routes(parts, version)
+    elif lowered == ["show", "bfd", "sessions"]:
+        return bfd_sessions(parts, version)
     if not words:
         return ["9001 syntax error"]
     return [f"9001 Command not supported by bgpd ({SUPPORTED})"]

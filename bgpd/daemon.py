@@ -122,6 +122,7 @@ class Daemon:
         except* _Stop:
             pass
         finally:
+            router.bfd.close()  # AdminDown on every BFD session: a stop, not a failure
             kernel.close()
         log.info("stopped", withdrew=self.withdraw_on_exit)
 

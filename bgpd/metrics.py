@@ -177,6 +177,46 @@ class DaemonCollector(Collector):
         yield GaugeMetricFamily("bgpd_event_loop_lag_max_seconds",
                                 "How late the event loop ran a timer: the worst since the start",
                                 value=lag.worst)
+        yield from bfd_metrics(p)
         info = InfoMetricFamily("bgpd_build", "Build information")
         info.add_metric([], {"version": __version__})
         yield info
+
+
+def bfd_metrics(p: Parts) -> Iterator[Any]:
+    link = p.router.bfd
+    up = GaugeMetricFamily("bgpd_bfd_session_up", "1 while the BFD session is Up",
+                           labels=["peer", "interface"])
+    detection = GaugeMetricFamily("bgpd_bfd_detection_time_seconds",
+                                  "The BFD session's detection time now", labels=["peer"])
+    detections = CounterMetricFamily("bgpd_bfd_detections",
+                                     "BFD sessions taken Down by their detection time expiring",
+                                     labels=["peer"])
+    damped = CounterMetricFamily("bgpd_bfd_damped",
+                                 "Times a flapping BFD session's Up was held back",
+                                 labels=["peer"])
+    for v in link.service.snapshot():
+        up.add_metric([str(v.peer), v.interface or ""], float(v.state == "Up"))
+        detection.add_metric([str(v.peer)], v.detection_time)
+        detections.add_metric([str(v.peer)], v.detections)
+        damped.add_metric([str(v.peer)], v.damped)
+    yield from (up, detection, detections, damped)
+    transitions = CounterMetricFamily("bgpd_bfd_transitions", "BFD session state changes",
+                                      labels=["peer", "state"])
+    for (peer, state), count in sorted(link.transitions.items()):
+        transitions.add_metric([peer, state], count)
+    failures = CounterMetricFamily("bgpd_bfd_failures",
+                                   "BFD sessions that left Up for a failure (BGP taken down)",
+                                   labels=["peer"])
+    for peer, count in sorted(link.failures.items()):
+        failures.add_metric([peer], count)
+    dropped = CounterMetricFamily("bgpd_bfd_packets_dropped",
+                                  "BFD packets dropped, by reason", labels=["reason"])
+    for reason, count in sorted(link.service.dropped.items()):
+        dropped.add_metric([reason], count)
+    yield from (transitions, failures, dropped)
+    yield GaugeMetricFamily("bgpd_bfd_bgp_held_down",
+                            "Peers whose BGP session BFD holds down", value=len(link.failed))
+    yield CounterMetricFamily("bgpd_bfd_routes_removed",
+                              "Routes taken out at once because BFD said their path failed",
+                              value=p.router.stats.bfd_routes_removed)

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from bgpd.bfd.link import BfdLink, Verdict
+from bgpd.bfd.service import Event as BfdEvent
 from bgpd.kernel_sync import KernelSync
 from bgpd.runtime import release_memory, rss_bytes
 from bgpd.settings import Settings
@@ -70,11 +72,12 @@ class RouterStats:
     started: float = field(default_factory=time.time)
     # RFC 7606 decisions on received UPDATEs: (peer, action, reason) -> how many
     update_errors: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    bfd_routes_removed: int = 0  # routes taken out at once because BFD said a path failed
 
 
 class Router:
     def __init__(self, *, settings: Settings, speaker: Speaker, kernel: KernelSync,
-                 desired: Latest, adopted: list[KernelRoute]) -> None:
+                 desired: Latest, adopted: list[KernelRoute], bfd: BfdLink | None = None) -> None:
         self.settings = settings
         self.speaker = speaker
         self.kernel = kernel
@@ -91,6 +94,7 @@ class Router:
         self.drain_requested = False  # `bgpd drain` (until `bgpd undrain`)
         self._drain_changed = asyncio.Event()
         self._drained_for: str | None = None  # the reason last applied, for its log line
+        self.bfd = bfd or BfdLink()
 
     def peer_kind(self, address: Address) -> str:
         """mesh, global or node: what made the peer at ``address``."""
@@ -165,7 +169,9 @@ class Router:
 
     def speaker_config(self, config: DesiredConfig, translation: Translation) -> SpeakerConfig:
         assert config.router_id is not None
-        return SpeakerConfig(router_id=config.router_id, neighbors=translation.neighbors,
+        # a peer BFD says is unreachable has no BGP session until BFD is Up again
+        neighbors = tuple(n for n in translation.neighbors if n.address not in self.bfd.failed)
+        return SpeakerConfig(router_id=config.router_id, neighbors=neighbors,
                              listen_port=config.listen_port,
                              bind_addresses=config.bind_addresses,
                              reactor_speed=self.settings.exabgp_reactor_speed)
@@ -176,13 +182,14 @@ class Router:
         config_wait = asyncio.create_task(self.desired_slot.next(version))
         event_wait = asyncio.create_task(self.speaker.events.get())
         drain_wait = asyncio.create_task(self._drain_changed.wait())
+        bfd_wait = asyncio.create_task(self.bfd.events.get())
         try:
             while True:
                 deadline = self.rib.next_deadline() if self.rib else None
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if self._release_due():
                     timeout = RELEASE_QUIET if timeout is None else min(timeout, RELEASE_QUIET)
-                done, _ = await asyncio.wait({config_wait, event_wait, drain_wait},
+                done, _ = await asyncio.wait({config_wait, event_wait, drain_wait, bfd_wait},
                                              timeout=timeout,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if not done and self._release_due():
@@ -192,6 +199,11 @@ class Router:
                     version, config = config_wait.result()
                     config_wait = asyncio.create_task(self.desired_slot.next(version))
                     delta.merge(await self.apply_config(config))
+                if bfd_wait in done:  # first: a path failure outranks what the peer sent
+                    delta.merge(self.on_bfd(bfd_wait.result()))
+                    while not self.bfd.events.empty():
+                        delta.merge(self.on_bfd(self.bfd.events.get_nowait()))
+                    bfd_wait = asyncio.create_task(self.bfd.events.get())
                 if event_wait in done:
                     delta.merge(self.burst(event_wait.result()))
                     event_wait = asyncio.create_task(self.speaker.events.get())
@@ -213,6 +225,7 @@ class Router:
             config_wait.cancel()
             event_wait.cancel()
             drain_wait.cancel()
+            bfd_wait.cancel()
 
     def _release_due(self) -> bool:
         return self.rib is not None and self._most_routes - len(self.rib.table) >= RELEASE_AFTER
@@ -261,9 +274,32 @@ class Router:
             delta.merge(self.rib.set_peers(self.export_peer(config, p) for p in peers))
         delta.merge(self.rib.set_local(translation.announce))
         self._peers = {p.address: p for p in peers}
+        self.bfd.plan(config, peers, self.settings.interface or self.interface)
         self.speaker.configure(self.speaker_config(config, translation))
         self.config, self.translation = config, translation
         delta.fib_changed = True
+        return delta
+
+    def on_bfd(self, event: BfdEvent) -> Delta:
+        """BFD's news: a path failed — the peer's routes out now, graceful restart or not
+        (RFC 5882 §4.3.1: BFD saw the forwarding path fail), its BGP session down until BFD
+        is Up; or the path is back — the session configured again."""
+        verdict = self.bfd.on_event(event)
+        if verdict is None or self.rib is None or self.config is None:
+            return Delta()
+        peer = event.peer
+        delta = Delta()
+        if verdict is Verdict.DOWN:
+            before = len(self.rib.table)
+            delta = self.rib.path_failed(source_key(peer))
+            removed = before - len(self.rib.table)
+            self.stats.bfd_routes_removed += removed
+            log.warning("bfd_session_down_bgp", peer=str(peer), routes_removed=removed,
+                        problem="BFD says the path to the peer failed: its routes are out "
+                                "and its BGP session is down until BFD is Up again")
+        else:
+            log.info("bfd_restores_bgp", peer=str(peer))
+        self.speaker.configure(self.speaker_config(self.config, self.translation))
         return delta
 
     def _report(self, translation: Translation) -> None:
@@ -278,7 +314,7 @@ class Router:
         now = time.monotonic()
         if isinstance(event, SessionUp):
             peer = self._peers.get(event.peer)
-            if peer is None:
+            if peer is None or event.peer in self.bfd.failed:
                 return Delta()
             return rib.peer_up(self._session(peer, event.open), now=now)
         if isinstance(event, SessionDown):

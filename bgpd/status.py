@@ -10,6 +10,7 @@ import time
 from ipaddress import ip_network
 from typing import Any
 
+from bgpd.bfd.service import View
 from bgpd.kernel_sync import KernelSync
 from bgpd.router import Router, source_key
 from bgpd.speaker.supervisor import SessionState, Speaker
@@ -26,6 +27,7 @@ def status(router: Router, speaker: Speaker, kernel: KernelSync) -> dict[str, An
     config = router.config
     rib = router.rib
     peers = []
+    bfd = {v.peer: v for v in router.bfd.service.snapshot()}
     for address, st in sorted(speaker.peers.items(), key=lambda kv: (kv[0].version, int(kv[0]))):
         key = source_key(address)
         rib_peer = rib.peers.get(key) if rib else None
@@ -50,6 +52,7 @@ def status(router: Router, speaker: Speaker, kernel: KernelSync) -> dict[str, An
             "graceful_restart": bool(st.open and st.open.graceful_restart),
             "update_errors": {f"{action}: {reason}": count for (peer, action, reason), count
                               in router.stats.update_errors.items() if peer == str(address)},
+            "bfd": bfd[address].state if address in bfd else None,
         })
     last = kernel.stats.last_sync_monotonic
     return {
@@ -78,6 +81,7 @@ def status(router: Router, speaker: Speaker, kernel: KernelSync) -> dict[str, An
                     "last_failure": speaker.last_failure or None,
                     # the launcher's units that ExaBGP runs without, with why
                     "engine_units_left_out": dict(speaker.engine_left_out)},
+        "bfd": bfd_status(router, list(bfd.values())),
         "errors": [e.as_dict() for e in router.errors],
         "notices": [e.as_dict() for e in config.notices] if config else [],
     }
@@ -133,3 +137,27 @@ def routes(router: Router, kernel: KernelSync, *, prefix: str | None = None,
     rows.sort(key=lambda r: (ip_network(r["prefix"]).version,
                              int(ip_network(r["prefix"]).network_address), r["from"]))
     return rows
+
+
+def bfd_status(router: Router, views: list[View]) -> dict[str, Any]:
+    """BFD's sessions, the peers whose BGP session it holds down, the peers asking for BFD
+    that have none (why), and the packets it dropped (by reason)."""
+    link = router.bfd
+    return {
+        "sessions": [{
+            "peer": str(v.peer), "local": str(v.local), "interface": v.interface,
+            "state": v.state, "remote_state": v.remote_state, "diagnostic": v.diag,
+            "since": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.since)),
+            "interval": round(v.tx_interval, 3), "detection_time": round(v.detection_time, 3),
+            "multiplier": v.multiplier, "remote_multiplier": v.remote_multiplier,
+            "local_discriminator": v.local_discriminator,
+            "remote_discriminator": v.remote_discriminator,
+            "remote_control_plane_independent": v.remote_cpi, "held_for": v.held_for,
+            "packets_received": v.received, "packets_sent": v.sent,
+            "detections": v.detections, "failures": v.failures, "damped": v.damped,
+        } for v in views],
+        "bgp_held_down": sorted(str(a) for a in link.failed),
+        "not_run": {str(a): why for a, why in sorted(link.left_out.items(), key=lambda kv:
+                                                     (kv[0].version, int(kv[0])))},
+        "packets_dropped": dict(link.service.dropped),
+    }

@@ -205,13 +205,15 @@ class KubeServer:
     """Serve on 127.0.0.1:``port`` (0: a free one) from a background thread."""
 
     def __init__(self, port: int = 0, *, bookmark_interval: float = 1.0,
-                 extra_listen: tuple[tuple[str, str, int], ...] = ()) -> None:
+                 extra_listen: tuple[tuple[str, str, int], ...] = (),
+                 absent: tuple[str, ...] = ()) -> None:
         self.port = port
         #: (netns, address, port): also listen inside a network namespace (the lab's nodes
         #: reach the server there while kubectl uses loopback)
         self.extra_listen = extra_listen
         self.bookmark_interval = bookmark_interval
-        self.kinds = {k.plural: k for k in load_kinds()}
+        #: resource types (plurals) not served, as a cluster without their CRD: 404
+        self.kinds = {k.plural: k for k in load_kinds() if k.plural not in absent}
         self.rv = 1
         self.requests: list[str] = []
         #: by client address: [requests, bytes sent (compressed where sent so), bytes before

@@ -117,6 +117,9 @@ class Router:
 class Bird2(Router):
     kind = "bird2"
     bird, birdc = "bird", "birdc"
+    #: BFD on every session (``protocol bfd`` on eth0, ``bfd on`` in each BGP protocol), with
+    #: these timers in ms: (min rx, min tx, multiplier)
+    bfd: tuple[int, int, int] | None = None
 
     @property
     def sock(self) -> str:
@@ -130,6 +133,10 @@ class Bird2(Router):
                  + "}",
                  "protocol static s6 { ipv6; " + "".join(f"route {p} blackhole; " for p in v6)
                  + "}"]
+        if self.bfd is not None:
+            rx, tx, multiplier = self.bfd
+            lines.append(f'protocol bfd {{ interface "eth0" {{ min rx interval {rx} ms; '
+                         f"min tx interval {tx} ms; multiplier {multiplier}; }}; }}")
         for i, n in enumerate(self.neighbors):
             family = "ipv6" if ":" in n.address else "ipv4"
             local = self._local_for(n)
@@ -140,6 +147,7 @@ class Bird2(Router):
                 + ("multihop; " if n.multihop else "")
                 + (f'password "{n.password}"; ' if n.password else "")
                 + ("graceful restart on; " if n.graceful_restart else "graceful restart off; ")
+                + ("bfd on; " if self.bfd is not None else "")
                 + "connect retry time 1; connect delay time 1; error wait time 1, 4; "
                 + f"{family} {{ import all; export all; add paths on; }}; }}")
         return "\n".join(lines) + "\n"
@@ -239,6 +247,7 @@ class Bird1(Bird2):
                 + ("passive on; " if n.passive else "")
                 + (f'password "{n.password}"; ' if n.password else "")
                 + ("graceful restart on; " if n.graceful_restart else "graceful restart off; ")
+                + ("bfd on; " if self.bfd is not None else "")
                 + "connect retry time 1; connect delay time 1; error wait time 1, 4; "
                 "import all; export all; add paths on; }")
         return "\n".join(lines) + "\n"

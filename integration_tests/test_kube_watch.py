@@ -502,6 +502,27 @@ def test_the_clusters_calico_version_is_followed_live(server: KubeServer, tmp_pa
     run_controller(server, tmp_path, scenario)
 
 
+def test_a_cluster_without_the_bfd_crd_runs_without_bfd(tmp_path: Path) -> None:
+    """Open-source Calico has no BFDConfiguration CRD: its list answers 404. That watch is
+    up with none (a log line, no error, nothing held back), and looks again later."""
+    srv = KubeServer(bookmark_interval=0.2, absent=("bfdconfigurations",)).start()
+    for doc in examples("00-bgpconfiguration.yaml", "10-ippool.yaml", "20-nodes.yaml"):
+        srv.put(doc)
+
+    async def scenario(controller: Controller) -> None:
+        watcher = next(w for w in kube_watchers(controller)
+                       if w.resource.kind == "BFDConfiguration")
+        await until(lambda: watcher.state is kube.WatchState.ABSENT, 5, "the type absent")
+        assert watcher.listed and watcher.up(time.monotonic()) and watcher.errors == 0
+        assert controller.desired.value is not None
+        assert controller.desired.value.bfd_configuration is None
+
+    try:
+        run_controller(srv, tmp_path, scenario)
+    finally:
+        srv.stop()
+
+
 def test_services_and_endpoint_slices_follow_the_endpoints(server: KubeServer,
                                                           tmp_path: Path) -> None:
     """Services and EndpointSlices are watched while service ranges are advertised: a Local

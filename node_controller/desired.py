@@ -41,6 +41,8 @@ from typing import Any
 from node_controller.errors import ResourceError
 from node_controller.models import (
     DEFAULT_AS,
+    BFDConfiguration,
+    BFDInterface,
     BGPConfiguration,
     BGPFilter,
     BGPPeer,
@@ -88,6 +90,7 @@ class PeerConfig:
     accept_node_block_routes: bool = False
     max_prefixes: int | None = None
     max_prefixes_action: str = "refuse"
+    failure_detection: str = "None"  # BGPPeer failureDetectionMode
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +107,7 @@ class PeerConfig:
             "origin": "/".join(self.origin),
             "accept_node_block_routes": self.accept_node_block_routes,
             "max_prefixes": self.max_prefixes, "max_prefixes_action": self.max_prefixes_action,
+            "failure_detection": self.failure_detection,
         }
 
 
@@ -142,6 +146,9 @@ class DesiredConfig:
     notices: tuple[ResourceError, ...] = ()
     # why the node drains (RFC 8326 graceful shutdown of every route it sends), if it does
     draining: str | None = None
+    # the BFDConfiguration selecting this node (the first by name) and its interface entries
+    bfd_configuration: str | None = None
+    bfd_interfaces: tuple[BFDInterface, ...] = ()
 
     def program_cluster_routes(self, setting: str | None = None) -> str:
         """Which pools' cluster routes BGP programs: the BGPConfiguration's
@@ -188,6 +195,10 @@ class DesiredConfig:
             "errors": [e.as_dict() for e in self.errors],
             "notices": [e.as_dict() for e in self.notices],
             "draining": self.draining,
+            "bfd_configuration": self.bfd_configuration,
+            "bfd_interfaces": [{"match_pattern": i.match_pattern, "min_rx": i.min_rx,
+                                "min_tx": i.min_tx, "idle_tx": i.idle_tx,
+                                "multiplier": i.multiplier} for i in self.bfd_interfaces],
         }
 
 
@@ -403,6 +414,7 @@ class _Builder:
             "reachable_by": peer.reachable_by, "origin": ("BGPPeer", peer.name),
             "accept_node_block_routes": peer.accept_node_block_routes,
             "max_prefixes": peer.max_prefixes, "max_prefixes_action": peer.max_prefixes_action,
+            "failure_detection": peer.failure_detection,
         }
 
     def peers(self, me: Node) -> list[PeerConfig]:
@@ -489,6 +501,18 @@ class _Builder:
                       if a.node == me.name and a.active]
         return tuple(sorted(set(affinities or me.pod_cidrs), key=_order))
 
+    def bfd_configuration(self, me: Node) -> BFDConfiguration | None:
+        """The BFDConfiguration whose nodeSelector selects this node (no selector: every
+        node); of several, the first by name, the others noticed."""
+        chosen = [c for c in sorted(self.store.all(BFDConfiguration), key=lambda c: c.name)
+                  if c.node_selector is None or c.node_selector.matches(me.label_map)]
+        for other in chosen[1:]:
+            self.notices.append(ResourceError(
+                "BFDConfiguration", other.name, "spec.nodeSelector",
+                f"also selects this node; BFDConfiguration {chosen[0].name!r} applies "
+                "(the first by name)"))
+        return chosen[0] if chosen else None
+
     def held(self, me: Node) -> dict[str, set[Prefix]]:
         """Blocks other nodes hold, by node: their affinities, else their pod CIDRs."""
         held: dict[str, set[Prefix]] = {}
@@ -548,6 +572,7 @@ def desired_config(store: Store, node_name: str,
     b.pool_problems(me)
     held = b.held(me)
     info = store.get(ClusterInformation, "default")
+    bfd = b.bfd_configuration(me)
     return DesiredConfig(
         node=node_name,
         local_as=b.node_as(me),
@@ -577,4 +602,6 @@ def desired_config(store: Store, node_name: str,
         errors=tuple(sorted({*resource_errors, *b.errors})),
         notices=tuple(sorted({*b.notices, *service_notices})),
         draining="cordoned (spec.unschedulable)" if me.unschedulable else None,
+        bfd_configuration=bfd.name if bfd else None,
+        bfd_interfaces=bfd.interfaces if bfd else (),
     )

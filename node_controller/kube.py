@@ -73,6 +73,7 @@ METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v
 METADATA_ONE = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 HOSTNAME_HASH = "projectcalico.org/hostname-hash"
 SCOPE_RECHECK = 60.0  # seconds: a labelled watch checks its labels again before a new stream
+ABSENT_RECHECK = 300.0  # seconds: an optional resource type not served is listed again
 
 
 def hostname_hash(node: str) -> str:
@@ -94,6 +95,8 @@ class Resource:
     metadata_only: bool = False  # ask for PartialObjectMetadata
     # watch only objects with this label and value, unless some object lacks the label
     labelled: tuple[str, str] | None = None
+    # a type the cluster may not have (Calico Enterprise's): absent is empty, checked again
+    optional: bool = False
 
     def __str__(self) -> str:
         if self.name:
@@ -129,6 +132,7 @@ CALICO_RESOURCES = (
     Resource("BGPFilter", "bgpfilters", CALICO_GROUP),
     Resource("IPPool", "ippools", CALICO_GROUP),
     Resource("ClusterInformation", "clusterinformations", CALICO_GROUP, name="default"),
+    Resource("BFDConfiguration", "bfdconfigurations", CALICO_GROUP, optional=True),
 )
 
 
@@ -164,6 +168,7 @@ class WatchState(enum.Enum):
     LISTING = "listing"
     WATCHING = "watching"
     RETRYING = "retrying"
+    ABSENT = "absent"  # an optional resource type the API server does not serve
 
 
 class KubeconfigError(ValueError):
@@ -218,7 +223,10 @@ class Watcher:
         return (self.resource.kind,) if self.resource.name is None else ()
 
     def up(self, now: float) -> bool:
-        """Streaming, and heard from within ``stale_after`` seconds."""
+        """Streaming, and heard from within ``stale_after`` seconds (or an optional type the
+        server does not have)."""
+        if self.state is WatchState.ABSENT:
+            return True
         return (self.state is WatchState.WATCHING and self.last_event is not None
                 and now - self.last_event <= self.stale_after)
 
@@ -245,6 +253,11 @@ class Watcher:
                 await asyncio.sleep(wait)
             except (ApiException, aiohttp.ClientError, TimeoutError, OSError,
                     json.JSONDecodeError) as exc:
+                if (self.resource.optional and isinstance(exc, ApiException)
+                        and exc.status == 404):
+                    must_list = True
+                    await self._absent()
+                    continue
                 self.errors += 1
                 self.state = WatchState.RETRYING
                 wait = delay * random.uniform(0.5, 1.0)
@@ -253,6 +266,20 @@ class Watcher:
                             resume_from=None if must_list else self.version)
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, self.backoff_max)
+
+    async def _absent(self) -> None:
+        """An optional resource type the server does not serve: none of its objects, and a
+        look again in a while (its CRD may be installed later)."""
+        if self.state is not WatchState.ABSENT:
+            log.info("resource_type_absent", resource=str(self.resource),
+                     recheck_in=ABSENT_RECHECK)
+        self.state = WatchState.ABSENT
+        changed = self.store.replace_kind(self.resource.kind, [], scope=self.resource.covers)
+        first, self.listed = not self.listed, True
+        self.last_event = time.monotonic()
+        if changed or first:
+            self.on_change()
+        await asyncio.sleep(ABSENT_RECHECK)
 
     async def _call(self, query: list[tuple[str, Any]], *, watch: bool = False,
                     timeout: Any = 60) -> aiohttp.ClientResponse:

@@ -378,6 +378,8 @@ class BGPPeer:
     # localWorkloadSelector: this node's workloads Felix finds it selects (their status files)
     local_workloads: Selector | None = None
     reverse_peering: bool = True  # reversePeering: Auto (Manual: the other side's own BGPPeer)
+    # failureDetectionMode (Calico Enterprise's field): None | BFDIfDirectlyConnected
+    failure_detection: str = "None"
     # bgpd's own knobs, as annotations (Calico's BGPPeer has no field for them)
     accept_node_block_routes: bool = False
     max_prefixes: int | None = None
@@ -482,8 +484,77 @@ def parse_bgp_peer(obj: Mapping[str, Any]) -> BGPPeer:
         local_as_number=_asn(obj, "spec.localASNumber"),
         local_workloads=workloads,
         reverse_peering=_str(obj, "spec.reversePeering", choices=("Auto", "Manual")) != "Manual",
+        failure_detection=_str(obj, "spec.failureDetectionMode",
+                               choices=FAILURE_DETECTION_MODES) or "None",
         **_peer_annotations(obj),
     )
+
+
+FAILURE_DETECTION_MODES = ("None", "BFDIfDirectlyConnected")
+
+
+@dataclass(frozen=True, slots=True)
+class BFDInterface:
+    """One entry of a BFDConfiguration's ``interfaces``: the timers of BFD sessions over the
+    interfaces ``match_pattern`` names (an exact name, a prefix with ``*``, or ``*``).
+    Defaults as Calico Enterprise's reference gives them."""
+    match_pattern: str
+    min_rx: float = 0.01  # minimumRecvInterval
+    min_tx: float = 0.1  # minimumSendInterval
+    idle_tx: float = 60.0  # idleSendInterval
+    multiplier: int = 5
+
+    def matches(self, interface: str) -> bool:
+        pattern = self.match_pattern
+        if pattern.endswith("*"):
+            return interface.startswith(pattern[:-1])
+        return interface == pattern
+
+
+@dataclass(frozen=True, slots=True)
+class BFDConfiguration:
+    """Calico Enterprise's BFDConfiguration: BFD timers per interface for the nodes its
+    ``nodeSelector`` selects (docs.tigera.io, reference/resources/bfdconfig)."""
+    name: str
+    node_selector: Selector | None = None
+    interfaces: tuple[BFDInterface, ...] = ()
+
+
+def _milliseconds(obj: Mapping[str, Any], path: str) -> float | None:
+    """A BFD interval: a duration that is a whole number of milliseconds above 0."""
+    value = _duration(obj, path)
+    if value is None:
+        return None
+    if value <= 0 or abs(value * 1000 - round(value * 1000)) > 1e-9:
+        raise Invalid(path, f"{_get(obj, path)!r} is not a whole number of milliseconds "
+                            "greater than 0")
+    return value
+
+
+def parse_bfd_configuration(obj: Mapping[str, Any]) -> BFDConfiguration:
+    name = _name(obj)
+    interfaces = []
+    for i, entry in enumerate(_list(obj, "spec.interfaces")):
+        path = f"spec.interfaces[{i}]"
+        if not isinstance(entry, Mapping):
+            raise Invalid(path, "expected an object")
+        pattern = entry.get("matchPattern")
+        if not isinstance(pattern, str) or not pattern or "*" in pattern[:-1]:
+            raise Invalid(f"{path}.matchPattern", f"{pattern!r} is not an interface name, a "
+                          "prefix ending in * or *")
+        try:
+            given = {
+                "min_rx": _milliseconds(entry, "minimumRecvInterval"),
+                "min_tx": _milliseconds(entry, "minimumSendInterval"),
+                "idle_tx": _milliseconds(entry, "idleSendInterval"),
+                "multiplier": _int(entry, "multiplier", low=1, high=255),
+            }
+        except Invalid as exc:
+            raise Invalid(f"{path}.{exc.field}", exc.message) from None
+        interfaces.append(BFDInterface(pattern, **{k: v for k, v in given.items()
+                                                   if v is not None}))  # type: ignore[arg-type]
+    return BFDConfiguration(name=name, node_selector=_selector(obj, "spec.nodeSelector"),
+                            interfaces=tuple(interfaces))
 
 
 @dataclass(frozen=True, slots=True)
@@ -917,6 +988,7 @@ PARSERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "BGPConfiguration": parse_bgp_configuration,
     "BGPPeer": parse_bgp_peer,
     "BGPFilter": parse_bgp_filter,
+    "BFDConfiguration": parse_bfd_configuration,
     "IPPool": parse_ip_pool,
     "BlockAffinity": parse_block_affinity,
     "Node": parse_node,
@@ -927,8 +999,8 @@ PARSERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
 }
 CALICO_GROUPS = ("crd.projectcalico.org/v1", "projectcalico.org/v3")
 
-Model = (BGPConfiguration | BGPPeer | BGPFilter | IPPool | BlockAffinity | Node | Secret
-         | ClusterInformation | Service | EndpointSlice)
+Model = (BGPConfiguration | BGPPeer | BGPFilter | BFDConfiguration | IPPool | BlockAffinity
+         | Node | Secret | ClusterInformation | Service | EndpointSlice)
 KUBERNETES_VERSIONS = {"Node": ("v1",), "Secret": ("v1",), "Service": ("v1",),
                        "EndpointSlice": ("discovery.k8s.io/v1",)}
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from node_controller.errors import Invalid, ResourceError
 from node_controller.models import (
+    BFDConfiguration,
     BGPConfiguration,
     BGPFilter,
     BGPPeer,
@@ -38,6 +39,7 @@ from node_controller.models import (
 
 KINDS: dict[str, type] = {
     "BGPConfiguration": BGPConfiguration, "BGPPeer": BGPPeer, "BGPFilter": BGPFilter,
+    "BFDConfiguration": BFDConfiguration,
     "IPPool": IPPool, "BlockAffinity": BlockAffinity, "Node": Node, "Secret": Secret,
     "ClusterInformation": ClusterInformation, "Service": Service,
     "EndpointSlice": EndpointSlice,

@@ -244,6 +244,18 @@ class Rib:
                 peer.deadline = min(peer.deadline, previous)
             self._set_state(peer, PeerState.STALE)
             return delta
+        return self._drop_peer(peer, key, delta)
+
+    def path_failed(self, key: SourceKey) -> Delta:
+        """The forwarding path to the peer failed (BFD, RFC 5882 §4.3.1): its routes go now,
+        stale ones of a graceful restart in progress too."""
+        peer = self.peers.get(key)
+        if peer is None or peer.state is PeerState.DOWN:
+            return Delta()
+        self.out.pop(key, None)
+        return self._drop_peer(peer, key, Delta())
+
+    def _drop_peer(self, peer: _Peer, key: SourceKey, delta: Delta) -> Delta:
         self._set_state(peer, PeerState.DOWN)
         peer.deadline = None
         self._forget_received(key)

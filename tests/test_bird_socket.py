@@ -129,3 +129,37 @@ def test_commands_as_birdc_types_them() -> None:
     assert birdctl.answer(parts, "quit") is None
     assert birdctl.answer(parts, "\n") == ["9001 syntax error"]
     assert birdctl.answer(parts, "configure")[0].startswith("9001 ")  # type: ignore[index]
+
+
+# BIRD 2.0.12's reply to ``show bfd sessions`` (from its socket, in a namespace: a session Up
+# at 100 ms x 3 and one Down): bgpd's must read the same, line for line in shape
+BIRD2_BFD = ["1020-bfd1:",
+             " IP address                Interface  State      Since         Interval  Timeout",
+             " 192.0.2.9                 eth0       Down       05:47:36.828    1.000    0.000",
+             " 192.0.2.1                 eth0       Up         05:47:37.580    0.100    0.300",
+             "0000 "]
+
+
+def test_show_bfd_sessions_reads_as_bird_2() -> None:
+    def view(peer: str, state: str, interval: float) -> Any:
+        return SimpleNamespace(peer=ip_address(peer), interface="eth0", state=state,
+                               since=time.time(), tx_interval=interval, detection_time=0.3)
+
+    views = [view("192.0.2.1", "Up", 0.1), view("192.0.2.9", "Down", 1.0),
+             view("fd00::9", "Up", 0.1)]
+    parts = SimpleNamespace(router=SimpleNamespace(bfd=SimpleNamespace(
+        service=SimpleNamespace(snapshot=lambda: views))))
+    lines = birdctl.answer(parts, "show bfd sessions")  # type: ignore[arg-type]
+    assert lines is not None
+    assert lines[:2] == BIRD2_BFD[:2] and lines[-1] == BIRD2_BFD[-1]
+    row = re.compile(r"^ (\S+) +(\S+) +(\S+) +(\d\d:\d\d:\d\d\.\d{3}) +(\d+\.\d{3}) +"
+                     r"(\d+\.\d{3})$")
+    ours = [row.match(line).groups() for line in lines[2:-1]]  # type: ignore[union-attr]
+    theirs = [row.match(line).groups() for line in BIRD2_BFD[2:-1]]  # type: ignore[union-attr]
+    assert [(a, i, s, t, d) for a, i, s, _, t, d in ours] == [
+        ("192.0.2.1", "eth0", "Up", "0.100", "0.300"), ("192.0.2.9", "eth0", "Down", "1.000",
+                                                         "0.000")]
+    for mine, bird in zip(lines[2:-1], BIRD2_BFD[2:-1][::-1], strict=True):
+        assert [m.start() for m in re.finditer(r"\S+", mine)] == [
+            m.start() for m in re.finditer(r"\S+", bird)]  # the same columns
+    assert theirs  # (the reference rows parse)

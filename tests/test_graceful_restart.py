@@ -73,6 +73,22 @@ def test_a_session_ended_by_a_notification_loses_its_routes_at_once() -> None:
     assert rib.peers[A.key].state is PeerState.DOWN and rib.next_deadline() is None
 
 
+def test_a_failed_path_takes_routes_out_up_or_stale() -> None:
+    """BFD said the path failed (RFC 5882): the routes go at once, whether the session is up
+    or already down and kept stale by graceful restart."""
+    rib = rib_with(A, B)
+    rib.receive(route("172.17.1.0/24", A))
+    rib.receive(route("172.17.2.0/24", B))
+    delta = rib.path_failed(A.key)
+    assert [str(c.prefix) for c in delta.changes] == ["172.17.1.0/24"] and delta.fib_changed
+    rib.peer_down(B.key, now=5)
+    assert rib.peers[B.key].state is PeerState.STALE
+    delta = rib.path_failed(B.key)
+    assert [str(c.prefix) for c in delta.changes] == ["172.17.2.0/24"]
+    assert prefixes(rib) == set() and rib.next_deadline() is None
+    assert rib.path_failed(B.key).changes == []  # already down: nothing more
+
+
 def test_back_without_preserved_forwarding_drops_stale_at_once() -> None:
     rib = rib_with(A)
     rib.receive(route("172.17.1.0/24", A))

@@ -1,0 +1,250 @@
+"""BFD against real peers: BIRD 2's ``protocol bfd`` and FRR's standalone ``bfdd``.
+
+The service alone (:mod:`integration_tests.bfd_probe`, in a namespace of its own) comes up
+with both, over IPv4 and IPv6 at 100 ms x 3, goes Down when the peer's BFD packets are
+dropped by nftables and Up again when they pass, and leaves the peer's sessions Down when it
+stops.  Then the whole daemon with a BIRD 2 ToR: BFD couples to BGP — a ToR killed has its
+routes out at once (its graceful restart would keep them 120 s), and a path whose BFD packets
+are dropped has BGP held down until BFD is back.  Detection times are measured in
+``benchmarks.bfd``, not asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from integration_tests.cluster import TOR_AS, TOR_IP, Cluster
+from integration_tests.netns import Namespace, NetLab
+from integration_tests.peers import Bird2, available
+from integration_tests.waiting import wait_for as until
+
+A4, B4, A6, B6 = "192.0.2.1", "192.0.2.2", "2001:db8::1", "2001:db8::2"
+TOR_ROUTE = "172.17.100.0/24"
+
+
+class Probe:
+    """bgpd's BFD service in ``ns``, with sessions to ``peers`` from ``locals_``."""
+
+    def __init__(self, ns: Namespace, peers: list[tuple[str, str]]) -> None:
+        argv = [sys.executable, "-m", "integration_tests.bfd_probe"]
+        for peer, local in peers:
+            argv += ["--peer", peer, "--local", local]
+        self.proc = ns.popen(*argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             cwd=str(Path(__file__).resolve().parent.parent))
+
+    def views(self) -> dict[str, dict[str, Any]]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(b"views\n")
+        self.proc.stdin.flush()
+        while True:
+            line = json.loads(self.proc.stdout.readline())
+            if "views" in line:
+                return {v["peer"]: v for v in line["views"]}
+
+    def states(self) -> dict[str, str]:
+        return {peer: v["state"] for peer, v in self.views().items()}
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def drop_bfd(ns: Namespace, on: bool) -> None:
+    """nftables in ``ns``: drop every BFD control packet coming in (or stop dropping)."""
+    if on:
+        ns.run("nft", "add table inet bfdtest; add chain inet bfdtest in { type filter hook "
+                      "input priority 0; }; add rule inet bfdtest in udp dport 3784 drop")
+    else:
+        ns.run("nft", "delete table inet bfdtest")
+
+
+def pair(lab: NetLab) -> tuple[Namespace, Namespace]:
+    a, b = lab.namespace("bfd-a"), lab.namespace("bfd-b")
+    lab.veth(a, "eth0", b, "eth0")
+    for ns, v4, v6 in ((a, A4, A6), (b, B4, B6)):
+        lab.address(ns, "eth0", f"{v4}/24")
+        lab.address(ns, "eth0", f"{v6}/64")
+    return a, b
+
+
+def start_bird(ns: Namespace, workdir: Path) -> str:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "bird.conf").write_text(
+        f"router id {B4};\nprotocol device {{}}\n"
+        'protocol bfd { interface "eth0" { min rx interval 100 ms; min tx interval 100 ms; '
+        f"multiplier 3; }}; neighbor {A4}; neighbor {A6}; }}\n")
+    ns.run("bird", "-c", str(workdir / "bird.conf"), "-s", str(workdir / "bird.ctl"),
+           "-P", str(workdir / "pid"))
+    return str(workdir / "bird.ctl")
+
+
+def bird_states(ns: Namespace, sock: str) -> dict[str, str]:
+    """BIRD's ``show bfd sessions``: address -> state, from its rows (six columns, the
+    first an address)."""
+    out = ns.run("birdc", "-s", sock, "show", "bfd", "sessions")
+    rows = [line.split() for line in out.splitlines()]
+    return {row[0]: row[2] for row in rows if len(row) == 6 and _is_address(row[0])}
+
+
+def _is_address(text: str) -> bool:
+    from ipaddress import ip_address
+    try:
+        ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def start_frr(ns: Namespace, workdir: Path) -> str:
+    """FRR's bfdd, standalone; it drops to the frr user, so its directory is one that user
+    can reach (not under pytest's root-only tmp)."""
+    import shutil
+    peers = "".join(f" peer {peer} local-address {local}\n  receive-interval 100\n"
+                    "  transmit-interval 100\n  detect-multiplier 3\n !\n"
+                    for peer, local in ((A4, B4), (A6, B6)))
+    (workdir / "bfdd.conf").write_text(f"bfd\n{peers}!\n")
+    workdir.chmod(0o755)
+    if subprocess.run(["id", "frr"], capture_output=True).returncode == 0:
+        shutil.chown(workdir, "frr", "frr")
+    ns.run("/usr/lib/frr/bfdd", "-d", "-f", str(workdir / "bfdd.conf"), "-i",
+           str(workdir / "bfdd.pid"), "--vty_socket", str(workdir), "-P", "0")
+    return str(workdir)
+
+
+def frr_states(ns: Namespace, vty: str) -> dict[str, str]:
+    out = ns.run("vtysh", "--vty_socket", vty, "-d", "bfdd", "-c", "show bfd peers brief")
+    return {line.split()[2]: line.split()[3] for line in out.splitlines()
+            if len(line.split()) == 4 and line.split()[0].isdigit()}
+
+
+@pytest.fixture(params=["bird2", "frr"])
+def peer(request: pytest.FixtureRequest, lab: NetLab, tmp_path: Path) -> Iterator[
+        tuple[Namespace, Namespace, Any]]:
+    kind = str(request.param)
+    why = available(kind)
+    if why:
+        pytest.skip(why)
+    a, b = pair(lab)
+    if kind == "bird2":
+        sock = start_bird(b, tmp_path / "bird")
+        yield a, b, lambda: bird_states(b, sock)
+    else:
+        import shutil
+        import tempfile
+        workdir = Path(tempfile.mkdtemp(prefix="bgpd-bfdd-"))
+        try:
+            vty = start_frr(b, workdir)
+            yield a, b, lambda: {k: {"up": "Up", "down": "Down", "init": "Init"}.get(v, v)
+                                 for k, v in frr_states(b, vty).items()}
+        finally:
+            lab.close()  # bfdd first, then its directory
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_sessions_come_up_with_the_peer_on_both_families_and_follow_its_packets(
+        peer: tuple[Namespace, Namespace, Any]) -> None:
+    a, b, their_states = peer
+    probe = Probe(a, [(B4, A4), (B6, A6)])
+    try:
+        until(lambda: probe.states() == {B4: "Up", B6: "Up"}, 20, "our sessions Up")
+        until(lambda: their_states() == {A4: "Up", A6: "Up"}, 10, "the peer's sessions Up")
+        views = probe.views()
+        assert {v["tx_interval"] for v in views.values()} == {0.1}
+        assert {v["detection_time"] for v in views.values()} == {0.3}
+        until(lambda: probe.views()[B4]["received"] > views[B4]["received"] + 5, 5,
+              "packets still coming")
+
+        drop_bfd(b, True)  # the peer hears nothing: it detects, then tells us Down
+        until(lambda: set(probe.states().values()) <= {"Down", "Init"}, 5, "our sessions Down")
+        assert {v["failures"] for v in probe.views().values()} == {1}
+        drop_bfd(b, False)
+        until(lambda: probe.states() == {B4: "Up", B6: "Up"}, 20, "our sessions Up again")
+    finally:
+        probe.close()
+    # a stop sends AdminDown: the peer's sessions leave Up at once, not after detection
+    until(lambda: "Up" not in their_states().values(), 5, "the peer's sessions down")
+
+
+@pytest.fixture
+def bird2() -> None:
+    why = available("bird2")
+    if why:
+        pytest.skip(why)
+
+
+def bfd_cluster(lab: NetLab, tmp_path: Path) -> Cluster:
+    """One bgpd node and a BIRD 2 ToR with graceful restart, BFD on both sides (100 ms x 3),
+    the BGPPeer asking for BFD as Calico Enterprise's does."""
+    c = Cluster(lab, tmp_path, nodes=1, tor_originate=(TOR_ROUTE,), tor_peer=False)
+    assert isinstance(c.tor, Bird2)
+    c.tor.bfd = (100, 100, 3)
+    c.write_resources([
+        c.calico("BGPPeer", "tor", {"peerIP": TOR_IP, "asNumber": TOR_AS,
+                                    "failureDetectionMode": "BFDIfDirectlyConnected"}),
+        c.calico("BFDConfiguration", "default", {"interfaces": [
+            # idle 1 s (Calico Enterprise's default is a minute: a healed path would wait it)
+            {"matchPattern": "eth*", "minimumRecvInterval": "100ms",
+             "minimumSendInterval": "100ms", "idleSendInterval": "1s", "multiplier": 3}]}),
+    ])
+    return c
+
+
+def test_bfd_takes_a_dead_or_unreachable_tor_out(
+        lab: NetLab, tmp_path: Path, bird2: None) -> None:
+    c = bfd_cluster(lab, tmp_path)
+    node = c.nodes[0]
+    c.start_all()
+    try:
+        tor = c.tor
+        assert isinstance(tor, Bird2)
+
+        def installed() -> bool:
+            return any(r.startswith(TOR_ROUTE) for r in node.routes())
+
+        def bfd() -> dict[str, Any]:
+            return dict(c.status(node)["bfd"])
+
+        def ours_at_tor() -> bool:
+            return any(r.prefix == node.block for r in tor.routes_from(node.ip).values())
+
+        c.wait(installed, 30, "the ToR's route in the kernel")
+        c.wait(lambda: [s["state"] for s in bfd()["sessions"]] == ["Up"], 20, "BFD Up")
+        session = bfd()["sessions"][0]
+        assert (session["peer"], session["interface"]) == (TOR_IP, "eth0")
+        assert (session["interval"], session["detection_time"]) == (0.1, 0.3)
+        assert "Up" in tor.cli("show", "bfd", "sessions")
+        c.wait(ours_at_tor, 30, "our block at the ToR")
+
+        # the ToR killed: graceful restart would keep its route for 120 s; BFD takes it out
+        tor.kill()
+        c.wait(lambda: not installed(), 5, "the ToR's route out by BFD")
+        assert bfd()["sessions"][0]["detections"] == 1
+        assert bfd()["bgp_held_down"] == [TOR_IP]
+        log = (node.workdir / "bgpd.log").read_text()
+        assert '"event": "bfd_session_down_bgp"' in log
+        tor.start()
+        c.wait(installed, 30, "the route back with BFD and BGP")
+        assert bfd()["bgp_held_down"] == []
+
+        # BFD's packets dropped at the ToR, TCP untouched: BGP is held down all the same
+        drop_bfd(tor.ns, True)
+        c.wait(lambda: not installed(), 5, "the route out: BFD says the path failed")
+        c.wait(lambda: not any(p["established"] for p in c.status(node)["peers"]), 10,
+               "the BGP session down")
+        assert c.status(node)["bfd"]["bgp_held_down"] == [TOR_IP]
+        drop_bfd(tor.ns, False)
+        c.wait(installed, 30, "the route back once BFD is Up")
+
+    finally:
+        c.stop_all()
