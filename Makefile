@@ -39,6 +39,7 @@ test-fast: lint
 # every benchmark at the sizes of README's tables (about 40 minutes on 2 cores), then the report
 bench: setup
 	$(BIN)/python -m benchmarks.kernel_routes --routes 20000 --json
+	$(BIN)/python -m benchmarks.bfd --trials 50 --route-trials 10 --json
 	$(BIN)/python -m benchmarks.rib --routes 100000 --peers 4 --candidates 1 --json
 	$(BIN)/python -m benchmarks.desired --nodes 600 --peers 50 --json
 	$(BIN)/python -m benchmarks.mesh --peers 100,300,599 --compare --role passive --idle 60 --json

@@ -247,6 +247,17 @@ def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
                      "ping at 100/s while one node's engine restarts.\n\n"
                      + table(["engine", "SIGTERM + start: lost / sent", "routes deleted",
                               "SIGKILL + start: lost / sent", "routes deleted"], rows))
+    if "bfd" in found:
+        r = found["bfd"][-1][1]
+        rows = [[what, f"{k['min_ms']} / {k['median_ms']} / {k['max_ms']} ms",
+                 f"{k['within_goal']} of {k['trials']} within {k['goal_ms']} ms"]
+                for what, k in (("BIRD killed: BFD Down", r["detect"]["kill"]),
+                                ("link down: BFD Down", r["detect"]["link"]),
+                                ("BFD packets dropped: BFD Down", r["detect"]["drop"]),
+                                ("ToR killed: its route out of the kernel", r["routes"]))]
+        parts.append("**Failure detection** (`python -m benchmarks.bfd --trials 50 "
+                     "--route-trials 10`): BFD at 100 ms x 3 with a BIRD 2 peer.\n\n"
+                     + table(["failure", "min / median / max", "goal"], rows))
     rows = []
     if "kernel_routes" in found:
         r = list(latest(found["kernel_routes"], "routes").values())[-1]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import datastore, ingest, mesh, propagation, reflector, services
+from benchmarks import bfd, datastore, ingest, mesh, propagation, reflector, services
 from bgpd.router import RELEASE_AFTER
 from integration_tests.peers import available
 from integration_tests.typha_cluster import GO
@@ -40,6 +40,15 @@ def test_ingest_both_ways(tmp_path: Path) -> None:
     assert result["ingest_s"] is not None and result["withdraw_s"] is not None
     assert result["peak_rss_mb"] >= result["rss_mb_idle"] > 0
     assert result["memory_released"] is True
+
+
+def test_bfd_detects_each_failure_and_takes_the_route_out() -> None:
+    detect = bfd.detect(1)
+    assert {mode: k["trials"] for mode, k in detect.items()} == {"kill": 1, "link": 1,
+                                                                  "drop": 1}
+    assert all(0 < k["min_ms"] <= k["max_ms"] for k in detect.values())
+    routes = bfd.routes(1)
+    assert routes["trials"] == 1 and routes["min_ms"] > 0
 
 
 def test_propagation_samples(tmp_path: Path) -> None:

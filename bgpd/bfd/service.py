@@ -41,8 +41,10 @@ log = structlog.get_logger("bgpd.bfd")
 PORT = 3784
 SOURCE_PORTS = (49152, 65535)
 BURST = 256
+RECEIVE_BUFFER = 1 << 20  # a burst of junk should not push the peers' packets out
 TTL = 255
 _IP_RECVTTL = 12  # linux/in.h (Python's socket module has no name for it)
+_SO_RCVBUFFORCE = 33  # asm-generic/socket.h
 _CS6 = 0xC0
 
 
@@ -324,6 +326,10 @@ class BfdService:
     def _receiver(self, family: int) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:  # past net.core.rmem_max (root), else as far as it allows
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, RECEIVE_BUFFER)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)

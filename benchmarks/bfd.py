@@ -1,0 +1,163 @@
+"""BFD failure detection: how long from a failure to BFD Down, and to the routes out.
+
+    python -m benchmarks.bfd [--trials 50] [--route-trials 10] --json
+
+``detect``: bgpd's BFD service (:mod:`integration_tests.bfd_probe`) and a BIRD 2 peer in two
+namespaces over a veth, 100 ms x 3 on both sides, IPv4.  Each trial fails the path one way and
+times the probe's Up -> Down (it reaches the probe's event loop; both clocks are the
+machine's monotonic clock) from the moment the failure was made:
+
+* ``kill``: BIRD killed (SIGKILL), started again after the trial;
+* ``link``: the peer's end of the veth set down;
+* ``drop``: nftables on our side drops UDP 3784 (the peer's packets never arrive).
+
+Goal: every trial within the detection time + 50 ms (350 ms).
+
+``routes``: the whole daemon (one node) and a BIRD 2 ToR with BFD and graceful restart; the
+ToR killed; the time until its route leaves the node's kernel (``ip monitor``; goal 500 ms,
+where graceful restart alone keeps it 120 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import report
+from integration_tests.monitor import RouteMonitor
+from integration_tests.netns import Namespace, NetLab
+from integration_tests.test_bfd import (
+    A4,
+    B4,
+    TOR_ROUTE,
+    Probe,
+    bfd_cluster,
+    drop_bfd,
+    pair,
+    start_bird,
+)
+from integration_tests.waiting import wait_for
+
+DETECTION = 0.3
+
+
+def _down_after(probe: Probe, start: float) -> float:
+    """Seconds from ``start`` to the session's next Up -> Down (the state change: BGP may
+    not be told, while damping holds a flapping session's Up back)."""
+    assert probe.proc.stdout is not None
+    while line := probe.proc.stdout.readline():
+        event = json.loads(line)
+        if event.get("type") == "Transition" and (event["before"], event["after"]) == (
+                "Up", "Down"):
+            return float(event["at"]) - start
+    raise EOFError("the probe ended")
+
+
+def _wait_up(probe: Probe) -> None:
+    wait_for(lambda: probe.states().get(B4) == "Up", 30, "BFD Up")
+
+
+def detect(trials: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bgpd-bench-bfd-") as tmp, NetLab() as lab:
+        a, b = pair(lab)
+        workdir = Path(tmp)
+        start_bird(b, workdir)
+        probe = Probe(a, [(B4, A4)])
+        try:
+            _wait_up(probe)
+            for mode in ("kill", "link", "drop"):
+                times = []
+                for _ in range(trials):
+                    _settle(probe)
+                    start = _fail(mode, a, b, workdir)
+                    times.append(_down_after(probe, start))
+                    _heal(mode, a, b, workdir)
+                    _wait_up(probe)
+                out[mode] = _summary(times, DETECTION + 0.05)
+        finally:
+            probe.close()
+    return out
+
+
+def _settle(probe: Probe) -> None:
+    """Up for a second (both sides at the fast timers); the events so far read past."""
+    time.sleep(1.0)
+    probe.views()
+
+
+def _fail(mode: str, a: Namespace, b: Namespace, workdir: Path) -> float:
+    if mode == "kill":
+        pid = int((workdir / "pid").read_text())
+        start = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+    elif mode == "link":
+        start = time.monotonic()
+        b.ip("link", "set", "eth0", "down")
+    else:
+        start = time.monotonic()
+        drop_bfd(a, True)
+    return start
+
+
+def _heal(mode: str, a: Namespace, b: Namespace, workdir: Path) -> None:
+    if mode == "kill":
+        start_bird(b, workdir)
+    elif mode == "link":
+        b.ip("link", "set", "eth0", "up")
+    else:
+        drop_bfd(a, False)
+
+
+def _summary(times: list[float], goal: float) -> dict[str, Any]:
+    ms = sorted(round(t * 1000, 1) for t in times)
+    return {"trials": len(ms), "min_ms": ms[0], "median_ms": statistics.median(ms),
+            "max_ms": ms[-1], "goal_ms": round(goal * 1000), "within_goal": sum(
+                1 for t in times if t <= goal)}
+
+
+def routes(trials: int) -> dict[str, Any]:
+    times = []
+    with tempfile.TemporaryDirectory(prefix="bgpd-bench-bfd-") as tmp, NetLab() as lab:
+        c = bfd_cluster(lab, Path(tmp))
+        node, tor = c.nodes[0], c.tor
+        assert tor is not None
+        c.start_all()
+        try:
+            for _ in range(trials):
+                c.wait(lambda: any(r.startswith(TOR_ROUTE) for r in node.routes()), 60,
+                       "the ToR's route")
+                time.sleep(1.0)
+                monitor = RouteMonitor(node.ns.name)
+                time.sleep(0.2)
+                start = time.time()
+                tor.kill()
+                event = monitor.wait_for(lambda line: line.startswith(f"Deleted {TOR_ROUTE}"),
+                                         10)
+                monitor.proc.terminate()
+                assert event is not None, "the route stayed"
+                times.append(event[0] - start)
+                tor.start()
+        finally:
+            c.stop_all()
+    return _summary(times, 0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--route-trials", type=int, default=10)
+    parser.add_argument("--json", action="store_true", help="(the result is JSON always)")
+    args = parser.parse_args()
+    report("bfd", {"detect": detect(args.trials), "routes": routes(args.route_trials)})
+
+
+if __name__ == "__main__":
+    main()
