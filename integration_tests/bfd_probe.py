@@ -45,9 +45,24 @@ async def main() -> None:
     await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := await reader.readline():
-        if line.strip() == b"views":
-            _line({"views": [asdict(v) for v in service.snapshot()],
-                   "dropped": dict(service.dropped)})
+        words = line.split()
+        if words[:1] == [b"busy"]:  # the event loop busy in Python for N seconds
+            end = time.monotonic() + float(words[1])
+            while time.monotonic() < end:
+                sum(range(1000))
+            _line({"busy": float(words[1])})
+        elif words[:1] == [b"parse"]:  # one json.loads of N MB (C code, holding the GIL)
+            doc = json.dumps([{"name": f"node-{i}", "labels": {"a": "b" * 40}}
+                              for i in range(int(float(words[1]) * 14_000))])
+            start = time.monotonic()
+            json.loads(doc)
+            _line({"parse_s": round(time.monotonic() - start, 3), "mb": len(doc) >> 20})
+        elif line.strip() == b"engine":  # the engine process's pid, and its restarts
+            process = service._process
+            _line({"engine": process.pid if process else None, "restarts": service.restarts})
+        elif line.strip() == b"views":
+            views = await service.fresh_snapshot()
+            _line({"views": [asdict(v) for v in views], "dropped": dict(service.dropped)})
     service.stop()
     await asyncio.sleep(0)
 

@@ -90,6 +90,7 @@ class Counters:
     detections: int = 0  # detection time expired
     failures: int = 0  # left Up other than by AdminDown
     damped: int = 0  # times an UP was held back
+    latest: float = 0.0  # the most a periodic packet went out after its time (seconds)
 
 
 @dataclass
@@ -198,6 +199,7 @@ class Session:
         if now >= self._next_tx and not step.send:
             if self._periodic():
                 self.counters.sent += 1
+                self.counters.latest = max(self.counters.latest, now - self._next_tx)
                 step = Step(send=(self.packet(),), signal=step.signal,
                             transition=step.transition)
             self._schedule(now)

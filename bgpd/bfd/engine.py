@@ -1,0 +1,332 @@
+"""The BFD engine: every session's packets and clock, in a process of its own.
+
+Theory of operation: ``python -m bgpd.bfd.engine``, started by
+:class:`~bgpd.bfd.service.BfdService`, runs one ``selectors`` loop over the UDP sockets and
+its command pipe, and runs each :class:`~bgpd.bfd.session.Session` (pure) by the clock.  Not
+a thread of the daemon: a thread shares the daemon's interpreter lock, and a single
+``json.loads`` of a 22 MB watch list holds that lock for 0.42 s (measured with
+``integration_tests/bfd_probe.py``'s ``parse``), longer than a 300 ms detection time — the
+peers took the session for dead.  A process has its own.
+
+Transport (RFC 5881, single hop): packets come in on UDP 3784 (one socket per family) and are
+accepted only with TTL / hop limit 255 (§5); each session sends from its own socket, bound to
+the node's address and a source port in 49152-65535 (§4), with TTL 255 and DSCP CS6.  A packet
+is matched to its session by Your Discriminator, or while that is zero by source address
+(RFC 5880 §6.8.6), and must come from the session's peer.  Every packet dropped is counted by
+reason; at most ``BURST`` packets are read per turn so that a flood cannot hold the timers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import selectors
+import socket
+import struct
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable
+from ipaddress import IPv6Address, ip_address
+from typing import Any, BinaryIO
+
+from bgpd.bfd.messages import Spec, Transition, View, plain, spec_of
+from bgpd.bfd.packet import Malformed, decode, encode
+from bgpd.bfd.session import Session, Step
+from ribs.types import Address
+
+PORT = 3784
+SOURCE_PORTS = (49152, 65535)
+BURST = 256
+RECEIVE_BUFFER = 1 << 20  # a burst of junk should not push the peers' packets out
+VIEWS_EVERY = 0.5  # seconds between copies of the sessions sent to the daemon
+TTL = 255
+_IP_RECVTTL = 12  # linux/in.h (Python's socket module has no name for it)
+_SO_RCVBUFFORCE = 33  # asm-generic/socket.h
+_CS6 = 0xC0
+
+
+class _Endpoint:
+    """A session and its sending socket."""
+
+    def __init__(self, spec: Spec, session: Session, sock: socket.socket) -> None:
+        self.spec, self.session, self.sock = spec, session, sock
+        scope = socket.if_nametoindex(spec.interface) if (
+            spec.interface and isinstance(spec.peer, IPv6Address)
+            and spec.peer.is_link_local) else 0
+        self.target: tuple[str, int] | tuple[str, int, int, int] = (
+            (str(spec.peer), PORT, 0, scope) if spec.peer.version == 6 else (str(spec.peer), PORT))
+
+
+class Engine:
+    """The sessions, their sockets and their clock: one process's main loop."""
+
+    def __init__(self, *, commands: BinaryIO, out: BinaryIO, port: int = PORT) -> None:
+        self.commands, self.out = commands, out
+        self.port = port
+        self.dropped: Counter[str] = Counter()
+        self.send_errors = 0
+        self._buffer = b""
+        self._endpoints: dict[Address, _Endpoint] = {}
+        self._by_discriminator: dict[int, _Endpoint] = {}
+        self._receivers: dict[int, socket.socket] = {}
+        self._selector = selectors.DefaultSelector()
+        self._stopping = False
+        self._views_sent = 0.0
+        self._changed = True
+        self._wall_offset = time.time() - time.monotonic()
+
+    def run(self) -> None:
+        os.set_blocking(self.commands.fileno(), False)
+        self._selector.register(self.commands, selectors.EVENT_READ, None)
+        for family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                self._receivers[family] = sock = self._receiver(family)
+            except OSError as exc:
+                self._write({"problem": {"family": _family(family), "port": self.port,
+                                         "error": str(exc)}})
+                continue
+            self._selector.register(sock, selectors.EVENT_READ, family)
+        while not self._stopping:
+            now = time.monotonic()
+            deadline = min((e.session.next_deadline() for e in self._endpoints.values()),
+                           default=now + VIEWS_EVERY)
+            for key, _ in self._selector.select(max(0.0, min(deadline - now, VIEWS_EVERY))):
+                if key.data is None:
+                    self._command()
+                else:
+                    self._read(key.fileobj)  # type: ignore[arg-type]
+            now = time.monotonic()
+            for endpoint in list(self._endpoints.values()):
+                if endpoint.session.next_deadline() <= now:
+                    self._handle(endpoint, endpoint.session.tick(now))
+            if self._changed or now - self._views_sent >= VIEWS_EVERY:
+                self._publish_views(now)
+        self._shutdown()
+
+    def _command(self) -> None:
+        """Lines from the daemon: ``{"configure": [spec, ...]}``, ``{"views": true}`` (a copy
+        of the sessions now) or ``{"stop": true}``; the
+        end of the pipe (the daemon gone without a word) stops the engine without AdminDown:
+        to the peers that is a failure, as it is."""
+        try:
+            data = os.read(self.commands.fileno(), 1 << 16)
+        except BlockingIOError:
+            return
+        if not data:
+            os._exit(0)
+        self._buffer += data
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            message = json.loads(line)
+            if message.get("stop"):
+                self._stopping = True
+            elif message.get("views"):
+                self._changed = True  # sent at the end of this turn
+            elif "configure" in message:
+                self._apply({s.peer: s for s in map(spec_of, message["configure"])},
+                            time.monotonic())
+
+    def _apply(self, wanted: dict[Address, Spec], now: float) -> None:
+        self._changed = True
+        for peer in set(self._endpoints) - set(wanted):
+            self._remove(self._endpoints[peer], now)
+        for peer, spec in wanted.items():
+            endpoint = self._endpoints.get(peer)
+            if endpoint is not None and (endpoint.spec.local, endpoint.spec.interface) != (
+                    spec.local, spec.interface):
+                self._remove(endpoint, now)
+                endpoint = None
+            if endpoint is None:
+                self._add(spec, now)
+            elif endpoint.spec.timers != spec.timers:
+                endpoint.session.reconfigure(spec.timers)
+                endpoint.spec = spec
+
+    def _add(self, spec: Spec, now: float) -> None:
+        try:
+            sock = self._sender(spec)
+        except OSError as exc:
+            self._write({"transition": plain(Transition(spec.peer, "-", "-",
+                                                         f"cannot send: {exc}", False))})
+            return
+        discriminator = random.randrange(1, 2**32)
+        while discriminator in self._by_discriminator:
+            discriminator = random.randrange(1, 2**32)
+        session = Session(peer=spec.peer, local=spec.local, discriminator=discriminator,
+                          timers=spec.timers, now=now)
+        endpoint = _Endpoint(spec, session, sock)
+        self._endpoints[spec.peer] = endpoint
+        self._by_discriminator[discriminator] = endpoint
+
+    def _remove(self, endpoint: _Endpoint, now: float) -> None:
+        self._send(endpoint, [endpoint.session.admin_down(now)])
+        endpoint.sock.close()
+        del self._endpoints[endpoint.spec.peer]
+        del self._by_discriminator[endpoint.session.discriminator]
+
+    def _shutdown(self) -> None:
+        now = time.monotonic()
+        for endpoint in list(self._endpoints.values()):
+            self._remove(endpoint, now)
+        for sock in self._receivers.values():
+            sock.close()
+        self._publish_views(now)
+
+    def _read(self, sock: socket.socket) -> None:
+        for _ in range(BURST):
+            try:
+                data, ancillary, _flags, source = sock.recvmsg(512, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.dropped["receive_error"] += 1
+                return
+            self._receive(data, ancillary, source)
+
+    def _receive(self, data: bytes, ancillary: list[tuple[int, int, bytes]],
+                 source: tuple[str, int] | tuple[str, int, int, int]) -> None:
+        if _ttl(ancillary) != TTL:
+            self.dropped["ttl"] += 1  # RFC 5881 §5: single hop only from a neighbour
+            return
+        try:
+            pkt = decode(data)
+        except Malformed as exc:
+            self.dropped[str(exc)] += 1
+            return
+        address = ip_address(source[0].split("%", 1)[0])
+        if pkt.your_discriminator:
+            endpoint = self._by_discriminator.get(pkt.your_discriminator)
+            if endpoint is None:
+                self.dropped["unknown_discriminator"] += 1
+                return
+            if endpoint.spec.peer != address:
+                self.dropped["wrong_source"] += 1
+                return
+        else:
+            found = self._endpoints.get(address)
+            if found is None:
+                self.dropped["unknown_peer"] += 1
+                return
+            endpoint = found
+        session = endpoint.session
+        timers = (session.tx_interval(), session.detection_time())
+        self._handle(endpoint, session.receive(pkt, time.monotonic()))
+        if (session.tx_interval(), session.detection_time()) != timers:
+            self._changed = True  # (status shows the timers agreed as soon as they are)
+
+    def _handle(self, endpoint: _Endpoint, step: Step) -> None:
+        if step.send:
+            self._send(endpoint, step.send)
+        if step.transition is not None:
+            before, after, diag = step.transition
+            self._changed = True
+            self._write({"transition": plain(Transition(
+                endpoint.spec.peer, before.label, after.label, diag.label,
+                endpoint.session.remote_cpi))})
+        if step.signal is not None:
+            self._write({"signal": plain(step.signal)})
+
+    def _send(self, endpoint: _Endpoint, packets: Iterable[object]) -> None:
+        for pkt in packets:
+            try:
+                endpoint.sock.sendto(encode(pkt), endpoint.target)  # type: ignore[arg-type]
+            except OSError:
+                self.send_errors += 1  # a link down: the peer's detection says the rest
+
+    def _write(self, message: dict[str, Any]) -> None:
+        self.out.write(json.dumps(message).encode() + b"\n")
+        self.out.flush()
+
+    def _publish_views(self, now: float) -> None:
+        self._write({"views": [plain(self._view(e)) for e in self._endpoints.values()],
+                     "dropped": dict(self.dropped), "send_errors": self.send_errors})
+        self._views_sent, self._changed = now, False
+
+    def _view(self, endpoint: _Endpoint) -> View:
+        s, now = endpoint.session, time.monotonic()
+        return View(
+            peer=endpoint.spec.peer, local=endpoint.spec.local,
+            interface=endpoint.spec.interface, state=s.state.label,
+            remote_state=s.remote_state.label, diag=s.diag.label,
+            since=s.since + self._wall_offset, tx_interval=s.tx_interval(),
+            detection_time=s.detection_time(), multiplier=s.timers.multiplier,
+            remote_multiplier=s.remote_mult, local_discriminator=s.discriminator,
+            remote_discriminator=s.remote_discriminator, remote_cpi=s.remote_cpi,
+            held_for=round(s.held_for(now), 3), received=s.counters.received,
+            sent=s.counters.sent, detections=s.counters.detections,
+            failures=s.counters.failures, damped=s.counters.damped,
+            latest=round(s.counters.latest, 4))
+
+    # --- sockets --------------------------------------------------------------------------------
+    def _receiver(self, family: int) -> socket.socket:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:  # past net.core.rmem_max (root), else as far as it allows
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, RECEIVE_BUFFER)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+            sock.bind(("::", self.port))
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, _IP_RECVTTL, 1)
+            sock.bind(("0.0.0.0", self.port))
+        sock.setblocking(False)
+        return sock
+
+    def _sender(self, spec: Spec) -> socket.socket:
+        family = socket.AF_INET6 if spec.peer.version == 6 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, TTL)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, _CS6)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, _CS6)
+            if spec.interface:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE,
+                                spec.interface.encode())
+            for _ in range(64):
+                port = random.randint(*SOURCE_PORTS)
+                try:
+                    sock.bind((str(spec.local), port))
+                    break
+                except OSError as exc:
+                    if exc.errno != 98:  # EADDRINUSE: try another port
+                        raise
+            else:
+                raise OSError("no free source port in 49152-65535")
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+
+def _ttl(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    for level, kind, data in ancillary:
+        if (level, kind) in ((socket.IPPROTO_IP, socket.IP_TTL),
+                             (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT)):
+            return int(struct.unpack("i", data[:4])[0]) if len(data) >= 4 else data[0]
+    return None
+
+
+def _family(family: int) -> str:
+    return "ipv6" if family == socket.AF_INET6 else "ipv4"
+
+
+def main() -> int:
+    from bgpd.speaker.bridge import die_with_parent
+
+    die_with_parent()  # the daemon killed: no AdminDown, the peers see the failure
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else PORT
+    Engine(commands=sys.stdin.buffer, out=sys.stdout.buffer, port=port).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
