@@ -118,7 +118,7 @@ def _heal(mode: str, a: Namespace, b: Namespace, workdir: Path) -> None:
 
 def _summary(times: list[float], goal: float) -> dict[str, Any]:
     ms = sorted(round(t * 1000, 1) for t in times)
-    return {"trials": len(ms), "min_ms": ms[0], "median_ms": statistics.median(ms),
+    return {"trials": len(ms), "min_ms": ms[0], "median_ms": round(statistics.median(ms), 1),
             "max_ms": ms[-1], "goal_ms": round(goal * 1000), "within_goal": sum(
                 1 for t in times if t <= goal)}
 

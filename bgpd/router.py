@@ -77,7 +77,7 @@ class RouterStats:
 
 class Router:
     def __init__(self, *, settings: Settings, speaker: Speaker, kernel: KernelSync,
-                 desired: Latest, adopted: list[KernelRoute], bfd: BfdLink | None = None) -> None:
+                 desired: Latest, adopted: list[KernelRoute]) -> None:
         self.settings = settings
         self.speaker = speaker
         self.kernel = kernel
@@ -94,7 +94,7 @@ class Router:
         self.drain_requested = False  # `bgpd drain` (until `bgpd undrain`)
         self._drain_changed = asyncio.Event()
         self._drained_for: str | None = None  # the reason last applied, for its log line
-        self.bfd = bfd or BfdLink()
+        self.bfd = BfdLink()  # which peers have BFD, and whose BGP it holds down
 
     def peer_kind(self, address: Address) -> str:
         """mesh, global or node: what made the peer at ``address``."""
@@ -290,9 +290,8 @@ class Router:
         peer = event.peer
         delta = Delta()
         if verdict is Verdict.DOWN:
-            before = len(self.rib.table)
+            removed = self.rib.table.count(source_key(peer))
             delta = self.rib.path_failed(source_key(peer))
-            removed = before - len(self.rib.table)
             self.stats.bfd_routes_removed += removed
             log.warning("bfd_session_down_bgp", peer=str(peer), routes_removed=removed,
                         problem="BFD says the path to the peer failed: its routes are out "
