@@ -59,6 +59,29 @@ def update(*, withdrawn: tuple[str, ...] = (), attrs: bytes = b"",
     return message(2, struct.pack("!H", len(w)) + w + struct.pack("!H", len(attrs)) + attrs + n)
 
 
+def parse_update(data: bytes) -> tuple[dict[int, tuple[int, bytes]], list[str]]:
+    body = data[19:]
+    withdrawn = int.from_bytes(body[:2], "big")
+    size = int.from_bytes(body[2 + withdrawn:4 + withdrawn], "big")
+    attrs, nlri = body[4 + withdrawn:4 + withdrawn + size], body[4 + withdrawn + size:]
+    found, at = {}, 0
+    while at < len(attrs):
+        flags, code = attrs[at], attrs[at + 1]
+        wide = flags & 0x10
+        length = int.from_bytes(attrs[at + 2:at + 4 if wide else at + 3], "big")
+        start = at + (4 if wide else 3)
+        found[code] = (flags, attrs[start:start + length])
+        at = start + length
+    prefixes, at = [], 0
+    while at < len(nlri):
+        bits = nlri[at]
+        octets = (bits + 7) // 8
+        address = bytes(nlri[at + 1:at + 1 + octets]) + bytes(4 - octets)
+        prefixes.append(f"{'.'.join(map(str, address))}/{bits}")
+        at += 1 + octets
+    return found, prefixes
+
+
 SERVER = r'''
 import socket, sys, threading, time
 sock = socket.socket(); sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -75,6 +98,9 @@ def drain():  # NOTIFICATIONs received go to the file named third, "code subcode
             if buf[18] == 3:
                 with open(sys.argv[3], "a") as out:
                     out.write(f"{buf[19]} {buf[20]}\n")
+            elif buf[18] == 2:  # UPDATEs received go to the file named fourth, hex each
+                with open(sys.argv[4], "a") as out:
+                    out.write(buf[:size].hex() + "\n")
             buf = buf[size:]
 threading.Thread(target=drain, daemon=True).start()
 def keepalive():
@@ -94,9 +120,10 @@ class RawSpeaker:
 
     def __init__(self, ns_name: str, address: str, *, asn: int, workdir: Path) -> None:
         self.received = workdir / "notifications"
+        self.updates_file = workdir / "updates"
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", ns_name, sys.executable, "-c", SERVER, address,
-             open_message(asn, address).hex(), str(self.received)],
+             open_message(asn, address).hex(), str(self.received), str(self.updates_file)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def notifications(self) -> list[tuple[int, int]]:
@@ -104,6 +131,14 @@ class RawSpeaker:
             return []
         return [(int(c), int(s)) for c, s in
                 (line.split() for line in self.received.read_text().splitlines())]
+
+    def updates(self) -> list[tuple[dict[int, tuple[int, bytes]], list[str]]]:
+        """The UPDATEs received: each one's path attributes (type code -> (flags, value))
+        and the IPv4 prefixes it announces."""
+        if not self.updates_file.exists():
+            return []
+        return [parse_update(bytes.fromhex(line))
+                for line in self.updates_file.read_text().split()]
 
     def send(self, data: bytes) -> None:
         assert self.proc.stdin is not None and self.proc.stdout is not None

@@ -103,3 +103,45 @@ def test_a_message_that_cannot_be_read_gets_its_notification(
     finally:
         raw.close()
         c.stop_all()
+
+
+def test_unknown_optional_transitive_attributes_are_passed_on_with_the_partial_bit(
+        lab: NetLab, tmp_path: Path) -> None:
+    """RFC 4271 §5 and §9, as BIRD and FRR do: an optional transitive attribute bgpd does not
+    know goes on to the next peer as received, with the Partial bit set; an unknown
+    optional non-transitive one is dropped."""
+    from integration_tests.raw_speaker import attr
+
+    c = Cluster(lab, tmp_path, nodes=1, tor=False)
+    node = c.nodes[0]
+    first = c._attach("raw", f"{TOR_IP}/24", "br0")
+    other_ip = "198.51.100.2"
+    second = c._attach("raw2", f"{other_ip}/24", "br0")
+    c.write_resources([c.calico("BGPPeer", "raw", {"peerIP": TOR_IP, "asNumber": RAW_AS}),
+                       c.calico("BGPPeer", "raw2", {"peerIP": other_ip, "asNumber": 65200})])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    sender = RawSpeaker(first.name, TOR_IP, asn=RAW_AS, workdir=tmp_path / "a")
+    receiver = RawSpeaker(second.name, other_ip, asn=65200, workdir=tmp_path / "b")
+    c.start_all()
+    try:
+        c.wait(lambda: all(p["established"] for p in c.status(node)["peers"])
+               and len(c.status(node)["peers"]) == 2, 30, "both raw sessions")
+        transitive = attr(0xC0, 99, b"\x01\x02\x03")
+        non_transitive = attr(0x80, 100, b"\x04")
+        sender.send(update(attrs=origin() + as_path([RAW_AS]) + next_hop(TOR_IP)
+                           + transitive + non_transitive, nlri=("172.20.1.0/24",)))
+
+        def passed_on() -> dict[int, tuple[int, bytes]] | None:
+            return next((attrs for attrs, nlri in receiver.updates()
+                         if "172.20.1.0/24" in nlri), None)
+
+        c.wait(lambda: passed_on() is not None, 15, "the route at the other peer")
+        attrs = passed_on()
+        assert attrs is not None
+        assert attrs[99] == (0xE0, b"\x01\x02\x03")  # optional, transitive, Partial
+        assert 100 not in attrs
+    finally:
+        sender.close()
+        receiver.close()
+        c.stop_all()

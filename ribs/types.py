@@ -189,6 +189,9 @@ class Attributes:
     large_communities: tuple[tuple[int, int, int], ...] = ()
     originator_id: IPv4Address | None = None
     cluster_list: tuple[IPv4Address, ...] = ()
+    # optional transitive attributes the daemon does not know, passed on as received with the
+    # Partial bit set (RFC 4271 §5, §9): (type code, flags, value)
+    unknown: tuple[tuple[int, int, bytes], ...] = ()
     # its hash, once asked: the pacer groups every (peer, prefix) change by attributes, and
     # a dataclass hashes every field each time (addresses in Python)
     _hash: int = field(default=0, init=False, repr=False, compare=False)
@@ -198,7 +201,7 @@ class Attributes:
         if not value:
             value = hash((self.origin, self.as_path, self.next_hop, self.med, self.local_pref,
                           self.communities, self.large_communities, self.originator_id,
-                          self.cluster_list))
+                          self.cluster_list, self.unknown))
             object.__setattr__(self, "_hash", value)
         return value
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from ipaddress import IPv4Address, ip_address
 from typing import Any
 
@@ -127,6 +128,20 @@ def test_well_formed_attributes_and_an_unknown_optional_one_announce() -> None:
                                        nlri=("172.20.1.0/24",)))
         assert [str(a.prefix) for a in event.announce] == ["172.20.1.0/24"]
         assert not event.errors and not event.withdraw
+
+
+def test_unknown_optional_transitive_attributes_are_kept_with_the_partial_bit() -> None:
+    """RFC 4271 §9: kept and passed on with Partial set (a long one too: ExaBGP's
+    extended-length bit is its own business); an unknown non-transitive one dropped."""
+    long = bytes(range(256)) * 2
+    event = _exabgp_decodes(update(
+        attrs=ORIGIN_IGP + PATH + NH + attr(0xC0, 99, b"ab") + attr(0x80, 100, b"x")
+        + bytes([0xD0, 101]) + struct.pack("!H", len(long)) + long,  # extended length
+        nlri=("172.20.1.0/24",)))
+    attrs = event.announce[0].attrs
+    assert attrs.unknown == ((99, 0xE0, b"ab"), (101, 0xE0, long))
+    text = codec.attribute_text(attrs)
+    assert text.endswith(f"attribute [ 0x63 0xe0 0x6162 ] attribute [ 0x65 0xe0 0x{long.hex()} ]")
 
 
 def test_a_global_ipv6_next_hop_wins_over_the_link_local_one_sent_with_it() -> None:

@@ -243,7 +243,27 @@ def attributes(raw: dict[str, Any], next_hop: Address | None) -> Attributes:
                                 for a, b, c in raw.get("large-community", [])),
         originator_id=_ipv4(raw["originator-id"]) if "originator-id" in raw else None,
         cluster_list=tuple(_ipv4(c) for c in raw.get("cluster-list", [])),
+        unknown=_unknown(raw),
     )
+
+
+_UNKNOWN = re.compile(r"attribute-0x([0-9A-Fa-f]{2})-0x([0-9A-Fa-f]{2})")
+OPTIONAL, TRANSITIVE, PARTIAL, EXTENDED = 0x80, 0x40, 0x20, 0x10
+
+
+def _unknown(raw: dict[str, Any]) -> tuple[tuple[int, int, bytes], ...]:
+    """The optional transitive attributes ExaBGP does not know (``attribute-0xCC-0xFF``: its
+    name for them), with the Partial bit set: passed on (RFC 4271 §9). Unknown optional
+    non-transitive ones are dropped, as §9 says."""
+    out = []
+    for key, value in raw.items():
+        match = _UNKNOWN.fullmatch(key)
+        if match is None or not isinstance(value, str):
+            continue
+        code, flags = int(match.group(1), 16), int(match.group(2), 16)
+        if flags & (OPTIONAL | TRANSITIVE) == OPTIONAL | TRANSITIVE:
+            out.append((code, (flags | PARTIAL) & ~EXTENDED, bytes.fromhex(value[2:])))
+    return tuple(sorted(out))
 
 
 def _path_id(entry: Any) -> int:
@@ -398,6 +418,8 @@ def attribute_text(attrs: Attributes) -> str:
         parts.append(f"originator-id {attrs.originator_id}")
     if attrs.cluster_list:
         parts.append("cluster-list [ " + " ".join(map(str, attrs.cluster_list)) + " ]")
+    for code, flags, value in attrs.unknown:
+        parts.append(f"attribute [ 0x{code:02x} 0x{flags:02x} 0x{value.hex()} ]")
     return " ".join(parts)
 
 
