@@ -40,6 +40,7 @@ test-fast: lint
 bench: setup
 	$(BIN)/python -m benchmarks.kernel_routes --routes 20000 --json
 	$(BIN)/python -m benchmarks.bfd --trials 50 --route-trials 10 --json
+	$(BIN)/python -m benchmarks.bfd --only cost --sessions 100 --seconds 60 --json
 	$(BIN)/python -m benchmarks.rib --routes 100000 --peers 4 --candidates 1 --json
 	$(BIN)/python -m benchmarks.desired --nodes 600 --peers 50 --json
 	$(BIN)/python -m benchmarks.mesh --peers 100,300,599 --compare --role passive --idle 60 --json

@@ -1,6 +1,7 @@
 """BFD failure detection: how long from a failure to BFD Down, and to the routes out.
 
-    python -m benchmarks.bfd [--trials 50] [--route-trials 10] --json
+    python -m benchmarks.bfd [--trials 50] [--route-trials 10] [--sessions 100 --seconds 60]
+                             [--only detect|routes|cost] --json
 
 ``detect``: bgpd's BFD service (:mod:`integration_tests.bfd_probe`) and a BIRD 2 peer in two
 namespaces over a veth, 100 ms x 3 on both sides, IPv4.  Each trial fails the path one way and
@@ -16,6 +17,10 @@ Goal: every trial within the detection time + 50 ms (350 ms).
 ``routes``: the whole daemon (one node) and a BIRD 2 ToR with BFD and graceful restart; the
 ToR killed; the time until its route leaves the node's kernel (``ip monitor``; goal 500 ms,
 where graceful restart alone keeps it 120 s).
+
+``cost`` (``--only cost``, on its own): 100 sessions at 100 ms x 3 with one BIRD 2: the CPU
+of bgpd's engine and of the daemon's side, against BIRD's in the same run (goal: at most 5 %
+of a core).
 """
 
 from __future__ import annotations
@@ -150,13 +155,74 @@ def routes(trials: int) -> dict[str, Any]:
     return _summary(times, 0.5)
 
 
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, kernel) CPU seconds of ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cost(sessions: int, seconds: float) -> dict[str, Any]:
+    """``sessions`` BFD sessions at 100 ms x 3 between the probe and one BIRD 2 (an address
+    per session on each side, one subnet): the CPU of the engine process, of the daemon's
+    side (the probe's process, reading the engine's copies), and of BIRD, over ``seconds``
+    once every session is Up."""
+    with tempfile.TemporaryDirectory(prefix="bgpd-bench-bfd-") as tmp, NetLab() as lab:
+        a, b = lab.namespace("bfd-a"), lab.namespace("bfd-b")
+        lab.veth(a, "eth0", b, "eth0")
+        pairs = [(f"10.1.1.{i}", f"10.1.0.{i}") for i in range(1, sessions + 1)]
+        for theirs, ours in pairs:
+            lab.address(a, "eth0", f"{ours}/16")
+            lab.address(b, "eth0", f"{theirs}/16")
+        workdir = Path(tmp)
+        neighbors = "".join(f"neighbor {ours} local {theirs}; " for theirs, ours in pairs)
+        (workdir / "bird.conf").write_text(
+            "router id 10.1.1.1;\nprotocol device {}\n"
+            'protocol bfd { interface "eth0" { min rx interval 100 ms; min tx interval 100 ms; '
+            f"idle tx interval 1 s; multiplier 3; }}; {neighbors}}}\n")
+        b.run("bird", "-c", str(workdir / "bird.conf"), "-s", str(workdir / "bird.ctl"),
+              "-P", str(workdir / "pid"))
+        probe = Probe(a, pairs)
+        try:
+            wait_for(lambda: set(probe.states().values()) == {"Up"}
+                     and len(probe.states()) == sessions, 60, "every session Up")
+            time.sleep(2.0)  # the fast timers agreed everywhere
+            engine = int(probe.ask("engine", "engine")["engine"])
+            bird = int((workdir / "pid").read_text())
+            pids = {"engine": engine, "daemon_side": probe.proc.pid, "bird": bird}
+            before = {k: _cpu_seconds(p) for k, p in pids.items()}
+            time.sleep(seconds)
+            used = {k: [b - a for a, b in zip(before[k], _cpu_seconds(p), strict=True)]
+                    for k, p in pids.items()}
+            views = probe.views()
+        finally:
+            probe.close()
+    share = {k: round(100 * sum(v) / seconds, 2) for k, v in used.items()}
+    # the kernel's part: sending on a veth delivers into the peer's socket in the sender's
+    # time, so much of each side's share is the network stack's, not the program's
+    kernel = {k: round(100 * v[1] / seconds, 2) for k, v in used.items()}
+    return {"sessions": sessions, "seconds": seconds,
+            "cpu_percent_of_a_core": share, "of_which_kernel": kernel,
+            "bgpd_vs_bird": round((share["engine"] + share["daemon_side"])
+                                  / max(share["bird"], 0.01), 2),
+            "all_up_at_end": all(v["state"] == "Up" for v in views.values()),
+            "failures": sum(v["failures"] for v in views.values())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--route-trials", type=int, default=10)
+    parser.add_argument("--sessions", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--only", choices=("detect", "routes", "cost"))
     parser.add_argument("--json", action="store_true", help="(the result is JSON always)")
     args = parser.parse_args()
-    report("bfd", {"detect": detect(args.trials), "routes": routes(args.route_trials)})
+    parts = {"detect": lambda: detect(args.trials), "routes": lambda: routes(args.route_trials),
+             "cost": lambda: cost(args.sessions, args.seconds)}
+    chosen = [args.only] if args.only else ["detect", "routes"]  # (cost: on its own)
+    report("bfd" if args.only is None else f"bfd-{args.only}",
+           {name: parts[name]() for name in chosen})
 
 
 if __name__ == "__main__":

@@ -258,6 +258,19 @@ def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
         parts.append("**Failure detection** (`python -m benchmarks.bfd --trials 50 "
                      "--route-trials 10`): BFD at 100 ms x 3 with a BIRD 2 peer.\n\n"
                      + table(["failure", "min / median / max", "goal"], rows))
+    if "bfd-cost" in found:
+        runs = [r["cost"] for _, r in found["bfd-cost"] if "cost" in r][-3:]
+        rows = [[f"{c['sessions']} sessions, {c['seconds']:.0f} s",
+                 f"{c['cpu_percent_of_a_core']['engine']} % (kernel "
+                 f"{c['of_which_kernel']['engine']} %) + "
+                 f"{c['cpu_percent_of_a_core']['daemon_side']} %",
+                 f"{c['cpu_percent_of_a_core']['bird']} % (kernel "
+                 f"{c['of_which_kernel']['bird']} %)", f"{c['bgpd_vs_bird']}x",
+                 str(c["failures"])] for c in runs]
+        parts.append("**BFD's cost** (`python -m benchmarks.bfd --only cost --sessions 100 "
+                     "--seconds 60`, the last runs): CPU of a core at 100 ms x 3, bgpd's "
+                     "engine + the daemon's side against BIRD 2 with the same sessions.\n\n"
+                     + table(["run", "bgpd", "BIRD 2", "ratio", "failures"], rows))
     rows = []
     if "kernel_routes" in found:
         r = list(latest(found["kernel_routes"], "routes").values())[-1]

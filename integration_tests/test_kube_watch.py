@@ -217,8 +217,8 @@ def test_nothing_is_published_before_every_watcher_has_listed(server: KubeServer
         task = asyncio.create_task(controller.run_kubernetes(kubeconfig=str(path),
                                                              namespace="calico-system"))
         try:
-            await until(lambda: len(controller.watchers) == 8 and sum(
-                w.listed for w in controller.watchers) == 7, 10, "all lists but one")
+            await until(lambda: len(controller.watchers) == 9 and sum(
+                w.listed for w in controller.watchers) == 8, 10, "all lists but one")
             assert controller.desired.value is None and not controller.synced()
             server.release("bgpfilters")
             await until(lambda: peer_names(controller) == {"Mesh_198_51_100_11",

@@ -18,6 +18,8 @@ reason; at most ``BURST`` packets are read per turn so that a flood cannot hold 
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import os
 import random
@@ -52,6 +54,8 @@ class _Endpoint:
 
     def __init__(self, spec: Spec, session: Session, sock: socket.socket) -> None:
         self.spec, self.session, self.sock = spec, session, sock
+        self.due = 0.0  # the deadline of its entry in force in the engine's heap
+        self.removed = False
         scope = socket.if_nametoindex(spec.interface) if (
             spec.interface and isinstance(spec.peer, IPv6Address)
             and spec.peer.is_link_local) else 0
@@ -69,6 +73,10 @@ class Engine:
         self.send_errors = 0
         self._buffer = b""
         self._endpoints: dict[Address, _Endpoint] = {}
+        self._addresses: dict[str, Address] = {}
+        # (deadline, order, endpoint): every session's next deadline, earliest first
+        self._heap: list[tuple[float, int, _Endpoint]] = []
+        self._order = itertools.count()
         self._by_discriminator: dict[int, _Endpoint] = {}
         self._receivers: dict[int, socket.socket] = {}
         self._selector = selectors.DefaultSelector()
@@ -90,16 +98,17 @@ class Engine:
             self._selector.register(sock, selectors.EVENT_READ, family)
         while not self._stopping:
             now = time.monotonic()
-            deadline = min((e.session.next_deadline() for e in self._endpoints.values()),
-                           default=now + VIEWS_EVERY)
-            for key, _ in self._selector.select(max(0.0, min(deadline - now, VIEWS_EVERY))):
+            wait = min(self._heap[0][0] - now, VIEWS_EVERY) if self._heap else VIEWS_EVERY
+            for key, _ in self._selector.select(max(0.0, wait)):
                 if key.data is None:
                     self._command()
                 else:
                     self._read(key.fileobj)  # type: ignore[arg-type]
             now = time.monotonic()
-            for endpoint in list(self._endpoints.values()):
-                if endpoint.session.next_deadline() <= now:
+            heap = self._heap
+            while heap and heap[0][0] <= now:
+                due, _, endpoint = heapq.heappop(heap)
+                if due == endpoint.due and not endpoint.removed:  # (else superseded)
                     self._handle(endpoint, endpoint.session.tick(now))
             if self._changed or now - self._views_sent >= VIEWS_EVERY:
                 self._publish_views(now)
@@ -143,6 +152,7 @@ class Engine:
             elif endpoint.spec.timers != spec.timers:
                 endpoint.session.reconfigure(spec.timers)
                 endpoint.spec = spec
+                self._schedule(endpoint)
 
     def _add(self, spec: Spec, now: float) -> None:
         try:
@@ -159,10 +169,12 @@ class Engine:
         endpoint = _Endpoint(spec, session, sock)
         self._endpoints[spec.peer] = endpoint
         self._by_discriminator[discriminator] = endpoint
+        self._schedule(endpoint)
 
     def _remove(self, endpoint: _Endpoint, now: float) -> None:
         self._send(endpoint, [endpoint.session.admin_down(now)])
         endpoint.sock.close()
+        endpoint.removed = True
         del self._endpoints[endpoint.spec.peer]
         del self._by_discriminator[endpoint.session.discriminator]
 
@@ -195,7 +207,11 @@ class Engine:
         except Malformed as exc:
             self.dropped[str(exc)] += 1
             return
-        address = ip_address(source[0].split("%", 1)[0])
+        address = self._addresses.get(source[0])
+        if address is None:  # (parsed once per source: ipaddress is slow per packet)
+            if len(self._addresses) > 4096:
+                self._addresses.clear()
+            address = self._addresses[source[0]] = ip_address(source[0].split("%", 1)[0])
         if pkt.your_discriminator:
             endpoint = self._by_discriminator.get(pkt.your_discriminator)
             if endpoint is None:
@@ -216,7 +232,14 @@ class Engine:
         if (session.tx_interval(), session.detection_time()) != timers:
             self._changed = True  # (status shows the timers agreed as soon as they are)
 
+    def _schedule(self, endpoint: _Endpoint) -> None:
+        """The session's next deadline into the heap (an earlier entry for it is left to be
+        skipped: ``due`` names the one in force)."""
+        endpoint.due = endpoint.session.next_deadline()
+        heapq.heappush(self._heap, (endpoint.due, next(self._order), endpoint))
+
     def _handle(self, endpoint: _Endpoint, step: Step) -> None:
+        self._schedule(endpoint)
         if step.send:
             self._send(endpoint, step.send)
         if step.transition is not None:
