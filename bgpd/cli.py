@@ -324,6 +324,19 @@ def _table(header: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(out)
 
 
+def _takeover(args: argparse.Namespace) -> int:
+    from bgpd.takeover import TakeoverError, take_over
+
+    v4 = Path(args.bird_socket)
+    try:
+        for line in take_over([v4, v4.with_name(f"{v4.stem}6{v4.suffix}")], force=args.force):
+            print(line)
+    except TakeoverError as exc:
+        print(f"bgpd takeover: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bgpd",
@@ -391,6 +404,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="on SIGTERM, tear sessions down and remove every owned route "
                           "(decommission) instead of keeping them for a restart")
     run.set_defaults(func=_run)
+
+    takeover = commands.add_parser(
+        "takeover", help="make BIRD leave this node without a Cease, before bgpd starts",
+        description="Switching a node from BIRD to bgpd: BIRD stopped by SIGTERM tells its "
+                    "peers Cease, and they drop the node's routes at once. This makes each "
+                    "BIRD on the control sockets leave without a NOTIFICATION (BIRD 2: its "
+                    "'graceful restart' command; BIRD 1: SIGKILL), so its peers keep its "
+                    "routes until bgpd, started next, sends them again. Refuses when BIRD's "
+                    "sessions lack graceful restart, or when BIRD comes back (calico-node's "
+                    "runit: run 'sv once bird bird6' in calico-node first).")
+    takeover.add_argument("--bird-socket", default="/var/run/calico/bird.ctl",
+                          help="BIRD's control socket; bird6.ctl beside it too (default "
+                               "/var/run/calico/bird.ctl)")
+    takeover.add_argument("--force", action="store_true",
+                          help="go on even when some BIRD session lacks graceful restart")
+    takeover.set_defaults(func=_takeover)
 
     for name, func, text in (("status", _status, "sessions and counters of a running bgpd"),
                              ("routes", _routes, "the Loc-RIB: best paths, why, and kernel state"),
