@@ -178,6 +178,10 @@ class Daemon:
         """Decommission: our routes withdrawn from every peer, then the sessions torn down
         (a plain close would let graceful-restart peers keep them), owned routes removed."""
         speaker, sync = parts.speaker, parts.kernel
+        drain = self.settings.drain_seconds
+        if drain > 0:  # RFC 8326: peers move their traffic away while this node still forwards
+            parts.router.request_drain(True, f"stopping (drain_seconds {drain:g})")
+            await asyncio.sleep(drain)
         log.info("withdrawing", peers=len(speaker.peers))
         speaker.withdraw_everything()
         await speaker.wait_idle(10)

@@ -92,6 +92,7 @@ class Router:
         self._peers: dict[Address, PeerConfig] = {}  # the translation's, by address
         self._most_routes = 0  # the RIB's largest size since memory was last released
         self.drain_requested = False  # `bgpd drain` (until `bgpd undrain`)
+        self.drain_reason = "bgpd drain"
         self._drain_changed = asyncio.Event()
         self._drained_for: str | None = None  # the reason last applied, for its log line
         self.bfd = BfdLink()  # which peers have BFD, and whose BGP it holds down
@@ -126,12 +127,13 @@ class Router:
     def draining(self) -> str | None:
         """Why this node drains (RFC 8326), if it does: cordoned, or ``bgpd drain``."""
         if self.drain_requested:
-            return "bgpd drain"
+            return self.drain_reason
         return self.config.draining if self.config is not None else None
 
-    def request_drain(self, on: bool) -> None:
-        """``bgpd drain`` / ``bgpd undrain``: applied by the router's task."""
-        self.drain_requested = on
+    def request_drain(self, on: bool, reason: str = "bgpd drain") -> None:
+        """``bgpd drain`` / ``bgpd undrain`` (or a stop that drains first): applied by the
+        router's task."""
+        self.drain_requested, self.drain_reason = on, reason
         self._drain_changed.set()
 
     def _log_drain(self) -> None:

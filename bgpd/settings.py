@@ -60,6 +60,7 @@ class Settings:
     stale_retention: float = 3600.0
     ready_timeout: float = 60.0
     withdraw_on_exit: bool = False
+    drain_seconds: float = 0.0  # with withdraw_on_exit: GRACEFUL_SHUTDOWN this long first
     exabgp_reactor_speed: float = 5.0
     watch_stale_after: float = 90.0
     source: str = field(default="(defaults)", compare=False)

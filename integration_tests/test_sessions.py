@@ -165,3 +165,36 @@ def test_blocks_outlive_the_lost_reflector_on_the_datastores_word(
     finally:
         rr.kill()
         c.stop_all()
+
+
+def test_a_decommissioning_stop_drains_before_it_withdraws(
+        lab: NetLab, tmp_path: Path, bird2: None) -> None:
+    """``withdraw_on_exit`` with ``drain_seconds``: on SIGTERM the node's block goes on
+    with GRACEFUL_SHUTDOWN for those seconds (its peers move away while it still forwards,
+    RFC 8326), then it is withdrawn and the node's kernel routes go."""
+    import signal
+    import threading
+
+    c = Cluster(lab, tmp_path, nodes=1)
+    me = c.nodes[0]
+    c.start(me, withdraw_on_exit=True, drain_seconds=3.0)
+    assert c.tor is not None
+    c.tor.start()
+    tor = c.tor
+    try:
+        def tagged() -> bool | None:
+            route = tor.routes_from(me.ip).get(me.block)
+            return None if route is None else "(65535,0)" in route.attrs.get("BGP.community", "")
+
+        c.wait(lambda: tagged() is False, 30, "the block at the ToR, untagged")
+        stopping = threading.Thread(target=c.signal, args=(me, signal.SIGTERM),
+                                    kwargs={"wait": 30})
+        stopping.start()
+        c.wait(lambda: tagged() is True, 3, "the block tagged GRACEFUL_SHUTDOWN first")
+        c.wait(lambda: tagged() is None, 15, "then withdrawn")
+        stopping.join()
+        assert me.proc is not None and me.proc.returncode == 0
+        log = (me.workdir / "bgpd.log").read_text()
+        assert '"reason": "stopping (drain_seconds 3)"' in log
+    finally:
+        c.stop_all()

@@ -151,6 +151,8 @@ class Operation:
 #: (higher wins): ``local_pref = 2147483647 - priority``
 BIRD_INT_MAX = 2147483647
 GRACEFUL_SHUTDOWN = (65535, 0)  # RFC 8326: the path is going away; prefer any other
+LLGR_STALE = (65535, 6)  # RFC 9494 4.6: a peer's long-lived stale route: least preferred
+NO_LLGR = (65535, 7)  # RFC 9494 4.7: never kept past graceful restart (nor retained here)
 #: the priority Calico gives a route with none (BGPConfiguration ipv4/ipv6NormalRoutePriority)
 NORMAL_PRIORITY = 1024
 
@@ -333,9 +335,12 @@ def import_route(route: Route, ctx: NodeContext,
                  policy: PeerPolicy = DEFAULT_POLICY) -> tuple[Reason, Route]:
     """Why ``route`` from a peer is accepted or refused (max-prefix is the RIB's: it counts),
     and the route as accepted (an accepting rule's operations applied; a route tagged
-    GRACEFUL_SHUTDOWN ranked below every other, LOCAL_PREF 0: RFC 8326 4)."""
+    GRACEFUL_SHUTDOWN ranked below every other, LOCAL_PREF 0: RFC 8326 4; one tagged
+    LLGR_STALE, a stale route another speaker keeps by long-lived graceful restart, the same:
+    RFC 9494 4.6 has it least preferred)."""
     reason, accepted = _import_verdict(route, ctx, policy)
-    if reason.accepted and GRACEFUL_SHUTDOWN in accepted.attrs.communities:
+    communities = accepted.attrs.communities
+    if reason.accepted and (GRACEFUL_SHUTDOWN in communities or LLGR_STALE in communities):
         accepted = replace(accepted, attrs=replace(accepted.attrs, local_pref=0))
     return reason, accepted
 

@@ -35,7 +35,7 @@ from ribs.context import NodeContext
 from ribs.export import Advert, ExportPeer, advert_for
 from ribs.fib import kernel_route
 from ribs.kernel_plan import KernelRoute
-from ribs.policy import Reason, exportable, import_route
+from ribs.policy import NO_LLGR, Reason, exportable, import_route
 from ribs.table import Change, Table
 from ribs.types import LOCAL, RETAINED, Address, Attributes, Prefix, Route, Source, SourceKey
 
@@ -394,7 +394,8 @@ class Rib:
         for route in self.table.routes_of(key):
             hop = route.attrs.next_hop
             if (route.prefix in self.retained or not self.table.is_stale(route)
-                    or hop is None or hop not in owners.get(route.prefix, ())):
+                    or hop is None or hop not in owners.get(route.prefix, ())
+                    or NO_LLGR in route.attrs.communities):  # (RFC 9494 4.7: never kept)
                 continue
             # the same attributes: the same kernel route, metric included (no flap)
             self._apply(self.table.update(Route(route.prefix, RETAINED, route.attrs)), delta)

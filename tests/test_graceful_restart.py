@@ -284,3 +284,19 @@ def test_another_nodes_block_outlives_its_peers_restart_on_the_datastores_word()
     ended = rib3.tick(70 + 3600)
     assert ended.unretained == [(ip_network("172.17.9.0/24"), "stale_retention ran out")]
     assert rib3.table.best(ip_network("172.17.9.0/24")) is None
+
+
+def test_a_route_tagged_no_llgr_is_not_retained() -> None:
+    """RFC 9494 4.7: NO_LLGR (65535:7) says the route must not be kept past graceful restart;
+    the datastore's word does not keep it either."""
+    from dataclasses import replace
+
+    owners = ((ip_network("172.17.9.0/24"), frozenset({ip_address("10.10.1.9")})),)
+    rib = Rib(replace(CTX, block_owners=owners, stale_retention=3600.0))
+    rib.set_peers([export_peer(A)])
+    rib.peer_up(session(A, restart_time=60), now=0)
+    tagged = route("172.17.9.0/24", A, nh="10.10.1.9")
+    rib.receive(replace(tagged, attrs=replace(tagged.attrs, communities=((65535, 7),))))
+    rib.peer_down(A.key, now=10)
+    delta = rib.tick(70)
+    assert delta.retained == [] and rib.fib_routes() == []

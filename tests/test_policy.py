@@ -290,13 +290,17 @@ def test_a_route_whose_next_hop_cannot_be_forwarded_to_is_refused(hop: str, bad:
             is Reason.INVALID_NEXT_HOP) == bad
 
 
-def test_a_route_tagged_graceful_shutdown_ranks_below_every_other() -> None:
-    """RFC 8326 4: LOCAL_PREF 0 on receipt; the same route without the tag wins."""
+@pytest.mark.parametrize("community", [(65535, 0), (65535, 6)],
+                         ids=["GRACEFUL_SHUTDOWN", "LLGR_STALE"])
+def test_a_route_tagged_graceful_shutdown_ranks_below_every_other(
+        community: tuple[int, int]) -> None:
+    """RFC 8326 4: LOCAL_PREF 0 on receipt; the same route without the tag wins. RFC 9494
+    4.6 the same for a route another speaker keeps stale by long-lived graceful restart."""
     from ribs.bestpath import select
     from ribs.policy import import_route
 
     tagged = route("172.17.216.0/24", TOR)
-    tagged = replace(tagged, attrs=replace(tagged.attrs, communities=((65535, 0),)))
+    tagged = replace(tagged, attrs=replace(tagged.attrs, communities=(community,)))
     verdict, accepted = import_route(tagged, CTX)
     assert verdict is Reason.ACCEPTED and accepted.attrs.local_pref == 0
     other = route("172.17.216.0/24", peer("10.10.1.2", asn=65001), path=(65001, 65002))
