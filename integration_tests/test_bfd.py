@@ -254,6 +254,20 @@ def test_bfd_takes_a_dead_or_unreachable_tor_out(
         c.stop_all()
 
 
+@pytest.fixture
+def with_bird(lab: NetLab, tmp_path: Path, bird2: None) -> Iterator[
+        tuple[Namespace, Namespace, Probe]]:
+    """The probe in one namespace, BIRD 2 in the other, the IPv4 session Up."""
+    a, b = pair(lab)
+    start_bird(b, tmp_path / "bird")
+    probe = Probe(a, [(B4, A4)])
+    try:
+        until(lambda: probe.states() == {B4: "Up"}, 20, "our session Up")
+        yield a, b, probe
+    finally:
+        probe.close()
+
+
 HOSTILE = r"""
 import socket, struct, sys
 target, mine = sys.argv[1], int(sys.argv[2])
@@ -277,93 +291,67 @@ for ttl, packets in cases.items():
 
 
 def test_malformed_spoofed_and_flooded_packets_are_counted_never_a_flap(
-        lab: NetLab, tmp_path: Path) -> None:
+        with_bird: tuple[Namespace, Namespace, Probe]) -> None:
     """From the peer's namespace: every kind of bad packet, 2,000 times each, as fast as
     Python sends them — each dropped and counted by its reason, the session Up throughout."""
-    why = available("bird2")
-    if why:
-        pytest.skip(why)
-    a, b = pair(lab)
-    start_bird(b, tmp_path / "bird")
-    probe = Probe(a, [(B4, A4)])
-    try:
-        until(lambda: probe.states() == {B4: "Up"}, 20, "our session Up")
-        before = probe.views()[B4]
-        b.run(sys.executable, "-c", HOSTILE, A4, "1", "2000", timeout=120)
-        reasons = {"short", "version", "authentication", "length", "detect_mult",
-                   "multipoint", "poll_and_final", "my_discriminator", "your_discriminator",
-                   "unknown_discriminator", "ttl"}
-        events: list[dict[str, Any]] = []
+    _, b, probe = with_bird
+    before = probe.views()[B4]
+    b.run(sys.executable, "-c", HOSTILE, A4, "1", "2000", timeout=120)
+    reasons = {"short", "version", "authentication", "length", "detect_mult", "multipoint",
+               "poll_and_final", "my_discriminator", "your_discriminator",
+               "unknown_discriminator", "ttl"}
+    events: list[dict[str, Any]] = []
 
-        def read() -> dict[str, Any]:  # the engine may still be reading the flood
-            assert probe.proc.stdin is not None and probe.proc.stdout is not None
-            probe.proc.stdin.write(b"views\n")
-            probe.proc.stdin.flush()
-            while "views" not in (line := json.loads(probe.proc.stdout.readline())):
-                events.append(line)
-            return line
+    def read() -> dict[str, Any]:  # the engine may still be reading the flood
+        assert probe.proc.stdin is not None and probe.proc.stdout is not None
+        probe.proc.stdin.write(b"views\n")
+        probe.proc.stdin.flush()
+        while "views" not in (line := json.loads(probe.proc.stdout.readline())):
+            events.append(line)
+        return line
 
-        until(lambda: reasons <= set(read()["dropped"]), 10, "every bad packet counted")
-        last = read()
-        after = {v["peer"]: v for v in last["views"]}[B4]
-        assert [e for e in events if e.get("type") == "Transition"] == []
-        assert after["state"] == "Up" and after["failures"] == before["failures"] == 0
-        dropped = dict(last["dropped"])
-        assert dropped.pop("unknown_peer", 0) < 100  # BIRD's IPv6 session: the probe has none
-        # (the kernel may drop some of a flood before the socket: at most 2,000 each)
-        assert set(dropped) == reasons
-        assert all(0 < n <= 2000 for n in dropped.values()), dropped
-    finally:
-        probe.close()
+    until(lambda: reasons <= set(read()["dropped"]), 10, "every bad packet counted")
+    last = read()
+    after = {v["peer"]: v for v in last["views"]}[B4]
+    assert [e for e in events if e.get("type") == "Transition"] == []
+    assert after["state"] == "Up" and after["failures"] == before["failures"] == 0
+    dropped = dict(last["dropped"])
+    assert dropped.pop("unknown_peer", 0) < 100  # BIRD's IPv6 session: the probe has none
+    # (the kernel may drop some of a flood before the socket: at most 2,000 each)
+    assert set(dropped) == reasons
+    assert all(0 < n <= 2000 for n in dropped.values()), dropped
 
 
 def test_an_engine_that_dies_is_started_again_and_its_sessions_come_back(
-        lab: NetLab, tmp_path: Path) -> None:
+        with_bird: tuple[Namespace, Namespace, Probe]) -> None:
     """The engine process killed: the daemon's side logs it, starts it again with the
     sessions wanted, and they come Up again with the peer."""
     import os
     import signal
 
-    why = available("bird2")
-    if why:
-        pytest.skip(why)
-    a, b = pair(lab)
-    start_bird(b, tmp_path / "bird")
-    probe = Probe(a, [(B4, A4)])
-    try:
-        until(lambda: probe.states() == {B4: "Up"}, 20, "our session Up")
-        first = probe.ask("engine", "engine")
-        os.kill(first["engine"], signal.SIGKILL)
-        until(lambda: probe.ask("engine", "engine")["restarts"] == 1, 10, "a new engine")
-        assert probe.ask("engine", "engine")["engine"] != first["engine"]
-        until(lambda: probe.states() == {B4: "Up"}, 20, "the session Up again")
-    finally:
-        probe.close()
+    probe = with_bird[2]
+    first = probe.ask("engine", "engine")
+    os.kill(first["engine"], signal.SIGKILL)
+    until(lambda: probe.ask("engine", "engine")["restarts"] == 1, 10, "a new engine")
+    assert probe.ask("engine", "engine")["engine"] != first["engine"]
+    until(lambda: probe.states() == {B4: "Up"}, 20, "the session Up again")
 
 
-def test_a_busy_event_loop_never_fails_a_session(lab: NetLab, tmp_path: Path) -> None:
+def test_a_busy_event_loop_never_fails_a_session(
+        with_bird: tuple[Namespace, Namespace, Probe]) -> None:
     """The daemon's event loop held for seconds — Python busy for 2 s, then one json.loads
     of 22 MB (C code that never lets go of the interpreter lock; a thread of the daemon
     missed three packets through it and the peer declared the session dead) — and the
     session stays Up: the engine is a process of its own."""
-    why = available("bird2")
-    if why:
-        pytest.skip(why)
-    a, b = pair(lab)
-    start_bird(b, tmp_path / "bird")
-    probe = Probe(a, [(B4, A4)])
-    try:
-        until(lambda: probe.states() == {B4: "Up"}, 20, "our session Up")
-        until(lambda: probe.views()[B4]["detection_time"] == 0.3, 5, "the fast timers")
-        assert probe.proc.stdin is not None and probe.proc.stdout is not None
-        probe.proc.stdin.write(b"busy 2\nparse 20\nviews\n")
-        probe.proc.stdin.flush()
-        lines: list[dict[str, Any]] = []
-        while not lines or "views" not in lines[-1]:
-            lines.append(json.loads(probe.proc.stdout.readline()))
-        assert [line for line in lines if line.get("type") == "Transition"] == []
-        assert next(line for line in lines if "parse_s" in line)["parse_s"] > 0
-        assert lines[-1]["views"][0]["state"] == "Up"
-        assert lines[-1]["views"][0]["failures"] == 0
-    finally:
-        probe.close()
+    probe = with_bird[2]
+    until(lambda: probe.views()[B4]["detection_time"] == 0.3, 5, "the fast timers")
+    assert probe.proc.stdin is not None and probe.proc.stdout is not None
+    probe.proc.stdin.write(b"busy 2\nparse 20\nviews\n")
+    probe.proc.stdin.flush()
+    lines: list[dict[str, Any]] = []
+    while not lines or "views" not in lines[-1]:
+        lines.append(json.loads(probe.proc.stdout.readline()))
+    assert [line for line in lines if line.get("type") == "Transition"] == []
+    assert next(line for line in lines if "parse_s" in line)["parse_s"] > 0
+    assert lines[-1]["views"][0]["state"] == "Up"
+    assert lines[-1]["views"][0]["failures"] == 0
