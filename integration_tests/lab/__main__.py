@@ -4,6 +4,7 @@
                                        [--bird-nodes K] [--tor bird|frr|gobgp|none]
                                        [--ipv6] [--state-dir DIR]
     python -m integration_tests.lab exec NODE [--pod I] -- CMD...
+    python -m integration_tests.lab switch NODE --to bgpd
     python -m integration_tests.lab down [--state-dir DIR]
 
 ``up`` builds nodes (``eth0`` on a shared fabric, ``tunl0``, two pods each with Felix's
@@ -14,9 +15,11 @@ the first K — and a top-of-rack router, waits for the routes, prints each node
 ``bgpd status`` and a pod-to-pod ping matrix, and leaves everything running.  ``--ipv6``
 makes it dual stack as Calico runs it (see :mod:`integration_tests.cluster`): an IPv6 pool
 of /122 blocks beside the IPv4 one, nodes, pods and the ToR with both families, the BIRD
-nodes configured as confd configures bird and bird6, and a ping6 matrix too.  It writes
-``DIR/kubeconfig`` (for ``kubectl``) and ``DIR/lab.json``.  ``down`` removes all of it, also
-after a crash (it finds its namespaces by their ``bgpdlab-`` names).
+nodes configured as confd configures bird and bird6, and a ping6 matrix too.  ``switch``
+turns a BIRD node into a bgpd node as docs/switching.md does it (``bgpd takeover``, then bgpd
+started at once).  It writes ``DIR/kubeconfig`` (for ``kubectl``) and ``DIR/lab.json``.
+``down`` removes all of it, also after a crash (it finds its namespaces by their ``bgpdlab-``
+names).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from integration_tests.cluster import TOR_IP, Cluster
+from integration_tests.cluster import BGPD, TOR_IP, Cluster
 from integration_tests.netns import Namespace, NetLab, list_namespaces, sh
 from integration_tests.waiting import WaitTimeout, wait_for
 
@@ -92,6 +95,9 @@ def up(args: argparse.Namespace) -> int:
     if cluster.router_ns is not None:  # nodes on the second subnet reach the API server
         api_ns.ip("route", "add", "198.51.101.0/24", "via", "198.51.100.254")
     cluster.start_all()
+    for n in cluster.nodes:  # (BIRD nodes: what `switch --to bgpd` starts them with)
+        if n.speaker == "bird":
+            cluster.settings(n)
     print(f"lab: {args.nodes} nodes ({args.bird_nodes} running BIRD), mode {mode}, "
           f"tunl0: {cluster.nodes[0].tunl0}, ToR: {args.tor}"
           + (", dual stack" if args.ipv6 else ""))
@@ -118,6 +124,8 @@ def record(state: Path, cluster: Cluster, api_pid: int, api_port: int) -> None:
                    "speaker": n.speaker, "tunl0": n.tunl0,
                    "pid": n.proc.pid if n.proc else None,
                    "bird_pidfile": str(n.bird.workdir / "pid") if n.bird else None,
+                   "bird_socket": n.bird.sock if n.bird else None,
+                   "settings": str(n.workdir / "bgpd.yaml"),
                    "socket": str(n.socket)} for n in cluster.nodes],
         "tor": ({"kind": cluster.tor.kind, "address": TOR_IP, "namespace": cluster.tor.ns.name,
                  "pidfile": str(cluster.tor.workdir / "pid")} if cluster.tor else None),
@@ -270,6 +278,35 @@ def lab_exec(args: argparse.Namespace) -> int:
     return subprocess.call(["ip", "netns", "exec", ns, *command])
 
 
+def switch(args: argparse.Namespace) -> int:
+    """``switch NODE --to bgpd``: a BIRD node becomes a bgpd node as README's switch does it
+    — ``bgpd takeover`` (BIRD leaves without a Cease), then bgpd started at once."""
+    state = Path(args.state_dir)
+    data = read_lab(state)
+    node = next((n for n in data["nodes"] if n["name"] == args.node), None)
+    if node is None or node["speaker"] != "bird":
+        raise SystemExit(f"{args.node} is not a BIRD node of the lab (BIRD nodes: "
+                         + ", ".join(n["name"] for n in data["nodes"] if n["speaker"] == "bird")
+                         + ")")
+    ns = node["namespace"]
+    took = subprocess.run(["ip", "netns", "exec", ns, *BGPD, "takeover", "--bird-socket",
+                           node["bird_socket"]], capture_output=True, text=True)
+    print((took.stdout + took.stderr).strip())
+    if took.returncode:
+        return took.returncode
+    workdir = Path(node["settings"]).parent
+    with open(workdir / "bgpd.log", "ab") as log:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *BGPD, "run", "--config",
+                                 node["settings"]], stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                start_new_session=True)
+    node.update(speaker="bgpd", pid=proc.pid, bird_pidfile=None, bird_socket=None)
+    (state / "lab.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(f"{args.node}: bgpd started (pid {proc.pid}, log {workdir / 'bgpd.log'}); "
+          f"`.venv/bin/bgpd status --socket {node['socket']}` shows its sessions")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m integration_tests.lab",
                                      description=__doc__.split("\n")[0])
@@ -293,6 +330,11 @@ def main() -> int:
     p_exec.add_argument("command", nargs=argparse.REMAINDER,
                         help="[--pod I] [--state-dir D] -- CMD...")
     p_exec.set_defaults(func=lab_exec)
+    p_switch = sub.add_parser("switch", help="a BIRD node to bgpd, losing nothing "
+                                             "(bgpd takeover, then bgpd started)")
+    p_switch.add_argument("node")
+    p_switch.add_argument("--to", choices=["bgpd"], default="bgpd")
+    p_switch.set_defaults(func=switch)
     args = parser.parse_args()
     for key in ("state_dir_up", "state_dir_down"):
         if getattr(args, key, None):
