@@ -230,9 +230,20 @@ class TyphaSource:
             self.connections += 1
             session = Session(self.node, info=f"bgpd pid {os.getpid()}", version=VERSION,
                               connection_id=random.getrandbits(63))
-            await self._send(writer, session.hello())
-            log.info("typha_connected", typha=address, tls=context is not None)
-            await self._read(reader, writer, session)
+            heard = self.last_event
+            try:
+                await self._send(writer, session.hello())
+                log.info("typha_connected", typha=address, tls=context is not None)
+                await self._read(reader, writer, session)
+            except (ConnectionError, asyncio.IncompleteReadError, TyphaError) as exc:
+                if context is None or self.last_event != heard:
+                    raise
+                # TLS 1.3: a server that refuses our certificate says so after the client's
+                # side of the handshake is done — an alert, or only the connection closed
+                raise TyphaError(
+                    f"SSL: Typha closed the connection after the TLS handshake, before any "
+                    f"message ({type(exc).__name__}): it does not accept this node's "
+                    "certificate (FELIX_TYPHACERTFILE: signed by the CA Typha trusts?)") from exc
         finally:
             writer.close()
             with contextlib.suppress(OSError, ssl.SSLError):
