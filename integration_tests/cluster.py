@@ -413,11 +413,13 @@ class Cluster:
                 f"{NODE_AS}; neighbor {TOR_IP6} as {TOR_AS}; {bgp}}}; }}")
         return lines
 
-    def start_bird(self, node: Node) -> None:
+    def start_bird(self, node: Node, *, graceful: bool = False) -> None:
+        """BIRD 2 on ``node`` as confd configures it; ``graceful``: as calico-node starts
+        it (``bird -R``, a restarting speaker)."""
         bird = Bird2(node.ns, node.workdir / "bird", router_id=node.ip, asn=NODE_AS,
                      neighbors=[])
         bird.config = lambda: self.bird_config(node)  # type: ignore[method-assign]
-        bird.start()
+        bird.start(graceful=graceful)
         node.bird = bird
 
     def bgpd(self, node: Node, *args: str) -> str:

@@ -1,4 +1,5 @@
-"""Switching a node from BIRD to bgpd under traffic (``bgpd takeover``, then bgpd started).
+"""Switching a node from BIRD to bgpd under traffic (``bgpd takeover``, then bgpd started),
+and back.
 
 Three nodes, node-0 running BIRD 2 as confd configures it (graceful restart on, kernel routes
 ``persist``), node-1 and node-2 bgpd; a pod on node-1 pings the pod on node-0 every 10 ms
@@ -92,5 +93,42 @@ def test_takeover_refuses_a_bird_without_graceful_restart(lab: NetLab, tmp_path:
         assert done.returncode == 1
         assert "sessions without graceful restart: Mesh_198_51_100_12" in done.stderr
         assert "BIRD 2.0" in bird_node.bird.cli("show", "status")  # still there
+    finally:
+        c.stop_all()
+
+
+def test_bgpd_back_to_bird_loses_nothing(lab: NetLab, tmp_path: Path) -> None:
+    """The way back: bgpd stopped by SIGTERM (it withdraws nothing, its kernel routes stay,
+    its peers keep its routes by graceful restart), then BIRD started as calico-node starts
+    it (``bird -R``): no packet lost, no route deleted on any node."""
+    import signal
+
+    c = Cluster(lab, tmp_path, nodes=3, mode="Never", pods=1, tor=False)
+    node, n1, _n2 = c.nodes
+    c.start_all()
+    try:
+        c.wait(c.blocks_everywhere, 60, "routes everywhere")
+        monitors = [RouteDeletions(n) for n in c.nodes]
+        ping = Pinger(n1.pods[0].name, node.pod_ips[0], interval=0.01)
+        time.sleep(1)
+        c.signal(node, signal.SIGTERM)
+        c.start_bird(node, graceful=True)
+        assert node.bird is not None
+        bird = node.bird
+        def established() -> bool:
+            lines = bird.cli("show", "protocols").splitlines()
+            return all(any(f"Mesh_{n.ip.replace('.', '_')}" in line and "Established" in line
+                           for line in lines) for n in c.nodes[1:])
+
+        c.wait(established, 60, "BIRD's sessions on node-0")
+        c.wait(lambda: "recovery in progress" not in bird.cli("show", "status"), 60,
+               "BIRD's graceful restart recovery done (its kernel routes synced)")
+        c.wait(c.blocks_everywhere, 30, "routes everywhere again")
+        time.sleep(2)
+        sent, received = ping.stop()
+        deleted = [m.stop() for m in monitors]
+        print(f"bgpd to BIRD: {sent - received} of {sent} lost")
+        assert sent > 100 and received == sent
+        assert deleted == [[], [], []]
     finally:
         c.stop_all()
