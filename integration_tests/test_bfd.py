@@ -32,8 +32,10 @@ TOR_ROUTE = "172.17.100.0/24"
 class Probe:
     """bgpd's BFD service in ``ns``, with sessions to ``peers`` from ``locals_``."""
 
-    def __init__(self, ns: Namespace, peers: list[tuple[str, str]]) -> None:
-        argv = [sys.executable, "-m", "integration_tests.bfd_probe"]
+    def __init__(self, ns: Namespace, peers: list[tuple[str, str]], *,
+                 interface: str | None = None) -> None:
+        argv = [sys.executable, "-m", "integration_tests.bfd_probe",
+                *(["--interface", interface] if interface else [])]
         for peer, local in peers:
             argv += ["--peer", peer, "--local", local]
         self.proc = ns.popen(*argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -355,3 +357,21 @@ def test_a_busy_event_loop_never_fails_a_session(
     assert next(line for line in lines if "parse_s" in line)["parse_s"] > 0
     assert lines[-1]["views"][0]["state"] == "Up"
     assert lines[-1]["views"][0]["failures"] == 0
+
+
+def test_a_session_that_cannot_be_made_is_reported_and_the_engine_runs(lab: NetLab) -> None:
+    """Sessions over an interface the node does not have (the ``interface`` setting
+    mistyped): each is reported as failed, with why; the engine keeps running."""
+    a, _ = pair(lab)
+    probe = Probe(a, [("fe80::9", "fe80::1"), (B4, A4)], interface="nosuch0")
+    try:
+        assert probe.proc.stdout is not None
+        failed = json.loads(probe.proc.stdout.readline())
+        assert (failed["type"], failed["peer"], failed["before"]) == ("Transition", "fe80::9",
+                                                                     "-")
+        assert "cannot send" in failed["diag"]
+        assert json.loads(probe.proc.stdout.readline())["peer"] == B4  # reported too
+        assert probe.views() == {}
+        assert probe.ask("engine", "engine")["restarts"] == 0
+    finally:
+        probe.close()

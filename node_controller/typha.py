@@ -242,7 +242,7 @@ class TyphaSource:
                 # side of the handshake is done — an alert, or only the connection closed
                 raise TyphaError(
                     f"SSL: Typha closed the connection after the TLS handshake, before any "
-                    f"message ({type(exc).__name__}): it does not accept this node's "
+                    f"message ({type(exc).__name__}): most likely it refuses this node's "
                     "certificate (FELIX_TYPHACERTFILE: signed by the CA Typha trusts?)") from exc
         finally:
             writer.close()

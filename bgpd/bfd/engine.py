@@ -52,15 +52,20 @@ _CS6 = 0xC0
 class _Endpoint:
     """A session and its sending socket."""
 
-    def __init__(self, spec: Spec, session: Session, sock: socket.socket) -> None:
-        self.spec, self.session, self.sock = spec, session, sock
-        self.due = 0.0  # the deadline of its entry in force in the engine's heap
+    def __init__(self, spec: Spec, session: Session, sock: socket.socket,
+                 target: tuple[str, int] | tuple[str, int, int, int]) -> None:
+        self.spec, self.session, self.sock, self.target = spec, session, sock, target
+        self.due: float | None = None  # the deadline of its entry in force in the heap
         self.removed = False
-        scope = socket.if_nametoindex(spec.interface) if (
-            spec.interface and isinstance(spec.peer, IPv6Address)
-            and spec.peer.is_link_local) else 0
-        self.target: tuple[str, int] | tuple[str, int, int, int] = (
-            (str(spec.peer), PORT, 0, scope) if spec.peer.version == 6 else (str(spec.peer), PORT))
+
+
+def _target(spec: Spec) -> tuple[str, int] | tuple[str, int, int, int]:
+    """Where the session's packets go (a link-local peer through its interface)."""
+    if spec.peer.version == 4:
+        return str(spec.peer), PORT
+    scope = socket.if_nametoindex(spec.interface) if (
+        spec.interface and isinstance(spec.peer, IPv6Address) and spec.peer.is_link_local) else 0
+    return str(spec.peer), PORT, 0, scope
 
 
 class Engine:
@@ -109,6 +114,7 @@ class Engine:
             while heap and heap[0][0] <= now:
                 due, _, endpoint = heapq.heappop(heap)
                 if due == endpoint.due and not endpoint.removed:  # (else superseded)
+                    endpoint.due = None  # taken: the tick schedules the next one
                     self._handle(endpoint, endpoint.session.tick(now))
             if self._changed or now - self._views_sent >= VIEWS_EVERY:
                 self._publish_views(now)
@@ -156,8 +162,9 @@ class Engine:
 
     def _add(self, spec: Spec, now: float) -> None:
         try:
+            target = _target(spec)
             sock = self._sender(spec)
-        except OSError as exc:
+        except OSError as exc:  # (an interface gone, an address not on the node)
             self._write({"transition": plain(Transition(spec.peer, "-", "-",
                                                          f"cannot send: {exc}", False))})
             return
@@ -166,7 +173,7 @@ class Engine:
             discriminator = random.randrange(1, 2**32)
         session = Session(peer=spec.peer, local=spec.local, discriminator=discriminator,
                           timers=spec.timers, now=now)
-        endpoint = _Endpoint(spec, session, sock)
+        endpoint = _Endpoint(spec, session, sock, target)
         self._endpoints[spec.peer] = endpoint
         self._by_discriminator[discriminator] = endpoint
         self._schedule(endpoint)
@@ -233,10 +240,13 @@ class Engine:
             self._changed = True  # (status shows the timers agreed as soon as they are)
 
     def _schedule(self, endpoint: _Endpoint) -> None:
-        """The session's next deadline into the heap (an earlier entry for it is left to be
-        skipped: ``due`` names the one in force)."""
-        endpoint.due = endpoint.session.next_deadline()
-        heapq.heappush(self._heap, (endpoint.due, next(self._order), endpoint))
+        """The session's next deadline into the heap, unless the entry in force already has
+        it (most packets received change nothing of it); an entry superseded is left to be
+        skipped: ``due`` names the one in force."""
+        deadline = endpoint.session.next_deadline()
+        if deadline != endpoint.due:
+            endpoint.due = deadline
+            heapq.heappush(self._heap, (deadline, next(self._order), endpoint))
 
     def _handle(self, endpoint: _Endpoint, step: Step) -> None:
         self._schedule(endpoint)

@@ -265,7 +265,6 @@ class Session:
                 self.counters.failures += 1
                 self._damp(now)
             self.polling = False
-            self._tx_used, self._rx_used = self.advertised_tx(), self.advertised_rx()
             self._up_pending = False
             if self._told_up:
                 self._told_up = False
