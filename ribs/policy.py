@@ -49,7 +49,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Network, IPv6Network
 
 from ribs.context import NodeContext, PrefixSet
-from ribs.types import AsPath, Attributes, Prefix, Route, SegmentType, SourceKind
+from ribs.types import Address, AsPath, Attributes, Prefix, Route, SegmentType, SourceKind
 
 
 class Reason(enum.Enum):
@@ -87,7 +87,9 @@ MEANINGS: dict[Reason, str] = {
     Reason.MARTIAN: "loopback, link-local, multicast or another address no route may carry",
     Reason.INVALID_NEXT_HOP: "its next hop is no address to forward to (0.0.0.0/8, loopback, "
                              "multicast, broadcast or class E, IPv6 unspecified or multicast) "
-                             "or is this node's own (RFC 4271 6.3): treated as withdrawn",
+                             "or is this node's own (RFC 4271 6.3), or, from an eBGP peer on "
+                             "the node's own subnet, lies off that subnet (RFC 4271 5.1.3): "
+                             "treated as withdrawn",
     Reason.FILTER_REJECT: "rejected by a rule of the peer's BGPFilter",
     Reason.DEFAULT_ROUTE: "the default route, never taken from a peer without a BGPFilter "
                           "that accepts it",
@@ -279,17 +281,30 @@ BAD_NEXT_HOPS = PrefixSet([
 
 
 def bad_next_hop(route: Route, ctx: NodeContext) -> bool:
-    """Judged once per next hop and context (a flood is thousands of routes over a few hops,
-    and a host network made for each costs more than the rest of the import)."""
+    """Judged once per next hop (and peer) and context (a flood is thousands of routes over
+    a few hops, and a host network made for each costs more than the rest of the import).
+
+    An eBGP peer on the node's own subnet is a directly connected, single-hop one: its next
+    hop must be an address on that subnet too, itself or a third party's (RFC 4271 5.1.3), as
+    BIRD requires of a direct session.  A peer elsewhere is multihop; its next hop is taken as
+    it comes."""
     hop = route.attrs.next_hop
     if hop is None:
         return False
-    key = ("bad next hop", hop.version, int(hop))
+    source = route.source
+    key = ("bad next hop", hop.version, int(hop), source.address if source.ebgp else None)
     bad = ctx.scratch.get(key)
     if bad is None:
         bad = ctx.scratch[key] = hop in ctx.node_addresses or BAD_NEXT_HOPS.overlaps(
-            IPv4Network(hop) if hop.version == 4 else IPv6Network(hop))
+            IPv4Network(hop) if hop.version == 4 else IPv6Network(hop)) or (
+            source.ebgp and _off_link(hop, source.address, ctx))
     return bool(bad)
+
+
+def _off_link(hop: Address, peer: Address | None, ctx: NodeContext) -> bool:
+    own = ctx.node_v4 if hop.version == 4 else ctx.node_v6
+    return (own is not None and peer is not None and peer.version == hop.version
+            and peer in own.network and hop not in own.network)
 
 
 def first_match(rules: Sequence[FilterRule], route: Route, *, ebgp: bool = False,

@@ -41,3 +41,9 @@ def test_the_readme_is_a_front_door() -> None:
     lines = (ROOT / "README.md").read_text().splitlines()
     assert len(lines) <= 160
     assert "make lab" in "\n".join(lines) and "make test" in "\n".join(lines)
+
+
+def test_the_malformed_message_page_shows_the_cases_the_suite_sends() -> None:
+    from integration_tests.malformed_cases import page_table, table
+
+    assert page_table() == table(), "run: python -m integration_tests.malformed_cases"

@@ -4,12 +4,14 @@ launcher as a whole runs under every speaker, daemon and lab test, against real 
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import socket
 import subprocess
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -380,3 +382,73 @@ def test_exabgp_logs_what_its_level_lets_through(level: str, skip: str, debug_as
     assert out[0] == (",".join(asked) or "-")
     patched = not skip and not debug_asked
     assert (out[1].strip() == "bgpd.speaker.patches.quiet_logging") == patched
+
+
+ATTRIBUTE_PROBE = r'''
+import json, sys
+from types import SimpleNamespace
+from bgpd.speaker.patches import attribute_errors
+from integration_tests.malformed_cases import segment
+from integration_tests.raw_speaker import as_path, attr, next_hop, origin
+if sys.argv[1] == "applied":
+    attribute_errors.UNIT.apply()
+from exabgp.bgp.message.direction import Direction
+from exabgp.bgp.message.update.attribute.attributes import Attributes
+from exabgp.environment import getenv
+from exabgp.logger import log
+log.silence()
+log.init(getenv())
+
+def parsed(data, ebgp):
+    negotiated = SimpleNamespace(  # what Attributes.unpack and the decoders read of a session
+        asn4=True, local_as=64512, peer_as=65100 if ebgp else 64512, cached_wire=b"",
+        cached_attributes=None, aigp=False, families=[(1, 1)],
+        addpath=SimpleNamespace(receive=lambda afi, safi: False))
+    try:
+        found = Attributes.unpack(data, Direction.IN, negotiated)
+    except Exception as exc:
+        return f"reset {exc.code}/{exc.subcode}"
+    return "withdraw" if 0xFFFF in found else "kept" + ("" if 9 in found else " (no 9)")
+
+hop = next_hop("198.51.100.1")
+good = origin() + as_path([65100]) + hop
+cases = {
+    "origin-length": attr(0x40, 1, b"\0\0") + as_path([65100]) + hop,
+    "no-as-path": origin() + hop,
+    "empty-as-path": origin() + attr(0x40, 2, b"") + hop,
+    "confed": origin() + attr(0x40, 2, segment(3, 1) + segment(2, 65100)) + hop,
+    "cluster-list-length": good + attr(0x80, 10, b"\0\1\2"),
+    "originator-id": good + attr(0x80, 9, b"\1\2\3\4"),
+    "mp-unreach-only": attr(0x80, 15, b"\0\1\1"),
+}
+print(json.dumps({f"{name} {kind}": parsed(data, kind == "ebgp")
+                  for name, data in cases.items() for kind in ("ebgp", "ibgp")}))
+'''
+
+
+def test_the_attribute_errors_unit_answers_as_rfc_7606_where_exabgp_does_not() -> None:
+    """ExaBGP's own attribute parser, as shipped and with the ``attribute_errors`` unit, on
+    the attribute sections where they differ (the unit's on-the-wire cases are in
+    ``integration_tests/test_malformed.py``)."""
+    def run(mode: str) -> dict[str, str]:
+        out = subprocess.run([sys.executable, "-c", ATTRIBUTE_PROBE, mode], capture_output=True,
+                             text=True, check=True, timeout=60,
+                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+        result: dict[str, str] = json.loads(out.stdout)
+        return result
+
+    stock, applied = run("stock"), run("applied")
+    changed = {case: (stock[case], applied[case]) for case in stock
+               if stock[case] != applied[case]}
+    assert changed == {
+        "origin-length ebgp": ("kept (no 9)", "withdraw"),
+        "origin-length ibgp": ("kept (no 9)", "withdraw"),
+        "no-as-path ebgp": ("kept (no 9)", "withdraw"),
+        "no-as-path ibgp": ("kept (no 9)", "withdraw"),
+        "confed ebgp": ("kept (no 9)", "withdraw"),  # (from iBGP: a confederation member)
+        "cluster-list-length ebgp": ("reset 3/5", "kept (no 9)"),  # discarded from eBGP
+        "cluster-list-length ibgp": ("reset 3/5", "withdraw"),
+        "originator-id ebgp": ("kept", "kept (no 9)"),  # discarded from eBGP
+    }
+    assert applied["empty-as-path ibgp"] == "kept (no 9)"
+    assert applied["mp-unreach-only ebgp"] == "kept (no 9)"

@@ -21,7 +21,7 @@ from ribs.policy import (
     import_verdict,
 )
 from ribs.rib import Rib
-from ribs.types import LOCAL, Attributes, Route
+from ribs.types import LOCAL, Attributes, Route, Source
 from tests.ribs_helpers import context, export_peer, peer, route, session
 
 CTX = context(node="10.10.1.5/24", blocks=("172.17.5.0/24",), services=("10.96.0.0/12",))
@@ -286,8 +286,24 @@ def test_max_prefix_can_close_the_session_once() -> None:
 def test_a_route_whose_next_hop_cannot_be_forwarded_to_is_refused(hop: str, bad: bool) -> None:
     verdict = import_verdict(route("172.17.216.0/24", NODE, nh=hop), CTX)
     assert (verdict is Reason.INVALID_NEXT_HOP) == bad, verdict
+    off_link = hop == "192.0.2.9"  # the ToR is a directly connected eBGP peer
     assert (import_verdict(route("172.17.216.0/24", TOR, nh=hop), CTX)
-            is Reason.INVALID_NEXT_HOP) == bad
+            is Reason.INVALID_NEXT_HOP) == (bad or off_link)
+
+
+def test_a_directly_connected_ebgp_peer_must_give_a_next_hop_on_the_shared_subnet() -> None:
+    """RFC 4271 5.1.3 (as BIRD holds a direct session to it): the peer itself or a third party
+    on the node's subnet; a multihop eBGP peer (not on the node's subnet) and an iBGP peer
+    may name any next hop."""
+    def verdict(source: Source, hop: str) -> Reason:
+        return import_verdict(route("172.17.216.0/24", source, nh=hop), CTX)
+
+    assert verdict(TOR, "10.10.1.1") is not Reason.INVALID_NEXT_HOP
+    assert verdict(TOR, "10.10.1.9") is not Reason.INVALID_NEXT_HOP  # third party
+    assert verdict(TOR, "10.10.2.9") is Reason.INVALID_NEXT_HOP
+    far = peer("10.20.0.1", asn=65000)
+    assert verdict(far, "10.20.0.1") is not Reason.INVALID_NEXT_HOP
+    assert verdict(NODE, "10.10.2.9") is not Reason.INVALID_NEXT_HOP
 
 
 @pytest.mark.parametrize("community", [(65535, 0), (65535, 6)],

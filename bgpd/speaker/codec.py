@@ -300,8 +300,9 @@ def attribute_problem(raw: dict[str, Any]) -> str | None:
     "treat-as-withdraw"``); what it hands on as read is checked here: ORIGIN missing or not
     one of its three values, an AS_PATH segment of no AS, a well-known attribute it does not
     know (RFC 4271 would reset the session; BIRD and RFC 7606's spirit withdraw)."""
-    if raw.get("error") == TREAT_AS_WITHDRAW:
-        return "malformed attribute (ExaBGP: treat-as-withdraw)"
+    error = str(raw.get("error", ""))
+    if error.startswith(TREAT_AS_WITHDRAW):  # "treat-as-withdraw[ due to <attribute>]"
+        return f"malformed attribute (ExaBGP: {error})"
     if "origin" not in raw:
         return "ORIGIN missing"
     if str(raw["origin"]).lower() not in ORIGINS:
@@ -333,7 +334,10 @@ def _update(peer: Address, update: dict[str, Any]) -> Update:
             withdrawn += _readable(entries, lambda e: Withdraw(_nlri(e), _path_id(e)), errors)
     announce = {family: by_hop for family, by_hop in (update.get("announce") or {}).items()
                 if family.endswith("unicast")}
-    problem = attribute_problem(raw) if announce else None
+    # ExaBGP's own treat-as-withdraw has already moved the routes among the withdrawals:
+    # the decision is still counted
+    marked = str(raw.get("error", "")).startswith(TREAT_AS_WITHDRAW)
+    problem = attribute_problem(raw) if announce or marked else None
     by_hop_attrs: dict[str, Attributes] = {}
     if problem is None:
         try:

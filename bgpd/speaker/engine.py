@@ -17,6 +17,9 @@ relies on:
 * ``gc``: the cyclic collector as in the daemon (:func:`bgpd.runtime.tune_gc`).
 * ``reload``: a reload is never dropped while routes are queued.
 * ``notification``: a message that cannot be read gets its NOTIFICATION.
+* ``attribute_errors``: path attribute errors ExaBGP lets through (a long ORIGIN, no AS_PATH,
+  confederation segments from an eBGP peer) or answers with a reset (a bad ORIGINATOR_ID or
+  CLUSTER_LIST) handled as RFC 7606 says; an OPEN on an established session ends it (5/3).
 
 Everything else — what a turn does, timers, the API, the configuration — is ExaBGP's,
 unchanged.
@@ -44,6 +47,7 @@ from typing import Any
 from bgpd.runtime import tune_gc
 from bgpd.speaker import prestart
 from bgpd.speaker.patches import Unit, problems
+from bgpd.speaker.patches import attribute_errors as _attribute_errors
 from bgpd.speaker.patches import listen_fds as _listen_fds
 from bgpd.speaker.patches import notification as _notification
 from bgpd.speaker.patches import quiet_logging as _quiet_logging
@@ -60,7 +64,7 @@ REPORT_ENV = "BGPD_ENGINE_REPORT"  # where the launcher writes what it applied
 GC = Unit(name="gc", contract=(), attributes=(), apply=tune_gc)
 UNITS: tuple[Unit, ...] = (_listen_fds.UNIT, _scheduling.UNIT, _shared_changes.UNIT,
                            _update_groups.UNIT, _quiet_logging.UNIT, GC, _reload.UNIT,
-                           _notification.UNIT)
+                           _notification.UNIT, _attribute_errors.UNIT)
 
 
 def installed_release() -> str | None:
