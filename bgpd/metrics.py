@@ -145,6 +145,14 @@ class DaemonCollector(Collector):
         yield CounterMetricFamily("bgpd_graceful_restart_expiries",
                                   "Peers' graceful restarts that timed out (their stale routes "
                                   "removed)", value=r.restart_expiries)
+        yield GaugeMetricFamily("bgpd_peers_held_for_handover",
+                                "Sessions to other nodes the configuration no longer wants, "
+                                "held until another session brings their routes",
+                                value=len(p.router.held))
+        yield CounterMetricFamily("bgpd_handovers_expired",
+                                  "Held sessions ended at handover_seconds with their routes "
+                                  "not yet brought by another session",
+                                  value=r.handovers_expired)
         yield CounterMetricFamily("bgpd_graceful_restart_expired_routes",
                                   "Stale routes removed when a peer's restart time ran out",
                                   value=r.expired_routes)

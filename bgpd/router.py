@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
 from bgpd.bfd.link import BfdLink, Verdict
 from bgpd.bfd.service import Event as BfdEvent
+from bgpd.handover import Held, hold
 from bgpd.kernel_sync import KernelSync
 from bgpd.runtime import release_memory, rss_bytes
 from bgpd.settings import Settings
@@ -73,6 +74,7 @@ class RouterStats:
     # RFC 7606 decisions on received UPDATEs: (peer, action, reason) -> how many
     update_errors: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     bfd_routes_removed: int = 0  # routes taken out at once because BFD said a path failed
+    handovers_expired: int = 0  # sessions held for a topology change until handover_seconds
 
 
 class Router:
@@ -96,6 +98,7 @@ class Router:
         self._drain_changed = asyncio.Event()
         self._drained_for: str | None = None  # the reason last applied, for its log line
         self.bfd = BfdLink()  # which peers have BFD, and whose BGP it holds down
+        self.held: dict[Address, Held] = {}  # sessions held for a topology change
 
     def peer_kind(self, address: Address) -> str:
         """mesh, global or node: what made the peer at ``address``."""
@@ -121,14 +124,22 @@ class Router:
                             interface=self.settings.interface or self.interface,
                             tunnel=self.settings.tunnel_device,
                             cluster_routes=self.settings.cluster_routes,
-                            draining=self.drain_requested,
+                            draining=self.why_drain(config) is not None,
                             stale_retention=self.settings.stale_retention)
 
     def draining(self) -> str | None:
-        """Why this node drains (RFC 8326), if it does: cordoned, or ``bgpd drain``."""
+        """Why this node drains (RFC 8326), if it does: ``bgpd drain``, cordoned, annotated
+        ``bgpd/drain``, or tainted with a key of the ``drain_taints`` setting."""
+        return self.why_drain(self.config)
+
+    def why_drain(self, config: DesiredConfig | None) -> str | None:
         if self.drain_requested:
             return self.drain_reason
-        return self.config.draining if self.config is not None else None
+        if config is None:
+            return None
+        keys = {k.strip() for k in self.settings.drain_taints.split(",") if k.strip()}
+        tainted = next((key for key in config.taints if key in keys), None)
+        return config.draining or (f"tainted {tainted}" if tainted else None)
 
     def request_drain(self, on: bool, reason: str = "bgpd drain") -> None:
         """``bgpd drain`` / ``bgpd undrain`` (or a stop that drains first): applied by the
@@ -187,7 +198,9 @@ class Router:
         bfd_wait = asyncio.create_task(self.bfd.events.get())
         try:
             while True:
-                deadline = self.rib.next_deadline() if self.rib else None
+                deadlines = [d for d in (self.rib.next_deadline() if self.rib else None,
+                                         self.handover_deadline()) if d is not None]
+                deadline = min(deadlines) if deadlines else None
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if self._release_due():
                     timeout = RELEASE_QUIET if timeout is None else min(timeout, RELEASE_QUIET)
@@ -217,6 +230,8 @@ class Router:
                 self._log_drain()
                 if self.rib is not None:
                     delta.merge(self.rib.tick(time.monotonic()))
+                if self.held and self.config is not None and self.handover_due(time.monotonic()):
+                    delta.merge(await self.apply_config(self.config))
                 self.publish(delta)
                 if self.rib is not None:
                     self._most_routes = max(self._most_routes, len(self.rib.table))
@@ -256,6 +271,7 @@ class Router:
         running = {a: s.neighbor.name for a, s in self.speaker.peers.items()}
         translation = translate(config, running=running)
         self._report(translation)
+        translation = self._hold_for_handover(config, translation)
         peers = translation.peers
         ctx = self.node_context(config)
         delta = Delta()
@@ -281,6 +297,54 @@ class Router:
         self.config, self.translation = config, translation
         delta.fib_changed = True
         return delta
+
+    # --- make-before-break -----------------------------------------------------------------
+    def _covered(self, address: Address, leaving: set[Address]) -> bool:
+        return self.rib is None or self.rib.covered_elsewhere(
+            source_key(address), excluding=[source_key(a) for a in leaving])
+
+    def _hold_for_handover(self, config: DesiredConfig, translation: Translation
+                           ) -> Translation:
+        """The translation with the sessions held for a topology change added
+        (:mod:`bgpd.handover`); logs what starts and ends being held."""
+        applied = {p.address: (p, n) for p, n in zip(self.translation.peers,
+                                                      self.translation.neighbors, strict=True)}
+        moved = self.config is not None and (self.config.node_address, self.config.node_address_v6
+                                             ) != (config.node_address, config.node_address_v6)
+        wanted = {p.address for p in translation.peers}
+        leaving = set(applied) - wanted
+        held, released = hold(
+            applied={} if moved else applied, wanted=wanted, nodes=dict(config.nodes_by_address),
+            held=self.held, covered=lambda a: self._covered(a, leaving), now=time.monotonic(),
+            limit=self.settings.handover_seconds)
+        for peer, why in released:
+            if why == "expired":
+                self.stats.handovers_expired += 1
+                log.warning("peer_handover_expired", peer=str(peer.address), name=peer.name,
+                            seconds=self.settings.handover_seconds,
+                            problem="the configuration no longer wants this session and no "
+                                    "other session brought its routes in time: it ends now")
+            else:
+                log.info("peer_handover_done", peer=str(peer.address), name=peer.name)
+        for address in held.keys() - self.held.keys():
+            log.info("peer_held_for_handover", peer=str(address), name=held[address].peer.name,
+                     until="its routes come from another session that is up and complete")
+        self.held = held
+        if not held:
+            return translation
+        return replace(translation,
+                       peers=translation.peers + tuple(h.peer for h in held.values()),
+                       neighbors=translation.neighbors + tuple(h.neighbor for h in held.values()))
+
+    def handover_due(self, now: float) -> bool:
+        """A held session can go now: its routes come from elsewhere, or its time is up."""
+        return any(now - h.since >= self.settings.handover_seconds
+                   or self._covered(address, set(self.held)) for address, h in self.held.items())
+
+    def handover_deadline(self) -> float | None:
+        if not self.held:
+            return None
+        return min(h.since for h in self.held.values()) + self.settings.handover_seconds
 
     def on_bfd(self, event: BfdEvent) -> Delta:
         """BFD's news: a path failed — the peer's routes out now, graceful restart or not

@@ -61,6 +61,13 @@ class Settings:
     ready_timeout: float = 60.0
     withdraw_on_exit: bool = False
     drain_seconds: float = 0.0  # with withdraw_on_exit: GRACEFUL_SHUTDOWN this long first
+    # the node drains while it carries a taint of one of these keys (comma-separated): the
+    # cluster autoscaler's and Karpenter's marks of a node about to go
+    drain_taints: str = "ToBeDeletedByClusterAutoscaler,karpenter.sh/disrupted"
+    # a session to a node the configuration no longer wants (the mesh off, a cluster ID set
+    # or removed, a BGPPeer deleted) is held until its routes come from another session, or
+    # this long; 0: ended at once, as confd does
+    handover_seconds: float = 1800.0
     exabgp_reactor_speed: float = 5.0
     watch_stale_after: float = 90.0
     source: str = field(default="(defaults)", compare=False)

@@ -53,6 +53,9 @@ def status(router: Router, speaker: Speaker, kernel: KernelSync) -> dict[str, An
             "update_errors": {f"{action}: {reason}": count for (peer, action, reason), count
                               in router.stats.update_errors.items() if peer == str(address)},
             "bfd": bfd[address].state if address in bfd else None,
+            # seconds since the configuration stopped wanting it (held for a topology change)
+            "held_for_handover": round(time.monotonic() - router.held[address].since, 1)
+            if address in router.held else None,
         })
     last = kernel.stats.last_sync_monotonic
     return {

@@ -57,21 +57,27 @@ def test_a_peer_shut_down_by_a_notification_takes_its_routes_with_it(
 def test_a_cordoned_or_drained_node_tags_its_routes_graceful_shutdown(
         lab: NetLab, tmp_path: Path, bird2: None) -> None:
     """RFC 8326 driven by Kubernetes: cordoning node-0 (``spec.unschedulable``) — or
-    ``bgpd drain`` — sends its block to the ToR with GRACEFUL_SHUTDOWN and to its mesh peer
-    with LOCAL_PREF 0 too; uncordoning (``bgpd undrain``) takes both back. Its sessions
-    stay up throughout."""
+    ``bgpd drain``, the ``bgpd/drain`` annotation, a taint the settings name — sends its
+    block to the ToR with GRACEFUL_SHUTDOWN and to its mesh peer with LOCAL_PREF 0 too;
+    uncordoning (``bgpd undrain``, the annotation or the taint gone) takes both back. Its
+    sessions stay up throughout."""
     import signal
     from typing import Any
 
     c = Cluster(lab, tmp_path, nodes=2)
     me, other = c.nodes
     manifests = c.node_manifests
-    cordoned = {"on": False}
+    cordoned = {"on": False, "annotated": False, "tainted": False}
 
     def with_cordon(n: Any) -> list[dict[str, Any]]:
         docs = manifests(n)
         if n is me and cordoned["on"]:
             docs[0]["spec"] = {"unschedulable": True}
+        if n is me and cordoned["annotated"]:
+            docs[0]["metadata"]["annotations"]["bgpd/drain"] = "true"
+        if n is me and cordoned["tainted"]:
+            docs[0]["spec"] = {"taints": [{"key": "ToBeDeletedByClusterAutoscaler",
+                                           "value": "1700000000", "effect": "NoSchedule"}]}
         return docs
 
     c.node_manifests = with_cordon  # type: ignore[method-assign]
@@ -105,6 +111,17 @@ def test_a_cordoned_or_drained_node_tags_its_routes_graceful_shutdown(
         c.wait(lambda: tagged() is True, 10, "tagged by bgpd drain")
         c.bgpd(me, "undrain")
         c.wait(lambda: tagged() is False, 10, "untagged by bgpd undrain")
+        for trigger, reason in (("annotated", "annotated bgpd/drain"),
+                                ("tainted", "tainted ToBeDeletedByClusterAutoscaler")):
+            cordoned[trigger] = True
+            c.write_resources()
+            me.proc.send_signal(signal.SIGHUP)
+            c.wait(lambda: tagged() is True, 10, f"tagged while {trigger}")
+            assert c.status(me)["draining"] == reason
+            cordoned[trigger] = False
+            c.write_resources()
+            me.proc.send_signal(signal.SIGHUP)
+            c.wait(lambda: tagged() is False, 10, f"untagged once no longer {trigger}")
         assert {p["name"]: p["flaps"] for p in c.status(me)["peers"]} == flaps
         assert '"event": "draining"' in (me.workdir / "bgpd.log").read_text()
     finally:

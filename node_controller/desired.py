@@ -40,6 +40,7 @@ from typing import Any
 
 from node_controller.errors import ResourceError
 from node_controller.models import (
+    BGPD_ANNOTATION,
     DEFAULT_AS,
     BFDConfiguration,
     BFDInterface,
@@ -144,8 +145,13 @@ class DesiredConfig:
     # inputs taken as they are but that change nothing, each with why (not errors: the node
     # runs as its resources say)
     notices: tuple[ResourceError, ...] = ()
-    # why the node drains (RFC 8326 graceful shutdown of every route it sends), if it does
+    # why the node drains (RFC 8326 graceful shutdown of every route it sends), if it does;
+    # and the node's taints' keys (the daemon's drain_taints setting drains it on those)
     draining: str | None = None
+    taints: tuple[str, ...] = ()
+    # every node's address, with the node's name (a session to a node that is still there,
+    # at that address, can be held while the topology changes: make-before-break)
+    nodes_by_address: tuple[tuple[Address, str], ...] = ()
     # the BFDConfiguration selecting this node (the first by name) and its interface entries
     bfd_configuration: str | None = None
     bfd_interfaces: tuple[BFDInterface, ...] = ()
@@ -195,6 +201,7 @@ class DesiredConfig:
             "errors": [e.as_dict() for e in self.errors],
             "notices": [e.as_dict() for e in self.notices],
             "draining": self.draining,
+            "taints": list(self.taints),
             "bfd_configuration": self.bfd_configuration,
             "bfd_interfaces": [{"match_pattern": i.match_pattern, "min_rx": i.min_rx,
                                 "min_tx": i.min_tx, "idle_tx": i.idle_tx,
@@ -601,7 +608,11 @@ def desired_config(store: Store, node_name: str,
         normal_priority_v6=default.normal_priority_v6 or NORMAL_PRIORITY,
         errors=tuple(sorted({*resource_errors, *b.errors})),
         notices=tuple(sorted({*b.notices, *service_notices})),
-        draining="cordoned (spec.unschedulable)" if me.unschedulable else None,
+        draining=("cordoned (spec.unschedulable)" if me.unschedulable else
+                  f"annotated {BGPD_ANNOTATION}drain" if me.drain else None),
+        taints=me.taints,
+        nodes_by_address=tuple(sorted(((a, n.name) for a, n in b.by_address.items()),
+                                      key=lambda item: _ip_key(item[0]))),
         bfd_configuration=bfd.name if bfd else None,
         bfd_interfaces=bfd.interfaces if bfd else (),
     )

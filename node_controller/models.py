@@ -67,6 +67,10 @@ ANNOTATIONS: tuple[AnnotationDoc, ...] = (
                   "reflects for iBGP peers of other clusters"),
     AnnotationDoc("Node", ANNOTATION + "IPv4IPIPTunnelAddr", "`172.17.5.1`",
                   "the node's tunnel address (read for host-local IPAM's blocks)"),
+    AnnotationDoc("Node", BGPD_ANNOTATION + "drain", "`true` | `false`",
+                  "the node drains (RFC 8326): every route it sends carries GRACEFUL_SHUTDOWN, "
+                  "LOCAL_PREF 0 to iBGP peers, as when it is cordoned; for a maintenance that "
+                  "keeps pods scheduled"),
     AnnotationDoc("BGPPeer", BGPD_ANNOTATION + "accept-node-block-routes", "`true` | `false`",
                   "routes more specific than another node's block or the pools' block size "
                   "are accepted from this peer (refused by default from non-Calico peers)"),
@@ -755,6 +759,8 @@ class Node:
     ipip_tunnel_addr: IPv4Address | None = None
     pod_cidrs: tuple[Prefix, ...] = ()
     unschedulable: bool = False  # cordoned (spec.unschedulable): the node drains
+    drain: bool = False  # annotated bgpd/drain: "true": the node drains
+    taints: tuple[str, ...] = ()  # spec.taints' keys (the settings' drain_taints drain it)
     label_map: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -797,6 +803,16 @@ def parse_node(obj: Mapping[str, Any]) -> Node:
                       f"{tunnel!r} is not an IPv4 address") from None
     pod_cidrs = [*_list(obj, "spec.podCIDRs")] or (
         [_get(obj, "spec.podCIDR")] if _get(obj, "spec.podCIDR") else [])
+    drain = annotations.get(BGPD_ANNOTATION + "drain")
+    if drain is not None and drain not in ("true", "false"):
+        raise Invalid(f"metadata.annotations.{BGPD_ANNOTATION}drain",
+                      f"expected \"true\" or \"false\", got {drain!r}")
+    taints = []
+    for i, taint in enumerate(_list(obj, "spec.taints")):
+        key = taint.get("key") if isinstance(taint, Mapping) else None
+        if not isinstance(key, str) or not key:
+            raise Invalid(f"spec.taints[{i}].key", "a taint needs a key")
+        taints.append(key)
     return Node(
         name=name,
         labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
@@ -808,6 +824,8 @@ def parse_node(obj: Mapping[str, Any]) -> Node:
         ipip_tunnel_addr=tunnel_addr,
         pod_cidrs=tuple(_cidr(c, f"spec.podCIDRs[{i}]") for i, c in enumerate(pod_cidrs)),
         unschedulable=bool(_bool(obj, "spec.unschedulable")),
+        drain=drain == "true",
+        taints=tuple(taints),
     )
 
 

@@ -103,6 +103,7 @@ class _Peer:
     session: Session | None = None
     deadline: float | None = None  # when its stale routes go
     refused: int = 0  # routes refused by its max-prefix limit
+    synced: bool = False  # its End-of-RIB received since its session came up
 
 
 @dataclass
@@ -214,6 +215,7 @@ class Rib:
             self._forget_received(key)
             stale = False
         peer.session = session
+        peer.synced = False
         self._set_state(peer, PeerState.UP_STALE if stale else PeerState.UP)
         peer.deadline = now + self.stale_time if stale else None
         if self._restart is not None and session.peer_restarting:
@@ -265,6 +267,8 @@ class Rib:
     def end_of_rib(self, key: SourceKey, *, now: float) -> Delta:
         peer = self.peers.get(key)
         delta = Delta()
+        if peer is not None and peer.state in (PeerState.UP, PeerState.UP_STALE):
+            peer.synced = True
         if peer is not None and peer.state is PeerState.UP_STALE:
             self._apply_all(self.table.refresh_end(key), delta)
             self._sweep_received(key)
@@ -274,6 +278,16 @@ class Rib:
             self._restart.waiting.discard(key)
         self._check_restart(now, delta)
         return delta
+
+    def covered_elsewhere(self, key: SourceKey, *,
+                          excluding: Collection[SourceKey] = ()) -> bool:
+        """Whether every route ``key`` brought is offered too by another peer whose session
+        is up and has sent its End-of-RIB (none of ``excluding``): ``key``'s session can
+        end without a route lost (make-before-break)."""
+        ready = {k for k, p in self.peers.items()
+                 if p.state is PeerState.UP and p.synced and k != key and k not in excluding}
+        return all(any(other.source.key in ready for other in self.table.candidates(r.prefix))
+                   for r in self.table.routes_of(key))
 
     # --- routes --------------------------------------------------------------------------
     def receive(self, route: Route) -> Delta:

@@ -511,3 +511,33 @@ def test_a_cordoned_node_drains() -> None:
     cordoned["spec"] = {"unschedulable": True}
     assert build(cordoned).draining == "cordoned (spec.unschedulable)"
     assert build(node("n9", "10.0.0.9/24")).draining is None
+
+
+def test_a_node_annotated_bgpd_drain_drains_and_its_taints_are_handed_on() -> None:
+    annotated = node("n9", "10.0.0.9/24")
+    annotated["metadata"]["annotations"]["bgpd/drain"] = "true"
+    assert build(annotated).draining == "annotated bgpd/drain"
+    annotated["metadata"]["annotations"]["bgpd/drain"] = "false"
+    assert build(annotated).draining is None
+    tainted = node("n9", "10.0.0.9/24")
+    tainted["spec"] = {"taints": [{"key": "ToBeDeletedByClusterAutoscaler", "value": "1",
+                                   "effect": "NoSchedule"}, {"key": "dedicated"}]}
+    config = build(tainted)
+    assert config.taints == ("ToBeDeletedByClusterAutoscaler", "dedicated")
+    assert config.draining is None  # which taints drain is the daemon's setting
+
+
+@pytest.mark.parametrize(("where", "value", "field"), [
+    ("annotation", "yes", "metadata.annotations.bgpd/drain"),
+    ("taint", {"effect": "NoSchedule"}, "spec.taints[0].key"),
+])
+def test_a_bad_drain_annotation_or_taint_names_its_field(where: str, value: Any,
+                                                         field: str) -> None:
+    bad = node("n9", "10.0.0.9/24")
+    if where == "annotation":
+        bad["metadata"]["annotations"]["bgpd/drain"] = value
+    else:
+        bad["spec"] = {"taints": [value]}
+    store = Store()
+    store.apply(bad)
+    assert [(e.kind, e.name, e.field) for e in store.error_list()] == [("Node", "n9", field)]

@@ -1,4 +1,5 @@
-"""The router's burst of speaker events: one delta per slice of work, the rest left queued."""
+"""The router's burst of speaker events (one delta per slice of work, the rest left queued),
+and why it drains."""
 
 from __future__ import annotations
 
@@ -36,3 +37,22 @@ def test_a_burst_is_cut_into_slices_of_work_and_nothing_is_lost_or_reordered() -
     assert handled == list(range(12)) == [e for s in slices for e in s]
     assert len(slices) >= 3  # 12 events of a quarter slice each do not fit one slice
     assert all(len(s) <= 4 for s in slices)  # each stops once its slice is spent
+
+
+def test_the_node_drains_on_a_taint_the_settings_name() -> None:
+    from bgpd.settings import Settings
+    from node_controller.desired import DesiredConfig
+
+    node: Any = router.Router(settings=Settings(), speaker=None, kernel=None,  # type: ignore[arg-type]
+                              desired=None, adopted=[])  # type: ignore[arg-type]
+    tainted = DesiredConfig(node="n", local_as=64512,
+                            taints=("dedicated", "karpenter.sh/disrupted"))
+    assert node.why_drain(tainted) == "tainted karpenter.sh/disrupted"
+    assert node.why_drain(DesiredConfig(node="n", local_as=64512, taints=("dedicated",))) is None
+    node.settings = Settings(drain_taints="dedicated")
+    assert node.why_drain(tainted) == "tainted dedicated"
+    cordoned = DesiredConfig(node="n", local_as=64512, draining="cordoned (spec.unschedulable)",
+                             taints=("dedicated",))
+    assert node.why_drain(cordoned) == "cordoned (spec.unschedulable)"
+    node.request_drain(True)
+    assert node.why_drain(cordoned) == "bgpd drain"
