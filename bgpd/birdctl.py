@@ -166,6 +166,9 @@ def status(parts: Parts) -> list[str]:
              f" Last reboot on {time.strftime(fmt, time.localtime(parts.started))}",
              " Last reconfiguration on "
              + time.strftime(fmt, time.localtime(parts.last_reconfigure))]
+    draining = parts.router.draining()
+    if draining is not None:  # (BIRD has no such line; a continuation, no code of its own)
+        lines.append(f" Graceful shutdown (RFC 8326) of every route sent: {draining}")
     rib = parts.router.rib
     if rib is not None and rib.restarting:
         # calico-node's readiness probe reads a 0024 line as "graceful restart in progress"

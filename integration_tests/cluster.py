@@ -81,6 +81,9 @@ class Node:
     ip: str = ""
     bird: Bird2 | None = None
     extra_blocks: list[str] = field(default_factory=list)  # more blocks for a BIRD node
+    # a BIRD node's static routes (the Service addresses confd hands it): announced, never
+    # programmed into the kernel
+    static_routes: list[str] = field(default_factory=list)
     ip6: str = ""  # dual stack: the node's IPv6 address
     pod_ips6: list[str] = field(default_factory=list)
 
@@ -360,6 +363,11 @@ class Cluster:
             "protocol direct { ipv4; interface \"eth0\"; }",
             "protocol static blocks { ipv4; "
             + "".join(f"route {b} blackhole; " for b in [node.block, *node.extra_blocks]) + "}",
+            # confd's static routes (Service addresses): blackholes in BIRD, exported to the
+            # peers, kept out of the kernel (confd/tests/compiled_templates/mesh/static-routes:
+            # bird_aggr.cfg's static_template, bird_ipam.cfg's calico_kernel_programming)
+            "protocol static statics { ipv4; "
+            + "".join(f"route {r} blackhole; " for r in node.static_routes) + "}",
             "protocol kernel k4 { learn no; persist; merge paths on; graceful restart on; "
             "metric 0; ipv4 { import none; export filter { "
             "if proto = \"blocks\" then accept; "
@@ -373,13 +381,14 @@ class Cluster:
                 f"neighbor {peer.ip} as {NODE_AS}; {passive}graceful restart on; "
                 "connect delay time 2; connect retry time 5; error wait time 5, 30; "
                 "ipv4 { import all; export filter { if proto = \"blocks\" then accept; "
-                "reject; }; add paths on; next hop self; }; }")
+                "if proto = \"statics\" then accept; reject; }; add paths on; "
+                "next hop self; }; }")
         if self.tor is not None:
             lines.append(
                 f"protocol bgp Global_{TOR_IP.replace('.', '_')} {{ local {node.ip} as {NODE_AS}; "
                 f"neighbor {TOR_IP} as {TOR_AS}; graceful restart on; "
                 "ipv4 { import all; export filter { if proto = \"blocks\" then accept; "
-                "reject; }; }; }")
+                "if proto = \"statics\" then accept; reject; }; }; }")
         if node.ip6:
             lines += self.bird6_config(node, peers)
         text = "\n".join(lines) + "\n"

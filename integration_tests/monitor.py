@@ -64,7 +64,9 @@ class Pinger:
     """``ping -i interval`` from a namespace; on stop, how many were sent and received."""
 
     def __init__(self, ns_name: str, dst_ip: str, *, interval: float = 0.05) -> None:
-        self.proc = subprocess.Popen(["ip", "netns", "exec", ns_name, "ping", "-i",
+        # -q: the summary alone (a line per reply would fill the pipe, 64 KiB, and stop the
+        # sending after about a thousand packets)
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns_name, "ping", "-q", "-i",
                                       str(interval), "-W", "1", dst_ip],
                                      stdout=subprocess.PIPE, text=True)
 

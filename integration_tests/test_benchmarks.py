@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bfd, datastore, ingest, mesh, propagation, reflector, services
+from benchmarks import bfd, datastore, drain, ingest, mesh, propagation, reflector, services
 from bgpd.router import RELEASE_AFTER
 from integration_tests.peers import available
 from integration_tests.typha_cluster import GO
@@ -49,6 +49,16 @@ def test_bfd_detects_each_failure_and_takes_the_route_out() -> None:
     assert all(0 < k["min_ms"] <= k["max_ms"] for k in detect.values())
     routes = bfd.routes(1)
     assert routes["trials"] == 1 and routes["min_ms"] > 0
+
+
+def test_drain_a_drained_node_that_dies_loses_nothing(tmp_path: Path) -> None:
+    """The drain's point: drained first, a node killed without a word loses no packet; a
+    BIRD node killed the same way leaves the ToR sending to it (graceful restart keeps its
+    route) — the benchmark tells the two apart."""
+    drained = drain.run("bgpd", "kill", tmp_path / "bgpd", 500)
+    assert drained["sent"] > 500 and drained["lost"] == 0 and drained["to_dead_node_s"] == 0.0
+    bird = drain.run("bird", "kill", tmp_path / "bird", 500)
+    assert bird["lost"] > 0 and bird["to_dead_node_s"] == f">{drain.WINDOW}"
 
 
 def test_propagation_samples(tmp_path: Path) -> None:

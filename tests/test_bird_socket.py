@@ -64,7 +64,8 @@ def node() -> Any:
                     "Connection refused\nby peer"),
             session("Mesh_fd00__2", "fd00::2", SessionState.ESTABLISHED)])),
         router=SimpleNamespace(rib=rib, interface="eth0", settings=SimpleNamespace(
-            interface=None), config=SimpleNamespace(router_id=IPv4Address("10.0.0.1"))),
+            interface=None), config=SimpleNamespace(router_id=IPv4Address("10.0.0.1")),
+            draining=lambda: None),
         started=now - 120, last_reconfigure=now - 30)
 
 
@@ -85,6 +86,16 @@ def test_the_node_status_reporter_reads_the_daemon_status() -> None:
     assert found["routerID"] == "10.0.0.1" and found["version"].startswith("v")
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", found["lastBootTime"])
     assert found["lastBootTime"] < found["lastReconfigurationTime"]
+
+
+def test_status_says_the_node_drains_without_upsetting_calico_node() -> None:
+    parts = node()
+    parts.router.draining = lambda: "cordoned (spec.unschedulable)"
+    lines = bird_status(parts)
+    assert (" Graceful shutdown (RFC 8326) of every route sent: cordoned (spec.unschedulable)"
+            in lines)
+    assert not calico_gr_in_progress(lines) and lines[-1].startswith("0013")
+    assert reporter_status(lines)["routerID"] == "10.0.0.1"
 
 
 def test_the_node_status_reporter_reads_each_family_s_peers() -> None:
