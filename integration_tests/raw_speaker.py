@@ -21,9 +21,11 @@ def message(kind: int, body: bytes) -> bytes:
     return MARKER + struct.pack("!HB", 19 + len(body), kind) + body
 
 
-def open_message(asn: int, router_id: str, hold: int = 90) -> bytes:
+def open_message(asn: int, router_id: str, hold: int = 90, *, refresh: bool = False) -> bytes:
+    """``refresh``: offering route refresh (RFC 2918) and enhanced route refresh (RFC 7313)."""
     caps = (bytes([1, 4, 0, 1, 0, 1])  # multiprotocol: IPv4 unicast
-            + bytes([65, 4]) + struct.pack("!I", asn))  # 4-byte AS
+            + bytes([65, 4]) + struct.pack("!I", asn)  # 4-byte AS
+            + (bytes([2, 0, 70, 0]) if refresh else b""))
     params = bytes([2, len(caps)]) + caps
     body = struct.pack("!BHH", 4, min(asn, 23456), hold) \
         + ipaddress.IPv4Address(router_id).packed + bytes([len(params)]) + params
@@ -89,6 +91,14 @@ def parse_update(data: bytes) -> tuple[dict[int, tuple[int, bytes]], list[str]]:
     return found, prefixes
 
 
+def read_updates(path: Path) -> list[tuple[dict[int, tuple[int, bytes]], list[str]]]:
+    """The UPDATEs a speaker received (one per line of ``path``, in hex): each one's path
+    attributes (type code -> (flags, value)) and the IPv4 prefixes it announces."""
+    if not path.exists():
+        return []
+    return [parse_update(bytes.fromhex(line)) for line in path.read_text().split()]
+
+
 SERVER = r'''
 import socket, sys, threading, time
 sock = socket.socket(); sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -145,12 +155,7 @@ class RawSpeaker:
                 (line.split() for line in self.received.read_text().splitlines())]
 
     def updates(self) -> list[tuple[dict[int, tuple[int, bytes]], list[str]]]:
-        """The UPDATEs received: each one's path attributes (type code -> (flags, value))
-        and the IPv4 prefixes it announces."""
-        if not self.updates_file.exists():
-            return []
-        return [parse_update(bytes.fromhex(line))
-                for line in self.updates_file.read_text().split()]
+        return read_updates(self.updates_file)
 
     def send(self, data: bytes) -> None:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -192,6 +197,9 @@ def read(sock, generation):
                 elif kind == 2:
                     with open(updates_path, "a") as out:
                         out.write(buf[:size].hex() + "\n")
+                if kind in (2, 5):  # UPDATEs and ROUTE-REFRESHes, in order: "kind subtype"
+                    with open(updates_path + ".order", "a") as out:
+                        out.write(f"{kind} {buf[21] if kind == 5 else 0}\n")
                 buf = buf[size:]
     except OSError:
         pass
@@ -281,13 +289,24 @@ class RawSession:
     message, :meth:`state` says whether the session stands or how it ended."""
 
     def __init__(self, ns_name: str, address: str, target: str, *, asn: int,
-                 workdir: Path) -> None:
+                 workdir: Path, refresh: bool = False) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.updates_file = workdir / "updates"
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", ns_name, sys.executable, "-c", CLIENT, address, target,
-             open_message(asn, address).hex(), str(self.updates_file)],
+             open_message(asn, address, refresh=refresh).hex(), str(self.updates_file)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def updates(self) -> list[tuple[dict[int, tuple[int, bytes]], list[str]]]:
+        return read_updates(self.updates_file)
+
+    def received(self) -> list[tuple[int, int]]:
+        """The UPDATEs (2, 0) and ROUTE-REFRESHes (5, subtype) received, in order."""
+        order = self.updates_file.with_name("updates.order")
+        if not order.exists():
+            return []
+        return [(int(k), int(t)) for k, t in
+                (line.split() for line in order.read_text().splitlines())]
 
     def _ask(self, line: str) -> str:
         assert self.proc.stdin is not None and self.proc.stdout is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import struct
 from ipaddress import IPv4Network, ip_network
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,7 @@ def run_case(i: int, case: Case, subject: BgpdSubject | BirdSubject,
     return outcome, problems
 
 
+@pytest.mark.slow
 def test_each_malformed_message_as_bgpd_and_bird_answer_it(lab: NetLab, tmp_path: Path) -> None:
     """Every case of :mod:`integration_tests.malformed_cases`, against a bgpd node (its
     kernel and its mesh peer checked too) and against BIRD 2 in its place: each outcome is
@@ -360,6 +362,35 @@ def test_random_bytes_after_a_valid_header_change_nothing_but_by_the_rules(
         mesh_peer = next(p for p in status["peers"] if p["address"] == mesh.ip)
         assert mesh_peer["established"] and mesh_peer["flaps"] == 0
         assert c.blocks_everywhere()
+    finally:
+        session.close()
+        c.stop_all()
+
+
+def test_a_route_refresh_is_answered_and_the_session_stands(lab: NetLab, tmp_path: Path) -> None:
+    """RFC 7313: a peer that negotiated enhanced route refresh asks for the routes again;
+    they come back between a Beginning-of-RIB-Refresh and an End-of-RIB-Refresh, and the
+    session goes on (ExaBGP's answer, bracketed by ROUTE-REFRESH messages, once broke the
+    session in bgpd's update-groups unit)."""
+    c = Cluster(lab, tmp_path, nodes=1, tor=False)
+    node = c.nodes[0]
+    raw = c._attach("raw", f"{TOR_IP}/24", "br0")
+    c.write_resources([c.calico("BGPPeer", "raw", {"peerIP": TOR_IP, "asNumber": RAW_AS})])
+    session = RawSession(raw.name, TOR_IP, node.ip, asn=RAW_AS, workdir=tmp_path / "raw",
+                         refresh=True)
+    c.start_all()
+    try:
+        session.connect()
+        c.wait(lambda: any("172.17.1.0/24" in nlri for _, nlri in session.updates()),
+               30, "node-0's block at the peer")
+        before = len(session.received())
+        session.send(message(5, struct.pack("!HBB", 1, 0, 1)))  # a request, IPv4 unicast
+        c.wait(lambda: (5, 2) in session.received()[before:], 10, "the End-of-RIB-Refresh")
+        answer = session.received()[before:]
+        assert answer[0] == (5, 1) and answer[-1] == (5, 2) and (2, 0) in answer, answer
+        assert session.state() == "up"
+        assert c.status(node)["speaker"]["restarts"] == 0
+        assert "exabgp_line_malformed" not in (node.workdir / "bgpd.log").read_text()
     finally:
         session.close()
         c.stop_all()

@@ -215,3 +215,63 @@ def test_a_decommissioning_stop_drains_before_it_withdraws(
         assert '"reason": "stopping (drain_seconds 3)"' in log
     finally:
         c.stop_all()
+
+
+def test_an_frr_tor_with_the_documented_route_map_moves_off_a_drained_node(
+        lab: NetLab, tmp_path: Path) -> None:
+    """docs/operating.md's FRR import policy, on an FRR ToR (its BGP table: FRR runs without
+    zebra here): the service range both nodes announce is best through node-0, then, once
+    node-0 drains, through node-1 — its path from node-0 kept, at LOCAL_PREF 0 — and back
+    at the default preference once it undrains."""
+    import json
+
+    from integration_tests.peers import Frr
+
+    why = available("frr")
+    if why:
+        pytest.skip(why)
+    c = Cluster(lab, tmp_path, nodes=2, tor="frr")
+    n0, n1 = c.nodes
+    tor = c.tor
+    assert isinstance(tor, Frr)
+    plain = tor.config
+
+    def with_policy() -> str:
+        lines = plain().splitlines()
+        lines[1:1] = ["bgp community-list standard GSHUT permit 65535:0",
+                      "route-map FROM-NODES permit 10", " match community GSHUT",
+                      " set local-preference 0", "route-map FROM-NODES permit 20"]
+        at = lines.index(" address-family ipv4 unicast") + 1
+        lines[at:at] = [f"  neighbor {n.ip} route-map FROM-NODES in" for n in c.nodes]
+        return "\n".join(lines) + "\n"
+
+    tor.config = with_policy  # type: ignore[method-assign]
+    manifests = c.manifests
+
+    def with_services() -> list[dict[str, object]]:
+        docs = manifests()
+        docs[0]["spec"]["serviceClusterIPs"] = [{"cidr": "10.96.0.0/12"}]
+        return docs
+
+    c.manifests = with_services  # type: ignore[method-assign]
+    c.write_resources()
+    c.start_all()
+    try:
+        def best() -> tuple[str | None, dict[str, object]]:
+            """The best path's next hop, and each path's LOCAL_PREF by next hop (FRR leaves
+            it out where it is the default)."""
+            data = json.loads(tor.vtysh("show bgp ipv4 unicast 10.96.0.0/12 json") or "{}")
+            paths = data.get("paths") or []
+            chosen = next((p for p in paths if (p.get("bestpath") or {}).get("overall")), None)
+            hop = chosen["nexthops"][0]["ip"] if chosen else None
+            return hop, {p["nexthops"][0]["ip"]: p.get("locPrf") for p in paths}
+
+        both = {n0.ip: None, n1.ip: None}
+        c.wait(lambda: best() == (n0.ip, both), 60, "the range best through node-0")
+        c.bgpd(n0, "drain")
+        c.wait(lambda: best() == (n1.ip, {**both, n0.ip: 0}), 10,
+               "best through node-1 once node-0 drains")
+        c.bgpd(n0, "undrain")  # (which is best then: FRR keeps the older of equal paths)
+        c.wait(lambda: best()[1] == both, 10, "node-0's path at the default preference again")
+    finally:
+        c.stop_all()

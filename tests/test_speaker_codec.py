@@ -421,3 +421,10 @@ def test_each_command_carries_one_family_to_peers_of_that_family(
         now += 1.0
     for peer, table in pacer.wire.items():
         assert all(p.version == peer.version for p in table)
+
+
+def test_a_route_refresh_from_the_peer_is_an_event_not_a_malformed_line() -> None:
+    line = (f'{{ {HEAD}, "type": "refresh", {NEIGHBOR}, "direction": "receive", '
+            '"route-refresh": { "afi": "ipv4", "safi": "unicast", "subtype": "query" } } }')
+    assert codec.decode(line) == codec.Refresh(ip_address("198.51.100.2"), "ipv4 unicast",
+                                               "query")

@@ -118,7 +118,18 @@ class Notification:
     text: str
 
 
-Event = (Ack | Text | Malformed | PeerState | Open | Update | EndOfRib | Notification)
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """A ROUTE-REFRESH from the peer (RFC 2918; RFC 7313's subtypes): ExaBGP answers it from
+    what it has sent."""
+
+    peer: Address
+    family: str  # "ipv4 unicast"
+    subtype: str  # as ExaBGP names RFC 7313's: a request, or the start or end of a refresh
+
+
+Event = (Ack | Text | Malformed | PeerState | Open | Update | EndOfRib | Notification
+         | Refresh)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +202,10 @@ def _decode_message(message: dict[str, Any], dialect: Dialect) -> Event:
         if text is None and "neighbor" in message:
             text = json.dumps(message["neighbor"].get("message", {}))
         return Notification(peer, str(text))
+    if kind == "refresh":
+        refresh = message["neighbor"]["route-refresh"]
+        return Refresh(_peer(message), f"{refresh['afi']} {refresh['safi']}",
+                       str(refresh.get("subtype", "")))
     raise ValueError(f"unexpected message type {kind!r}")
 
 

@@ -112,6 +112,7 @@ class CoreStats:
     unexpected_states: int = 0
     stray_acks: int = 0
     malformed: int = 0
+    refreshes_received: int = 0  # ROUTE-REFRESH from peers (ExaBGP answers them)
 
 
 @dataclass
@@ -258,6 +259,8 @@ class SpeakerCore:
             session = self.peers.get(event.peer)
             if session is not None and session.state is SessionState.ESTABLISHED:
                 return [event]
+        elif isinstance(event, codec.Refresh):
+            self.stats.refreshes_received += 1
         elif isinstance(event, codec.Notification):
             session = self.peers.get(event.peer) if event.peer else None
             if session is not None:

@@ -38,6 +38,7 @@ def update_groups(protocol_cls: Any) -> None:
     names holds — and writes them as one buffer.  A route with ``next-hop self`` (its bytes
     differ per session) is encoded on its own, as ExaBGP does, and a neighbour whose API
     wants each sent UPDATE reported keeps ExaBGP's own path."""
+    from exabgp.bgp.message.update import Update as update_cls
     from exabgp.reactor.protocol import _NOP, _UPDATE
 
     original_new_update = protocol_cls.new_update
@@ -45,6 +46,10 @@ def update_groups(protocol_cls: Any) -> None:
 
     def messages(update: Any, group: tuple[Any, ...], negotiated: Any,
                  include_withdraw: bool) -> list[bytes]:
+        if not isinstance(update, update_cls):  # the outgoing RIB's answer to a peer's
+            # enhanced route refresh (RFC 7313) brackets the routes with ROUTE-REFRESH
+            # messages (BoRR, EoRR): encoded as they are
+            return list(update.messages(negotiated, include_withdraw))
         attributes, nlris = update.attributes, update.nlris
         hop = attributes.get(NEXT_HOP) if hasattr(attributes, "get") else None
         if len(nlris) == 1:  # a reflector's: one client's block per UPDATE
@@ -104,6 +109,8 @@ UNIT = Unit(
         ("exabgp.reactor.network.connection", "Connection.writer", ("self", "data")),
         ("exabgp.rib.outgoing", "OutgoingRIB.updates", ("self", "grouped")),
         ("exabgp.bgp.message.update", "Update.messages",
+         ("self", "negotiated", "include_withdraw")),
+        ("exabgp.bgp.message.refresh", "RouteRefresh.messages",
          ("self", "negotiated", "include_withdraw")),
         ("exabgp.bgp.message.update.attribute", "Attribute.CODE.NEXT_HOP", None),
     ),
