@@ -265,6 +265,20 @@ def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
                      "while its probes go unanswered.\n\n"
                      + table(["node taken down", "packets lost, each run",
                               "ToR still sending to the node gone (s)"], rows))
+    if "outage" in found:
+        full = [x for _, x in found["outage"] if x["outage_s"] >= 600]  # not a smoke run
+        o = full[-1] if full else found["outage"][-1][1]
+        held = o["other_blocks_held_at_end"]
+        rows = [[kind, f"{v['lost']} / {v['sent']}"] for kind, v in o["lost"].items()]
+        parts.append(f"**Reflector outage** (`python -m benchmarks.outage`): both BIRD 2 "
+                     f"reflectors of four nodes (node-0, node-1 BIRD 2; node-2, node-3 bgpd) "
+                     f"killed for {o['outage_s']:.0f} s, their graceful-restart time "
+                     f"{o['restart_time_s']} s; every pod pings every other pod at 50/s. "
+                     "Other nodes' blocks each node still routes at the end: "
+                     + ", ".join(f"{k} {v} of 3" for k, v in held.items())
+                     + f". node-3 deleted from the datastore then: its block gone from "
+                     f"node-2 {o['deleted_node_route_gone_s']} s later.\n\n"
+                     + table(["pairs", "lost / sent"], rows))
     if "bfd" in found:
         r = found["bfd"][-1][1]
         rows = [[what, f"{k['min_ms']} / {k['median_ms']} / {k['max_ms']} ms",

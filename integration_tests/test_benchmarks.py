@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bfd, datastore, drain, ingest, mesh, propagation, reflector, services
+from benchmarks import (
+    bfd,
+    datastore,
+    drain,
+    ingest,
+    mesh,
+    outage,
+    propagation,
+    reflector,
+    services,
+)
 from bgpd.router import RELEASE_AFTER
 from integration_tests.peers import available
 from integration_tests.typha_cluster import GO
@@ -59,6 +69,20 @@ def test_drain_a_drained_node_that_dies_loses_nothing(tmp_path: Path) -> None:
     assert drained["sent"] > 500 and drained["lost"] == 0 and drained["to_dead_node_s"] == 0.0
     bird = drain.run("bird", "kill", tmp_path / "bird", 500)
     assert bird["lost"] > 0 and bird["to_dead_node_s"] == f">{drain.WINDOW}"
+
+
+@pytest.mark.slow
+def test_outage_bgpd_nodes_keep_their_routes_past_the_reflectors_restart_time(
+        tmp_path: Path) -> None:
+    """Both reflectors killed for 10 s, their graceful-restart time 3 s: the bgpd nodes route
+    to every other block throughout and lose no packet between them; the BIRD nodes drop
+    every block; a node deleted from the datastore has its block dropped then."""
+    result = outage.run(10, 3, tmp_path)
+    assert result["lost"]["bgpd-bgpd"]["lost"] == 0 and result["lost"]["bgpd-bgpd"]["sent"] > 0
+    assert result["lost"]["with a BIRD node"]["lost"] > 0
+    assert result["other_blocks_held_at_end"] == {"node-0": 0, "node-1": 0, "node-2": 3,
+                                                  "node-3": 3}
+    assert result["deleted_node_route_gone_s"] > 0
 
 
 def test_propagation_samples(tmp_path: Path) -> None:
