@@ -68,7 +68,8 @@ def _config_source(args: argparse.Namespace) -> tuple[str | None, str, dict[str,
             return node, "static", {"folder": Path(settings.resources)}
         return node, "kubernetes", {
             "kubeconfig": settings.kubeconfig, "namespace": settings.namespace,
-            "node_objects": settings.node_objects, "typha": typha}
+            "node_objects": settings.node_objects,
+            "block_affinities": settings.block_affinities, "typha": typha}
     if args.resources is not None:
         if args.typha:
             raise BgpdError("--typha reads Calico's resources from Typha: it goes with "

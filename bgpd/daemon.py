@@ -135,7 +135,8 @@ class Daemon:
 
                 typha = TyphaConfig.from_environ(os.environ)
             await controller.run_kubernetes(kubeconfig=s.kubeconfig, namespace=s.namespace,
-                                            node_objects=s.node_objects, typha=typha)
+                                            node_objects=s.node_objects,
+                                            block_affinities=s.block_affinities, typha=typha)
             return
         while True:
             await controller.run_static(Path(s.resources))

@@ -33,6 +33,9 @@ class Settings:
     kubeconfig: str | None = None  # kubernetes mode: None = in-cluster service account
     namespace: str = "calico-system"  # where password Secrets live
     node_objects: str = "metadata"  # other nodes: metadata | full (blocks from pod CIDRs)
+    # BlockAffinities watched through the API: this node's own (by Calico >= 3.31's label) or
+    # every node's (retention on the datastore's word needs them)
+    block_affinities: str = "own"
     # programClusterRoutes where the default BGPConfiguration does not set it; None: Calico's
     # default for the cluster's version (ClusterInformation): "EnabledNoEncapOnly" from v3.33
     # (Felix programs IPIP routes), "Enabled" before (BGP programs every pool's routes)
@@ -74,7 +77,8 @@ class Settings:
 
 
 _CHOICES = {"datastore": ("kubernetes", "static"), "log_level": tuple(LEVELS),
-            "node_objects": ("metadata", "full"), "cluster_routes": CLUSTER_ROUTES}
+            "node_objects": ("metadata", "full"), "block_affinities": ("own", "all"),
+            "cluster_routes": CLUSTER_ROUTES}
 _RANGES = {"kernel_protocol": (1, 255), "kernel_table": (1, 2**32 - 1),
            "max_prefixes_per_peer": (1, 10**7), "max_prefixes_external": (1, 10**7)}
 

@@ -63,13 +63,15 @@ def kube_watchers(c: Controller) -> list[kube.Watcher]:
 
 
 def run_controller(srv: KubeServer, tmp_path: Path, scenario: Callable[[Controller], Any],
-                   **controller_args: Any) -> None:
+                   watch: dict[str, Any] | None = None, **controller_args: Any) -> None:
+    """``scenario`` against a controller of node-2 watching ``srv`` (``watch``: more
+    arguments of its ``run_kubernetes``)."""
     path = kubeconfig(srv, tmp_path / "kubeconfig")
 
     async def main() -> None:
         controller = Controller("node-2", **controller_args)
-        task = asyncio.create_task(controller.run_kubernetes(kubeconfig=str(path),
-                                                             namespace="calico-system"))
+        task = asyncio.create_task(controller.run_kubernetes(
+            kubeconfig=str(path), namespace="calico-system", **(watch or {})))
         try:
             await until(lambda: peer_names(controller) == {"Mesh_198_51_100_11",
                                                            "Mesh_198_51_100_13"},
@@ -402,6 +404,27 @@ def test_only_this_nodes_affinities_by_their_hostname_hash(server: KubeServer,
         assert _affinity_nodes(c) == {"node-2"} and server.quorum_lists == 0
 
     run_controller(server, tmp_path, scenario)
+
+
+def test_every_nodes_affinities_when_the_settings_ask_for_them(server: KubeServer,
+                                                               tmp_path: Path) -> None:
+    """``block_affinities: all``: labelled affinities of every node are watched (no label
+    selector), so the other nodes' blocks and their owners are known — what keeping their
+    routes on the datastore's word needs."""
+    for affinity in examples("30-blockaffinities.yaml"):
+        server.put(_labelled(affinity))
+
+    async def scenario(c: Controller) -> None:
+        await until(lambda: len(_affinity_nodes(c)) > 1, 5, "every node's affinities")
+        assert _affinity_nodes(c) == {a["spec"]["node"]
+                                      for a in examples("30-blockaffinities.yaml")}
+        assert c.desired.value is not None
+        owners = {str(block) for block, _ in c.desired.value.block_owners}
+        assert owners and "172.17.2.0/24" not in owners  # the others' blocks, not its own
+        assert not any("labelSelector" in unquote(r) and "blockaffinities" in r
+                       for r in server.requests)
+
+    run_controller(server, tmp_path, scenario, watch={"block_affinities": "all"})
 
 
 def test_every_affinity_while_some_have_no_label(server: KubeServer, tmp_path: Path,

@@ -223,7 +223,7 @@ class Controller:
         await self.recompute()
 
     async def run_kubernetes(self, *, kubeconfig: str | None, namespace: str,
-                             node_objects: str = "metadata",
+                             node_objects: str = "metadata", block_affinities: str = "own",
                              typha: TyphaConfig | None = None) -> None:
         """Watch the API; with ``typha`` (configured), the Calico resources of the "bgp"
         syncer come from Typha instead, the ClusterInformation, Secrets and Services still
@@ -232,7 +232,8 @@ class Controller:
         from node_controller.kube import DependentWatchers, Watcher, api_client, resources
 
         api = await api_client(kubeconfig=kubeconfig)
-        watched = resources(self.node, node_objects=node_objects)
+        watched = resources(self.node, node_objects=node_objects,
+                            block_affinities=block_affinities)
         sources: list[Source] = []
         if typha is not None and typha.enabled:
             from node_controller import typha as typha_client

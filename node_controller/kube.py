@@ -144,15 +144,17 @@ SERVICE_RESOURCES = (
 )
 
 
-def resources(node: str, *, node_objects: str = "metadata") -> tuple[Resource, ...]:
+def resources(node: str, *, node_objects: str = "metadata",
+              block_affinities: str = "own") -> tuple[Resource, ...]:
     """What a node's daemon watches: its own Node in full, the other nodes metadata-only
     (``node_objects="full"``: in full, for clusters whose blocks are the nodes' pod CIDRs),
-    the Calico resources and this node's BlockAffinities."""
+    the Calico resources and this node's BlockAffinities (``block_affinities="all"``: every
+    node's, for retention on the datastore's word and the import guard's other blocks)."""
+    mine = (HOSTNAME_HASH, hostname_hash(node)) if block_affinities == "own" else None
     return (Resource("Node", "nodes", name=node),
             Resource("Node", "nodes", exclude=node, metadata_only=node_objects != "full"),
             *CALICO_RESOURCES,
-            Resource("BlockAffinity", "blockaffinities", CALICO_GROUP,
-                     labelled=(HOSTNAME_HASH, hostname_hash(node))))
+            Resource("BlockAffinity", "blockaffinities", CALICO_GROUP, labelled=mine))
 
 
 class Rescope(Exception):
