@@ -169,6 +169,17 @@ CASES: tuple[Case, ...] = (
          lambda c: u(c, good(c) + attr(0x40, 6, b"\x01")), ACCEPTED, ACCEPTED, "7606 7.6"),
     Case("aggregator-length", "AGGREGATOR of 5 octets",
          lambda c: u(c, good(c) + attr(0xC0, 7, b"\x00" * 5)), ACCEPTED, ACCEPTED, "7606 7.7"),
+    # AS4_PATH and AS4_AGGREGATOR from a speaker that negotiated 4-octet ASes (RFC 6793 4.1:
+    # such a speaker never sends them; the receiver discards them)
+    Case("as4-path-from-new-speaker", "AS4_PATH from a 4-octet speaker",
+         lambda c: u(c, good(c) + attr(0xC0, 17, segment(2, 64999, RAW_AS))),
+         ACCEPTED, ACCEPTED, "6793 4.1 (discarded)"),
+    Case("as4-path-malformed", "AS4_PATH with a segment overrun, from a 4-octet speaker",
+         lambda c: u(c, good(c) + attr(0xC0, 17, bytes([2, 4]) + struct.pack("!I", RAW_AS))),
+         ACCEPTED, ACCEPTED, "6793 4.1, 6 (discarded)"),
+    Case("as4-aggregator-from-new-speaker", "AS4_AGGREGATOR from a 4-octet speaker",
+         lambda c: u(c, good(c) + attr(0xC0, 18, struct.pack("!I", RAW_AS) + ip4(c.peer))),
+         ACCEPTED, ACCEPTED, "6793 4.1 (discarded)"),
     # communities (RFC 7606 7.8, 7.14; RFC 8092 11)
     Case("community-length", "COMMUNITIES of 3 octets",
          lambda c: u(c, good(c) + attr(0xC0, 8, b"\x00\x01\x02")), TAW, TAW, "7606 7.8"),

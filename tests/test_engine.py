@@ -420,6 +420,7 @@ cases = {
     "cluster-list-length": good + attr(0x80, 10, b"\0\1\2"),
     "originator-id": good + attr(0x80, 9, b"\1\2\3\4"),
     "mp-unreach-only": attr(0x80, 15, b"\0\1\1"),
+    "as4-path-overrun": good + attr(0xC0, 17, bytes([2, 4]) + bytes(4)),
 }
 print(json.dumps({f"{name} {kind}": parsed(data, kind == "ebgp")
                   for name, data in cases.items() for kind in ("ebgp", "ibgp")}))
@@ -449,6 +450,8 @@ def test_the_attribute_errors_unit_answers_as_rfc_7606_where_exabgp_does_not() -
         "cluster-list-length ebgp": ("reset 3/5", "kept (no 9)"),  # discarded from eBGP
         "cluster-list-length ibgp": ("reset 3/5", "withdraw"),
         "originator-id ebgp": ("kept", "kept (no 9)"),  # discarded from eBGP
+        "as4-path-overrun ebgp": ("reset 3/11", "kept (no 9)"),  # a 4-octet speaker's:
+        "as4-path-overrun ibgp": ("reset 3/11", "kept (no 9)"),  # discarded unread
     }
     assert applied["empty-as-path ibgp"] == "kept (no 9)"
     assert applied["mp-unreach-only ebgp"] == "kept (no 9)"

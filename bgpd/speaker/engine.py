@@ -19,7 +19,8 @@ relies on:
 * ``notification``: a message that cannot be read gets its NOTIFICATION.
 * ``attribute_errors``: path attribute errors ExaBGP lets through (a long ORIGIN, no AS_PATH,
   confederation segments from an eBGP peer) or answers with a reset (a bad ORIGINATOR_ID or
-  CLUSTER_LIST) handled as RFC 7606 says; an OPEN on an established session ends it (5/3).
+  CLUSTER_LIST, an unreadable AS4_PATH) handled as RFC 7606 and 6793 say; an OPEN on an
+  established session ends it (5/3).
 
 Everything else — what a turn does, timers, the API, the configuration — is ExaBGP's,
 unchanged.

@@ -15,7 +15,10 @@ BIRD 2 in bgpd's place:
 * an ORIGINATOR_ID or CLUSTER_LIST of a bad length resets the session (3/5): RFC 7606 7.9
   and 7.10 ask treat-as-withdraw, and both attributes discarded when an eBGP peer sends them;
 * an OPEN on an established session is dropped without a word: RFC 4271 8.2.2 ends the
-  session with an FSM error, 5/3 "Receive Unexpected Message in Established State" (RFC 6608).
+  session with an FSM error, 5/3 "Receive Unexpected Message in Established State" (RFC 6608);
+* an AS4_PATH or AS4_AGGREGATOR that cannot be read resets the session (3/11), even from a
+  speaker that negotiated 4-octet ASes and so must not send them: RFC 6793 4.1 has such a
+  speaker's discarded unread, and section 6 discards a malformed one (BIRD does both).
 
 Each change is made where ExaBGP decides (the attribute's decoder, the attribute set's parse,
 the message reader); bgpd's codec then sees ExaBGP's own treat-as-withdraw mark.
@@ -51,7 +54,8 @@ def carries(data: bytes, wanted: int) -> bool:
 def _apply() -> None:
     from exabgp.bgp.message import Open
     from exabgp.bgp.message.notification import Notify
-    from exabgp.bgp.message.update.attribute.aspath import CONFED_SEQUENCE, CONFED_SET
+    from exabgp.bgp.message.update.attribute.aggregator import Aggregator4
+    from exabgp.bgp.message.update.attribute.aspath import CONFED_SEQUENCE, CONFED_SET, AS4Path
     from exabgp.bgp.message.update.attribute.attribute import Attribute, TreatAsWithdraw
     from exabgp.bgp.message.update.attribute.attributes import Attributes
     from exabgp.bgp.message.update.attribute.clusterlist import ClusterList
@@ -69,6 +73,20 @@ def _apply() -> None:
         return origin_unpack(data, direction, negotiated)
 
     Origin.unpack = classmethod(unpack_origin)
+
+    # AS4_PATH, AS4_AGGREGATOR: None is ExaBGP's "no attribute" (Attributes.add skips it)
+    def four_octet(original: Any) -> Any:
+        def unpack(cls: Any, data: bytes, direction: Any, negotiated: Any) -> Any:
+            if negotiated is not None and negotiated.asn4:
+                return None  # a NEW speaker's: discarded unread
+            try:
+                return original(data, direction, negotiated)
+            except Notify:
+                return None  # malformed: discarded
+        return classmethod(unpack)
+
+    AS4Path.unpack = four_octet(AS4Path.unpack)
+    Aggregator4.unpack = four_octet(Aggregator4.unpack)
 
     # from an eBGP peer, discarded (the Notify turns into Discard: both are in DISCARD);
     # from an iBGP peer, a bad length withdraws the routes
@@ -154,13 +172,17 @@ UNIT = Unit(
          ("data", "direction", "negotiated")),
         ("exabgp.bgp.message.update.attribute.clusterlist", "ClusterList.unpack",
          ("data", "direction", "negotiated")),
+        ("exabgp.bgp.message.update.attribute.aspath", "AS4Path.unpack",
+         ("data", "direction", "negotiated")),
+        ("exabgp.bgp.message.update.attribute.aggregator", "Aggregator4.unpack",
+         ("data", "direction", "negotiated")),
         ("exabgp.reactor.peer", "FSM.ESTABLISHED", None),
         ("exabgp.reactor.protocol", "Protocol.read_message", ("self",)),
     ),
     attributes=(("exabgp.bgp.message.update.attribute.aspath", "ASPath", ("aspath",)),
                 ("exabgp.reactor.protocol", "Protocol", ("peer",)),
                 ("exabgp.bgp.message.open.capability.negotiated", "Negotiated",
-                 ("local_as", "peer_as"))),
+                 ("local_as", "peer_as", "asn4"))),
     apply=_apply,
     check=_check,
 )
