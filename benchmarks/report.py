@@ -250,20 +250,24 @@ def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
     if "drain" in found:
         runs = [r for _, r in found["drain"]]  # each run a row (the newest last)
         rows = []
-        for engine, stop, what in (("bgpd", "term", "bgpd: cordon, drain, SIGTERM"),
-                                   ("bgpd", "kill", "bgpd: cordon, drain, SIGKILL"),
-                                   ("bird", "term", "BIRD 2 (Calico today): SIGTERM"),
-                                   ("bird", "kill", "BIRD 2 (Calico today): SIGKILL")):
-            mine = [x for x in runs if (x["engine"], x["stop"]) == (engine, stop)][-5:]
-            rows.append([what, ", ".join(str(x["lost"]) for x in mine),
-                         ", ".join(str(x["to_dead_node_s"]) for x in mine)])
-        parts.append("**Drain loss** (`python -m benchmarks.drain --runs 5`): a BIRD 2 ToR "
-                     f"pings a Service on two nodes at {runs[-1]['packets_per_s']}/s while "
+        for tor in ("bird2", "frr"):
+            for engine, stop, what in (("bgpd", "term", "bgpd: cordon, drain, SIGTERM"),
+                                       ("bgpd", "kill", "bgpd: cordon, drain, SIGKILL"),
+                                       ("bird", "term", "BIRD 2 (Calico today): SIGTERM"),
+                                       ("bird", "kill", "BIRD 2 (Calico today): SIGKILL")):
+                mine = [x for x in runs if (x.get("tor", "bird2"), x["engine"], x["stop"])
+                        == (tor, engine, stop)][-5:]
+                if mine:
+                    rows.append([ENGINE_NAMES.get(tor, tor), what,
+                                 ", ".join(str(x["lost"]) for x in mine),
+                                 ", ".join(str(x["to_dead_node_s"]) for x in mine)])
+        parts.append("**Drain loss** (`python -m benchmarks.drain --runs 5 [--tor frr]`): a "
+                     f"ToR pings a Service on two nodes at {runs[-1]['packets_per_s']}/s while "
                      "one is taken down (its link down right after the engine stops). Where the "
                      "ToR goes on sending to the node gone, it does so until the graceful-"
                      "restart time (120 s) and the count is a lower bound: ping sends less "
                      "while its probes go unanswered.\n\n"
-                     + table(["node taken down", "packets lost, each run",
+                     + table(["ToR", "node taken down", "packets lost, each run",
                               "ToR still sending to the node gone (s)"], rows))
     if "outage" in found:
         full = [x for _, x in found["outage"] if x["outage_s"] >= 600]  # not a smoke run

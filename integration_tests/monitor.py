@@ -63,11 +63,13 @@ class RouteMonitor:
 class Pinger:
     """``ping -i interval`` from a namespace; on stop, how many were sent and received."""
 
-    def __init__(self, ns_name: str, dst_ip: str, *, interval: float = 0.05) -> None:
+    def __init__(self, ns_name: str, dst_ip: str, *, interval: float = 0.05,
+                 source: str | None = None) -> None:
         # -q: the summary alone (a line per reply would fill the pipe, 64 KiB, and stop the
-        # sending after about a thousand packets)
+        # sending after about a thousand packets); -I: a flow of its own for ECMP hashing
         self.proc = subprocess.Popen(["ip", "netns", "exec", ns_name, "ping", "-q", "-i",
-                                      str(interval), "-W", "1", dst_ip],
+                                      str(interval), "-W", "1",
+                                      *(["-I", source] if source else []), dst_ip],
                                      stdout=subprocess.PIPE, text=True)
 
     def stop(self) -> tuple[int, int]:
