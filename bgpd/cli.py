@@ -335,6 +335,10 @@ def _takeover(args: argparse.Namespace) -> int:
     except TakeoverError as exc:
         print(f"bgpd takeover: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a socket that stops answering, /proc unreadable, no permission
+        print(f"bgpd takeover: {type(exc).__name__}: {exc} (nothing more was done; BIRD may "
+              "still run: check it before starting bgpd)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -76,3 +76,46 @@ def test_a_reply_of_any_size_is_read(tmp_path: object) -> None:
             assert await request(path, {"command": "routes"}) == rows
 
     asyncio.run(main_())
+
+
+def test_takeover_says_so_when_bird_stops_answering(tmp_path: object,
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A BIRD that greets, answers ``show status`` and then hangs on the next question: a
+    clear error and exit 1, not a traceback, and nothing asked of it beyond the questions."""
+    import socket
+    import threading
+    from pathlib import Path
+
+    from bgpd import takeover
+
+    path = Path(str(tmp_path)) / "bird.ctl"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(4)
+    asked: list[bytes] = []
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        for n in range(2):
+            conn, _ = server.accept()
+            conn.sendall(b"0001 BIRD 2.0.12 ready.\n")
+            asked.append(conn.recv(100))
+            if n == 0:
+                conn.sendall(b"1000-BIRD 2.0.12\n0013 Daemon is up and running\n")
+                conn.close()
+            else:
+                held.append(conn)  # silent from here on
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    monkeypatch.setattr(takeover.ask, "__defaults__", (0.5,))
+    try:
+        assert main(["takeover", "--bird-socket", str(path)]) == 1
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    err = capsys.readouterr().err
+    assert err.startswith("bgpd takeover: TimeoutError") and "nothing more was done" in err
+    assert asked == [b"show status\n", b"show protocols all\n"]
