@@ -49,8 +49,10 @@ def reflector(c: Cluster, address: str, restart_time: int, workdir: Path) -> Bir
 
 def bird_client(confd: Callable[[Node], str], node: Node) -> str:
     """BIRD 2 on a node as confd renders it with the mesh off and a BGPPeer per reflector
-    (its block a blackhole; learned blocks to the kernel; graceful restart on, as confd's
-    bgp_template): :meth:`Cluster.bird_config` with the mesh sessions replaced."""
+    (its block a blackhole; learned blocks to the kernel; one ``Global_<ip>`` protocol per
+    peerIP BGPPeer, graceful restart on from confd's ``bgp_template``:
+    confd/tests/compiled_templates/explicit_peering/global/bird.cfg):
+    :meth:`Cluster.bird_config` with the mesh sessions replaced."""
     lines = [line for line in confd(node).splitlines()
              if not line.startswith("protocol bgp Mesh_")]
     for address in REFLECTORS:
