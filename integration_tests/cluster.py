@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from integration_tests.netns import Namespace, NetLab, sh, tunl0
-from integration_tests.peers import ROUTERS, Bird2, Neighbor, Router
+from integration_tests.peers import ROUTERS, Bird1, Bird2, Neighbor, Router
 from integration_tests.waiting import wait_for
 from node_controller.kube import HOSTNAME_HASH, hostname_hash
 
@@ -115,8 +115,14 @@ class Cluster:
                  pods: int = 0, tor: bool | str = True, tor_originate: tuple[str, ...] = (),
                  bird_nodes: int = 0, datastore: str = "static",
                  kubeconfig: Path | None = None, tor_peer: bool = True,
-                 bird_graceful: bool = True, ipv6: bool = False) -> None:
+                 bird_graceful: bool = True, ipv6: bool = False, bird1_nodes: int = 0,
+                 bird_restarting: bool = False) -> None:
         self.lab, self.workdir, self.mode = lab, workdir, mode
+        # the first ``bird1_nodes`` BIRD nodes run BIRD 1.6 (the lineage calico-node runs;
+        # IPv4, plain routes: stock 1.6 cannot write ``dev tunl0 onlink``), the others BIRD 2
+        self.bird1_nodes = bird1_nodes
+        # BIRD nodes started as calico-node's runit starts BIRD: ``bird -R`` (restarting)
+        self.bird_restarting = bird_restarting
         self.ipv6 = ipv6
         self.bird_graceful = bird_graceful  # BIRD nodes: graceful restart on (Calico's) or off
         self.tor_peer = tor_peer
@@ -335,7 +341,7 @@ class Cluster:
             self.tor.start()
         for n in self.nodes:
             if n.speaker == "bird":
-                self.start_bird(n)
+                self.start_bird(n, graceful=self.bird_restarting)
             else:
                 self.start(n)
 
@@ -422,12 +428,49 @@ class Cluster:
                 f"{NODE_AS}; neighbor {TOR_IP6} as {TOR_AS}; {bgp}}}; }}")
         return lines
 
+    def bird1_config(self, node: Node) -> str:
+        """BIRD 1.6 as confd's templates render it for a mesh node
+        (confd/tests/compiled_templates/mesh/ipip-off/bird.cfg and bird_ipam.cfg): the
+        node's block a blackhole, exported to the kernel and the peers; learned blocks to the
+        kernel; the kernel protocol with ``persist`` and ``graceful restart``; each mesh
+        session from confd's ``bgp_template`` (graceful restart, connect delay 2, retry 5,
+        error wait 5,30, add paths), passive towards a higher address; IPv4 only (bird6 is
+        another process there).  What confd adds for features the lab does not use
+        (communities, filters, metrics from LOCAL_PREF) is left out."""
+        peers = [n for n in self.nodes if n is not node]
+        lines = [
+            f"router id {node.ip};",
+            "protocol device { scan time 2; }",
+            'protocol direct { interface "eth0"; }',
+            "protocol static blocks { "
+            + "".join(f"route {b} blackhole; " for b in [node.block, *node.extra_blocks]) + "}",
+            "protocol kernel { persist; scan time 2; import none; graceful restart; "
+            "merge paths on; export filter { if proto = \"blocks\" then accept; "
+            "if source = RTS_BGP then accept; reject; }; }",
+            f"template bgp bgp_template {{ local as {NODE_AS}; gateway recursive; "
+            "add paths on; graceful restart; connect delay time 2; connect retry time 5; "
+            "error wait time 5,30; }",
+        ]
+        for peer in peers:
+            passive = " passive on;" if peer.ip > node.ip else ""
+            lines.append(
+                f"protocol bgp Mesh_{peer.ip.replace('.', '_')} from bgp_template {{ "
+                f"neighbor {peer.ip} as {NODE_AS}; source address {node.ip}; "
+                "ttl security off; multihop; import all; export filter { "
+                "if proto = \"blocks\" then accept; reject; };" + passive + " }")
+        text = "\n".join(lines) + "\n"
+        return text if self.bird_graceful else text.replace("graceful restart;",
+                                                            "graceful restart off;")
+
     def start_bird(self, node: Node, *, graceful: bool = False) -> None:
-        """BIRD 2 on ``node`` as confd configures it; ``graceful``: as calico-node starts
-        it (``bird -R``, a restarting speaker)."""
-        bird = Bird2(node.ns, node.workdir / "bird", router_id=node.ip, asn=NODE_AS,
-                     neighbors=[])
-        bird.config = lambda: self.bird_config(node)  # type: ignore[method-assign]
+        """BIRD on ``node`` as confd configures it (BIRD 1.6 on the first ``bird1_nodes``,
+        else BIRD 2); ``graceful``: as calico-node starts it (``bird -R``, a restarting
+        speaker)."""
+        bird1 = node.index < self.bird1_nodes
+        bird = (Bird1 if bird1 else Bird2)(node.ns, node.workdir / "bird", router_id=node.ip,
+                                           asn=NODE_AS, neighbors=[])
+        make = self.bird1_config if bird1 else self.bird_config
+        bird.config = lambda: make(node)  # type: ignore[method-assign]
         bird.start(graceful=graceful)
         node.bird = bird
 

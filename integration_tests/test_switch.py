@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from integration_tests.cluster import BGPD, Cluster
+from integration_tests.cluster import BGPD, Cluster, Node
 from integration_tests.monitor import Pinger
 from integration_tests.netns import NetLab
 from integration_tests.peers import available
@@ -129,6 +129,69 @@ def test_bgpd_back_to_bird_loses_nothing(lab: NetLab, tmp_path: Path) -> None:
         deleted = [m.stop() for m in monitors]
         print(f"bgpd to BIRD: {sent - received} of {sent} lost")
         assert sent > 100 and received == sent
+        assert deleted == [[], [], []]
+    finally:
+        c.stop_all()
+
+
+def test_bird1_node_to_bgpd_and_back_beside_bird_and_bgpd_peers(lab: NetLab,
+                                                                tmp_path: Path) -> None:
+    """Calico's own BIRD (the 1.6 lineage), started as calico-node starts it (``bird -R``),
+    with a BIRD 2 peer and a bgpd peer: ``bgpd takeover`` kills it (BIRD 1 has no
+    ``graceful restart`` command; a kill sends nothing), bgpd takes its place, then bgpd is
+    stopped by SIGTERM and BIRD 1.6 started again with ``-R``.  Pods on both peers ping the
+    switched node's pod every 10 ms throughout: none lost, no route deleted on any node."""
+    import signal
+
+    why = available("bird1")
+    if why:
+        pytest.skip(why)
+    c = Cluster(lab, tmp_path, nodes=3, bird_nodes=2, bird1_nodes=1, bird_restarting=True,
+                mode="Never", pods=1, tor=False)
+    node, bird2_peer, bgpd_peer = c.nodes
+    c.start_all()
+    try:
+        def bird_established(n: Node, peers: list[Node]) -> bool:
+            assert n.bird is not None
+            lines = n.bird.cli("show", "protocols").splitlines()
+            return all(any(f"Mesh_{p.ip.replace('.', '_')}" in line and "Established" in line
+                           for line in lines) for p in peers)
+
+        def bgpd_established(n: Node, count: int) -> bool:
+            peers = c.status(n)["peers"]
+            return len(peers) == count and all(p["established"] for p in peers)
+
+        c.wait(c.blocks_everywhere, 60, "routes everywhere")
+        c.wait(lambda: bird_established(node, [bird2_peer, bgpd_peer]), 60,
+               "BIRD 1.6's sessions")
+        assert node.bird is not None and "1.6" in node.bird.cli("show", "status")
+        c.wait(lambda: "recovery in progress" not in node.bird.cli("show", "status"), 60,
+               "BIRD 1.6's start-up recovery (-R) done")
+        monitors = [RouteDeletions(n) for n in c.nodes]
+        pings = [Pinger(p.pods[0].name, node.pod_ips[0], interval=0.01)
+                 for p in (bird2_peer, bgpd_peer)]
+        time.sleep(1)
+
+        said = node.ns.run(*BGPD, "takeover", "--bird-socket", node.bird.sock)
+        assert "killed (SIGKILL" in said, said
+        c.start(node)
+        c.wait(lambda: bgpd_established(node, 2), 60, "bgpd's sessions on node-0")
+        c.wait(lambda: not c.status(node)["rib"]["restarting"], 30, "bgpd's restart done")
+        c.wait(c.blocks_everywhere, 30, "routes everywhere with bgpd on node-0")
+        time.sleep(1)
+
+        c.signal(node, signal.SIGTERM)
+        c.start_bird(node, graceful=True)
+        c.wait(lambda: bird_established(node, [bird2_peer, bgpd_peer]), 60,
+               "BIRD 1.6's sessions again")
+        c.wait(lambda: "recovery in progress" not in node.bird.cli("show", "status"), 60,
+               "BIRD 1.6's graceful restart recovery done")
+        c.wait(c.blocks_everywhere, 30, "routes everywhere with BIRD 1.6 back")
+        time.sleep(1)
+        results = [p.stop() for p in pings]
+        deleted = [m.stop() for m in monitors]
+        print(f"BIRD 1.6 -> bgpd -> BIRD 1.6: {results} (sent, received); {said}")
+        assert all(sent > 300 and received == sent for sent, received in results), results
         assert deleted == [[], [], []]
     finally:
         c.stop_all()

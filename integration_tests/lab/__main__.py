@@ -4,22 +4,23 @@
                                        [--bird-nodes K] [--tor bird|frr|gobgp|none]
                                        [--ipv6] [--state-dir DIR]
     python -m integration_tests.lab exec NODE [--pod I] -- CMD...
-    python -m integration_tests.lab switch NODE --to bgpd
+    python -m integration_tests.lab switch NODE --to bgpd|bird
     python -m integration_tests.lab down [--state-dir DIR]
 
-``up`` builds nodes (``eth0`` on a shared fabric, ``tunl0``, two pods each with Felix's
-``/32`` route), starts the Kubernetes API test server loaded with the cluster's Calico
-resources (IPPool 172.17.0.0/12 with /24 blocks, Nodes, BlockAffinities, the default
-BGPConfiguration), runs bgpd on each node — or BIRD 2 configured as Calico's confd does on
-the first K — and a top-of-rack router, waits for the routes, prints each node's routes,
-``bgpd status`` and a pod-to-pod ping matrix, and leaves everything running.  ``--ipv6``
-makes it dual stack as Calico runs it (see :mod:`integration_tests.cluster`): an IPv6 pool
-of /122 blocks beside the IPv4 one, nodes, pods and the ToR with both families, the BIRD
-nodes configured as confd configures bird and bird6, and a ping6 matrix too.  ``switch``
-turns a BIRD node into a bgpd node as docs/switching.md does it (``bgpd takeover``, then bgpd
-started at once).  It writes ``DIR/kubeconfig`` (for ``kubectl``) and ``DIR/lab.json``.
-``down`` removes all of it, also after a crash (it finds its namespaces by their ``bgpdlab-``
-names).
+``up`` builds nodes (``eth0`` on a shared fabric, ``tunl0``, two pods each with Felix's ``/32``
+route), starts the Kubernetes API test server loaded with the cluster's Calico resources (IPPool
+172.17.0.0/12 with /24 blocks, Nodes, BlockAffinities, the default BGPConfiguration), runs bgpd
+on each node — or BIRD 2 configured as Calico's confd does on the first K, started as
+calico-node starts it (``bird -R``) — and a top-of-rack router, waits for the routes, prints each
+node's routes, ``bgpd status`` and a pod-to-pod ping matrix, and leaves everything running.
+``--ipv6`` makes it dual stack as Calico runs it (see :mod:`integration_tests.cluster`): an IPv6
+pool of /122 blocks beside the IPv4 one, nodes, pods and the ToR with both families, the BIRD
+nodes configured as confd configures bird and bird6, and a ping6 matrix too. ``switch`` turns a
+BIRD node into a bgpd node as docs/switching.md does it (``bgpd takeover``, then bgpd started at
+once), or a bgpd node into a BIRD node (bgpd stopped by SIGTERM, which withdraws nothing, then
+BIRD 2 started with ``-R`` from the configuration confd would give it). It writes
+``DIR/kubeconfig`` (for ``kubectl``) and ``DIR/lab.json``. ``down`` removes all of it, also
+after a crash (it finds its namespaces by their ``bgpdlab-`` names).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +85,8 @@ def up(args: argparse.Namespace) -> int:
     tor = None if args.tor == "none" else {"bird": "bird2"}.get(args.tor, args.tor)
     cluster = Cluster(lab, state, nodes=args.nodes, mode=mode, pods=2, tor=tor or False,
                       tor_originate=(), bird_nodes=args.bird_nodes, datastore="kubernetes",
-                      kubeconfig=state / "kubeconfig-nodes", ipv6=args.ipv6)
+                      kubeconfig=state / "kubeconfig-nodes", ipv6=args.ipv6,
+                      bird_restarting=True)
     api_ns = lab.namespace("api")
     port = f"v{len(lab.namespaces)}"
     lab.veth(api_ns, "eth0", cluster.fabric, port)
@@ -95,9 +98,12 @@ def up(args: argparse.Namespace) -> int:
     if cluster.router_ns is not None:  # nodes on the second subnet reach the API server
         api_ns.ip("route", "add", "198.51.101.0/24", "via", "198.51.100.254")
     cluster.start_all()
-    for n in cluster.nodes:  # (BIRD nodes: what `switch --to bgpd` starts them with)
+    for n in cluster.nodes:  # what `switch` starts: bgpd's settings, BIRD's configuration
         if n.speaker == "bird":
             cluster.settings(n)
+        else:
+            (n.workdir / "bird").mkdir(parents=True, exist_ok=True)
+            (n.workdir / "bird" / "bird.conf").write_text(cluster.bird_config(n))
     print(f"lab: {args.nodes} nodes ({args.bird_nodes} running BIRD), mode {mode}, "
           f"tunl0: {cluster.nodes[0].tunl0}, ToR: {args.tor}"
           + (", dual stack" if args.ipv6 else ""))
@@ -280,21 +286,25 @@ def lab_exec(args: argparse.Namespace) -> int:
 
 def switch(args: argparse.Namespace) -> int:
     """``switch NODE --to bgpd``: a BIRD node becomes a bgpd node as README's switch does it
-    — ``bgpd takeover`` (BIRD leaves without a Cease), then bgpd started at once."""
+    — ``bgpd takeover`` (BIRD leaves without a Cease), then bgpd started at once.
+    ``--to bird``: bgpd stopped by SIGTERM (it withdraws nothing; its peers keep its routes
+    for their restart time), then BIRD 2 started as calico-node starts it (``bird -R``)."""
     state = Path(args.state_dir)
     data = read_lab(state)
+    source = "bird" if args.to == "bgpd" else "bgpd"
     node = next((n for n in data["nodes"] if n["name"] == args.node), None)
-    if node is None or node["speaker"] != "bird":
-        raise SystemExit(f"{args.node} is not a BIRD node of the lab (BIRD nodes: "
-                         + ", ".join(n["name"] for n in data["nodes"] if n["speaker"] == "bird")
+    if node is None or node["speaker"] != source:
+        raise SystemExit(f"{args.node} is not a {source} node of the lab ({source} nodes: "
+                         + ", ".join(n["name"] for n in data["nodes"] if n["speaker"] == source)
                          + ")")
-    ns = node["namespace"]
+    ns, workdir = node["namespace"], Path(node["settings"]).parent
+    if args.to == "bird":
+        return _to_bird(state, data, node, ns, workdir)
     took = subprocess.run(["ip", "netns", "exec", ns, *BGPD, "takeover", "--bird-socket",
                            node["bird_socket"]], capture_output=True, text=True)
     print((took.stdout + took.stderr).strip())
     if took.returncode:
         return took.returncode
-    workdir = Path(node["settings"]).parent
     with open(workdir / "bgpd.log", "ab") as log:
         proc = subprocess.Popen(["ip", "netns", "exec", ns, *BGPD, "run", "--config",
                                  node["settings"]], stdout=log, stderr=subprocess.STDOUT,
@@ -305,6 +315,41 @@ def switch(args: argparse.Namespace) -> int:
     print(f"{args.node}: bgpd started (pid {proc.pid}, log {workdir / 'bgpd.log'}); "
           f"`.venv/bin/bgpd status --socket {node['socket']}` shows its sessions")
     return 0
+
+
+def _to_bird(state: Path, data: dict[str, Any], node: dict[str, Any], ns: str,
+             workdir: Path) -> int:
+    bird = workdir / "bird"
+    if not (bird / "bird.conf").exists():
+        raise SystemExit(f"{node['name']} has no BIRD configuration ({bird / 'bird.conf'}; "
+                         "`up` writes one for every node): bring the lab up again")
+    pid = node["pid"]
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bgpd (pid {pid}) on {node['name']} did not stop in 30 s")
+            time.sleep(0.05)
+    sock, pidfile = bird / "bird.ctl", bird / "pid"
+    subprocess.run(["ip", "netns", "exec", ns, "bird", "-R", "-c", str(bird / "bird.conf"),
+                    "-s", str(sock), "-P", str(pidfile)], check=True)
+    node.update(speaker="bird", pid=None, bird_pidfile=str(pidfile), bird_socket=str(sock))
+    (state / "lab.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(f"{node['name']}: bgpd stopped, BIRD 2 started with -R (socket {sock}); "
+          f"`ip netns exec {ns} birdc -s {sock} show protocols` shows its sessions")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):  # a zombie (the lab's own child) is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
 
 
 def main() -> int:
@@ -330,10 +375,11 @@ def main() -> int:
     p_exec.add_argument("command", nargs=argparse.REMAINDER,
                         help="[--pod I] [--state-dir D] -- CMD...")
     p_exec.set_defaults(func=lab_exec)
-    p_switch = sub.add_parser("switch", help="a BIRD node to bgpd, losing nothing "
-                                             "(bgpd takeover, then bgpd started)")
+    p_switch = sub.add_parser("switch", help="a BIRD node to bgpd (bgpd takeover, then bgpd "
+                                             "started) or back (bgpd stopped, bird -R), "
+                                             "losing nothing")
     p_switch.add_argument("node")
-    p_switch.add_argument("--to", choices=["bgpd"], default="bgpd")
+    p_switch.add_argument("--to", choices=["bgpd", "bird"], default="bgpd")
     p_switch.set_defaults(func=switch)
     args = parser.parse_args()
     for key in ("state_dir_up", "state_dir_down"):
