@@ -87,7 +87,21 @@ def status(router: Router, speaker: Speaker, kernel: KernelSync) -> dict[str, An
         "bfd": bfd_status(router, list(bfd.values())),
         "errors": [e.as_dict() for e in router.errors],
         "notices": [e.as_dict() for e in config.notices] if config else [],
+        "cluster_routes": cluster_routes(router),
     }
+
+
+def cluster_routes(router: Router) -> dict[str, Any] | None:
+    """Who programs the routes to other nodes' blocks, per kind of pool (Calico's
+    programClusterRoutes split), and Felix's half where a FelixConfiguration sets it."""
+    config, rib = router.config, router.rib
+    if config is None or rib is None:
+        return None
+    ours = rib.ctx.cluster_routes
+    return {"ipip": "bgpd" if ours.ipip else "Felix",
+            "no_encap": "bgpd" if ours.no_encap else "Felix",
+            "felix": config.felix_cluster_routes,
+            "felix_configuration": config.felix_configuration}
 
 
 def routes(router: Router, kernel: KernelSync, *, prefix: str | None = None,

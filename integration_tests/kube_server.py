@@ -105,7 +105,7 @@ _TYPES: dict[str, Callable[[object], bool]] = {
 def validate(value: object, schema: dict[str, Any], path: str = "") -> None:
     """The subset of OpenAPI v3 the CRDs use: type, properties, required, items, enum,
     minimum, maximum, pattern; unknown fields are refused (structural schemas prune them,
-    we report them, which a test can see)."""
+    we report them, which a test can see) unless ``x-kubernetes-preserve-unknown-fields``."""
     import re
 
     kind = schema.get("type")
@@ -127,7 +127,7 @@ def validate(value: object, schema: dict[str, Any], path: str = "") -> None:
                 raise SchemaError(f"{path}.{key}".lstrip("."), "required")
         for key, item in value.items():
             if key not in props:
-                if schema is not None and path != "metadata":
+                if path != "metadata" and not schema.get("x-kubernetes-preserve-unknown-fields"):
                     raise SchemaError(f"{path}.{key}".lstrip("."), "unknown field")
                 continue
             validate(item, props[key], f"{path}.{key}".lstrip("."))

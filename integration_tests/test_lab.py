@@ -429,6 +429,43 @@ def test_felix_owns_the_ipip_routes_when_the_cluster_says_so(lab: NetLab,
         assert c.ping(n0.pods[0], n1.pod_ips[0])
 
 
+def test_felix_configuration_takes_its_half_of_the_cluster_routes(lab: NetLab,
+                                                                  tmp_path: Path) -> None:
+    """tigera-operator's ``clusterRoutingMode: Felix`` writes FelixConfiguration
+    ``programClusterRoutes: Enabled``: bgpd leaves every cluster route to Felix (its own
+    blackhole stays, its block still goes to the peers and the ToR); a BGPConfiguration
+    claiming them too is reported, and bgpd still leaves them; the node's own
+    FelixConfiguration comes first, as Felix reads it."""
+    with k8s_cluster(lab, tmp_path, nodes=2, mode="Always", pods=1) as (c, server):
+        n0, n1 = c.nodes
+        assert c.tor is not None
+        c.wait(c.blocks_everywhere, 60, "routes everywhere")
+        server.put(c.calico("FelixConfiguration", "default", {
+            "programClusterRoutes": "Enabled", "bpfEnabled": False}))
+        c.wait(lambda: all(n.routes() == {f"blackhole {n.block} proto bird"} for n in c.nodes),
+               30, "bgpd leaving the cluster routes to Felix")
+        assert n0.block in c.tor.routes_from(n0.ip)
+        assert c.status(n0)["cluster_routes"] == {
+            "ipip": "Felix", "no_encap": "Felix", "felix": "Enabled",
+            "felix_configuration": "default"}
+        server.put(c.calico("BGPConfiguration", "default", {
+            "asNumber": NODE_AS, "nodeToNodeMeshEnabled": True, "programClusterRoutes": "Enabled"}))
+
+        def reported() -> bool:
+            return any(x["field"] == "spec.programClusterRoutes"
+                       and "left to Felix" in x["message"] for x in c.status(n0)["notices"])
+
+        c.wait(reported, 30, "the pair that both claim reported")
+        assert all(n.routes() == {f"blackhole {n.block} proto bird"} for n in c.nodes)
+        server.put(c.calico("FelixConfiguration", f"node.{n0.name}", {
+            "programClusterRoutes": "Disabled"}))
+        c.wait(lambda: any(n1.block in r for r in n0.routes()), 30,
+               "node-0 programming them: its own FelixConfiguration leaves them to BGP")
+        assert n1.routes() == {f"blackhole {n1.block} proto bird"}
+        assert c.status(n0)["cluster_routes"]["ipip"] == "bgpd"
+        assert c.status(n1)["cluster_routes"]["ipip"] == "Felix"
+
+
 SERVICE = """\
 apiVersion: v1
 kind: Service

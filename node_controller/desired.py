@@ -49,6 +49,7 @@ from node_controller.models import (
     BGPPeer,
     BlockAffinity,
     ClusterInformation,
+    FelixConfiguration,
     IPPool,
     LocalWorkload,
     Node,
@@ -58,11 +59,17 @@ from node_controller.models import (
 )
 from node_controller.services import ServiceRoute, excluded, service_routes
 from node_controller.store import Store
-from ribs.context import Advertisement
+from ribs.context import Advertisement, ClusterRoutes
 from ribs.policy import NORMAL_PRIORITY
 from ribs.types import Address, Prefix
 
 DEFAULT_PORT = 179
+#: programClusterRoutes: what BGP programs when Felix programs the key (Calico's supported
+#: pairs, design/cluster-route-programming/DESIGN.md §1; tigera-operator's
+#: felixProgramClusterRoutesValue / birdProgramClusterRoutesValue)
+FELIX_COMPLEMENT = {"Enabled": "Disabled", "Disabled": "Enabled",
+                    "EnabledIPIPOnly": "EnabledNoEncapOnly",
+                    "EnabledNoEncapOnly": "EnabledIPIPOnly"}
 DEFAULT_RESTART_TIME = 120.0
 
 
@@ -136,6 +143,10 @@ class DesiredConfig:
     peers: tuple[PeerConfig, ...] = ()
     log_severity: str = "Info"
     cluster_routes: str | None = None  # programClusterRoutes of the default BGPConfiguration
+    # Felix's programClusterRoutes for this node (FelixConfiguration node.<name>, else
+    # default), where one sets it, and the object that does
+    felix_cluster_routes: str | None = None
+    felix_configuration: str | None = None
     # the cluster is on Calico v3.33 or later (ClusterInformation): its route priorities, and
     # its programClusterRoutes default (EnabledNoEncapOnly)
     calico_v3_33: bool = False
@@ -158,9 +169,12 @@ class DesiredConfig:
 
     def program_cluster_routes(self, setting: str | None = None) -> str:
         """Which pools' cluster routes BGP programs: the BGPConfiguration's
-        ``programClusterRoutes``, else ``setting`` (bgpd's ``cluster_routes``), else Calico's
-        default for the cluster's version."""
+        ``programClusterRoutes``, else ``setting`` (bgpd's ``cluster_routes``), else what
+        Felix's leaves (the pair complementary, as tigera-operator writes it), else Calico's
+        default for the cluster's version.  The pools Felix programs are left to it even so
+        (see :func:`bgpd.translate.node_context`)."""
         return (self.cluster_routes or setting
+                or FELIX_COMPLEMENT.get(self.felix_cluster_routes or "")
                 or ("EnabledNoEncapOnly" if self.calico_v3_33 else "Enabled"))
 
     def as_dict(self) -> dict[str, Any]:
@@ -170,6 +184,8 @@ class DesiredConfig:
             "listen_port": self.listen_port,
             "bind_addresses": [str(a) for a in self.bind_addresses],
             "cluster_routes": self.cluster_routes,
+            "felix_cluster_routes": self.felix_cluster_routes,
+            "felix_configuration": self.felix_configuration,
             "calico_v3_33": self.calico_v3_33,
             "normal_priority": {"v4": self.normal_priority_v4, "v6": self.normal_priority_v6},
             "node_address": str(self.node_address) if self.node_address else None,
@@ -486,6 +502,31 @@ class _Builder:
                         f"{pool.cidr} overlaps this node's subnet {own.network}: no route "
                         "into the subnet is taken from a peer, whatever the pool")))
 
+    def cluster_route_split(self, bgp: str, felix: FelixConfiguration) -> None:
+        """Both halves of the split set by hand: a class both claim is left to Felix (a
+        notice), a class neither claims is an error (its pods are unreachable from other
+        nodes), bgpd following its BGPConfiguration as BIRD would."""
+        ours, theirs = ClusterRoutes.named(bgp), ClusterRoutes.named(
+            felix.program_cluster_routes or "")
+        where = (f"FelixConfiguration {felix.name!r} spec.programClusterRoutes is "
+                 f"{felix.program_cluster_routes}")
+        both = [n for n, a, b in (("IPIP", ours.ipip, theirs.ipip),
+                                  ("unencapsulated", ours.no_encap, theirs.no_encap)) if a and b]
+        neither = [n for n, a, b in (("IPIP", ours.ipip, theirs.ipip),
+                                     ("unencapsulated", ours.no_encap, theirs.no_encap))
+                   if not a and not b]
+        if both:
+            self.notices.append(ResourceError("BGPConfiguration", "default",
+                                              "spec.programClusterRoutes", (
+                f"{bgp}, but {where}: the cluster routes of {' and '.join(both)} pools are "
+                "left to Felix (both programming them would fight)")))
+        if neither:
+            self.errors.append(ResourceError("BGPConfiguration", "default",
+                                             "spec.programClusterRoutes", (
+                f"{bgp}, and {where}: the cluster routes of {' and '.join(neither)} pools "
+                "are programmed by neither, so their pods are unreachable from other nodes "
+                "(make the two complementary)")))
+
     def advertisements(self) -> tuple[Advertisement, ...]:
         source = (self.own_config if self.own_config and self.own_config.prefix_advertisements
                   else self.default)
@@ -580,6 +621,11 @@ def desired_config(store: Store, node_name: str,
     held = b.held(me)
     info = store.get(ClusterInformation, "default")
     bfd = b.bfd_configuration(me)
+    felix = next((f for f in (store.get(FelixConfiguration, f"node.{node_name}"),
+                              store.get(FelixConfiguration, "default"))
+                  if f is not None and f.program_cluster_routes), None)
+    if felix is not None and default.program_cluster_routes:
+        b.cluster_route_split(default.program_cluster_routes, felix)
     return DesiredConfig(
         node=node_name,
         local_as=b.node_as(me),
@@ -603,6 +649,8 @@ def desired_config(store: Store, node_name: str,
         peers=tuple(peers),
         log_severity=log,
         cluster_routes=default.program_cluster_routes,
+        felix_cluster_routes=felix.program_cluster_routes if felix else None,
+        felix_configuration=felix.name if felix else None,
         calico_v3_33=info is not None and info.v3_33,
         normal_priority_v4=default.normal_priority_v4 or NORMAL_PRIORITY,
         normal_priority_v6=default.normal_priority_v6 or NORMAL_PRIORITY,

@@ -154,7 +154,10 @@ def resources(node: str, *, node_objects: str = "metadata",
     return (Resource("Node", "nodes", name=node),
             Resource("Node", "nodes", exclude=node, metadata_only=node_objects != "full"),
             *CALICO_RESOURCES,
-            Resource("BlockAffinity", "blockaffinities", CALICO_GROUP, labelled=mine))
+            Resource("BlockAffinity", "blockaffinities", CALICO_GROUP, labelled=mine),
+            # Felix's half of the cluster-route split, as Felix reads it
+            *(Resource("FelixConfiguration", "felixconfigurations", CALICO_GROUP, name=name)
+              for name in ("default", f"node.{node}")))
 
 
 class Rescope(Exception):

@@ -852,6 +852,23 @@ def parse_secret(obj: Mapping[str, Any]) -> Secret:
 
 
 @dataclass(frozen=True, slots=True)
+class FelixConfiguration:
+    """Felix's half of Calico's cluster-route split (``spec.programClusterRoutes``, Calico
+    v3.33): which pools' routes to other nodes' blocks Felix programs.  Felix reads the
+    ``default`` object and this node's ``node.<name>``, the latter first; so does bgpd.
+    tigera-operator writes it (with BGPConfiguration's) from the Installation's
+    ``clusterRoutingMode``.  Its other fields are Felix's own and are not read."""
+
+    name: str
+    program_cluster_routes: str | None = None
+
+
+def parse_felix_configuration(obj: Mapping[str, Any]) -> FelixConfiguration:
+    return FelixConfiguration(_name(obj), _str(obj, "spec.programClusterRoutes",
+                                                choices=CLUSTER_ROUTES))
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterInformation:
     """The cluster's Calico version (``ClusterInformation`` ``default``, ``spec.calicoVersion``,
     written by calico-node and kube-controllers): what the other nodes' confd renders depends
@@ -1012,13 +1029,14 @@ PARSERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "Node": parse_node,
     "Secret": parse_secret,
     "ClusterInformation": parse_cluster_information,
+    "FelixConfiguration": parse_felix_configuration,
     "Service": parse_service,
     "EndpointSlice": parse_endpoint_slice,
 }
 CALICO_GROUPS = ("crd.projectcalico.org/v1", "projectcalico.org/v3")
 
 Model = (BGPConfiguration | BGPPeer | BGPFilter | BFDConfiguration | IPPool | BlockAffinity
-         | Node | Secret | ClusterInformation | Service | EndpointSlice)
+         | Node | Secret | ClusterInformation | FelixConfiguration | Service | EndpointSlice)
 KUBERNETES_VERSIONS = {"Node": ("v1",), "Secret": ("v1",), "Service": ("v1",),
                        "EndpointSlice": ("discovery.k8s.io/v1",)}
 

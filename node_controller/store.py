@@ -29,6 +29,7 @@ from node_controller.models import (
     BlockAffinity,
     ClusterInformation,
     EndpointSlice,
+    FelixConfiguration,
     IPPool,
     Model,
     Node,
@@ -41,7 +42,8 @@ KINDS: dict[str, type] = {
     "BGPConfiguration": BGPConfiguration, "BGPPeer": BGPPeer, "BGPFilter": BGPFilter,
     "BFDConfiguration": BFDConfiguration,
     "IPPool": IPPool, "BlockAffinity": BlockAffinity, "Node": Node, "Secret": Secret,
-    "ClusterInformation": ClusterInformation, "Service": Service,
+    "ClusterInformation": ClusterInformation, "FelixConfiguration": FelixConfiguration,
+    "Service": Service,
     "EndpointSlice": EndpointSlice,
 }
 # named namespace/name in the store; not configuration, so never kept as a last valid version

@@ -38,6 +38,11 @@ class ClusterRoutes:
         return cls(ipip=value in ("Enabled", "EnabledIPIPOnly"),
                    no_encap=value in ("Enabled", "EnabledNoEncapOnly"))
 
+    def without(self, other: ClusterRoutes) -> ClusterRoutes:
+        """These, less the pools ``other`` programs (Felix's: never both)."""
+        return ClusterRoutes(ipip=self.ipip and not other.ipip,
+                             no_encap=self.no_encap and not other.no_encap)
+
 
 @dataclass(frozen=True, slots=True)
 class Pool:

@@ -121,3 +121,61 @@ def test_the_calico_node_patch_leaves_bgp_to_bgpd_and_keeps_the_probes(tmp_path:
     check = subprocess.run([tool("kubernetes-validate"), "--strict", str(out)],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+#: What tigera-operator writes and accepts, from its source (tigera/operator, 2026-08):
+#: the enums of api/v1/installation_types.go; core_controller.go's
+#: felixProgramClusterRoutesValue / birdProgramClusterRoutesValue (what clusterRoutingMode
+#: writes into FelixConfiguration and BGPConfiguration default); validation.go's rule that an
+#: IPIP or unencapsulated pool needs BGP unless Felix owns its cluster routes.
+OPERATOR_MODES = {"BIRD": ("Disabled", "Enabled"), "Felix": ("Enabled", "Disabled"),
+                  "FelixIPIPOnly": ("EnabledIPIPOnly", "EnabledNoEncapOnly")}
+OPERATOR_ENCAPSULATIONS = ("IPIPCrossSubnet", "IPIP", "VXLAN", "VXLANCrossSubnet", "None")
+
+
+def test_the_operator_installation_is_accepted_and_leaves_bgpd_announcing() -> None:
+    """``config/kubernetes/operator/installation.yaml``: an Installation the operator accepts
+    with BGP disabled; what it then writes (FelixConfiguration and BGPConfiguration
+    ``programClusterRoutes``) given to bgpd: no cluster route programmed by bgpd, its block
+    still announced.  (No cluster, no operator here: the rules are the operator's, restated
+    from its source; the DaemonSet beside it is config/kubernetes/bgpd.yaml, validated above.)"""
+    from bgpd.translate import node_context
+    from node_controller.desired import desired_config
+    from node_controller.store import Store
+
+    doc = yaml.safe_load((ROOT / "config/kubernetes/operator/installation.yaml").read_text())
+    assert (doc["apiVersion"], doc["kind"], doc["metadata"]["name"]) == (
+        "operator.tigera.io/v1", "Installation", "default")
+    network = doc["spec"]["calicoNetwork"]
+    assert network["bgp"] == "Disabled"
+    mode = network.get("clusterRoutingMode", "FelixIPIPOnly")  # the operator's default
+    felix, bgp = OPERATOR_MODES[mode]
+    for pool in network["ipPools"]:
+        encapsulation = pool.get("encapsulation", "IPIP")
+        assert encapsulation in OPERATOR_ENCAPSULATIONS
+        if encapsulation in ("IPIP", "IPIPCrossSubnet"):
+            assert mode != "BIRD", "the operator refuses: IPIP needs BGP in BIRD mode"
+        if encapsulation == "None":
+            assert mode == "Felix", "the operator refuses: no-encap needs BGP unless Felix"
+    store = Store()
+    pool = network["ipPools"][0]
+    for obj in (
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "annotations": {
+            "projectcalico.org/IPv4Address": "10.0.0.1/24"}}},
+        {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+         "metadata": {"name": pool["name"]},
+         "spec": {"cidr": pool["cidr"], "blockSize": pool["blockSize"], "ipipMode": "Always"}},
+        {"apiVersion": "crd.projectcalico.org/v1", "kind": "BlockAffinity",
+         "metadata": {"name": "n1-172-17-1-0-24"},
+         "spec": {"node": "n1", "cidr": "172.17.1.0/24", "state": "confirmed"}},
+        {"apiVersion": "crd.projectcalico.org/v1", "kind": "FelixConfiguration",
+         "metadata": {"name": "default"}, "spec": {"programClusterRoutes": felix}},
+        {"apiVersion": "crd.projectcalico.org/v1", "kind": "BGPConfiguration",
+         "metadata": {"name": "default"}, "spec": {"programClusterRoutes": bgp}},
+    ):
+        store.apply(obj)
+    config = desired_config(store, "n1")
+    assert not config.errors and not config.notices
+    routes = node_context(config).cluster_routes
+    assert (routes.ipip, routes.no_encap) == (False, mode == "FelixIPIPOnly")
+    assert [str(p) for p in config.announce] == ["172.17.1.0/24"]

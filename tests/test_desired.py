@@ -371,6 +371,63 @@ def test_program_cluster_routes_default_follows_the_version() -> None:
     assert build(me, v333, explicit).program_cluster_routes("Enabled") == "Disabled"
 
 
+
+def test_felix_configuration_takes_its_half_of_the_cluster_routes() -> None:
+    """Felix's programClusterRoutes (node.<name> before default, as Felix reads it): BGP
+    takes the complement where the BGPConfiguration does not say (tigera-operator writes
+    the pair; a hand-set Felix half alone is completed); both set by hand and not
+    complementary: a class both claim is left to Felix (notice), one neither claims is an
+    error naming both objects."""
+    from bgpd.translate import node_context
+
+    me = node("n9", "10.0.0.9/24")
+    v333 = calico("ClusterInformation", "default", calicoVersion="v3.33.1")
+
+    def felix(name: str, value: str) -> dict[str, Any]:
+        return calico("FelixConfiguration", name, programClusterRoutes=value,
+                      bpfEnabled=False)  # Felix's other fields: not read
+
+    def routes(config: DesiredConfig) -> tuple[bool, bool]:
+        ctx = node_context(config, import_guard=True)
+        return ctx.cluster_routes.ipip, ctx.cluster_routes.no_encap
+
+    # the operator's clusterRoutingMode: Felix (Felix Enabled, BGP Disabled): BGP programs none
+    operator = build(me, v333, felix("default", "Enabled"),
+                     calico("BGPConfiguration", "default", programClusterRoutes="Disabled"))
+    assert routes(operator) == (False, False) and not operator.errors + operator.notices
+    # Felix's half alone, pre-v3.33 cluster (BGP's default would be Enabled): completed
+    alone = build(me, felix("default", "EnabledIPIPOnly"))
+    assert alone.program_cluster_routes() == "EnabledNoEncapOnly"
+    assert routes(alone) == (False, True) and not alone.errors
+    # the node's own object first
+    mine = build(me, felix("default", "Enabled"), felix("node.n9", "Disabled"))
+    assert mine.felix_configuration == "node.n9" and routes(mine) == (True, True)
+    assert build(me, felix("node.n8", "Enabled")).felix_configuration is None  # another's
+    # both by hand: BGP Enabled, Felix EnabledIPIPOnly: IPIP left to Felix, a notice
+    both = build(me, felix("default", "EnabledIPIPOnly"),
+                 calico("BGPConfiguration", "default", programClusterRoutes="Enabled"))
+    assert routes(both) == (False, True) and not both.errors
+    assert [(n.kind, n.field) for n in both.notices] == [
+        ("BGPConfiguration", "spec.programClusterRoutes")]
+    assert "IPIP pools are left to Felix" in both.notices[0].message
+    assert "FelixConfiguration 'default'" in both.notices[0].message
+    # neither claims the unencapsulated pools: an error; bgpd follows its BGPConfiguration
+    gap = build(me, felix("node.n9", "EnabledIPIPOnly"),
+                calico("BGPConfiguration", "default", programClusterRoutes="Disabled"))
+    assert routes(gap) == (False, False)
+    assert [e.field for e in gap.errors] == ["spec.programClusterRoutes"]
+    assert "unencapsulated pools are programmed by neither" in gap.errors[0].message
+    assert "FelixConfiguration 'node.n9'" in gap.errors[0].message
+
+
+def test_felix_configuration_bad_value_names_the_field() -> None:
+    bad = build(node("n9", "10.0.0.9/24"),
+                calico("FelixConfiguration", "default", programClusterRoutes="Felix"))
+    assert [(e.kind, e.name, e.field) for e in bad.errors] == [
+        ("FelixConfiguration", "default", "spec.programClusterRoutes")]
+    assert bad.felix_cluster_routes is None
+
+
 @pytest.mark.parametrize(("obj", "field", "words"), [
     (calico("BGPConfiguration", "default", ipv4NormalRoutePriority=0),
      "spec.ipv4NormalRoutePriority", "outside"),
