@@ -16,73 +16,21 @@ something.
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from integration_tests.cluster import Cluster, Node
 from integration_tests.monitor import Pinger
 from integration_tests.netns import NetLab
 from integration_tests.test_daemon import RouteDeletions
-
-CLUSTER_ID = "244.0.0.1"  # the docs' example
-
-
-class Topology:
-    """The cluster's resources as the procedure has them at each step."""
-
-    def __init__(self, c: Cluster) -> None:
-        self.c = c
-        self.cluster_id = self.labelled = self.peering = False
-        self.mesh = True
-        manifests, node_manifests = c.manifests, c.node_manifests
-        reflector = c.nodes[0]
-
-        def with_reflector(n: Node) -> list[dict[str, Any]]:
-            docs = node_manifests(n)
-            if n is reflector and self.cluster_id:
-                docs[0]["metadata"]["annotations"][
-                    "projectcalico.org/RouteReflectorClusterID"] = CLUSTER_ID
-            if n is reflector and self.labelled:
-                docs[0]["metadata"]["labels"]["route-reflector"] = "true"
-            return docs
-
-        def with_peering() -> list[dict[str, Any]]:
-            docs = manifests()
-            docs[0]["spec"]["nodeToNodeMeshEnabled"] = self.mesh
-            if self.peering:
-                docs.append(c.calico("BGPPeer", "peer-with-route-reflectors", {
-                    "nodeSelector": "all()", "peerSelector": "route-reflector == 'true'"}))
-            return docs
-
-        c.node_manifests = with_reflector  # type: ignore[method-assign]
-        c.manifests = with_peering  # type: ignore[method-assign]
-
-    def step(self, what: str, until: Callable[[], bool], **change: bool) -> None:
-        for key, value in change.items():
-            setattr(self, key, value)
-        self.c.write_resources()
-        for n in self.c.nodes:
-            assert n.proc is not None
-            n.proc.send_signal(signal.SIGHUP)
-        self.c.wait(until, 30, what)
-
-
-def sessions(c: Cluster, n: Node) -> dict[str, tuple[str, bool]]:
-    """The node's sessions by peer node: (the peering's name prefix, held for a handover),
-    established ones only."""
-    by_ip = {m.ip: m.name for m in c.nodes}
-    return {by_ip[p["address"]]: (p["name"].split("_")[0], p["held_for_handover"] is not None)
-            for p in c.status(n)["peers"] if p["established"]}
+from integration_tests.topology import Topology, sessions
 
 
 def run(lab: NetLab, tmp_path: Path, *, handover: float, reverse: bool
         ) -> tuple[int, int, list[list[str]]]:
     """(sent, received, proto bird routes deleted on each node) over the procedure."""
     c = Cluster(lab, tmp_path, nodes=3, mode="Never", pods=1, tor=False)
-    topology = Topology(c)
     rr, c1, c2 = c.nodes
+    topology = Topology(c, [rr])
     c.write_resources()
     for n in c.nodes:
         c.start(n, handover_seconds=handover)
