@@ -6,7 +6,7 @@ from ipaddress import ip_address
 
 from bgpd.speaker.config import Neighbor
 from bgpd.speaker.core import PeerSession
-from bgpd.speaker.supervisor import md5_drops, md5_hint
+from bgpd.speaker.md5 import md5_drops, md5_hint
 
 NETSTAT = (
     "TcpExt: SyncookiesSent TW TCPMD5NotFound TCPMD5Unexpected TCPMD5Failure TCPAckCompressed\n"

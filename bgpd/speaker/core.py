@@ -293,6 +293,16 @@ class SpeakerCore:
             session.last_error = event.reason
         return out
 
+    def hint(self, peer: Address, why: str) -> bool:
+        """Why ``peer`` has no session, from outside ExaBGP (the kernel's MD5 drop
+        counters): its last error until the session comes up.  False for a peer that is
+        not configured or is established."""
+        session = self.peers.get(peer)
+        if session is None or session.state is SessionState.ESTABLISHED:
+            return False
+        session.last_error = why
+        return True
+
     def engine_lost(self, reason: str, *, wall: float) -> list[SpeakerEvent]:
         """ExaBGP is gone: every session is down, nothing it held is on the wire."""
         out: list[SpeakerEvent] = []

@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import signal
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -45,8 +43,8 @@ from pathlib import Path
 
 import structlog
 
-from bgpd.speaker import bridge, codec, listen, prestart
-from bgpd.speaker.config import SpeakerConfig, environment, render
+from bgpd.speaker import bridge, codec, launch, md5, prestart
+from bgpd.speaker.config import SpeakerConfig, render
 from bgpd.speaker.core import (
     CommandKind,
     PeerSession,
@@ -63,33 +61,6 @@ __all__ = ["EngineFailure", "SessionDown", "SessionState", "SessionUp", "Speaker
            "SpeakerEvent"]
 
 log = structlog.get_logger("bgpd.speaker")
-
-MD5_COUNTERS = ("TCPMD5NotFound", "TCPMD5Unexpected", "TCPMD5Failure")
-
-
-def md5_drops(netstat: str) -> dict[str, int]:
-    """TCP segments the kernel dropped for their MD5 signature (RFC 2385), by reason, from
-    ``/proc/net/netstat``: expected and missing, unexpected, or wrong."""
-    lines = netstat.splitlines()
-    for names, values in zip(lines[::2], lines[1::2], strict=False):
-        if names.startswith("TcpExt:") and values.startswith("TcpExt:"):
-            table = dict(zip(names.split()[1:], values.split()[1:], strict=False))
-            return {k: int(table.get(k, 0)) for k in MD5_COUNTERS}
-    return dict.fromkeys(MD5_COUNTERS, 0)
-
-
-def md5_hint(session: PeerSession, grew: dict[str, int]) -> str | None:
-    """Why a peer with no session may be failing, from the growth of the MD5 counters."""
-    counts = ", ".join(f"{k} +{v}" for k, v in grew.items())
-    password = session.neighbor.password
-    if password is not None and (grew.get("TCPMD5Failure") or grew.get("TCPMD5NotFound")):
-        return (f"TCP MD5: this node's kernel dropped segments with a wrong or missing "
-                f"signature ({counts}); check that both sides have the same password")
-    if password is None and grew.get("TCPMD5Unexpected"):
-        return (f"TCP MD5: this node's kernel dropped signed segments from a peer it has no "
-                f"password for ({counts}); the peer has a password set")
-    return None
-
 
 RELOAD_FAILED = "could not load/reload configuration"  # ExaBGP's log line (reactor/loop.py)
 
@@ -119,6 +90,7 @@ class Speaker:
         prestarted: asyncio.subprocess.Process | None = None,
     ) -> None:
         self.workdir = workdir
+        self.files = launch.Files(workdir)
         self.netns = netns
         self.exabgp = list(exabgp) if exabgp else list(prestart.LAUNCHER)
         self.liveness_interval = liveness_interval
@@ -128,7 +100,7 @@ class Speaker:
         self.prestarted = prestarted  # waiting for its start (bgpd.speaker.prestart)
         self.events: asyncio.Queue[SpeakerEvent] = asyncio.Queue()
         self.core = SpeakerCore(cooldown=cooldown)
-        self.dialect, self._dialect_warning = codec.dialect_for(_exabgp_release())
+        self.dialect, self._dialect_warning = codec.dialect_for(launch.exabgp_release())
         self.restarts = 0
         self.healthy = False
         self.pid: int | None = None
@@ -146,6 +118,7 @@ class Speaker:
         self._restart_reason = ""  # why, when it is not that
         self._started_listening: tuple[int, tuple[Address, ...]] | None = None
         self._md5_seen: dict[str, int] | None = None
+        self._progress = asyncio.Event()  # set (and replaced) by _moved
 
     # --- read-only views -------------------------------------------------------------------
     @property
@@ -162,15 +135,7 @@ class Speaker:
 
     @property
     def socket_path(self) -> Path:
-        return self.workdir / "api.sock"
-
-    @property
-    def report_path(self) -> Path:
-        return self.workdir / "engine-report.json"
-
-    @property
-    def config_path(self) -> Path:
-        return self.workdir / "exabgp.conf"
+        return self.files.socket
 
     def bridge_command(self) -> list[str]:
         return bridge.command(str(self.socket_path))
@@ -210,11 +175,25 @@ class Speaker:
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until every wanted change has been sent and acknowledged (True) or timeout."""
-        return await _until(lambda: not self.core.busy(), timeout)
+        return await self._until(lambda: not self.core.busy(), timeout)
 
     async def wait_applied(self, timeout: float) -> bool:
         """Wait until ExaBGP has been told the current configuration (True) or timeout."""
-        return await _until(lambda: self.core.configured() and self.pid is not None, timeout)
+        return await self._until(lambda: self.core.configured() and self.pid is not None,
+                                 timeout)
+
+    async def _until(self, check: Callable[[], bool], timeout: float) -> bool:
+        """``check()`` is asked again each time the channel moves (:meth:`_moved`)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while not check():
+                    await self._progress.wait()
+        return check()
+
+    def _moved(self) -> None:
+        """A command went out or was settled, or ExaBGP started or went: wake the waits."""
+        self._progress.set()
+        self._progress = asyncio.Event()
 
     # --- supervision ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -246,6 +225,7 @@ class Speaker:
                 self.healthy = False
                 for event in self.core.engine_lost("BGP engine restart", wall=time.time()):
                     self.events.put_nowait(event)
+                self._moved()
                 self.restarts += 1
                 if time.monotonic() - started > 60:
                     delay = 1.0
@@ -261,69 +241,18 @@ class Speaker:
         else:
             writer.close()  # a stray or late bridge: only one API channel at a time
 
-    def _write_config(self, text: str) -> None:
-        """Written beside it, then renamed over it: ExaBGP reads the file after it answers
-        a reload, and a file rewritten while it reads it was seen refused as a duplicate
-        peer definition — and every later reload with it.  Mode 0600 from the start: it
-        may hold MD5 passwords."""
-        tmp = self.config_path.with_name(self.config_path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        os.replace(tmp, self.config_path)
-
     async def _spawn(self) -> asyncio.subprocess.Process:
         config = self.core.config
         assert config is not None
         self._started_listening = _listening(config)
         self._restart.clear()
         self._restart_reason = ""
-        self._write_config(self.core.engine_started())
-        env = {**os.environ, **environment(config)}
-        binds = [str(a) for a in config.bind_addresses]
-        inherit = listen.usable(self.listen_sockets, config.listen_port, binds)
-        if env.get("BGPD_EXABGP_PLAIN") == "1":
-            inherit = []  # ExaBGP as shipped binds its own
-        for sock in set(self.listen_sockets) - set(inherit):  # another port or address:
-            sock.close()  # connections must not wait in a backlog nobody serves
-        self.listen_sockets = inherit
-        env[listen.ENV] = listen.describe(inherit)
-        self.report_path.unlink(missing_ok=True)
-        env["BGPD_ENGINE_REPORT"] = str(self.report_path)
-        # ExaBGP's settings are all in ``env``; an empty settings file of its own stops it
-        # advising, at every start, to generate one
-        env_file = self.workdir / "exabgp.env"
-        if not env_file.exists():
-            env_file.write_text("# bgpd sets ExaBGP's settings in its environment\n")
-        args = ["--env-file", str(env_file), "server", str(self.config_path)]
+        launch.write_config(self.files.config, self.core.engine_started())
         prestarted, self.prestarted = self.prestarted, None
-        if prestarted is not None:
-            if await self._start_prestarted(prestarted, args, env):
-                return prestarted
-            await self._kill(prestarted)
-        argv = [*self.exabgp, *args]
-        if self.netns is not None:
-            argv = ["ip", "netns", "exec", self.netns, *argv]
-        return await asyncio.create_subprocess_exec(
-            *argv, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            preexec_fn=bridge.die_with_parent, start_new_session=True,
-            pass_fds=[sock.fileno() for sock in inherit],
-        )
-
-    async def _start_prestarted(self, process: asyncio.subprocess.Process, args: list[str],
-                                env: dict[str, str]) -> bool:
-        """Hand the pre-started launcher its start (False: it cannot take this one)."""
-        if (process.returncode is not None or process.stdin is None or self.netns is not None
-                or tuple(self.exabgp) != prestart.LAUNCHER):
-            return False
-        try:
-            process.stdin.write(prestart.start_line(args, env))
-            await process.stdin.drain()
-            process.stdin.close()
-        except (BrokenPipeError, ConnectionResetError):
-            return False
-        return True
+        process, self.listen_sockets = await launch.start(
+            config, self.files, exabgp=self.exabgp, netns=self.netns,
+            listen_sockets=self.listen_sockets, prestarted=prestarted)
+        return process
 
     async def _run_once(self) -> None:
         self._connected = asyncio.get_running_loop().create_future()
@@ -332,6 +261,7 @@ class Speaker:
         prestarted = self.prestarted
         process = await self._spawn()
         self.pid = process.pid
+        self._moved()
         log.info("exabgp_started", pid=process.pid, peers=len(self.peers),
                  prestarted=process is prestarted)
         try:
@@ -354,7 +284,8 @@ class Speaker:
         except* TimeoutError:
             raise EngineFailure("the API process did not connect within 30 s") from None
         finally:
-            await self._kill(process)
+            await launch.kill(process)
+            self.pid = None
 
     async def _restart_when_asked(self) -> None:
         await self._restart.wait()
@@ -363,13 +294,6 @@ class Speaker:
         raise EngineRestart(self._restart_reason or (
             f"listening on port {config.listen_port} of "
             f"{' '.join(str(a) for a in config.bind_addresses) or 'every address'}"))
-
-    async def _kill(self, process: asyncio.subprocess.Process) -> None:
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
-        self.pid = None
 
     async def _watch_process(self, process: asyncio.subprocess.Process) -> None:
         code = await process.wait()
@@ -380,10 +304,8 @@ class Speaker:
         report is there once the bridge has connected, or ExaBGP has exited).  Without its
         ``listen`` unit ExaBGP binds BGP's port itself: the daemon's sockets are closed, for
         this start (which could not bind) to be the last that fails on them."""
-        try:
-            report = json.loads(self.report_path.read_text())
-            left_out = {str(k): str(v) for k, v in report["left_out"].items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        left_out = launch.read_report(self.files.report)
+        if left_out is None:
             return  # an ExaBGP started some other way writes none
         if "listen" in left_out and self.listen_sockets:
             for sock in self.listen_sockets:
@@ -439,7 +361,9 @@ class Speaker:
                 raise EngineFailure("the API channel closed") from exc
             except asyncio.LimitOverrunError:
                 line = await reader.read(1 << 20)  # an oversized line: skip it whole
-                self.core.stats.malformed += 1
+                self.core.receive(codec.Malformed(line[:300].decode(errors="replace"),
+                                                  "line over the API channel's limit"),
+                                  wall=time.time())
                 continue
             self._last_heard = time.monotonic()
             self._dispatch(line)
@@ -469,31 +393,29 @@ class Speaker:
     def _check_md5(self) -> None:
         """ExaBGP's namespace is the sessions' (``/proc/<pid>/net`` is per namespace)."""
         try:
-            now = md5_drops(Path(f"/proc/{self.pid}/net/netstat").read_text())
+            now = md5.md5_drops(Path(f"/proc/{self.pid}/net/netstat").read_text())
         except OSError:
             return
-        before, self._md5_seen = self._md5_seen, now
-        grew = {k: now[k] - before[k] for k in now if before and now[k] > before[k]}
+        grew = md5.grown(self._md5_seen, now)
+        self._md5_seen = now
         if not grew:
             return
-        for session in self.peers.values():
-            if session.state is not SessionState.ESTABLISHED:
-                hint = md5_hint(session, grew)
-                if hint is None:
-                    continue
-                if not session.last_error.startswith("TCP MD5"):
-                    log.warning("peer_md5_drops", peer=str(session.neighbor.address),
-                                name=session.neighbor.name, problem=hint)
-                session.last_error = hint
+        for session in list(self.peers.values()):
+            hint = md5.md5_hint(session, grew)
+            first = not session.last_error.startswith("TCP MD5")
+            if hint is not None and self.core.hint(session.neighbor.address, hint) and first:
+                log.warning("peer_md5_drops", peer=str(session.neighbor.address),
+                            name=session.neighbor.name, problem=hint)
 
     async def _write(self, writer: asyncio.StreamWriter) -> None:
         """Send what the core says, as far as it lets commands be pipelined; settle answers
         as they come."""
         while True:
             command = self.core.next_command(time.monotonic())
+            self._moved()
             if command is not None:
                 if command.config is not None:
-                    self._write_config(command.config)
+                    launch.write_config(self.files.config, command.config)
                 log.debug("exabgp_command", command=command.text[:200])
                 writer.write(command.text.encode() + b"\n")
                 await writer.drain()
@@ -519,6 +441,7 @@ class Speaker:
             raise EngineFailure(f"no answer to {command.text.split(' nlri ')[0][:80]!r} within "
                                 f"{self.liveness_timeout} s") from None
         refused = self.core.acknowledged(ok, time.monotonic())
+        self._moved()
         if command.kind is CommandKind.RELOAD and ok:
             log.info("exabgp_reloaded", peers=len(self.peers))
         elif refused is not None and refused.kind is CommandKind.RELOAD:
@@ -530,20 +453,3 @@ class Speaker:
 
 def _listening(config: SpeakerConfig) -> tuple[int, tuple[Address, ...]]:
     return config.listen_port, config.bind_addresses
-
-
-def _exabgp_release() -> str:
-    try:  # the release ExaBGP says it is; reading its package metadata costs more
-        from exabgp.version import release
-    except ImportError:
-        return "unknown"
-    return str(release)
-
-
-async def _until(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
