@@ -15,6 +15,7 @@ from bgpd.kernel_sync import KernelSync
 from bgpd.router import Router, source_key
 from bgpd.speaker.supervisor import SessionState, Speaker
 from ribs.rib import PeerState
+from ribs.types import address_key
 
 
 def peer_type(kind: str) -> str:
@@ -28,7 +29,7 @@ def status(router: Router, speaker: Speaker, kernel: KernelSync) -> dict[str, An
     rib = router.rib
     peers = []
     bfd = {v.peer: v for v in router.bfd.service.snapshot()}
-    for address, st in sorted(speaker.peers.items(), key=lambda kv: (kv[0].version, int(kv[0]))):
+    for address, st in sorted(speaker.peers.items(), key=lambda kv: address_key(kv[0])):
         key = source_key(address)
         rib_peer = rib.peers.get(key) if rib else None
         rejected = sum(1 for r in (rib.rejected if rib else {}) if r[1] == key)
@@ -174,7 +175,7 @@ def bfd_status(router: Router, views: list[View]) -> dict[str, Any]:
             "detections": v.detections, "failures": v.failures, "damped": v.damped,
         } for v in views],
         "bgp_held_down": sorted(str(a) for a in link.failed),
-        "not_run": {str(a): why for a, why in sorted(link.left_out.items(), key=lambda kv:
-                                                     (kv[0].version, int(kv[0])))},
+        "not_run": {str(a): why for a, why in sorted(link.left_out.items(),
+                                                    key=lambda kv: address_key(kv[0]))},
         "packets_dropped": dict(link.service.dropped),
     }

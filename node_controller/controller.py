@@ -35,7 +35,7 @@ from node_controller.endpoints import EndpointFolder
 from node_controller.errors import ResourceError
 from node_controller.static import ResourceFolderError, load_folder
 from node_controller.store import Store
-from ribs.types import Prefix
+from ribs.types import Prefix, prefix_bits
 
 if TYPE_CHECKING:
     from node_controller.source import Source
@@ -69,7 +69,7 @@ SETTLE = 0.002
 
 def _some(prefixes: set[Prefix], limit: int = 20) -> list[str]:
     """Up to ``limit`` prefixes for a log line, in order, and how many more there are."""
-    ordered = sorted(prefixes, key=lambda p: (p.version, p))
+    ordered = sorted(prefixes, key=prefix_bits)
     return [str(p) for p in ordered[:limit]] + (
         [f"... {len(ordered) - limit} more"] if len(ordered) > limit else [])
 

@@ -61,7 +61,7 @@ from node_controller.services import ServiceRoute, excluded, service_routes
 from node_controller.store import Store
 from ribs.context import Advertisement, ClusterRoutes
 from ribs.policy import NORMAL_PRIORITY
-from ribs.types import Address, Prefix
+from ribs.types import Address, Prefix, address_key, prefix_bits
 
 DEFAULT_PORT = 179
 #: programClusterRoutes: what BGP programs when Felix programs the key (Calico's supported
@@ -223,14 +223,6 @@ class DesiredConfig:
                                 "min_tx": i.min_tx, "idle_tx": i.idle_tx,
                                 "multiplier": i.multiplier} for i in self.bfd_interfaces],
         }
-
-
-def _order(p: Prefix) -> tuple[int, int, int]:
-    return (p.version, int(p.network_address), p.prefixlen)
-
-
-def _ip_key(address: Address) -> tuple[int, int]:
-    return (address.version, int(address))
 
 
 ADDRESS_ANNOTATION = {4: "metadata.annotations.projectcalico.org/IPv4Address",
@@ -467,7 +459,7 @@ class _Builder:
                 replace(c, rr_client=c.peer_as == c.local_as and c.cluster_id != my_cluster)
                 for c in configs
             ]
-        return sorted(configs, key=lambda c: (_ip_key(c.address), c.port))
+        return sorted(configs, key=lambda c: (address_key(c.address), c.port))
 
     def duplicate(self, later: PeerConfig, first: PeerConfig) -> None:
         """Two BGPPeers of one rank, or two nodes at one address, make the same session: the
@@ -547,7 +539,7 @@ class _Builder:
     def blocks(self, me: Node) -> tuple[Prefix, ...]:
         affinities = [a.cidr for a in self.store.all(BlockAffinity)
                       if a.node == me.name and a.active]
-        return tuple(sorted(set(affinities or me.pod_cidrs), key=_order))
+        return tuple(sorted(set(affinities or me.pod_cidrs), key=prefix_bits))
 
     def bfd_configuration(self, me: Node) -> BFDConfiguration | None:
         """The BFDConfiguration whose nodeSelector selects this node (no selector: every
@@ -579,7 +571,7 @@ class _Builder:
         for node in self.nodes:
             addresses = tuple(i.ip for i in (node.ipv4, node.ipv6) if i is not None)
             out += [(block, addresses) for block in held.get(node.name, ()) if addresses]
-        return tuple(sorted(out, key=lambda pair: _order(pair[0])))
+        return tuple(sorted(out, key=lambda pair: prefix_bits(pair[0])))
 
 
 def desired_config(store: Store, node_name: str,
@@ -605,7 +597,7 @@ def desired_config(store: Store, node_name: str,
         or b.default.log_severity or "Info"
     blocks = b.blocks(me)
     default = b.default
-    services = tuple(sorted(set(default.service_cidrs), key=_order))
+    services = tuple(sorted(set(default.service_cidrs), key=prefix_bits))
     # announced from every node: the cluster IP ranges, the external and load-balancer ranges
     # but not single addresses in them (those are per service, from the nodes serving it),
     # and the load-balancer ranges only with serviceLoadBalancerAggregation Enabled
@@ -637,13 +629,13 @@ def desired_config(store: Store, node_name: str,
         node_address_v6=me.ipv6,
         route_reflector_cluster_id=me.rr_cluster_id,
         announce=tuple(sorted(set(blocks) | aggregates | {r.prefix for r in per_service},
-                              key=_order)),
+                              key=prefix_bits)),
         blackholes=blocks,
-        other_blocks=tuple(sorted(set().union(*held.values()), key=_order)),
+        other_blocks=tuple(sorted(set().union(*held.values()), key=prefix_bits)),
         block_owners=b.block_owners(held),
         service_cidrs=services,
         services=per_service,
-        pools=tuple(sorted(store.all(IPPool), key=lambda p: _order(p.cidr))),
+        pools=tuple(sorted(store.all(IPPool), key=lambda p: prefix_bits(p.cidr))),
         advertisements=b.advertisements(),
         filters=tuple(store.all(BGPFilter)),
         peers=tuple(peers),
@@ -660,7 +652,7 @@ def desired_config(store: Store, node_name: str,
                   f"annotated {BGPD_ANNOTATION}drain" if me.drain else None),
         taints=me.taints,
         nodes_by_address=tuple(sorted(((a, n.name) for a, n in b.by_address.items()),
-                                      key=lambda item: _ip_key(item[0]))),
+                                      key=lambda item: address_key(item[0]))),
         bfd_configuration=bfd.name if bfd else None,
         bfd_interfaces=bfd.interfaces if bfd else (),
     )

@@ -20,7 +20,7 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ribs.types import Route, SourceKind
+from ribs.types import Route, SourceKind, address_key
 
 _PREFERENCE = {SourceKind.LOCAL: 200, SourceKind.STATIC: 150, SourceKind.BGP: 100,
                SourceKind.RETAINED: 50}
@@ -43,28 +43,6 @@ class Step(enum.Enum):
     PATH_ID = "lowest add-path identifier"
 
 
-def _keep_min(routes: Sequence[Route], key: Callable[[Route], object]) -> list[Route]:
-    keys = [key(r) for r in routes]
-    best = min(keys)  # type: ignore[type-var]
-    return [r for r, k in zip(routes, keys, strict=True) if k == best]
-
-
-def _preference(routes: Sequence[Route]) -> list[Route]:
-    return _keep_min(routes, lambda r: -_PREFERENCE[r.source.kind])
-
-
-def _local_pref(routes: Sequence[Route]) -> list[Route]:
-    return _keep_min(routes, lambda r: -r.local_pref)
-
-
-def _as_path(routes: Sequence[Route]) -> list[Route]:
-    return _keep_min(routes, lambda r: r.attrs.as_path.length)
-
-
-def _origin(routes: Sequence[Route]) -> list[Route]:
-    return _keep_min(routes, lambda r: int(r.attrs.origin))
-
-
 def neighbor_as(route: Route) -> int | None:
     """The neighbouring AS for MED comparison; a route with an empty AS_PATH learned over
     iBGP comes from our own AS."""
@@ -74,58 +52,63 @@ def neighbor_as(route: Route) -> int | None:
     return asn
 
 
+#: the steps in order; :func:`_rank` gives each route one key per step, in this order
+STEP_ORDER = (Step.PREFERENCE, Step.LOCAL_PREF, Step.AS_PATH, Step.ORIGIN, Step.MED, Step.EBGP,
+              Step.CLUSTER_LIST, Step.ROUTER_ID, Step.PEER_ADDRESS, Step.PATH_ID)
+_MED = STEP_ORDER.index(Step.MED)
+
+
+def _rank(r: Route) -> tuple[int | None, tuple[object, ...]]:
+    """(neighbouring AS, the route's key for every step of :data:`STEP_ORDER`: lower is
+    better), computed once per route.  Every criterion of the decision process is written
+    here and only here."""
+    cached = r.rank
+    if cached is None:
+        attrs, source = r.attrs, r.source
+        rid = attrs.originator_id if attrs.originator_id is not None else source.router_id
+        addr = source.address
+        cached = (neighbor_as(r), (
+            -_PREFERENCE[source.kind],
+            -r.local_pref,
+            attrs.as_path.length,
+            int(attrs.origin),
+            attrs.med or 0,  # a missing MED is the lowest (RFC 4271 §9.1.2.2 c)
+            0 if source.ebgp else 1,
+            len(attrs.cluster_list),
+            _NO_ID if rid is None else int(rid),
+            (0, 0) if addr is None else address_key(addr),
+            (r.path_id, source.key),
+        ))
+        object.__setattr__(r, "rank", cached)
+    return cached  # type: ignore[return-value]
+
+
+def _keep_min(routes: Sequence[Route], index: int) -> list[Route]:
+    """The routes whose key for step ``index`` is the lowest."""
+    keys = [_rank(r)[1][index] for r in routes]
+    best = min(keys)  # type: ignore[type-var]
+    return [r for r, k in zip(routes, keys, strict=True) if k == best]
+
+
 def _med(routes: Sequence[Route]) -> list[Route]:
+    """MED compared only between routes from the same neighbouring AS: no plain key."""
     lowest: dict[int, int] = {}
     for r in routes:
-        asn = neighbor_as(r)
+        asn, key = _rank(r)
+        med: int = key[_MED]  # type: ignore[assignment]
         if asn is not None:
-            med = r.attrs.med or 0  # a missing MED is the lowest (RFC 4271 §9.1.2.2 c)
             lowest[asn] = min(med, lowest.get(asn, med))
-    return [r for r in routes
-            if (asn := neighbor_as(r)) is None or (r.attrs.med or 0) == lowest[asn]]
+    return [r for r in routes if (asn := _rank(r)[0]) is None or _rank(r)[1][_MED] == lowest[asn]]
 
 
-def _ebgp(routes: Sequence[Route]) -> list[Route]:
-    return _keep_min(routes, lambda r: 0 if r.source.ebgp else 1)
+def _step(index: int) -> Callable[[Sequence[Route]], list[Route]]:
+    if index == _MED:
+        return _med
+    return lambda routes: _keep_min(routes, index)
 
 
-def _cluster_list(routes: Sequence[Route]) -> list[Route]:
-    return _keep_min(routes, lambda r: len(r.attrs.cluster_list))
-
-
-def _router_id(routes: Sequence[Route]) -> list[Route]:
-    def ident(r: Route) -> int:
-        rid = r.attrs.originator_id if r.attrs.originator_id is not None else r.source.router_id
-        return _NO_ID if rid is None else int(rid)
-
-    return _keep_min(routes, ident)
-
-
-def _peer_address(routes: Sequence[Route]) -> list[Route]:
-    def addr(r: Route) -> tuple[int, int]:
-        a = r.source.address
-        return (0, 0) if a is None else (a.version, int(a))
-
-    return _keep_min(routes, addr)
-
-
-def _path_id(routes: Sequence[Route]) -> list[Route]:
-    return _keep_min(routes, lambda r: (r.path_id, r.source.key))
-
-
-STEPS: tuple[tuple[Step, Callable[[Sequence[Route]], list[Route]]], ...] = (
-    (Step.PREFERENCE, _preference),
-    (Step.LOCAL_PREF, _local_pref),
-    (Step.AS_PATH, _as_path),
-    (Step.ORIGIN, _origin),
-    (Step.MED, _med),
-    (Step.EBGP, _ebgp),
-    (Step.CLUSTER_LIST, _cluster_list),
-    (Step.ROUTER_ID, _router_id),
-    (Step.PEER_ADDRESS, _peer_address),
-    (Step.PATH_ID, _path_id),
-)
-STEP_ORDER = tuple(step for step, _ in STEPS)
+STEPS: tuple[tuple[Step, Callable[[Sequence[Route]], list[Route]]], ...] = tuple(
+    (step, _step(i)) for i, step in enumerate(STEP_ORDER))
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,29 +161,6 @@ def _best(winner: Route, reason: Step, ecmp: Sequence[Route] | None) -> Best:
 # survives; so after step i the survivors are exactly the candidates whose keys equal the
 # winner's up to i, and the step that decided is the last one at which some other candidate
 # still tied with the winner, plus one.
-def _rank(r: Route) -> tuple[int | None, tuple[object, ...]]:
-    """(neighbouring AS, the route's key for every step), computed once per route."""
-    cached = r.rank
-    if cached is None:
-        attrs, source = r.attrs, r.source
-        rid = attrs.originator_id if attrs.originator_id is not None else source.router_id
-        addr = source.address
-        cached = (neighbor_as(r), (
-            -_PREFERENCE[source.kind],
-            -r.local_pref,
-            attrs.as_path.length,
-            int(attrs.origin),
-            attrs.med or 0,
-            0 if source.ebgp else 1,
-            len(attrs.cluster_list),
-            _NO_ID if rid is None else int(rid),
-            (0, 0) if addr is None else (addr.version, int(addr)),
-            (r.path_id, source.key),
-        ))
-        object.__setattr__(r, "rank", cached)
-    return cached  # type: ignore[return-value]
-
-
 def _composite_keys(candidates: Sequence[Route]) -> list[tuple[object, ...]] | None:
     ranks = [_rank(r) for r in candidates]
     neighbour = ranks[0][0]

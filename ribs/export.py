@@ -80,10 +80,15 @@ class Advert:
     attrs: Attributes
 
 
+def split_horizon(learned_over_ibgp: bool, ctx: NodeContext) -> bool:
+    """iBGP split horizon (RFC 4271 §9.2): on a node that reflects nothing, what was learned
+    over iBGP goes to no iBGP peer.  The rule's one statement (the RIB skips iBGP peers by
+    it); a reflector's exceptions are :func:`_reflect_allowed`'s."""
+    return learned_over_ibgp and ctx.cluster_id is None
+
+
 def _reflect_allowed(route: Route, peer: ExportPeer, ctx: NodeContext) -> bool:
-    """iBGP → iBGP: only through a route reflector (RFC 4456 §6)."""
-    if ctx.cluster_id is None:
-        return False
+    """iBGP → iBGP through a route reflector (RFC 4456 §6)."""
     if peer.cluster_id is not None and peer.cluster_id in route.attrs.cluster_list:
         return False
     return route.source.rr_client or peer.rr_client
@@ -110,7 +115,7 @@ def advert_for(best: Best, peer: ExportPeer, ctx: NodeContext,
     if peer.router_id is not None and originator == peer.router_id:
         return None
     if source.kind is SourceKind.BGP and source.ibgp and not peer.ebgp and (
-        not _reflect_allowed(route, peer, ctx)
+        split_horizon(True, ctx) or not _reflect_allowed(route, peer, ctx)
     ):
         return None
     accepted, operations = export_rule(route, ctx, peer.policy, ebgp=peer.ebgp)

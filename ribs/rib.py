@@ -32,12 +32,22 @@ from dataclasses import dataclass, field, replace
 
 from ribs.bestpath import Best, Step
 from ribs.context import NodeContext
-from ribs.export import Advert, ExportPeer, advert_for
+from ribs.export import Advert, ExportPeer, advert_for, split_horizon
 from ribs.fib import kernel_route
 from ribs.kernel_plan import KernelRoute
 from ribs.policy import NO_LLGR, Reason, exportable, import_route
 from ribs.table import Change, Table
-from ribs.types import LOCAL, RETAINED, Address, Attributes, Prefix, Route, Source, SourceKey
+from ribs.types import (
+    LOCAL,
+    RETAINED,
+    Address,
+    Attributes,
+    Prefix,
+    Route,
+    Source,
+    SourceKey,
+    prefix_bits,
+)
 
 RouteId = tuple[Prefix, SourceKey, int]
 
@@ -191,9 +201,9 @@ class Rib:
         """The node's own prefixes to announce (blocks, service CIDRs)."""
         wanted = set(prefixes)
         delta = Delta()
-        for prefix in sorted(self._local - wanted, key=_order):
+        for prefix in sorted(self._local - wanted, key=prefix_bits):
             self._apply(self.table.withdraw(prefix, LOCAL.key), delta)
-        for prefix in sorted(wanted - self._local, key=_order):
+        for prefix in sorted(wanted - self._local, key=prefix_bits):
             self._apply(self.table.update(Route(prefix, LOCAL, Attributes())), delta)
         self._local = wanted
         return delta
@@ -522,9 +532,9 @@ class Rib:
         if self._set_fib(prefix, change.new):
             delta.fib_changed = True
         ibgp, ebgp = self._sessions()
-        # iBGP split horizon: on a node that reflects nothing, a prefix whose best path was
-        # and is learned over iBGP is not, and was not, sent to any iBGP peer: skip them all.
-        if self.ctx.cluster_id is None and _ibgp_learned(change.old) and _ibgp_learned(change.new):
+        # a prefix whose best path was and is learned over iBGP is not, and was not, sent to
+        # any iBGP peer on a node that reflects nothing: skip them all
+        if split_horizon(_ibgp_learned(change.old) and _ibgp_learned(change.new), self.ctx):
             ibgp = ()
         for peers in (ibgp, ebgp):
             for peer in peers:
@@ -574,9 +584,9 @@ class Rib:
             self.out[key] = {}
         current = set(self.out.get(key, {}))
         bests: Iterable[Best] = self.table.bests()
-        if self.ctx.cluster_id is None and not config.ebgp:  # split horizon, as in _apply
-            bests = [b for b in bests if not b.route.source.ibgp]
-        for best in sorted(bests, key=lambda b: _order(b.route.prefix)):
+        if not config.ebgp:
+            bests = [b for b in bests if not split_horizon(b.route.source.ibgp, self.ctx)]
+        for best in sorted(bests, key=lambda b: prefix_bits(b.route.prefix)):
             self._advertise(config, best.route.prefix, best, delta)
             current.discard(best.route.prefix)
         for prefix in current:
@@ -603,7 +613,3 @@ class Rib:
 
 def _ibgp_learned(best: Best | None) -> bool:
     return best is None or best.route.source.ibgp
-
-
-def _order(prefix: Prefix) -> tuple[int, int, int]:
-    return (prefix.version, int(prefix.network_address), prefix.prefixlen)

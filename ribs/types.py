@@ -92,6 +92,12 @@ def host(value: str) -> Address:
     return IPv6Host(value) if ":" in value else IPv4Host(value)
 
 
+def address_key(address: Address) -> tuple[int, int]:
+    """The order of addresses everywhere: IPv4 before IPv6, then by value (an address of
+    each family compares with the other's only through this)."""
+    return (address.version, int(address))
+
+
 def prefix_bits(net: Prefix) -> tuple[int, int, int]:
     """(version, network address as int, length), remembered on the prefix (a plain
     network keeps it in its dictionary)."""

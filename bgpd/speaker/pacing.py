@@ -35,18 +35,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bgpd.speaker.codec import announce_command, eor_command, withdraw_command
-from ribs.types import Address, Attributes, Prefix
-
-
-def _order(p: Prefix) -> tuple[int, int, int]:
-    return (p.version, int(p.network_address), p.prefixlen)
-
+from ribs.types import Address, Attributes, Prefix, address_key, prefix_bits
 
 Change = tuple[Address, Prefix, Attributes | None, Attributes | None]  # peer, prefix, was, is
-
-
-def _peer_order(a: Address) -> tuple[int, int]:
-    return (a.version, int(a))
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +128,7 @@ class Pacer:
         later: float | None = None
         cooldown, held = self.cooldown, self.held
         # peers in address order: each command names its peers in the order they come
-        for peer in sorted(self.pending, key=_peer_order):
+        for peer in sorted(self.pending, key=address_key):
             changes = self.pending[peer]
             wire = self.wire.setdefault(peer, {})
             stamps = self.sent_at.setdefault(peer, {})
@@ -177,7 +168,7 @@ class Pacer:
         self.pending = {p: c for p, c in self.pending.items() if c}
         batches = self._batches(announces, announce_command, announce=True)
         batches += self._batches(withdraws, withdraw_command, announce=False)
-        done = sorted((p for p in self.eor_due if p not in self.pending), key=_peer_order)
+        done = sorted((p for p in self.eor_due if p not in self.pending), key=address_key)
         for version in (4, 6):  # one command per family, however many peers
             peers = [p for p in done if p.version == version]
             for i in range(0, len(peers), self.max_nlri):
@@ -198,7 +189,7 @@ class Pacer:
                 if len(entries) == 1:
                     nlri: tuple[Prefix, ...] = (entries[0][0],)
                 else:
-                    nlri = tuple(sorted((p for p, _ in entries), key=_order))
+                    nlri = tuple(sorted((p for p, _ in entries), key=prefix_bits))
                 members = by_prefixes.get(nlri)
                 if members is None:
                     by_prefixes[nlri] = [peer]
