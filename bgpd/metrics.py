@@ -15,8 +15,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from bgpd import __version__
-from bgpd.router import source_key
 from bgpd.speaker.supervisor import SessionState
+from ribs.types import bgp_key
 
 if TYPE_CHECKING:
     from bgpd.observability import Parts
@@ -51,7 +51,7 @@ class DaemonCollector(Collector):
         advertised = GaugeMetricFamily("bgpd_bgp_routes_advertised", "Routes sent to the peer",
                                        labels=["peer"])
         for address, st in p.speaker.peers.items():
-            key = source_key(address)
+            key = bgp_key(address)
             peer = str(address)
             up.add_metric([peer, st.neighbor.name, p.router.peer_kind(address),
                            FAMILIES[address.version]],

@@ -33,16 +33,23 @@ from bgpd.settings import Settings
 from bgpd.speaker import codec
 from bgpd.speaker.config import SpeakerConfig
 from bgpd.speaker.supervisor import SessionDown, SessionUp, Speaker, SpeakerEvent
-from bgpd.translate import Translation, node_context, translate
+from bgpd.translate import (
+    Translation,
+    export_peer,
+    node_context,
+    session,
+    speaker_config,
+    translate,
+)
 from node_controller.controller import Latest
 from node_controller.desired import DesiredConfig, PeerConfig
 from node_controller.errors import ResourceError
 from ribs.context import NodeContext
-from ribs.export import ExportPeer, NextHopMode
+from ribs.export import ExportPeer
 from ribs.kernel_plan import KernelRoute
-from ribs.policy import PeerPolicy, Reason
-from ribs.rib import Delta, Rib, Session
-from ribs.types import Address, Route, Source, host
+from ribs.policy import Reason
+from ribs.rib import Delta, Rib
+from ribs.types import Address, Route, bgp_key
 
 log = structlog.get_logger("bgpd.router")
 
@@ -55,10 +62,6 @@ RELEASE_QUIET = 1.0
 # before the next: ExaBGP applies one part's commands while the next part is computed (one
 # delta for a reflector's start was seconds in which no command went out and ExaBGP idled)
 BURST_SLICE = 0.15
-
-
-def source_key(address: Address) -> tuple[str, str]:
-    return ("bgp", str(address))
 
 
 @dataclass
@@ -158,36 +161,13 @@ class Router:
             self._drained_for = now
 
     def export_peer(self, config: DesiredConfig, peer: PeerConfig) -> ExportPeer:
-        filters = {f.name: f for f in config.filters}
-        chosen = [filters[name] for name in peer.filters if name in filters]
-        external = peer.calico_node is None
-        limit = peer.max_prefixes or self.settings.max_prefixes_per_peer or (
-            self.settings.max_prefixes_external if external else None)
-        policy = PeerPolicy(
-            import_v4=tuple(r for f in chosen for r in f.import_v4),
-            import_v6=tuple(r for f in chosen for r in f.import_v6),
-            export_v4=tuple(r for f in chosen for r in f.export_v4),
-            export_v6=tuple(r for f in chosen for r in f.export_v6),
-            allowed_local_as=peer.num_allowed_local_as,
-            max_prefixes=limit,
-            teardown_at_limit=peer.max_prefixes_action == "teardown",
-            node_routes=not external or peer.accept_node_block_routes,
-            closed=len(chosen) < len(peer.filters),  # a filter missing or invalid: fail closed
-        )
-        return ExportPeer(
-            key=source_key(peer.address), address=peer.address, peer_as=peer.peer_as,
-            local_as=peer.local_as, rr_client=peer.rr_client, cluster_id=peer.cluster_id,
-            next_hop_mode=NextHopMode(peer.next_hop_mode), policy=policy,
-        )
+        return export_peer(config, peer, max_prefixes_per_peer=self.settings.max_prefixes_per_peer,
+                           max_prefixes_external=self.settings.max_prefixes_external)
 
     def speaker_config(self, config: DesiredConfig, translation: Translation) -> SpeakerConfig:
-        assert config.router_id is not None
         # a peer BFD says is unreachable has no BGP session until BFD is Up again
-        neighbors = tuple(n for n in translation.neighbors if n.address not in self.bfd.failed)
-        return SpeakerConfig(router_id=config.router_id, neighbors=neighbors,
-                             listen_port=config.listen_port,
-                             bind_addresses=config.bind_addresses,
-                             reactor_speed=self.settings.exabgp_reactor_speed)
+        return speaker_config(config, translation, held_down=self.bfd.failed,
+                              reactor_speed=self.settings.exabgp_reactor_speed)
 
     # --- the task --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -280,7 +260,7 @@ class Router:
             self.rib = Rib(ctx, stale_time=self.settings.stale_time)
             delta.merge(self.rib.set_peers(self.export_peer(config, p) for p in peers))
             delta.merge(self.rib.begin_restart(
-                self.adopted, expected=[source_key(p.address) for p in peers], now=now,
+                self.adopted, expected=[bgp_key(p.address) for p in peers], now=now,
                 establish_grace=self.settings.restart_establish_grace,
                 deadline=self.settings.restart_deadline,
                 peer_grace=self.settings.restart_peer_grace))
@@ -301,7 +281,7 @@ class Router:
     # --- make-before-break -----------------------------------------------------------------
     def _covered(self, address: Address, leaving: set[Address]) -> bool:
         return self.rib is None or self.rib.covered_elsewhere(
-            source_key(address), excluding=[source_key(a) for a in leaving])
+            bgp_key(address), excluding=[bgp_key(a) for a in leaving])
 
     def _hold_for_handover(self, config: DesiredConfig, translation: Translation
                            ) -> Translation:
@@ -356,8 +336,8 @@ class Router:
         peer = event.peer
         delta = Delta()
         if verdict is Verdict.DOWN:
-            removed = self.rib.table.count(source_key(peer))
-            delta = self.rib.path_failed(source_key(peer))
+            removed = self.rib.table.count(bgp_key(peer))
+            delta = self.rib.path_failed(bgp_key(peer))
             self.stats.bfd_routes_removed += removed
             log.warning("bfd_session_down_bgp", peer=str(peer), routes_removed=removed,
                         problem="BFD says the path to the peer failed: its routes are out "
@@ -381,15 +361,15 @@ class Router:
             peer = self._peers.get(event.peer)
             if peer is None or event.peer in self.bfd.failed:
                 return Delta()
-            return rib.peer_up(self._session(peer, event.open), now=now)
+            return rib.peer_up(session(peer, event.open), now=now)
         if isinstance(event, SessionDown):
-            return rib.peer_down(source_key(event.peer), now=now,
+            return rib.peer_down(bgp_key(event.peer), now=now,
                                  graceful=not event.notification)
         if isinstance(event, codec.EndOfRib):
-            return rib.end_of_rib(source_key(event.peer), now=now)
+            return rib.end_of_rib(bgp_key(event.peer), now=now)
         assert isinstance(event, codec.Update)
         delta = Delta()
-        peer_state = rib.peers.get(source_key(event.peer))
+        peer_state = rib.peers.get(bgp_key(event.peer))
         if peer_state is None or peer_state.session is None:
             return delta
         source = peer_state.session.source
@@ -421,28 +401,15 @@ class Router:
             delta.merge(self.on_event(self.speaker.events.get_nowait()))
         return delta
 
-    def _session(self, peer: PeerConfig, opened: codec.Open | None) -> Session:
-        gr = opened.graceful_restart if opened else None
-        family = "ipv4/unicast" if peer.address.version == 4 else "ipv6/unicast"
-        source = Source.bgp(peer.address, peer_as=peer.peer_as, local_as=peer.local_as,
-                            router_id=opened.router_id if opened else None,
-                            rr_client=peer.rr_client, name=peer.name)
-        return Session(
-            source=source,
-            graceful_restart=gr is not None,
-            restart_time=float(gr.restart_time) if gr else 0.0,
-            peer_restarting=bool(gr and gr.restarting),
-            forwarding_preserved=bool(gr and family in gr.forwarding),
-        )
-
     def publish(self, delta: Delta) -> None:
+        assert self.rib is not None
+        peers = self.rib.peers
         for change in delta.adverts:
-            address = _address_of(change.peer)
-            self.speaker.advertise(address, change.prefix,
+            self.speaker.advertise(change.address, change.prefix,
                                    change.advert.attrs if change.advert else None)
             self.stats.adverts_sent += 1
         for key in delta.synced_peers:
-            self.speaker.end_of_rib(_address_of(key))
+            self.speaker.end_of_rib(peers[key].config.address)
         for message in delta.alarms:
             log.error("max_prefix", problem=message)
         if delta.retained:
@@ -461,7 +428,8 @@ class Router:
                             problem="the peer did not come back with its routes in its "
                                     "restart time: its stale routes are removed")
         for key in delta.teardowns:
-            self.speaker.teardown(_address_of(key), code=1)  # Cease: maximum prefixes reached
+            # Cease: maximum prefixes reached
+            self.speaker.teardown(peers[key].config.address, code=1)
         if delta.rejected:
             reasons: dict[str, int] = {}
             for _, reason in delta.rejected:
@@ -480,16 +448,3 @@ class Router:
 ROUTINE_REJECTIONS = frozenset(r.value for r in (
     Reason.AS_PATH_LOOP, Reason.ORIGINATOR_LOOP, Reason.CLUSTER_LOOP))
 
-
-def _address_of(key: tuple[str, str]) -> Address:
-    """A peer's address from its source key: one object per peer (its hash remembered), not
-    one parsed per advert."""
-    address = _ADDRESSES.get(key[1])
-    if address is None:
-        if len(_ADDRESSES) > 65536:
-            _ADDRESSES.clear()
-        address = _ADDRESSES[key[1]] = host(key[1])
-    return address
-
-
-_ADDRESSES: dict[str, Address] = {}

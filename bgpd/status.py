@@ -12,10 +12,10 @@ from typing import Any
 
 from bgpd.bfd.service import View
 from bgpd.kernel_sync import KernelSync
-from bgpd.router import Router, source_key
+from bgpd.router import Router
 from bgpd.speaker.supervisor import SessionState, Speaker
 from ribs.rib import PeerState
-from ribs.types import address_key
+from ribs.types import address_key, bgp_key
 
 
 def peer_type(kind: str) -> str:
@@ -30,7 +30,7 @@ def status(router: Router, speaker: Speaker, kernel: KernelSync) -> dict[str, An
     peers = []
     bfd = {v.peer: v for v in router.bfd.service.snapshot()}
     for address, st in sorted(speaker.peers.items(), key=lambda kv: address_key(kv[0])):
-        key = source_key(address)
+        key = bgp_key(address)
         rib_peer = rib.peers.get(key) if rib else None
         rejected = sum(1 for r in (rib.rejected if rib else {}) if r[1] == key)
         state = st.state.value

@@ -20,14 +20,25 @@ an explicit global peer, a node-scoped one, the mesh, then the lower port.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from bgpd.speaker.config import DEFAULT_HOLD, HOLD_MAX, RESTART_MAX, Neighbor, problems
+from bgpd.speaker import codec
+from bgpd.speaker.config import (
+    DEFAULT_HOLD,
+    HOLD_MAX,
+    RESTART_MAX,
+    Neighbor,
+    SpeakerConfig,
+    problems,
+)
 from node_controller.desired import ADDRESS_ANNOTATION, DesiredConfig, PeerConfig
 from node_controller.errors import ResourceError
 from ribs.context import ClusterRoutes, NodeContext, Pool, PrefixSet
-from ribs.types import Address, Prefix
+from ribs.export import ExportPeer, NextHopMode
+from ribs.policy import PeerPolicy
+from ribs.rib import Session
+from ribs.types import Address, Prefix, Source, bgp_key
 
 _RANK = {"global": 0, "node": 1, "mesh": 2}
 
@@ -174,4 +185,61 @@ def node_context(config: DesiredConfig, *, import_guard: bool = True,
         block_owners=tuple((block, frozenset(addresses))
                            for block, addresses in config.block_owners),
         stale_retention=stale_retention,
+    )
+
+
+def export_peer(config: DesiredConfig, peer: PeerConfig, *, max_prefixes_per_peer: int | None,
+                max_prefixes_external: int | None) -> ExportPeer:
+    """What the RIB knows of a peer: its import and export policy (its BGPFilters, a limit
+    of prefixes — the BGPPeer's, else the settings' — and whether it may send node blocks)
+    and how it is exported to.  A BGPFilter missing or invalid closes the peer."""
+    filters = {f.name: f for f in config.filters}
+    chosen = [filters[name] for name in peer.filters if name in filters]
+    external = peer.calico_node is None
+    limit = peer.max_prefixes or max_prefixes_per_peer or (
+        max_prefixes_external if external else None)
+    policy = PeerPolicy(
+        import_v4=tuple(r for f in chosen for r in f.import_v4),
+        import_v6=tuple(r for f in chosen for r in f.import_v6),
+        export_v4=tuple(r for f in chosen for r in f.export_v4),
+        export_v6=tuple(r for f in chosen for r in f.export_v6),
+        allowed_local_as=peer.num_allowed_local_as,
+        max_prefixes=limit,
+        teardown_at_limit=peer.max_prefixes_action == "teardown",
+        node_routes=not external or peer.accept_node_block_routes,
+        closed=len(chosen) < len(peer.filters),  # a filter missing or invalid: fail closed
+    )
+    return ExportPeer(
+        key=bgp_key(peer.address), address=peer.address, peer_as=peer.peer_as,
+        local_as=peer.local_as, rr_client=peer.rr_client, cluster_id=peer.cluster_id,
+        next_hop_mode=NextHopMode(peer.next_hop_mode), policy=policy,
+    )
+
+
+def speaker_config(config: DesiredConfig, translation: Translation, *,
+                   held_down: Collection[Address], reactor_speed: float
+                   ) -> SpeakerConfig:
+    """What ExaBGP runs: the translated neighbours but those ``held_down`` (BFD says they
+    are unreachable), on the node's port and addresses."""
+    assert config.router_id is not None
+    neighbors = tuple(n for n in translation.neighbors if n.address not in held_down)
+    return SpeakerConfig(router_id=config.router_id, neighbors=neighbors,
+                         listen_port=config.listen_port, bind_addresses=config.bind_addresses,
+                         reactor_speed=reactor_speed)
+
+
+def session(peer: PeerConfig, opened: codec.Open | None) -> Session:
+    """An established session as the RIB takes it: the peer, and what its OPEN said of
+    graceful restart for the peer's family."""
+    gr = opened.graceful_restart if opened else None
+    family = "ipv4/unicast" if peer.address.version == 4 else "ipv6/unicast"
+    source = Source.bgp(peer.address, peer_as=peer.peer_as, local_as=peer.local_as,
+                        router_id=opened.router_id if opened else None,
+                        rr_client=peer.rr_client, name=peer.name)
+    return Session(
+        source=source,
+        graceful_restart=gr is not None,
+        restart_time=float(gr.restart_time) if gr else 0.0,
+        peer_restarting=bool(gr and gr.restarting),
+        forwarding_preserved=bool(gr and family in gr.forwarding),
     )

@@ -75,6 +75,7 @@ class AdvertChange:
     peer: SourceKey
     prefix: Prefix
     advert: Advert | None  # None: withdraw
+    address: Address  # the peer's
 
 
 @dataclass
@@ -575,7 +576,7 @@ class Rib:
             del out[prefix]
         else:
             out[prefix] = new
-        delta.adverts.append(AdvertChange(peer.key, prefix, new))
+        delta.adverts.append(AdvertChange(peer.key, prefix, new, peer.address))
 
     def _readvertise_peer(self, key: SourceKey, delta: Delta, *, full: bool = False) -> None:
         """Recompute a peer's Adj-RIB-Out; ``full`` re-sends everything (session start)."""

@@ -271,6 +271,11 @@ RETAINED = Source(SourceKind.RETAINED, name="retained (datastore)")
 SourceKey = tuple[str, str]
 
 
+def bgp_key(address: Address) -> SourceKey:
+    """The key of the BGP session with ``address``: the one :class:`Source` gets."""
+    return ("bgp", str(address))
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     prefix: Prefix
