@@ -59,7 +59,7 @@ class DaemonCollector(Collector):
             flaps.add_metric([peer, st.neighbor.name], st.flaps)
             received.add_metric([peer], len(rib.received.get(key, {})) if rib else 0)
             accepted.add_metric([peer], rib.table.count(key) if rib else 0)
-            advertised.add_metric([peer], p.speaker.pacer.advertised(address))
+            advertised.add_metric([peer], st.advertised)
         yield from (up, flaps, received, accepted, advertised)
         rejected = CounterMetricFamily("bgpd_bgp_routes_rejected",
                                        "Routes refused by import policy",
@@ -94,7 +94,7 @@ class DaemonCollector(Collector):
                                 "on the datastore's word", value=len(rib.retained) if rib else 0)
         yield CounterMetricFamily("bgpd_exabgp_restarts", "BGP engine restarts",
                                   value=p.speaker.restarts)
-        core = p.speaker.core.stats
+        core = p.speaker.stats
         yield CounterMetricFamily("bgpd_exabgp_commands_refused",
                                   "Route commands the BGP engine refused (retried)",
                                   value=core.refused_commands)

@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 from bgpd.speaker import codec
 from bgpd.speaker.config import Neighbor, SpeakerConfig
@@ -71,6 +73,20 @@ class PeerSession:
     open: codec.Open | None = None
     flaps: int = 0
     notified: bool = False  # a NOTIFICATION went either way: the session is ending by it
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """A session as status, metrics and the BIRD socket see it: a copy, frozen (the
+    core's :class:`PeerSession` changes under them)."""
+
+    neighbor: Neighbor
+    state: SessionState
+    since: float
+    last_error: str
+    open: codec.Open | None
+    flaps: int
+    advertised: int  # the routes ExaBGP holds for the peer
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,3 +344,13 @@ class SpeakerCore:
 
     def established(self) -> list[Address]:
         return [a for a, s in self.peers.items() if s.state is SessionState.ESTABLISHED]
+
+    def sessions(self) -> Mapping[Address, SessionView]:
+        """Every configured session, frozen as it is now."""
+        return MappingProxyType({a: SessionView(s.neighbor, s.state, s.since, s.last_error,
+                                                s.open, s.flaps, self.pacer.advertised(a))
+                                 for a, s in self.peers.items()})
+
+    def counters(self) -> CoreStats:
+        """The counters as they are now (a copy)."""
+        return replace(self.stats)

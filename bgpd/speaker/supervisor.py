@@ -38,7 +38,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import structlog
@@ -47,14 +47,15 @@ from bgpd.speaker import bridge, codec, launch, md5, prestart
 from bgpd.speaker.config import SpeakerConfig, render
 from bgpd.speaker.core import (
     CommandKind,
-    PeerSession,
+    CoreStats,
     SessionDown,
     SessionState,
     SessionUp,
+    SessionView,
     SpeakerCore,
     SpeakerEvent,
 )
-from bgpd.speaker.pacing import COOLDOWN, Pacer
+from bgpd.speaker.pacing import COOLDOWN
 from ribs.types import Address, Attributes, Prefix
 
 __all__ = ["EngineFailure", "SessionDown", "SessionState", "SessionUp", "Speaker",
@@ -122,12 +123,18 @@ class Speaker:
 
     # --- read-only views -------------------------------------------------------------------
     @property
-    def peers(self) -> dict[Address, PeerSession]:
-        return self.core.peers
+    def peers(self) -> Mapping[Address, SessionView]:
+        """Every configured session, frozen as it is now (the core's own change)."""
+        return self.core.sessions()
 
     @property
-    def pacer(self) -> Pacer:
-        return self.core.pacer
+    def stats(self) -> CoreStats:
+        return self.core.counters()
+
+    @property
+    def refusal(self) -> str:
+        """Why ExaBGP refused the configuration wanted ("" when it did not)."""
+        return self.core.refusal
 
     @property
     def malformed(self) -> int:
@@ -262,7 +269,7 @@ class Speaker:
         process = await self._spawn()
         self.pid = process.pid
         self._moved()
-        log.info("exabgp_started", pid=process.pid, peers=len(self.peers),
+        log.info("exabgp_started", pid=process.pid, peers=len(self.core.peers),
                  prestarted=process is prestarted)
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -382,7 +389,7 @@ class Speaker:
 
     def _log_session(self, event: SpeakerEvent) -> None:
         if isinstance(event, SessionUp | SessionDown):
-            session = self.peers.get(event.peer)
+            session = self.core.peers.get(event.peer)
             name = session.neighbor.name if session else None
             if isinstance(event, SessionUp):
                 log.info("peer_up", peer=str(event.peer), name=name)
@@ -400,7 +407,7 @@ class Speaker:
         self._md5_seen = now
         if not grew:
             return
-        for session in list(self.peers.values()):
+        for session in list(self.core.peers.values()):
             hint = md5.md5_hint(session, grew)
             first = not session.last_error.startswith("TCP MD5")
             if hint is not None and self.core.hint(session.neighbor.address, hint) and first:
@@ -443,7 +450,7 @@ class Speaker:
         refused = self.core.acknowledged(ok, time.monotonic())
         self._moved()
         if command.kind is CommandKind.RELOAD and ok:
-            log.info("exabgp_reloaded", peers=len(self.peers))
+            log.info("exabgp_reloaded", peers=len(self.core.peers))
         elif refused is not None and refused.kind is CommandKind.RELOAD:
             log.error("exabgp_reload_refused", problem=self.core.refusal)
         elif refused is not None:
