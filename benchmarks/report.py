@@ -283,6 +283,21 @@ def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
                      + f". node-3 deleted from the datastore then: its block gone from "
                      f"node-2 {o['deleted_node_route_gone_s']} s later.\n\n"
                      + table(["pairs", "lost / sent"], rows))
+    if "topology" in found:
+        t = found["topology"][-1][1]
+        trips, starts = t["round_trips"], t["cold_starts"]
+        rows = [[f"mesh -> reflectors -> mesh, {i + 1}",
+                 "yes" if x["every_session_on_reflectors"] and x["every_session_back"] else "NO",
+                 f"{x['lost']} / {x['sent']}", str(sum(map(len, x["routes_deleted"].values()))),
+                 f"{x['seconds']} s"] for i, x in enumerate(trips)]
+        rows += [[f"every bgpd stopped and started at once, {i + 1}", "yes",
+                  f"{x['lost']} / {x['sent']}", str(sum(map(len, x["routes_deleted"].values()))),
+                  f"{x['seconds_back']} s"] for i, x in enumerate(starts)]
+        parts.append(f"**Larger cluster** (`python -m benchmarks.topology`): {t['nodes']} bgpd "
+                     f"nodes, {t['reflectors']} reflectors; each pod pings the next node's pod "
+                     "at 50/s, every node's `proto bird` routes watched.\n\n"
+                     + table(["operation", "every session back", "pings lost / sent",
+                              "routes deleted", "took"], rows))
     if "bfd" in found:
         r = found["bfd"][-1][1]
         rows = [[what, f"{k['min_ms']} / {k['median_ms']} / {k['max_ms']} ms",
@@ -307,6 +322,17 @@ def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
                      "--seconds 60`, the last runs): CPU of a core at 100 ms x 3, bgpd's "
                      "engine + the daemon's side against BIRD 2 with the same sessions.\n\n"
                      + table(["run", "bgpd", "BIRD 2", "ratio", "failures"], rows))
+    if "bfd-soak" in found:
+        runs = [r["soak"] for _, r in found["bfd-soak"] if "soak" in r][-3:]
+        rows = [[f"{x['sessions']} sessions, {x['seconds']:.0f} s",
+                 f"{x['routes']:,} routes x {x['route_toggles']}, {x['reloads']} reloads",
+                 f"{x['bfd_down_ours']} / {x['sessions'] - x['bfd_up_at_end_bird']}",
+                 str(x["bgp_flaps"])] for x in runs]
+        parts.append("**BFD under load** (`python -m benchmarks.bfd --only soak --seconds "
+                     "600`): the whole daemon with BGPPeers asking for BFD at 100 ms x 3 "
+                     "(one BIRD 2 at the other end of each) while BIRD announces and withdraws "
+                     "routes every 30 s and the resources are reloaded every 20 s.\n\n"
+                     + table(["run", "load", "BFD Down: ours / BIRD's", "BGP flaps"], rows))
     rows = []
     if "kernel_routes" in found:
         r = list(latest(found["kernel_routes"], "routes").values())[-1]
