@@ -219,8 +219,8 @@ def test_nothing_is_published_before_every_watcher_has_listed(server: KubeServer
         task = asyncio.create_task(controller.run_kubernetes(kubeconfig=str(path),
                                                              namespace="calico-system"))
         try:
-            await until(lambda: len(controller.watchers) == 9 and sum(
-                w.listed for w in controller.watchers) == 8, 10, "all lists but one")
+            await until(lambda: len(controller.watchers) == 11 and sum(
+                w.listed for w in controller.watchers) == 10, 10, "all lists but one")
             assert controller.desired.value is None and not controller.synced()
             server.release("bgpfilters")
             await until(lambda: peer_names(controller) == {"Mesh_198_51_100_11",
@@ -317,8 +317,8 @@ def test_other_nodes_metadata_only_this_node_in_full(server: KubeServer, tmp_pat
         node["status"]["conditions"] = [{"type": "Ready", "lastHeartbeatTime": "2026-12-01"}]
         server.put(node)
         await until(lambda: server.traffic["127.0.0.1"][1] > before, 5, "the event sent")
-        await asyncio.sleep(0.3)  # bookmarks only from here on
-        assert server.traffic["127.0.0.1"][1] - before < 2000
+        await asyncio.sleep(0.3)  # bookmarks only from here on (~200 bytes each, 11 streams)
+        assert server.traffic["127.0.0.1"][1] - before < 3000
 
     run_controller(server, tmp_path, scenario)
 
@@ -607,9 +607,19 @@ def test_services_and_endpoint_slices_follow_the_endpoints(server: KubeServer,
 
 @pytest.mark.parametrize("line", [b"{not json", b"[" * 100_000 + b"]" * 100_000, b"[1]"],
                          ids=["not-json", "nested-too-deep", "not-an-object"])
-def test_a_watch_line_that_is_no_event_is_skipped_and_counted(line: bytes) -> None:
-    api: Any = None  # (decoding reads nothing from the API)
+def test_a_watch_line_that_is_no_event_is_skipped_and_counted(line: bytes,
+                                                              monkeypatch: Any) -> None:
+    """The decoding layer says why a line is no event; the watcher skips and counts it, and
+    the stream goes on (the bookmark after it is read)."""
+    async def stream(reader: Any, version: str) -> Any:
+        yield line
+        yield b'{"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "7"}}}'
+
+    monkeypatch.setattr(kube, "stream", stream)
+    api: Any = None  # (the stream is the test's)
     watcher = kube.Watcher(api, kube.resources("n1")[0], Store(), lambda: None)
-    assert watcher._decode(line) is None
+    assert asyncio.run(watcher.watch("5")) == "7"
     assert (watcher.skipped, watcher.errors) == (1, 1)
-    assert watcher._decode(b'{"type": "BOOKMARK"}') == {"type": "BOOKMARK"}
+    problem = kube.decode(line)
+    assert isinstance(problem, str) and problem.startswith(("not JSON", "not an object"))
+    assert kube.decode(None) == f"larger than {kube.MAX_EVENT >> 20} MiB"

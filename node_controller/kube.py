@@ -197,13 +197,135 @@ async def api_client(*, kubeconfig: str | None = None) -> ApiClient:
     return ApiClient(configuration)
 
 
+class WatchError(Exception):
+    """Reading the API failed — an HTTP status (``status``), a connection or a timeout, or an
+    answer that is not what the API sends: retried with backoff."""
+
+    def __init__(self, problem: str, status: int | None = None) -> None:
+        super().__init__(problem)
+        self.status = status
+
+
+# --- the layers of a watch, from the wire up ------------------------------------------------
+class Reader:
+    """HTTP: GET requests of one resource (its field selector, and ``selector``, the label
+    selector in force), every failure raised as :class:`Gone` or :class:`WatchError`."""
+
+    def __init__(self, api: ApiClient, resource: Resource) -> None:
+        self.api, self.resource = api, resource
+        self.selector: str | None = None
+
+    async def get(self, query: list[tuple[str, Any]], *, name: str | None = None,
+                  watch: bool = False, timeout: Any = 60) -> aiohttp.ClientResponse:
+        """The response of a 2xx answer (the caller reads and closes it)."""
+        r = self.resource
+        accept = "application/json"
+        if name is None:
+            if r.field_selector is not None:
+                query.append(("fieldSelector", r.field_selector))
+            if self.selector is not None and not any(k == "labelSelector" for k, _ in query):
+                query.append(("labelSelector", self.selector))
+            if r.metadata_only:
+                accept = f"{METADATA_ONE if watch else METADATA_LIST}, application/json"
+        try:
+            response: aiohttp.ClientResponse = await self.api.call_api(
+                r.path if name is None else f"{r.path}/{name}", "GET", query_params=query,
+                header_params={"Accept": accept}, auth_settings=["BearerToken"],
+                _preload_content=False, _request_timeout=timeout)
+        except (ApiException, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise WatchError(_describe(exc), getattr(exc, "status", None)) from None
+        if 200 <= response.status < 300:
+            return response
+        async with response:  # a Status object says why
+            body = await response.read()
+        try:
+            message = str(json.loads(body).get("message", ""))
+        except (ValueError, AttributeError):
+            message = body[:200].decode(errors="replace")
+        if response.status == 410:  # a continue token or a version too old
+            raise Gone(message)
+        raise WatchError(f"HTTP {response.status} {message or response.reason}",
+                         response.status)
+
+    async def body(self, query: list[tuple[str, Any]]) -> dict[str, Any]:
+        """A list answer: a JSON object."""
+        response = await self.get(query)
+        async with response:
+            try:
+                data = json.loads(await response.read())
+            except (ValueError, RecursionError) as exc:
+                raise WatchError(f"not JSON ({exc})") from None
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise WatchError(_describe(exc)) from None
+        if not isinstance(data, dict):
+            raise WatchError(f"not a JSON object: {type(data).__name__}")
+        return data
+
+    async def exists(self, name: str) -> bool:
+        try:
+            response = await self.get([], name=name)
+        except WatchError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        async with response:
+            await response.read()
+        return True
+
+
+async def pages(reader: Reader, version: str | None) -> AsyncIterator[dict[str, Any]]:
+    """A list, page by page (``PAGE`` objects each, by continue tokens): from the watch cache
+    at first (``version`` None), else not older than ``version``."""
+    token: str | None = None
+    while True:
+        query: list[tuple[str, Any]] = [("limit", PAGE)]
+        if token:
+            query.append(("continue", token))
+        elif version is None:
+            query.append(("resourceVersion", "0"))
+        else:
+            query += [("resourceVersion", version), ("resourceVersionMatch", "NotOlderThan")]
+        body = await reader.body(query)
+        yield body
+        token = (body.get("metadata") or {}).get("continue")
+        if not token:
+            return
+
+
+async def stream(reader: Reader, version: str) -> AsyncIterator[bytes | None]:
+    """A watch from ``version``: its lines, until the server ends it (None: a line over
+    ``MAX_EVENT``, skipped)."""
+    response = await reader.get(
+        [("watch", "true"), ("resourceVersion", version), ("allowWatchBookmarks", "true"),
+         ("timeoutSeconds", WATCH_SECONDS)], watch=True, timeout=(10, WATCH_SECONDS + 30))
+    async with response:
+        try:
+            async for line in _lines(response):
+                yield line
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise WatchError(_describe(exc)) from None
+
+
+def decode(line: bytes | None) -> dict[str, Any] | str:
+    """A watch event, or why the line is none."""
+    if line is None:
+        return f"larger than {MAX_EVENT >> 20} MiB"
+    try:
+        event = json.loads(line)
+    except (ValueError, RecursionError) as exc:  # (nesting deeper than it goes)
+        return f"not JSON ({exc})"
+    return event if isinstance(event, dict) else "not an object"
+
+
 class Watcher:
-    """List+watch of one resource into the store; calls ``on_change`` after real changes."""
+    """List+watch of one resource into the store; calls ``on_change`` after real changes.
+    The wire is :class:`Reader`'s, lists :func:`pages`, streams :func:`stream` and
+    :func:`decode`; this class keeps the state, writes the store and retries."""
 
     def __init__(self, api: ApiClient, resource: Resource, store: Store,
                  on_change: Callable[[], None], *, backoff_max: float = 30.0,
                  stale_after: float = STALE_AFTER, relist_jitter: float = RELIST_JITTER) -> None:
-        self.api = api
+        self.reader = Reader(api, resource)
         self.resource = resource
         self.store = store
         self.on_change = on_change
@@ -218,9 +340,13 @@ class Watcher:
         self.lists = 0
         self.version: str | None = None  # the last resourceVersion seen
         self._full_objects_logged = False
-        # the label selector in force: a labelled resource's, or None while objects lack it
-        self.selector: str | None = None
         self._scoped_at = float("-inf")  # monotonic time of the last check of the labels
+
+    @property
+    def selector(self) -> str | None:
+        """The label selector in force: a labelled resource's, or None while objects lack
+        it."""
+        return self.reader.selector
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -256,18 +382,16 @@ class Watcher:
                 log.info("watch_expired", resource=str(self.resource), relist_in=round(wait, 2))
                 self.state = WatchState.RETRYING
                 await asyncio.sleep(wait)
-            except (ApiException, aiohttp.ClientError, TimeoutError, OSError,
-                    json.JSONDecodeError) as exc:
-                if (self.resource.optional and isinstance(exc, ApiException)
-                        and exc.status == 404):
+            except WatchError as exc:
+                if self.resource.optional and exc.status == 404:
                     must_list = True
                     await self._absent()
                     continue
                 self.errors += 1
                 self.state = WatchState.RETRYING
                 wait = delay * random.uniform(0.5, 1.0)
-                log.warning("watch_failed", resource=str(self.resource),
-                            error=_describe(exc), retry_in=round(wait, 2),
+                log.warning("watch_failed", resource=str(self.resource), error=str(exc),
+                            retry_in=round(wait, 2),
                             resume_from=None if must_list else self.version)
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, self.backoff_max)
@@ -286,41 +410,14 @@ class Watcher:
             self.on_change()
         await asyncio.sleep(ABSENT_RECHECK)
 
-    async def _call(self, query: list[tuple[str, Any]], *, watch: bool = False,
-                    timeout: Any = 60) -> aiohttp.ClientResponse:
-        r = self.resource
-        if r.field_selector is not None:
-            query.append(("fieldSelector", r.field_selector))
-        if self.selector is not None and not any(k == "labelSelector" for k, _ in query):
-            query.append(("labelSelector", self.selector))
-        accept = "application/json"
-        if r.metadata_only:
-            accept = f"{METADATA_ONE if watch else METADATA_LIST}, application/json"
-        response: aiohttp.ClientResponse = await self.api.call_api(
-            r.path, "GET", query_params=query, header_params={"Accept": accept},
-            auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout)
-        if 200 <= response.status < 300:
-            return response
-        async with response:  # a Status object says why
-            body = await response.read()
-        try:
-            message = str(json.loads(body).get("message", ""))
-        except (ValueError, AttributeError):
-            message = body[:200].decode(errors="replace")
-        if response.status == 410:  # a continue token or a version too old
-            raise Gone(message)
-        raise ApiException(status=response.status, reason=message or response.reason)
-
     async def _scope(self) -> str | None:
         """The label selector a labelled resource is to be watched with now: its own, or
         None (every object) while some object has no such label."""
         assert self.resource.labelled is not None
         key, value = self.resource.labelled
         self._scoped_at = time.monotonic()
-        response = await self._call([("labelSelector", f"!{key}"), ("limit", 1),
-                                     ("resourceVersion", "0")])
-        async with response:
-            body = _object(json.loads(await response.read()))
+        body = await self.reader.body([("labelSelector", f"!{key}"), ("limit", 1),
+                                       ("resourceVersion", "0")])
         unlabelled = [(item.get("metadata") or {}).get("name") for item in
                       body.get("items") or [] if isinstance(item, dict)]
         if not unlabelled:
@@ -332,29 +429,14 @@ class Watcher:
 
     async def relist(self) -> str:
         if self.resource.labelled is not None:
-            self.selector = await self._scope()
+            self.reader.selector = await self._scope()
         items: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            query: list[tuple[str, Any]] = [("limit", PAGE)]
-            if token:
-                query.append(("continue", token))
-            elif self.version is None:
-                query.append(("resourceVersion", "0"))  # from the watch cache
-            else:
-                query += [("resourceVersion", self.version),
-                          ("resourceVersionMatch", "NotOlderThan")]
-            response = await self._call(query)
-            async with response:
-                body = _object(json.loads(await response.read()))
+        version = ""
+        async for body in pages(self.reader, self.version):
             self._note_kind(str(body.get("kind", "")))
             items += [_with_kind(item, self.resource) for item in body.get("items") or []
                       if self._covers(item)]
-            meta = body.get("metadata") or {}
-            token = meta.get("continue")
-            if not token:
-                version = str(meta.get("resourceVersion", ""))
-                break
+            version = str((body.get("metadata") or {}).get("resourceVersion", ""))
         changed = self.store.replace_kind(self.resource.kind, items,
                                           scope=self.resource.covers)
         self.lists += 1
@@ -382,55 +464,30 @@ class Watcher:
         if (self.selector is not None and time.monotonic() - self._scoped_at >= SCOPE_RECHECK
                 and await self._scope() != self.selector):
             raise Rescope(str(self.resource))
-        response = await self._call(
-            [("watch", "true"), ("resourceVersion", version), ("allowWatchBookmarks", "true"),
-             ("timeoutSeconds", WATCH_SECONDS)], watch=True, timeout=(10, WATCH_SECONDS + 30))
-        async with response:
-            async for line in _lines(response):
-                event = self._decode(line)
-                if event is None:
-                    continue
-                if (self.selector is not None and event.get("type") == "DELETED"
-                        and await self._exists(event.get("object"))):
-                    # not deleted: its labels were taken away (an older Calico wrote it)
-                    raise Rescope(str(self.resource))
-                self.version = version = self._handle(event, version)
+        async for line in stream(self.reader, version):
+            event = decode(line)
+            if isinstance(event, str):
+                self._skipped(event, line)
+                continue
+            if (self.selector is not None and event.get("type") == "DELETED"
+                    and await self._still_there(event.get("object"))):
+                # not deleted: its labels were taken away (an older Calico wrote it)
+                raise Rescope(str(self.resource))
+            self.version = version = self._handle(event, version)
         return version
 
-    async def _exists(self, obj: Any) -> bool:
+    async def _still_there(self, obj: Any) -> bool:
         """Whether the object of a DELETED event of a labelled watch still exists (a watch
         with a label selector says DELETED for an object that no longer matches it)."""
         meta = obj.get("metadata") if isinstance(obj, dict) else None
         name = meta.get("name") if isinstance(meta, dict) else None
-        if not isinstance(name, str) or not name:
-            return False
-        response: aiohttp.ClientResponse = await self.api.call_api(
-            f"{self.resource.path}/{name}", "GET", header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"], _preload_content=False, _request_timeout=60)
-        async with response:
-            await response.read()
-        if response.status == 404:
-            return False
-        if 200 <= response.status < 300:
-            return True
-        raise ApiException(status=response.status, reason=response.reason)
+        return isinstance(name, str) and bool(name) and await self.reader.exists(name)
 
-    def _decode(self, line: bytes | None) -> dict[str, Any] | None:
-        problem = f"larger than {MAX_EVENT >> 20} MiB" if line is None else None
-        if line is not None:
-            try:
-                event = json.loads(line)
-            except (ValueError, RecursionError) as exc:  # (nesting deeper than it goes)
-                problem = f"not JSON ({exc})"
-            else:
-                if isinstance(event, dict):
-                    return event
-                problem = "not an object"
+    def _skipped(self, problem: str, line: bytes | None) -> None:
         self.skipped += 1
         self.errors += 1
         log.error("watch_event_skipped", resource=str(self.resource), problem=problem,
                   size=len(line) if line is not None else None)
-        return None
 
     def _handle(self, event: dict[str, Any], version: str) -> str:
         kind, obj = event.get("type"), event.get("object") or {}
@@ -438,7 +495,7 @@ class Watcher:
         if kind == "ERROR":
             if obj.get("code") == 410:
                 raise Gone(obj.get("message", ""))
-            raise ApiException(status=obj.get("code"), reason=obj.get("message"))
+            raise WatchError(f"HTTP {obj.get('code')} {obj.get('message')}", obj.get("code"))
         version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
         if kind == "BOOKMARK":
             return version
@@ -452,13 +509,6 @@ class Watcher:
         if changed:
             self.on_change()
         return version
-
-
-def _object(body: Any) -> dict[str, Any]:
-    """A list answer's body, which must be a JSON object (anything else: a failure, retried)."""
-    if not isinstance(body, dict):
-        raise ApiException(status=0, reason=f"not a JSON object: {type(body).__name__}")
-    return body
 
 
 async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes | None]:
