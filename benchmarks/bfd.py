@@ -21,11 +21,20 @@ where graceful restart alone keeps it 120 s).
 ``cost`` (``--only cost``, on its own): 100 sessions at 100 ms x 3 with one BIRD 2: the CPU
 of bgpd's engine and of the daemon's side, against BIRD's in the same run (goal: at most 5 %
 of a core).
+
+``soak`` (``--only soak``, on its own; ``--sessions`` 100, ``--seconds`` — 600 for the ten
+minutes of the goal —, ``--routes`` 20000): the whole daemon with that many BGPPeers asking
+for BFD (100 ms x 3), each a BGP session with one BIRD 2 (an address each, on the node's
+subnet, BFD on) — while BIRD announces ``--routes`` routes over the first session and
+withdraws them, every 30 s in turn, and the node's resources are reloaded (SIGHUP; a BGPPeer
+added or removed) every 20 s. Counted: BFD sessions that went Down on either side, BGP
+sessions that flapped (goal: none), and the routes the kernel held at the peaks.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -36,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import report
+from integration_tests.cluster import NODE_AS, Cluster
 from integration_tests.monitor import RouteMonitor
 from integration_tests.netns import Namespace, NetLab
 from integration_tests.test_bfd import (
@@ -209,17 +219,125 @@ def cost(sessions: int, seconds: float) -> dict[str, Any]:
             "failures": sum(v["failures"] for v in views.values())}
 
 
+def soak(sessions: int, seconds: float, routes: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bgpd-bench-bfd-soak-") as tmp, NetLab() as lab:
+        workdir = Path(tmp)
+        c = Cluster(lab, workdir, nodes=1, tor=False)
+        node = c.nodes[0]
+        peers = [f"198.51.100.{100 + i}" for i in range(1, sessions + 1)]
+        # a BIRD each (BIRD keeps one BFD session per remote address: one BIRD with many
+        # addresses would serve the node's address once)
+        spaces = [c._attach(f"peer{i}", f"{a}/24", "br0") for i, a in enumerate(peers)]
+
+        def resources(extra: bool) -> list[dict[str, Any]]:
+            docs = [c.calico("BGPPeer", f"p{i}", {
+                "peerIP": a, "asNumber": 65000, "failureDetectionMode": "BFDIfDirectlyConnected",
+                **({"filters": ["load"]} if i == 0 else {})}) for i, a in enumerate(peers)]
+            # the load is outside the pools: taken by a filter, as a ToR's routes would be
+            docs.append(c.calico("BGPFilter", "load", {"importV4": [
+                {"action": "Accept", "cidr": "10.0.0.0/8", "matchOperator": "In"}]}))
+            docs.append(c.calico("BFDConfiguration", "default", {"interfaces": [
+                {"matchPattern": "eth*", "minimumRecvInterval": "100ms",
+                 "minimumSendInterval": "100ms", "idleSendInterval": "1s", "multiplier": 3}]}))
+            if extra:  # a peer that never answers: a reload that adds and removes a session
+                docs.append(c.calico("BGPPeer", "extra", {"peerIP": "198.51.100.250",
+                                                          "asNumber": 65001}))
+            return docs
+
+        load = "".join(f"route 10.{64 + i // 256}.{i % 256}.0/24 blackhole; "
+                       for i in range(routes))
+        birds = []
+        for i, (address, ns) in enumerate(zip(peers, spaces, strict=True)):
+            folder = workdir / f"bird{i}"
+            folder.mkdir()
+            export = 'where proto = "load"' if i == 0 else "none"
+            (folder / "bird.conf").write_text("\n".join([
+                f"router id {address};", "protocol device {}",
+                'protocol bfd { interface "eth0" { min rx interval 100 ms; '
+                "min tx interval 100 ms; idle tx interval 1 s; multiplier 3; }; }",
+                f"protocol static load {{ ipv4; {load if i == 0 else ''}}}",
+                f"protocol bgp p {{ local {address} as 65000; neighbor {node.ip} as {NODE_AS}; "
+                "bfd on; graceful restart on; connect retry time 1; "
+                f"ipv4 {{ import none; export {export}; }}; }}"]) + "\n")
+            ns.run("bird", "-c", str(folder / "bird.conf"), "-s", str(folder / "bird.ctl"),
+                   "-P", str(folder / "pid"))
+            birds.append((ns, folder))
+        first_ns, first = birds[0]
+        c.write_resources(resources(False))
+        c.start(node, max_prefixes_external=routes * 2)
+        try:
+            def bfd() -> list[dict[str, Any]]:
+                return list(c.status(node)["bfd"]["sessions"])
+
+            def learned() -> int:
+                return sum(1 for r in node.ns.routes() if r.startswith("10."))
+
+            def bird_bfd_up() -> int:
+                return sum(" Up " in ns.run("birdc", "-s", str(folder / "bird.ctl"), "show",
+                                            "bfd", "sessions") for ns, folder in birds)
+
+            def seen() -> str:
+                status = c.status(node)
+                return json.dumps({"bfd": status["bfd"], "peers": [
+                    (p["address"], p["state"], p["info"]) for p in status["peers"]]})[:4000]
+
+            wait_for(lambda: len(bfd()) == sessions and {s["state"] for s in bfd()} == {"Up"}
+                     and all(p["established"] for p in c.status(node)["peers"]), 120,
+                     "every BFD session Up and every BGP session established", context=seen)
+            wait_for(lambda: learned() == routes, 120, "the routes in the kernel")
+            time.sleep(2.0)
+            before = {s["peer"]: (s["detections"], s["failures"]) for s in bfd()}
+            flaps_before = {p["address"]: p["flaps"] for p in c.status(node)["peers"]}
+            start, peaks, reloads, toggles = time.monotonic(), [], 0, 0
+            announced, next_toggle, next_reload = True, start + 30, start + 20
+            while (now := time.monotonic()) < start + seconds:
+                if now >= next_toggle:
+                    peaks.append(learned())
+                    first_ns.run("birdc", "-s", str(first / "bird.ctl"),
+                                 "disable" if announced else "enable", "load")
+                    announced, toggles, next_toggle = not announced, toggles + 1, now + 30
+                if now >= next_reload:
+                    reloads += 1
+                    c.write_resources(resources(reloads % 2 == 1))
+                    assert node.proc is not None
+                    node.proc.send_signal(signal.SIGHUP)
+                    next_reload = now + 20
+                time.sleep(0.5)
+            after = bfd()
+            status = c.status(node)
+            downs = sum(s["detections"] - before[s["peer"]][0] for s in after)
+            failures = sum(s["failures"] - before[s["peer"]][1] for s in after)
+            flaps = sum(p["flaps"] - flaps_before.get(p["address"], 0)
+                        for p in status["peers"] if p["address"] in flaps_before)
+            log = (node.workdir / "bgpd.log").read_text()
+            return {"sessions": sessions, "seconds": seconds, "routes": routes,
+                    "route_toggles": toggles, "reloads": reloads,
+                    "kernel_routes_at_toggles": peaks,
+                    "bfd_down_ours": downs, "bfd_failures_ours": failures,
+                    "bfd_down_logged": log.count('"event": "bfd_down"'),
+                    "bfd_up_at_end_ours": sum(s["state"] == "Up" for s in after),
+                    "bfd_up_at_end_bird": bird_bfd_up(),
+                    "bgp_flaps": flaps}
+        finally:
+            c.stop_all()
+            for _, folder in birds:
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int((folder / "pid").read_text()), signal.SIGKILL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--route-trials", type=int, default=10)
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--only", choices=("detect", "routes", "cost"))
+    parser.add_argument("--routes", type=int, default=20000, help="soak: routes announced")
+    parser.add_argument("--only", choices=("detect", "routes", "cost", "soak"))
     parser.add_argument("--json", action="store_true", help="(the result is JSON always)")
     args = parser.parse_args()
     parts = {"detect": lambda: detect(args.trials), "routes": lambda: routes(args.route_trials),
-             "cost": lambda: cost(args.sessions, args.seconds)}
+             "cost": lambda: cost(args.sessions, args.seconds),
+             "soak": lambda: soak(args.sessions, args.seconds, args.routes)}
     chosen = [args.only] if args.only else ["detect", "routes"]  # (cost: on its own)
     report("bfd" if args.only is None else f"bfd-{args.only}",
            {name: parts[name]() for name in chosen})
