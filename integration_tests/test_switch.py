@@ -15,6 +15,7 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -193,5 +194,81 @@ def test_bird1_node_to_bgpd_and_back_beside_bird_and_bgpd_peers(lab: NetLab,
         print(f"BIRD 1.6 -> bgpd -> BIRD 1.6: {results} (sent, received); {said}")
         assert all(sent > 300 and received == sent for sent, received in results), results
         assert deleted == [[], [], []]
+    finally:
+        c.stop_all()
+
+
+class Holds:
+    """Samples, every 50 ms from another thread, whether ``router`` holds ``prefix`` from
+    ``neighbor``; :meth:`stop` says how many samples found it missing (of how many)."""
+
+    def __init__(self, router: Any, neighbor: str, prefix: str) -> None:
+        import threading
+
+        self.missing = self.samples = 0
+        self._stop = threading.Event()
+
+        def sample() -> None:
+            while not self._stop.wait(0.05):
+                self.samples += 1
+                self.missing += prefix not in router.routes_from(neighbor)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> tuple[int, int]:
+        self._stop.set()
+        self._thread.join()
+        return self.missing, self.samples
+
+
+def test_bird_node_to_bgpd_and_back_beside_an_frr_tor(lab: NetLab, tmp_path: Path) -> None:
+    """The switch as above with an FRR ToR among the node's peers (graceful restart, as the
+    FRR ToR of docs/operating.md): BIRD 2 leaves by ``bgpd takeover``, bgpd takes over, bgpd
+    is stopped by SIGTERM and BIRD 2 started with ``-R``; throughout, the ToR never lacks the
+    node's block (sampled every 50 ms), a pod on the other node pings the node's pod every
+    10 ms without a loss, and no route is deleted on either node."""
+    import signal
+
+    why = available("frr")
+    if why:
+        pytest.skip(why)
+    c = Cluster(lab, tmp_path, nodes=2, bird_nodes=1, bird_restarting=True, mode="Never",
+                pods=1, tor="frr")
+    node, other = c.nodes
+    tor = c.tor
+    assert tor is not None
+    c.start_all()
+    try:
+        c.wait(c.blocks_everywhere, 60, "routes everywhere")
+        c.wait(lambda: node.block in tor.routes_from(node.ip), 60, "the block at the ToR")
+        assert node.bird is not None
+        c.wait(lambda: "recovery in progress" not in node.bird.cli("show", "status"), 60,
+               "BIRD's start-up recovery (-R) done")
+        holds = Holds(tor, node.ip, node.block)
+        monitors = [RouteDeletions(n) for n in c.nodes]
+        ping = Pinger(other.pods[0].name, node.pod_ips[0], interval=0.01)
+        time.sleep(1)
+        node.ns.run(*BGPD, "takeover", "--bird-socket", node.bird.sock)
+        c.start(node)
+        c.wait(lambda: len(c.status(node)["peers"]) == 2
+               and all(p["established"] for p in c.status(node)["peers"]), 60,
+               "bgpd's sessions (the mesh and the ToR)")
+        c.wait(lambda: not c.status(node)["rib"]["restarting"], 30, "bgpd's restart done")
+        time.sleep(1)
+        c.signal(node, signal.SIGTERM)
+        c.start_bird(node, graceful=True)
+        c.wait(lambda: "recovery in progress" not in node.bird.cli("show", "status"), 60,
+               "BIRD's graceful restart recovery done")
+        c.wait(lambda: tor.established(node.ip), 30, "the ToR's session with BIRD again")
+        time.sleep(1)
+        missing, samples = holds.stop()
+        sent, received = ping.stop()
+        deleted = [m.stop() for m in monitors]
+        print(f"FRR ToR: block missing in {missing} of {samples} samples; "
+              f"{sent - received} of {sent} pings lost")
+        assert samples > 50 and missing == 0
+        assert sent > 300 and received == sent
+        assert deleted == [[], []]
     finally:
         c.stop_all()
