@@ -322,6 +322,22 @@ def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
                      "--seconds 60`, the last runs): CPU of a core at 100 ms x 3, bgpd's "
                      "engine + the daemon's side against BIRD 2 with the same sessions.\n\n"
                      + table(["run", "bgpd", "BIRD 2", "ratio", "failures"], rows))
+    if "failover" in found:
+        f = found["failover"][-1][1]
+        names = {"bgpd-bfd": "bgpd, BFD 100 ms x 3", "bird-bfd": "BIRD 2, BFD 100 ms x 3",
+                 "bgpd": "no BFD (Calico's open-source edition today)"}
+        rows = []
+        for engine, lost in f["lost"].items():
+            moved = [str(r["tor_moved_s"]) for r in f["runs"] if r["engine"] == engine]
+            rows.append([names.get(engine, engine), ", ".join(map(str, lost)),
+                         ", ".join(moved)])
+        parts.append("**Failover loss** (`python -m benchmarks.failover --runs 5`): a ToR "
+                     f"(BIRD 2, ECMP) pings a Service on three nodes at "
+                     f"{f['runs'][-1]['packets_per_s']}/s in 8 flows; one node fails hard "
+                     "(every packet dropped). Without BFD the count stops at the window: the "
+                     "ToR goes on sending there for the hold and graceful-restart times. "
+                     f"Goal met: {'yes' if f['goal_met'] else 'no'}.\n\n"
+                     + table(["nodes", "packets lost, each run", "ToR moved after (s)"], rows))
     if "bfd-soak" in found:
         runs = [r["soak"] for _, r in found["bfd-soak"] if "soak" in r][-3:]
         rows = [[f"{x['sessions']} sessions, {x['seconds']:.0f} s",
