@@ -44,8 +44,8 @@ from typing import Any
 
 from benchmarks.common import report
 from integration_tests.cluster import Cluster, Node
-from integration_tests.monitor import Pinger
-from integration_tests.netns import NetLab
+from integration_tests.monitor import Pinger, stop_all
+from integration_tests.netns import Namespace, NetLab
 from integration_tests.peers import FRR_BGPD, Bird2, Frr
 from integration_tests.waiting import wait_for
 
@@ -73,6 +73,16 @@ def service(nodes: list[Node]) -> list[dict[str, Any]]:
          "endpoints": [{"addresses": [f"172.17.{n.index + 1}.10"], "nodeName": n.name,
                         "conditions": {"ready": True}} for n in nodes]},
     ]
+
+
+def flows(c: Cluster, tor: Namespace, rate: int) -> list[Pinger]:
+    """The ToR pinging the Service ``rate`` times a second in ``FLOWS`` flows, from as many
+    source addresses (an ECMP ToR hashes them over the nodes), once the Service answers."""
+    sources = [f"198.51.100.{50 + i}" for i in range(FLOWS)]
+    for address in sources:
+        tor.ip("addr", "add", f"{address}/24", "dev", "eth0")
+    c.wait(lambda: c.ping(tor, SERVICE_IP), 10, "the Service answering")
+    return [Pinger(tor.name, SERVICE_IP, interval=FLOWS / rate, source=a) for a in sources]
 
 
 def tor_route(c: Cluster) -> str:
@@ -167,13 +177,7 @@ def run(engine: str, stop: str, workdir: Path, rate: int, tor_kind: str = "bird2
             c.wait(lambda: f"via {n0.ip} " in tor_route(c) + " ", 60, "the ToR routing to node-0")
             c.wait(lambda: f"{SERVICE_IP}/32" in tor.routes_from(n1.ip), 30,
                    "node-1's announcement at the ToR")
-            # flows from several source addresses: an ECMP ToR hashes them over the nodes
-            sources = [f"198.51.100.{50 + i}" for i in range(FLOWS)]
-            for address in sources:
-                tor.ns.ip("addr", "add", f"{address}/24", "dev", "eth0")
-            c.wait(lambda: c.ping(tor.ns, SERVICE_IP), 10, "the Service answering")
-            pings = [Pinger(tor.ns.name, SERVICE_IP, interval=FLOWS / rate, source=a)
-                     for a in sources]
+            pings = flows(c, tor.ns, rate)
             time.sleep(1.0)  # traffic flowing before anything happens
             start = time.monotonic()
             cordoned["on"] = True
@@ -197,10 +201,7 @@ def run(engine: str, stop: str, workdir: Path, rate: int, tor_kind: str = "bird2
                     break
                 time.sleep(0.01)
             time.sleep(1.0 if moved is not None else 0.0)
-            sent = received = 0
-            for ping in pings:
-                s_, r_ = ping.stop()
-                sent, received = sent + s_, received + r_
+            sent, received = stop_all(pings)
             after = down - start
             return {"engine": engine, "stop": stop, "tor": tor_kind,
                     "packets_per_s": rate, "sent": sent,

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import report
-from benchmarks.drain import FLOWS, SERVICE_IP, service, tor_route
+from benchmarks.drain import SERVICE_IP, flows, service, tor_route
 from integration_tests.cluster import TOR_AS, TOR_IP, Cluster, Node
-from integration_tests.monitor import Pinger
+from integration_tests.monitor import stop_all
 from integration_tests.netns import NetLab
 from integration_tests.peers import Bird2
 
@@ -103,12 +103,7 @@ def run(engine: str, workdir: Path, rate: int, window: float) -> dict[str, Any]:
             if engine != "bgpd":
                 c.wait(lambda: tor.cli("show", "bfd", "sessions").count(" Up ") == 3, 30,
                        "BFD Up with every node")
-            sources = [f"198.51.100.{50 + i}" for i in range(FLOWS)]
-            for address in sources:
-                tor.ns.ip("addr", "add", f"{address}/24", "dev", "eth0")
-            c.wait(lambda: c.ping(tor.ns, SERVICE_IP), 10, "the Service answering")
-            pings = [Pinger(tor.ns.name, SERVICE_IP, interval=FLOWS / rate, source=a)
-                     for a in sources]
+            pings = flows(c, tor.ns, rate)
             time.sleep(2.0)  # traffic flowing before anything happens
             failed.ns.run("nft", FAIL)
             start = time.monotonic()
@@ -119,10 +114,7 @@ def run(engine: str, workdir: Path, rate: int, window: float) -> dict[str, Any]:
                     break
                 time.sleep(0.01)
             time.sleep(1.0 if moved is not None else 0.0)
-            sent = received = 0
-            for ping in pings:
-                s_, r_ = ping.stop()
-                sent, received = sent + s_, received + r_
+            sent, received = stop_all(pings)
             return {"engine": engine, "packets_per_s": rate, "sent": sent,
                     "lost": sent - received,
                     "tor_moved_s": round(moved, 3) if moved is not None else f">{window}"}

@@ -32,7 +32,7 @@ from typing import Any
 
 from benchmarks.common import report
 from integration_tests.cluster import Cluster, Node
-from integration_tests.monitor import Pinger
+from integration_tests.monitor import Pinger, stop_all
 from integration_tests.netns import NetLab
 from integration_tests.test_daemon import RouteDeletions
 from integration_tests.topology import Topology, sessions
@@ -48,10 +48,7 @@ class Traffic:
         self.monitors = {n.name: RouteDeletions(n) for n in nodes}
 
     def stop(self) -> dict[str, Any]:
-        sent = received = 0
-        for ping in self.pings:
-            s, r = ping.stop()
-            sent, received = sent + s, received + r
+        sent, received = stop_all(self.pings)
         deleted = {name: m.stop() for name, m in self.monitors.items()}
         return {"sent": sent, "lost": sent - received,
                 "routes_deleted": {k: v for k, v in deleted.items() if v}}

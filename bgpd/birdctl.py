@@ -26,7 +26,7 @@ from typing import Any
 
 from bgpd import __version__
 from bgpd.observability import Parts, serve_unix
-from bgpd.speaker.supervisor import SessionState
+from bgpd.speaker.core import SessionState
 from ribs.types import Origin, Route, SourceKind
 
 # as calico-node's BIRD says "v0.3.3+birdv1.6.8" (its node-status reporter reads "BIRD v...")

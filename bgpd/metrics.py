@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from bgpd import __version__
-from bgpd.speaker.supervisor import SessionState
+from bgpd.speaker.core import SessionState
 from ribs.types import bgp_key
 
 if TYPE_CHECKING:

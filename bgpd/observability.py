@@ -23,7 +23,8 @@ import structlog
 from bgpd.kernel_sync import KernelSync
 from bgpd.router import Router
 from bgpd.runtime import LoopLag
-from bgpd.speaker.supervisor import SessionState, Speaker
+from bgpd.speaker.core import SessionState
+from bgpd.speaker.supervisor import Speaker
 from bgpd.status import routes, status
 from node_controller.controller import Controller
 

@@ -32,7 +32,8 @@ from bgpd.runtime import release_memory, rss_bytes
 from bgpd.settings import Settings
 from bgpd.speaker import codec
 from bgpd.speaker.config import SpeakerConfig
-from bgpd.speaker.supervisor import SessionDown, SessionUp, Speaker, SpeakerEvent
+from bgpd.speaker.core import SessionDown, SessionUp, SpeakerEvent
+from bgpd.speaker.supervisor import Speaker
 from bgpd.translate import (
     Translation,
     export_peer,

@@ -13,7 +13,8 @@ from typing import Any
 from bgpd.bfd.service import View
 from bgpd.kernel_sync import KernelSync
 from bgpd.router import Router
-from bgpd.speaker.supervisor import SessionState, Speaker
+from bgpd.speaker.core import SessionState
+from bgpd.speaker.supervisor import Speaker
 from ribs.rib import PeerState
 from ribs.types import address_key, bgp_key
 

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 
 class RouteMonitor:
@@ -81,3 +81,12 @@ class Pinger:
                 received = int(line.split(",")[1].split()[0])
                 return sent, received
         raise AssertionError(f"no ping summary in {out[-300:]}")
+
+
+def stop_all(pings: Iterable[Pinger]) -> tuple[int, int]:
+    """Every pinger stopped: packets sent and received, summed."""
+    sent = received = 0
+    for ping in pings:
+        s, r = ping.stop()
+        sent, received = sent + s, received + r
+    return sent, received

@@ -15,7 +15,8 @@ from typing import Any
 
 from bgpd.speaker.config import Neighbor as SpeakerNeighbor
 from bgpd.speaker.config import SpeakerConfig
-from bgpd.speaker.supervisor import SessionDown, SessionUp, Speaker, SpeakerEvent
+from bgpd.speaker.core import SessionDown, SessionUp, SpeakerEvent
+from bgpd.speaker.supervisor import Speaker
 from integration_tests import waiting
 from integration_tests.netns import Namespace, NetLab
 from integration_tests.peers import ROUTERS, Neighbor, Router

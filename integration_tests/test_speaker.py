@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bgpd.speaker.supervisor import SessionDown, SessionUp
+from bgpd.speaker.core import SessionDown, SessionUp
 from integration_tests.netns import NetLab
 from integration_tests.peers import Bird2, available
 from integration_tests.speaker_lab import NODE_V4, NODE_V6, SpeakerLab, peer_v4, peer_v6, until

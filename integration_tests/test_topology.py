@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from integration_tests.cluster import Cluster, Node
-from integration_tests.monitor import Pinger
+from integration_tests.monitor import Pinger, stop_all
 from integration_tests.netns import NetLab
 from integration_tests.test_daemon import RouteDeletions
 from integration_tests.topology import Topology, sessions
@@ -69,10 +69,7 @@ def run(lab: NetLab, tmp_path: Path, *, handover: float, reverse: bool
                 set(state(n).values()) == {("Mesh", False)} and len(state(n)) == 2
                 for n in c.nodes), cluster_id=False)
         c.wait(c.blocks_everywhere, 30, "every block everywhere")
-        sent = received = 0
-        for ping in pings:
-            s, r = ping.stop()
-            sent, received = sent + s, received + r
+        sent, received = stop_all(pings)
         return sent, received, [m.stop() for m in monitors]
     finally:
         c.stop_all()

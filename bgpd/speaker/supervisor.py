@@ -49,7 +49,6 @@ from bgpd.speaker.core import (
     CommandKind,
     CoreStats,
     SessionDown,
-    SessionState,
     SessionUp,
     SessionView,
     SpeakerCore,
@@ -58,8 +57,7 @@ from bgpd.speaker.core import (
 from bgpd.speaker.pacing import COOLDOWN
 from ribs.types import Address, Attributes, Prefix
 
-__all__ = ["EngineFailure", "SessionDown", "SessionState", "SessionUp", "Speaker",
-           "SpeakerEvent"]
+__all__ = ["EngineFailure", "Speaker"]
 
 log = structlog.get_logger("bgpd.speaker")
 
