@@ -148,7 +148,9 @@ def test_api_outage_keeps_last_state_then_applies_edits(server: KubeServer,
         before = c.desired.value
         server.stop()
         server.put(tor())  # edited while the API is down
-        for _ in range(60):  # 60 s of outage: nothing published, the last state stands
+        # 35 s of outage (past the 31.5 s each watcher's backoff takes to reach its 30 s
+        # cap): nothing published, the last state stands
+        for _ in range(35):
             await asyncio.sleep(1)
             assert c.desired.value is before
         assert any(w.errors for w in c.watchers)

@@ -279,7 +279,7 @@ def test_api_outage_changes_nothing_then_edits_apply(lab: NetLab, tmp_path: Path
         monitors = [RouteDeletions(n) for n in c.nodes]
         server.stop()
         server.remove("BGPPeer", "tor")  # edited while the API is down
-        time.sleep(30)
+        time.sleep(20)  # (the watchers' backoff has grown to 16 s by then)
         assert [n.routes() for n in c.nodes] == before
         assert all(any(p["address"] == TOR_IP and p["established"]
                        for p in c.status(n)["peers"]) for n in c.nodes)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bgpd.speaker.core import SessionDown, SessionUp
+from bgpd.speaker.core import SessionDown, SessionUp, SessionView
 from integration_tests.netns import NetLab
 from integration_tests.peers import Bird2, available
 from integration_tests.speaker_lab import NODE_V4, NODE_V6, SpeakerLab, peer_v4, peer_v6, until
@@ -106,11 +106,13 @@ def test_md5(lab: NetLab, tmp_path: Path, kind: str) -> None:
         bad = s.add_router(kind, password="other")
         s.configure([s.peer_config(0, password=password), s.peer_config(1, password="wrong")])
         await until(lambda: good.established(NODE_V4), 30, "session with the right password")
-        status = s.speaker.peers[s.peer_config(1).address]
+        def status() -> SessionView:  # (a frozen copy: read again each time)
+            return s.speaker.peers[s.peer_config(1).address]
+
         # the kernel drops the other's segments; the status says so
-        await until(lambda: status.last_error.startswith("TCP MD5"), 20, "the MD5 hint")
-        assert "check that both sides have the same password" in status.last_error
-        assert not bad.established(NODE_V4) and status.state.value != "Established"
+        await until(lambda: status().last_error.startswith("TCP MD5"), 20, "the MD5 hint")
+        assert "check that both sides have the same password" in status().last_error
+        assert not bad.established(NODE_V4) and status().state.value != "Established"
         assert not s.speaker.peers[s.peer_config(0).address].last_error
 
     run(lab, tmp_path, scenario)
