@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -42,3 +43,11 @@ def report(name: str, result: dict[str, Any], *, save: bool = True) -> None:
         (RESULTS / f"{name}-{stamp}.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(result))
 
+
+def arguments(doc: str, name: str) -> argparse.ArgumentParser:
+    """A benchmark's command line (described by the first line of ``doc``) with the options
+    each has: ``--workdir`` (``/tmp/bgpd-bench-NAME``) and ``--no-save``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--workdir", default=f"/tmp/bgpd-bench-{name}")
+    parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
+    return parser

@@ -31,7 +31,6 @@ be until the graceful-restart time runs out).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -42,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import report
+from benchmarks.common import arguments, report
 from integration_tests.cluster import Cluster, Node
 from integration_tests.monitor import Pinger, stop_all
 from integration_tests.netns import Namespace, NetLab
@@ -216,13 +215,11 @@ def run(engine: str, stop: str, workdir: Path, rate: int, tor_kind: str = "bird2
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = arguments(__doc__, "drain")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rate", type=int, default=1000, help="ping packets per second")
-    parser.add_argument("--workdir", default="/tmp/bgpd-bench-drain")
     parser.add_argument("--tor", choices=("bird2", "frr"), default="bird2",
                         help="the ToR: BIRD 2, or FRR with zebra")
-    parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
     args = parser.parse_args()
     runs = []
     for i in range(args.runs):

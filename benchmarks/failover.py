@@ -24,14 +24,13 @@ BFD loses at most 1.5 times what BIRD with BFD loses, and at most 1 % of today's
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import report
+from benchmarks.common import arguments, report
 from benchmarks.drain import SERVICE_IP, flows, service, tor_route
 from integration_tests.cluster import TOR_AS, TOR_IP, Cluster, Node
 from integration_tests.monitor import stop_all
@@ -123,13 +122,11 @@ def run(engine: str, workdir: Path, rate: int, window: float) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = arguments(__doc__, "failover")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rate", type=int, default=1000, help="ping packets per second")
     parser.add_argument("--window", type=float, default=300.0,
                         help="seconds watched after the failure, at most")
-    parser.add_argument("--workdir", default="/tmp/bgpd-bench-failover")
-    parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
     args = parser.parse_args()
     runs = []
     for i in range(args.runs):

@@ -16,7 +16,6 @@ each node holds to the other blocks at the end of the outage, and the deletion's
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import subprocess
@@ -25,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import report
+from benchmarks.common import arguments, report
 from integration_tests.cluster import NODE_AS, Cluster, Node
 from integration_tests.monitor import Pinger
 from integration_tests.netns import NetLab
@@ -132,12 +131,10 @@ def run(outage: float, restart_time: int, workdir: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = arguments(__doc__, "outage")
     parser.add_argument("--outage", type=float, default=600.0, help="seconds")
     parser.add_argument("--restart-time", type=int, default=120,
                         help="the reflectors' graceful-restart time (s)")
-    parser.add_argument("--workdir", default="/tmp/bgpd-bench-outage")
-    parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
     args = parser.parse_args()
     subprocess.run(["rm", "-rf", args.workdir], check=False)
     result = run(args.outage, args.restart_time, Path(args.workdir))

@@ -22,7 +22,6 @@ is the goal), seconds taken.
 
 from __future__ import annotations
 
-import argparse
 import signal
 import subprocess
 import time
@@ -30,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import report
+from benchmarks.common import arguments, report
 from integration_tests.cluster import Cluster, Node
 from integration_tests.monitor import Pinger, stop_all
 from integration_tests.netns import NetLab
@@ -154,14 +153,12 @@ def run(nodes: int, round_trips: int, cold_starts: int, workdir: Path,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = arguments(__doc__, "topology")
     parser.add_argument("--nodes", type=int, default=30)
     parser.add_argument("--round-trips", type=int, default=3)
     parser.add_argument("--cold-starts", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=180.0,
                         help="seconds each step or start may take")
-    parser.add_argument("--workdir", default="/tmp/bgpd-bench-topology")
-    parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
     args = parser.parse_args()
     subprocess.run(["rm", "-rf", args.workdir], check=False)
     result = run(args.nodes, args.round_trips, args.cold_starts, Path(args.workdir),
