@@ -502,11 +502,10 @@ class _Builder:
             felix.program_cluster_routes or "")
         where = (f"FelixConfiguration {felix.name!r} spec.programClusterRoutes is "
                  f"{felix.program_cluster_routes}")
-        both = [n for n, a, b in (("IPIP", ours.ipip, theirs.ipip),
-                                  ("unencapsulated", ours.no_encap, theirs.no_encap)) if a and b]
-        neither = [n for n, a, b in (("IPIP", ours.ipip, theirs.ipip),
-                                     ("unencapsulated", ours.no_encap, theirs.no_encap))
-                   if not a and not b]
+        kinds = (("IPIP", ours.ipip, theirs.ipip),
+                 ("unencapsulated", ours.no_encap, theirs.no_encap))
+        both = [name for name, a, b in kinds if a and b]
+        neither = [name for name, a, b in kinds if not a and not b]
         if both:
             self.notices.append(ResourceError("BGPConfiguration", "default",
                                               "spec.programClusterRoutes", (
