@@ -192,7 +192,7 @@ def test_bird1_node_to_bgpd_and_back_beside_bird_and_bgpd_peers(lab: NetLab,
         results = [p.stop() for p in pings]
         deleted = [m.stop() for m in monitors]
         print(f"BIRD 1.6 -> bgpd -> BIRD 1.6: {results} (sent, received); {said}")
-        assert all(sent > 300 and received == sent for sent, received in results), results
+        assert all(sent > 200 and received == sent for sent, received in results), results
         assert deleted == [[], [], []]
     finally:
         c.stop_all()
@@ -267,8 +267,8 @@ def test_bird_node_to_bgpd_and_back_beside_an_frr_tor(lab: NetLab, tmp_path: Pat
         deleted = [m.stop() for m in monitors]
         print(f"FRR ToR: block missing in {missing} of {samples} samples; "
               f"{sent - received} of {sent} pings lost")
-        assert samples > 50 and missing == 0
-        assert sent > 300 and received == sent
+        assert samples > 20 and missing == 0  # (sampled throughout)
+        assert sent > 200 and received == sent
         assert deleted == [[], []]
     finally:
         c.stop_all()
