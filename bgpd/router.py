@@ -50,7 +50,7 @@ from ribs.export import ExportPeer
 from ribs.kernel_plan import KernelRoute
 from ribs.policy import Reason
 from ribs.rib import Delta, Rib
-from ribs.types import Address, Route, bgp_key
+from ribs.types import Address, Route, SourceKey, bgp_key
 
 log = structlog.get_logger("bgpd.router")
 
@@ -402,15 +402,20 @@ class Router:
             delta.merge(self.on_event(self.speaker.events.get_nowait()))
         return delta
 
-    def publish(self, delta: Delta) -> None:
+    def _address(self, key: SourceKey) -> Address:
+        """The address of the peer a RIB delta names (only the RIB's deltas name peers)."""
         assert self.rib is not None
-        peers = self.rib.peers
+        return self.rib.peers[key].config.address
+
+    def publish(self, delta: Delta) -> None:
+        """What ``delta`` says, told to the speaker and the kernel (an empty one before any
+        configuration, say after ``bgpd drain``, changes nothing)."""
         for change in delta.adverts:
             self.speaker.advertise(change.address, change.prefix,
                                    change.advert.attrs if change.advert else None)
             self.stats.adverts_sent += 1
         for key in delta.synced_peers:
-            self.speaker.end_of_rib(peers[key].config.address)
+            self.speaker.end_of_rib(self._address(key))
         for message in delta.alarms:
             log.error("max_prefix", problem=message)
         if delta.retained:
@@ -430,7 +435,7 @@ class Router:
                                     "restart time: its stale routes are removed")
         for key in delta.teardowns:
             # Cease: maximum prefixes reached
-            self.speaker.teardown(peers[key].config.address, code=1)
+            self.speaker.teardown(self._address(key), code=1)
         if delta.rejected:
             reasons: dict[str, int] = {}
             for _, reason in delta.rejected:

@@ -56,3 +56,17 @@ def test_the_node_drains_on_a_taint_the_settings_name() -> None:
     assert node.why_drain(cordoned) == "cordoned (spec.unschedulable)"
     node.request_drain(True)
     assert node.why_drain(cordoned) == "bgpd drain"
+
+
+def test_an_empty_delta_before_any_configuration_changes_nothing() -> None:
+    """The router's loop publishes after every wake-up — a ``bgpd drain`` or a BFD event
+    before the first configuration arrives (the API down at start) included: no RIB yet,
+    nothing to tell, and no exception to end the task."""
+    told: list[Any] = []
+    speaker = types.SimpleNamespace(advertise=told.append, end_of_rib=told.append,
+                                    teardown=told.append)
+    node: Any = router.Router(settings=None, speaker=speaker, kernel=None,  # type: ignore[arg-type]
+                              desired=None, adopted=[])  # type: ignore[arg-type]
+    assert node.rib is None
+    node.publish(Delta())
+    assert told == [] and node.stats.adverts_sent == 0
