@@ -43,12 +43,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import enum
 import hashlib
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -292,7 +293,7 @@ async def pages(reader: Reader, version: str | None) -> AsyncIterator[dict[str, 
             return
 
 
-async def stream(reader: Reader, version: str) -> AsyncIterator[bytes | None]:
+async def stream(reader: Reader, version: str) -> AsyncGenerator[bytes | None, None]:
     """A watch from ``version``: its lines, until the server ends it (None: a line over
     ``MAX_EVENT``, skipped)."""
     response = await reader.get(
@@ -464,16 +465,23 @@ class Watcher:
         if (self.selector is not None and time.monotonic() - self._scoped_at >= SCOPE_RECHECK
                 and await self._scope() != self.selector):
             raise Rescope(str(self.resource))
-        async for line in stream(self.reader, version):
-            event = decode(line)
-            if isinstance(event, str):
-                self._skipped(event, line)
-                continue
-            if (self.selector is not None and event.get("type") == "DELETED"
-                    and await self._still_there(event.get("object"))):
-                # not deleted: its labels were taken away (an older Calico wrote it)
-                raise Rescope(str(self.resource))
-            self.version = version = self._handle(event, version)
+        # (closed as this returns or raises: the response with it, not when collected)
+        async with contextlib.aclosing(stream(self.reader, version)) as lines:
+            async for line in lines:
+                version = await self._take(line, version)
+        return version
+
+    async def _take(self, line: bytes | None, version: str) -> str:
+        """One line of the stream into the store; the version reached."""
+        event = decode(line)
+        if isinstance(event, str):
+            self._skipped(event, line)
+            return version
+        if (self.selector is not None and event.get("type") == "DELETED"
+                and await self._still_there(event.get("object"))):
+            # not deleted: its labels were taken away (an older Calico wrote it)
+            raise Rescope(str(self.resource))
+        self.version = version = self._handle(event, version)
         return version
 
     async def _still_there(self, obj: Any) -> bool:
