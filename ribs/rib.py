@@ -585,8 +585,8 @@ class Rib:
             self.out[key] = {}
         current = set(self.out.get(key, {}))
         bests: Iterable[Best] = self.table.bests()
-        if not config.ebgp:
-            bests = [b for b in bests if not split_horizon(b.route.source.ibgp, self.ctx)]
+        if not config.ebgp and split_horizon(True, self.ctx):  # no iBGP-learned route
+            bests = [b for b in bests if not b.route.source.ibgp]
         for best in sorted(bests, key=lambda b: prefix_bits(b.route.prefix)):
             self._advertise(config, best.route.prefix, best, delta)
             current.discard(best.route.prefix)
