@@ -162,7 +162,7 @@ def test_the_shipped_unit_under_a_booted_systemd(booted: tuple[Cluster, Containe
     finally:
         gaps = watch.stop()
         deletions.stop()
-    assert gaps == [], f"the router lost our blocks: {gaps[:5]}"
+    assert gaps == [], f"the router lost our blocks: {gaps[:5]}\n{journal_tail(box)}"
     assert deletions.deleted_owned() == [], deletions.deleted_owned()
     assert learned in node.routes()
 
