@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import struct
 from dataclasses import replace
 from ipaddress import ip_address
@@ -18,7 +19,7 @@ A, B = ip_address("192.0.2.1"), ip_address("192.0.2.2")
 def up_packet(**changes: object) -> Control:
     base = Control(state=State.UP, my_discriminator=7, your_discriminator=1,
                    desired_min_tx=100_000, required_min_rx=100_000, detect_mult=3)
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return base._replace(**changes)  # type: ignore[arg-type]
 
 
 def test_a_packet_survives_the_wire() -> None:
@@ -159,6 +160,52 @@ def test_jitter_keeps_the_interval_between_75_and_100_percent(
                 now=10.0, jitter=lambda: jitter)
     s.receive(up_packet(state=State.DOWN, your_discriminator=0), 10.0)  # to Init, sent now
     assert s._next_tx - 10.0 == pytest.approx(s.tx_interval() * share)
+
+
+@pytest.mark.parametrize("jitter", [0.0, 1.0])
+def test_a_caller_that_ticks_late_still_sends_within_the_interval(jitter: float) -> None:
+    """The engine runs ticks up to ``slack`` late (its loop turns once for many packets):
+    the interval is drawn that much shorter at the top, never below 75 %."""
+    s = Session(peer=B, local=A, discriminator=1, timers=FAST, now=10.0,
+                jitter=lambda: jitter, slack=0.005)
+    s.receive(up_packet(state=State.DOWN, your_discriminator=0), 10.0)
+    interval = s.tx_interval()
+    gap = s._next_tx - 10.0
+    assert 0.75 * interval - 1e-9 <= gap and gap + s.slack <= interval + 1e-9
+
+
+def test_a_steady_packet_heard_does_what_receiving_it_does() -> None:
+    a, b = pair()
+    run(a, b, until=3.0)
+    twin = copy.deepcopy(a)
+    pkt = b.packet()
+    assert pkt.state is State.UP and not (pkt.poll or pkt.final)
+    a.receive(pkt, 3.05)  # the packet taken in full once, then the same again
+    twin.receive(pkt, 3.05)
+    step = a.receive(pkt, 3.1)
+    twin.heard(3.1)
+    assert step == Step()
+    assert (twin.state, twin._detect_at, twin.counters, twin.next_deadline()) == (
+        a.state, a._detect_at, a.counters, a.next_deadline())
+
+
+def test_the_periodic_packet_is_made_again_only_when_what_it_says_changes() -> None:
+    a, b = pair()
+    run(a, b, until=3.0)
+    first = a.packet()
+    assert a.packet() is first
+    assert a.packet(final=True).final and a.packet() is first  # a Final is never kept
+    a.reconfigure(replace(FAST, min_rx=0.05))  # a poll now carries the new receive interval
+    changed = a.packet()
+    assert changed is not first and changed.poll and changed.required_min_rx == 50_000
+    assert decode(encode(changed)) == changed
+
+
+def test_every_state_and_diagnostic_survives_the_wire() -> None:
+    for state in State:
+        for diag in Diag:
+            pkt = up_packet(state=state, diag=diag)
+            assert decode(encode(pkt)) == pkt
 
 
 def test_a_flapping_session_is_held_before_bgp_hears_up_again() -> None:

@@ -34,7 +34,7 @@ from ipaddress import IPv6Address, ip_address
 from typing import Any, BinaryIO
 
 from bgpd.bfd.messages import Spec, Transition, View, plain, spec_of
-from bgpd.bfd.packet import Malformed, decode, encode
+from bgpd.bfd.packet import Control, Malformed, State, decode, encode
 from bgpd.bfd.session import Session, Step
 from ribs.types import Address
 
@@ -42,7 +42,10 @@ PORT = 3784
 SOURCE_PORTS = (49152, 65535)
 BURST = 256
 RECEIVE_BUFFER = 1 << 20  # a burst of junk should not push the peers' packets out
-VIEWS_EVERY = 0.5  # seconds between copies of the sessions sent to the daemon
+VIEWS_EVERY = 2.0  # seconds between copies of the sessions sent to the daemon (a state
+# change is sent at once)
+QUANTUM = 0.005  # seconds: the loop turns at most this often ...
+SLACK_SHARE = 0.05  # ... and at most this share of the shortest transmit interval
 TTL = 255
 _IP_RECVTTL = 12  # linux/in.h (Python's socket module has no name for it)
 _SO_RCVBUFFORCE = 33  # asm-generic/socket.h
@@ -50,13 +53,16 @@ _CS6 = 0xC0
 
 
 class _Endpoint:
-    """A session and its sending socket."""
+    """A session and its sending socket (``target`` None: connected to the peer)."""
 
     def __init__(self, spec: Spec, session: Session, sock: socket.socket,
-                 target: tuple[str, int] | tuple[str, int, int, int]) -> None:
+                 target: tuple[str, int] | tuple[str, int, int, int] | None) -> None:
         self.spec, self.session, self.sock, self.target = spec, session, sock, target
         self.due: float | None = None  # the deadline of its entry in force in the heap
         self.removed = False
+        self.steady: bytes | None = None  # the peer's steady Up packet, and its source
+        self.steady_source = ""
+        self.wire: tuple[Control | None, bytes] = (None, b"")  # the last packet sent, encoded
 
 
 def _target(spec: Spec) -> tuple[str, int] | tuple[str, int, int, int]:
@@ -83,12 +89,15 @@ class Engine:
         self._heap: list[tuple[float, int, _Endpoint]] = []
         self._order = itertools.count()
         self._by_discriminator: dict[int, _Endpoint] = {}
+        self._steady: dict[bytes, _Endpoint] = {}  # a steady packet -> its session's endpoint
         self._receivers: dict[int, socket.socket] = {}
         self._selector = selectors.DefaultSelector()
         self._stopping = False
         self._views_sent = 0.0
         self._changed = True
         self._wall_offset = time.time() - time.monotonic()
+        self._quantum = QUANTUM
+        self._turned = 0.0
 
     def run(self) -> None:
         os.set_blocking(self.commands.fileno(), False)
@@ -103,13 +112,16 @@ class Engine:
             self._selector.register(sock, selectors.EVENT_READ, family)
         while not self._stopping:
             now = time.monotonic()
+            if now < self._turned + self._quantum:  # packets gather: one turn for many
+                time.sleep(self._turned + self._quantum - now)
+                now = time.monotonic()
             wait = min(self._heap[0][0] - now, VIEWS_EVERY) if self._heap else VIEWS_EVERY
             for key, _ in self._selector.select(max(0.0, wait)):
                 if key.data is None:
                     self._command()
                 else:
                     self._read(key.fileobj)  # type: ignore[arg-type]
-            now = time.monotonic()
+            now = self._turned = time.monotonic()
             heap = self._heap
             while heap and heap[0][0] <= now:
                 due, _, endpoint = heapq.heappop(heap)
@@ -159,6 +171,7 @@ class Engine:
                 endpoint.session.reconfigure(spec.timers)
                 endpoint.spec = spec
                 self._schedule(endpoint)
+        self._retune()
 
     def _add(self, spec: Spec, now: float) -> None:
         try:
@@ -173,7 +186,11 @@ class Engine:
             discriminator = random.randrange(1, 2**32)
         session = Session(peer=spec.peer, local=spec.local, discriminator=discriminator,
                           timers=spec.timers, now=now)
-        endpoint = _Endpoint(spec, session, sock, target)
+        try:  # a connected socket sends without an address to parse or a route to look up
+            sock.connect(target)
+            endpoint = _Endpoint(spec, session, sock, None)
+        except OSError:  # (no route now): sent with the address, packet by packet
+            endpoint = _Endpoint(spec, session, sock, target)
         self._endpoints[spec.peer] = endpoint
         self._by_discriminator[discriminator] = endpoint
         self._schedule(endpoint)
@@ -184,6 +201,8 @@ class Engine:
         endpoint.removed = True
         del self._endpoints[endpoint.spec.peer]
         del self._by_discriminator[endpoint.session.discriminator]
+        if endpoint.steady is not None:
+            del self._steady[endpoint.steady]
 
     def _shutdown(self) -> None:
         now = time.monotonic()
@@ -209,6 +228,11 @@ class Engine:
         if _ttl(ancillary) != TTL:
             self.dropped["ttl"] += 1  # RFC 5881 §5: single hop only from a neighbour
             return
+        steady = self._steady.get(data)
+        if (steady is not None and source[0] == steady.steady_source
+                and steady.session.state is State.UP):
+            steady.session.heard(time.monotonic())  # (its deadline in the heap can only be
+            return  # earlier than the new one: a tick then finds nothing due and reschedules)
         try:
             pkt = decode(data)
         except Malformed as exc:
@@ -236,8 +260,25 @@ class Engine:
         session = endpoint.session
         timers = (session.tx_interval(), session.detection_time())
         self._handle(endpoint, session.receive(pkt, time.monotonic()))
+        if endpoint.steady is not None:
+            del self._steady[endpoint.steady]
+            endpoint.steady = None
+        if pkt.state is State.UP and not (pkt.poll or pkt.final) and session.state is State.UP:
+            endpoint.steady, endpoint.steady_source = data, source[0]  # (see Session.heard)
+            self._steady[data] = endpoint
         if (session.tx_interval(), session.detection_time()) != timers:
             self._changed = True  # (status shows the timers agreed as soon as they are)
+            self._retune()
+
+    def _retune(self) -> None:
+        """The loop's quantum from the shortest transmit interval, and each session told how
+        late its ticks may run (a transmit interval only shortens by a packet received or a
+        reconfiguration: both end here)."""
+        shortest = min((e.session.tx_interval() for e in self._endpoints.values()),
+                       default=1.0)
+        self._quantum = min(QUANTUM, SLACK_SHARE * shortest)
+        for endpoint in self._endpoints.values():
+            endpoint.session.slack = self._quantum
 
     def _schedule(self, endpoint: _Endpoint) -> None:
         """The session's next deadline into the heap, unless the entry in force already has
@@ -261,10 +302,15 @@ class Engine:
         if step.signal is not None:
             self._write({"signal": plain(step.signal)})
 
-    def _send(self, endpoint: _Endpoint, packets: Iterable[object]) -> None:
+    def _send(self, endpoint: _Endpoint, packets: Iterable[Control]) -> None:
         for pkt in packets:
+            if endpoint.wire[0] is not pkt:  # (a periodic packet is the same value each time)
+                endpoint.wire = (pkt, encode(pkt))
             try:
-                endpoint.sock.sendto(encode(pkt), endpoint.target)  # type: ignore[arg-type]
+                if endpoint.target is None:
+                    endpoint.sock.send(endpoint.wire[1])
+                else:
+                    endpoint.sock.sendto(endpoint.wire[1], endpoint.target)
             except OSError:
                 self.send_errors += 1  # a link down: the peer's detection says the rest
 

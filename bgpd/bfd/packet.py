@@ -1,4 +1,4 @@
-"""BFD Control packets (RFC 5880 §4.1): one frozen value, its encoder and its checks.
+"""BFD Control packets (RFC 5880 §4.1): one immutable value, its encoder and its checks.
 
 :func:`decode` applies every check of §6.8.6 that needs no session (version, length, detect
 multiplier, the Multipoint bit, discriminators) and raises :class:`Malformed` naming the one
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 VERSION = 1
 LENGTH = 24  # the mandatory section; no authentication section is ever sent
@@ -50,8 +50,7 @@ class Malformed(ValueError):
     """A packet that §6.8.6 says to discard; the message is the reason (a metric label)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Control:
+class Control(NamedTuple):  # (a tuple: a frozen dataclass costs 2 µs more per packet)
     state: State
     my_discriminator: int
     your_discriminator: int
@@ -93,14 +92,15 @@ def decode(data: bytes) -> Control:
         raise Malformed("poll_and_final")
     if mine == 0:
         raise Malformed("my_discriminator")
-    state = State(flags >> 6)
+    state = _STATES[flags >> 6]
     if yours == 0 and state not in (State.DOWN, State.ADMIN_DOWN):
         raise Malformed("your_discriminator")
     diag = first & 0x1F
-    return Control(
-        state=state, my_discriminator=mine, your_discriminator=yours, desired_min_tx=tx,
-        required_min_rx=rx, detect_mult=mult,
-        diag=Diag(diag) if diag in Diag._value2member_map_ else Diag.NONE,
-        poll=bool(flags & 0x20), final=bool(flags & 0x10),
-        control_plane_independent=bool(flags & 0x08), demand=bool(flags & 0x02),
-        required_min_echo_rx=echo)
+    return Control(state, mine, yours, tx, rx, mult,
+                   _DIAGS[diag] if diag < len(_DIAGS) else Diag.NONE,
+                   bool(flags & 0x20), bool(flags & 0x10), bool(flags & 0x08),
+                   bool(flags & 0x02), echo)
+
+
+_STATES = tuple(State)  # by value: looked up per packet, where State(n) is slow
+_DIAGS = tuple(Diag)

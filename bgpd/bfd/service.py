@@ -65,7 +65,8 @@ class BfdService:
         self._send({"configure": [plain(s) for s in self._wanted]})
 
     def snapshot(self) -> list[View]:
-        """The sessions as the engine last sent them (at most half a second old)."""
+        """The sessions as the engine last sent them (states as they change, counters at most
+        two seconds old)."""
         return list(self._views)
 
     async def fresh_snapshot(self) -> list[View]:

@@ -29,6 +29,7 @@ import enum
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from bgpd.bfd.packet import Control, Diag, State
 from ribs.types import Address
@@ -75,11 +76,13 @@ class Signal:
     admin: bool = False  # the peer said AdminDown: not a failure (RFC 5882 §3.2)
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):  # (made for every packet and tick: a tuple is the cheapest value)
     send: tuple[Control, ...] = ()
     signal: Signal | None = None
     transition: tuple[State, State, Diag] | None = None  # (from, to, diagnostic)
+
+
+NOTHING = Step()
 
 
 @dataclass
@@ -101,6 +104,7 @@ class Session:
     timers: Timers
     now: float
     jitter: Callable[[], float] = random.random
+    slack: float = 0.0  # how late (seconds) the caller may run ``tick``: taken off the interval
     state: State = State.DOWN
     diag: Diag = Diag.NONE
     remote_state: State = State.DOWN
@@ -121,6 +125,8 @@ class Session:
     _held_until: float = 0.0
     _told_up: bool = False
     _up_pending: bool = False
+    _last_key: tuple[object, ...] = ()
+    _last: Control | None = None
 
     def __post_init__(self) -> None:
         self._tx_used, self._rx_used = self.advertised_tx(), self.advertised_rx()
@@ -147,11 +153,19 @@ class Session:
         return max(0.0, self._held_until - now)
 
     def packet(self, *, final: bool = False) -> Control:
-        return Control(state=self.state, diag=self.diag, my_discriminator=self.discriminator,
-                       your_discriminator=self.remote_discriminator,
-                       desired_min_tx=self.advertised_tx(), required_min_rx=self.advertised_rx(),
-                       detect_mult=self.timers.multiplier,
-                       poll=self.polling and not final, final=final)
+        """The packet to send now (the same value as the last while nothing it says
+        changed: a periodic packet is made once per change, not once per period)."""
+        key = (self.state, self.diag, self.remote_discriminator, self.polling, self.timers)
+        if not final and key == self._last_key and self._last is not None:
+            return self._last
+        pkt = Control(state=self.state, diag=self.diag, my_discriminator=self.discriminator,
+                      your_discriminator=self.remote_discriminator,
+                      desired_min_tx=self.advertised_tx(), required_min_rx=self.advertised_rx(),
+                      detect_mult=self.timers.multiplier,
+                      poll=self.polling and not final, final=final)
+        if not final:
+            self._last_key, self._last = key, pkt
+        return pkt
 
     # --- inputs -----------------------------------------------------------------------------
     def receive(self, pkt: Control, now: float) -> Step:
@@ -174,8 +188,8 @@ class Session:
         if self.tx_interval() < interval:  # the peer now takes packets sooner (FRR's Init
             self._next_tx = min(self._next_tx, now + self.tx_interval())  # asks for 1 s)
         if self.state is State.ADMIN_DOWN:
-            return Step()
-        step = Step()
+            return NOTHING
+        step = NOTHING
         after = TRANSITIONS.get((self.state, pkt.state))
         if after is not None and after is not self.state:
             diag = Diag.NEIGHBOR_DOWN if after is State.DOWN else Diag.NONE
@@ -186,8 +200,16 @@ class Session:
             self.counters.sent += 1
         return step
 
+    def heard(self, now: float) -> None:
+        """A packet received the same, byte for byte, as the last one :meth:`receive` took,
+        which said Up with neither Poll nor Final, while the session is Up: all that
+        :meth:`receive` would do with it is count it and restart the detection timer, so
+        that is all this does (the caller's fast path for the steady state)."""
+        self.counters.received += 1
+        self._detect_at = now + self.detection_time()
+
     def tick(self, now: float) -> Step:
-        step = Step()
+        step = NOTHING
         if self._detect_at is not None and now >= self._detect_at:
             self._detect_at = None
             self.remote_discriminator = 0  # §6.8.1
@@ -221,12 +243,12 @@ class Session:
         return self.packet()
 
     def next_deadline(self) -> float:
-        deadlines = [self._next_tx]
-        if self._detect_at is not None:
-            deadlines.append(self._detect_at)
-        if self._up_pending:
-            deadlines.append(self._held_until)
-        return min(deadlines)
+        deadline = self._next_tx
+        if self._detect_at is not None and self._detect_at < deadline:
+            deadline = self._detect_at
+        if self._up_pending and self._held_until < deadline:
+            deadline = self._held_until
+        return deadline
 
     # --- internals ----------------------------------------------------------------------------
     def _periodic(self) -> bool:
@@ -236,8 +258,11 @@ class Session:
                     and self.remote_state is State.UP)
 
     def _schedule(self, now: float) -> None:
-        top = 0.9 if self.timers.multiplier == 1 else 1.0
-        self._next_tx = now + self.tx_interval() * (0.75 + (top - 0.75) * self.jitter())
+        # the interval less 0-25 % (§6.8.7), and less ``slack`` from the top so that a tick
+        # run late still sends within the interval
+        interval = self.tx_interval()
+        top = (0.9 if self.timers.multiplier == 1 else 1.0) - self.slack / interval
+        self._next_tx = now + interval * (0.75 + max(0.0, top - 0.75) * self.jitter())
 
     def _poll_if_changed(self) -> None:
         if (self.state is State.UP and not self.polling
