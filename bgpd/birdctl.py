@@ -180,8 +180,9 @@ def status(parts: Parts) -> list[str]:
 def bfd_sessions(parts: Parts, version: int = 4) -> list[str]:
     """``show bfd sessions``, as BIRD 2's ``bfd1`` protocol lists them (read off BIRD
     2.0.12): the time of day a session entered its state with milliseconds, the transmit
-    interval and the detection time in seconds."""
-    rows = [f"{v.peer!s:<25} {v.interface or '-':<10} {v.state:<10} "
+    interval and the detection time in seconds; ``---`` for a session on no interface (a
+    multihop one), as BIRD's ``bfd_show_session`` prints it."""
+    rows = [f"{v.peer!s:<25} {v.interface or '---':<10} {v.state:<10} "
             + time.strftime("%H:%M:%S", time.localtime(v.since))
             + f".{int(v.since * 1000) % 1000:03d}  {v.tx_interval:7.3f}  "
             + f"{v.detection_time if v.state in ('Init', 'Up') else 0.0:7.3f}"

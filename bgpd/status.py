@@ -165,7 +165,8 @@ def bfd_status(router: Router, views: list[View]) -> dict[str, Any]:
     return {
         "sessions": [{
             "peer": str(v.peer), "local": str(v.local), "interface": v.interface,
-            "state": v.state, "remote_state": v.remote_state, "diagnostic": v.diag,
+            "multihop": v.multihop, "state": v.state, "remote_state": v.remote_state,
+            "diagnostic": v.diag,
             "since": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.since)),
             "interval": round(v.tx_interval, 3), "detection_time": round(v.detection_time, 3),
             "multiplier": v.multiplier, "remote_multiplier": v.remote_multiplier,

@@ -1,5 +1,6 @@
 """Runs bgpd's BFD service alone, inside a test's namespace: ``python -m
-integration_tests.bfd_probe --peer ADDR --local ADDR [--tx S --rx S --mult N]``; every event
+integration_tests.bfd_probe --peer ADDR --local ADDR [--tx S --rx S --mult N] [--multihop
+[--min-ttl N]]``; every event
 is a JSON line on stdout with the monotonic time it reached the event loop; a line on stdin
 ("views") prints the sessions as status sees them; end of stdin stops it (AdminDown sent)."""
 
@@ -30,6 +31,8 @@ async def main() -> None:
     parser.add_argument("--rx", type=float, default=0.1)
     parser.add_argument("--idle", type=float, default=1.0)
     parser.add_argument("--mult", type=int, default=3)
+    parser.add_argument("--multihop", action="store_true", help="RFC 5883 sessions")
+    parser.add_argument("--min-ttl", type=int, help="multihop: the lowest TTL taken")
     args = parser.parse_args()
 
     def on_event(event: Event) -> None:
@@ -39,8 +42,10 @@ async def main() -> None:
 
     service = BfdService(on_event=on_event)
     timers = Timers(min_tx=args.tx, min_rx=args.rx, idle_tx=args.idle, multiplier=args.mult)
+    min_ttl = args.min_ttl or (1 if args.multihop else 255)
     service.configure(Spec(peer=ip_address(p), local=ip_address(lo), interface=args.interface,
-                           timers=timers) for p, lo in zip(args.peer, args.local, strict=True))
+                           timers=timers, multihop=args.multihop, min_ttl=min_ttl)
+                      for p, lo in zip(args.peer, args.local, strict=True))
     reader = asyncio.StreamReader()
     await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

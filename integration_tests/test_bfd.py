@@ -33,9 +33,12 @@ class Probe:
     """bgpd's BFD service in ``ns``, with sessions to ``peers`` from ``locals_``."""
 
     def __init__(self, ns: Namespace, peers: list[tuple[str, str]], *,
-                 interface: str | None = None) -> None:
+                 interface: str | None = None, multihop: bool = False,
+                 min_ttl: int | None = None) -> None:
         argv = [sys.executable, "-m", "integration_tests.bfd_probe",
-                *(["--interface", interface] if interface else [])]
+                *(["--interface", interface] if interface else []),
+                *(["--multihop"] if multihop else []),
+                *(["--min-ttl", str(min_ttl)] if min_ttl else [])]
         for peer, local in peers:
             argv += ["--peer", peer, "--local", local]
         self.proc = ns.popen(*argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -66,11 +69,11 @@ class Probe:
             self.proc.kill()
 
 
-def drop_bfd(ns: Namespace, on: bool) -> None:
+def drop_bfd(ns: Namespace, on: bool, port: int = 3784) -> None:
     """nftables in ``ns``: drop every BFD control packet coming in (or stop dropping)."""
     if on:
         ns.run("nft", "add table inet bfdtest; add chain inet bfdtest in { type filter hook "
-                      "input priority 0; }; add rule inet bfdtest in udp dport 3784 drop")
+                      f"input priority 0; }}; add rule inet bfdtest in udp dport {port} drop")
     else:
         ns.run("nft", "delete table inet bfdtest")
 
@@ -84,12 +87,16 @@ def pair(lab: NetLab) -> tuple[Namespace, Namespace]:
     return a, b
 
 
-def start_bird(ns: Namespace, workdir: Path) -> str:
+def start_bird(ns: Namespace, workdir: Path,
+               multihop: tuple[tuple[str, str], ...] = ()) -> str:
+    """BIRD 2's BFD towards A4 and A6 on eth0, or multihop to each (peer, local) given."""
     workdir.mkdir(parents=True, exist_ok=True)
+    timers = "min rx interval 100 ms; min tx interval 100 ms; multiplier 3;"
+    body = (f"multihop {{ {timers} }}; " + "".join(
+        f"neighbor {peer} local {local} multihop yes; " for peer, local in multihop)
+        if multihop else f'interface "eth0" {{ {timers} }}; neighbor {A4}; neighbor {A6}; ')
     (workdir / "bird.conf").write_text(
-        f"router id {B4};\nprotocol device {{}}\n"
-        'protocol bfd { interface "eth0" { min rx interval 100 ms; min tx interval 100 ms; '
-        f"multiplier 3; }}; neighbor {A4}; neighbor {A6}; }}\n")
+        f"router id {B4};\nprotocol device {{}}\nprotocol bfd {{ {body}}}\n")
     ns.run("bird", "-c", str(workdir / "bird.conf"), "-s", str(workdir / "bird.ctl"),
            "-P", str(workdir / "pid"))
     return str(workdir / "bird.ctl")
@@ -112,13 +119,16 @@ def _is_address(text: str) -> bool:
     return True
 
 
-def start_frr(ns: Namespace, workdir: Path) -> str:
-    """FRR's bfdd, standalone; it drops to the frr user, so its directory is one that user
-    can reach (not under pytest's root-only tmp)."""
+def start_frr(ns: Namespace, workdir: Path,
+              multihop: tuple[tuple[str, str], ...] = ()) -> str:
+    """FRR's bfdd, standalone, towards A4 and A6, or multihop to each (peer, local) given; it
+    drops to the frr user, so its directory is one that user can reach (not under pytest's
+    root-only tmp)."""
     import shutil
-    peers = "".join(f" peer {peer} local-address {local}\n  receive-interval 100\n"
-                    "  transmit-interval 100\n  detect-multiplier 3\n !\n"
-                    for peer, local in ((A4, B4), (A6, B6)))
+    peers = "".join(f" peer {peer}{' multihop' if multihop else ''} local-address {local}\n"
+                    "  receive-interval 100\n  transmit-interval 100\n"
+                    "  detect-multiplier 3\n !\n"
+                    for peer, local in (multihop or ((A4, B4), (A6, B6))))
     (workdir / "bfdd.conf").write_text(f"bfd\n{peers}!\n")
     workdir.chmod(0o755)
     if subprocess.run(["id", "frr"], capture_output=True).returncode == 0:
@@ -180,6 +190,80 @@ def test_sessions_come_up_with_the_peer_on_both_families_and_follow_its_packets(
         probe.close()
     # a stop sends AdminDown: the peer's sessions leave Up at once, not after detection
     until(lambda: "Up" not in their_states().values(), 5, "the peer's sessions down")
+
+
+# multihop: a and b on two subnets with a router between
+MA4, MB4, MA6, MB6 = "198.51.100.1", "203.0.113.2", "2001:db8:a::1", "2001:db8:b::2"
+
+
+def routed(lab: NetLab) -> tuple[Namespace, Namespace]:
+    """``a`` and ``b`` one router apart (a packet sent with TTL 255 arrives with 254)."""
+    a, r, b = lab.namespace("bfd-a"), lab.namespace("bfd-r"), lab.namespace("bfd-b")
+    lab.veth(a, "eth0", r, "eth0")
+    lab.veth(r, "eth1", b, "eth0")
+    for ns, ifname, v4, v6 in ((a, "eth0", MA4, MA6), (r, "eth0", "198.51.100.254",
+                                "2001:db8:a::fe"), (r, "eth1", "203.0.113.254",
+                                "2001:db8:b::fe"), (b, "eth0", MB4, MB6)):
+        lab.address(ns, ifname, f"{v4}/24")
+        lab.address(ns, ifname, f"{v6}/64")
+    r.run("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+    for ns, v4, v6 in ((a, "198.51.100.254", "2001:db8:a::fe"),
+                       (b, "203.0.113.254", "2001:db8:b::fe")):
+        ns.run("ip", "route", "add", "default", "via", v4)
+        ns.run("ip", "-6", "route", "add", "default", "via", v6)
+    return a, b
+
+
+@pytest.mark.parametrize("kind", ["bird2", "frr"])
+def test_multihop_sessions_through_a_router_on_both_families(
+        kind: str, lab: NetLab, tmp_path: Path) -> None:
+    """RFC 5883 against BIRD 2 (``multihop yes``) and FRR's bfdd (``peer … multihop``), a
+    router between: Up on both families at 100 ms x 3, Down when the peer's UDP 4784 is
+    dropped, Up again, AdminDown at the stop; then a session that takes only TTL 255 (as
+    ``ttlSecurity: 1`` asks) hears nothing from one hop away and counts why."""
+    why = available(kind)
+    if why:
+        pytest.skip(why)
+    import shutil
+    import tempfile
+    a, b = routed(lab)
+    pairs = ((MA4, MB4), (MA6, MB6))
+    workdir = Path(tempfile.mkdtemp(prefix="bgpd-bfdd-"))
+    try:
+        if kind == "bird2":
+            sock = start_bird(b, tmp_path / "bird", multihop=pairs)
+
+            def theirs() -> dict[str, str]:
+                return bird_states(b, sock)
+        else:
+            vty = start_frr(b, workdir, multihop=pairs)
+
+            def theirs() -> dict[str, str]:
+                return {k: v.capitalize() for k, v in frr_states(b, vty).items()}
+        probe = Probe(a, [(MB4, MA4), (MB6, MA6)], multihop=True)
+        try:
+            until(lambda: probe.states() == {MB4: "Up", MB6: "Up"}, 20, "our sessions Up")
+            until(lambda: theirs() == {MA4: "Up", MA6: "Up"}, 10, "the peer's sessions Up")
+            until(lambda: {(v["tx_interval"], v["detection_time"], v["multihop"]) for v in
+                           probe.views().values()} == {(0.1, 0.3, True)}, 5, "fast timers")
+            drop_bfd(b, True, port=4784)
+            until(lambda: set(probe.states().values()) <= {"Down", "Init"}, 5, "ours Down")
+            drop_bfd(b, False)
+            until(lambda: probe.states() == {MB4: "Up", MB6: "Up"}, 20, "ours Up again")
+        finally:
+            probe.close()
+        until(lambda: "Up" not in theirs().values(), 5, "the peer's sessions down")
+
+        strict = Probe(a, [(MB4, MA4)], multihop=True, min_ttl=255)
+        try:
+            until(lambda: strict.ask("views", "views")["dropped"].get("ttl", 0) >= 2, 10,
+                  "the peer's packets dropped for their TTL")
+            assert strict.states()[MB4] != "Up"
+        finally:
+            strict.close()
+    finally:
+        lab.close()  # the peer first, then its directory
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture

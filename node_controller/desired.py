@@ -99,6 +99,7 @@ class PeerConfig:
     max_prefixes: int | None = None
     max_prefixes_action: str = "refuse"
     failure_detection: str = "None"  # BGPPeer failureDetectionMode
+    bfd_multihop: bool = False  # bgpd/bfd-multihop: BFD also where not directly connected
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -115,7 +116,7 @@ class PeerConfig:
             "origin": "/".join(self.origin),
             "accept_node_block_routes": self.accept_node_block_routes,
             "max_prefixes": self.max_prefixes, "max_prefixes_action": self.max_prefixes_action,
-            "failure_detection": self.failure_detection,
+            "failure_detection": self.failure_detection, "bfd_multihop": self.bfd_multihop,
         }
 
 
@@ -429,7 +430,7 @@ class _Builder:
             "reachable_by": peer.reachable_by, "origin": ("BGPPeer", peer.name),
             "accept_node_block_routes": peer.accept_node_block_routes,
             "max_prefixes": peer.max_prefixes, "max_prefixes_action": peer.max_prefixes_action,
-            "failure_detection": peer.failure_detection,
+            "failure_detection": peer.failure_detection, "bfd_multihop": peer.bfd_multihop,
         }
 
     def peers(self, me: Node) -> list[PeerConfig]:

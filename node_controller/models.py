@@ -80,6 +80,10 @@ ANNOTATIONS: tuple[AnnotationDoc, ...] = (
     AnnotationDoc("BGPPeer", BGPD_ANNOTATION + "max-prefixes-action", "`refuse` | `teardown`",
                   "at the limit: refuse the routes beyond it (default), or close the session "
                   "once (Cease, maximum number of prefixes reached)"),
+    AnnotationDoc("BGPPeer", BGPD_ANNOTATION + "bfd-multihop", "`true` | `false`",
+                  "with `failureDetectionMode: BFDIfDirectlyConnected`, a peer that is not "
+                  "directly connected gets a multihop BFD session (RFC 5883, UDP 4784) "
+                  "instead of none; `ttlSecurity` then sets the lowest TTL taken"),
 )
 DEFAULT_AS = 64512
 
@@ -388,6 +392,7 @@ class BGPPeer:
     accept_node_block_routes: bool = False
     max_prefixes: int | None = None
     max_prefixes_action: str = "refuse"
+    bfd_multihop: bool = False
 
     @property
     def scoped(self) -> bool:
@@ -416,7 +421,7 @@ PEER_ANNOTATIONS = tuple(a.key[len(BGPD_ANNOTATION):] for a in ANNOTATIONS
 def _peer_annotations(obj: Mapping[str, Any]) -> dict[str, Any]:
     """bgpd's annotations on a BGPPeer: ``bgpd/accept-node-block-routes: "true"`` (routes more
     specific than another node's block accepted from this peer), ``bgpd/max-prefixes: "N"``,
-    ``bgpd/max-prefixes-action: refuse | teardown``."""
+    ``bgpd/max-prefixes-action: refuse | teardown``, ``bgpd/bfd-multihop: "true"``."""
     annotations = _get(obj, "metadata.annotations") or {}
     if not isinstance(annotations, Mapping):
         raise Invalid("metadata.annotations", "expected an object")
@@ -436,6 +441,10 @@ def _peer_annotations(obj: Mapping[str, Any]) -> dict[str, Any]:
             if value not in ("refuse", "teardown"):
                 raise Invalid(path, f"expected refuse or teardown, got {value!r}")
             out["max_prefixes_action"] = value
+        elif short == "bfd-multihop":
+            if value not in ("true", "false"):
+                raise Invalid(path, f"expected \"true\" or \"false\", got {value!r}")
+            out["bfd_multihop"] = value == "true"
         else:
             raise Invalid(path, f"unknown bgpd annotation (known: {', '.join(PEER_ANNOTATIONS)})")
     return out

@@ -97,7 +97,8 @@ def link() -> tuple[BfdLink, Recorder]:
 
 @pytest.mark.parametrize(("peer_ip", "interface", "pattern", "why"), [
     ("10.0.0.1", "eth0", "eth*", ""),
-    ("10.9.0.1", "eth0", "eth*", "not directly connected (outside 10.0.0.0/24)"),
+    ("10.9.0.1", "eth0", "eth*", "not directly connected (outside 10.0.0.0/24); the "
+     'annotation bgpd/bfd-multihop: "true" gives it a multihop session'),
     ("10.0.0.1", "bond0", "eth*", "BFDConfiguration 'default': no interface entry matches "
      "bond0"),
     ("10.0.0.1", None, "eth*", "the interface of the node's address is not known"),
@@ -117,6 +118,34 @@ def test_which_peers_get_a_session(peer_ip: str, interface: str | None, pattern:
         assert recorder.configured == [[Spec(
             peer=ip_address(peer_ip), local=ip_address("10.0.0.9"), interface=interface,
             timers=Timers(min_tx=0.1, min_rx=0.1, idle_tx=60.0, multiplier=3))]]
+
+
+@pytest.mark.parametrize(("peer_ip", "ttl_security", "spec"), [
+    ("10.9.0.1", None, {"multihop": True, "min_ttl": 1, "interface": None}),
+    ("10.9.0.1", 3, {"multihop": True, "min_ttl": 253, "interface": None}),
+    ("10.0.0.1", 3, {"interface": "eth0"}),  # directly connected: single hop all the same
+])
+def test_the_multihop_annotation_gives_a_peer_elsewhere_a_multihop_session(
+        peer_ip: str, ttl_security: int | None, spec: dict[str, Any]) -> None:
+    peer = calico("BGPPeer", "far", **{**TOR, "peerIP": peer_ip},
+                  **({"ttlSecurity": ttl_security} if ttl_security else {}))
+    peer["metadata"]["annotations"] = {"bgpd/bfd-multihop": "true"}
+    cfg = build(node("n9", "10.0.0.9/24"), peer, bfd_config(interfaces=[
+        {"matchPattern": "eth*", "minimumRecvInterval": "100ms", "multiplier": 3}]))
+    bfd, recorder = link()
+    bfd.plan(cfg, cfg.peers, "eth0")
+    assert not bfd.left_out
+    assert recorder.configured == [[Spec(
+        peer=ip_address(peer_ip), local=ip_address("10.0.0.9"),
+        timers=Timers(min_tx=0.1, min_rx=0.1, idle_tx=60.0, multiplier=3), **spec)]]
+
+
+def test_a_bad_multihop_annotation_names_it() -> None:
+    obj = calico("BGPPeer", "far", **TOR)
+    obj["metadata"]["annotations"] = {"bgpd/bfd-multihop": "yes"}
+    with pytest.raises(Invalid, match='expected "true" or "false"') as caught:
+        parse(obj)
+    assert caught.value.field == "metadata.annotations.bgpd/bfd-multihop"
 
 
 def test_a_failure_holds_bgp_down_until_up_and_admin_down_is_no_failure() -> None:

@@ -8,12 +8,16 @@ a thread of the daemon: a thread shares the daemon's interpreter lock, and a sin
 ``integration_tests/bfd_probe.py``'s ``parse``), longer than a 300 ms detection time — the
 peers took the session for dead.  A process has its own.
 
-Transport (RFC 5881, single hop): packets come in on UDP 3784 (one socket per family) and are
-accepted only with TTL / hop limit 255 (§5); each session sends from its own socket, bound to
-the node's address and a source port in 49152-65535 (§4), with TTL 255 and DSCP CS6.  A packet
-is matched to its session by Your Discriminator, or while that is zero by source address
-(RFC 5880 §6.8.6), and must come from the session's peer.  Every packet dropped is counted by
-reason; at most ``BURST`` packets are read per turn so that a flood cannot hold the timers.
+Transport: single hop (RFC 5881) packets come in on UDP 3784 and are accepted only with TTL /
+hop limit 255 (§5); multihop (RFC 5883) packets come in on UDP 4784 and are accepted with the
+session's lowest TTL (``Spec.min_ttl``: from ``ttlSecurity``, else any); one socket per family
+and port.  Each session sends from its own socket, bound to the node's address and a source
+port in 49152-65535 (RFC 5881 §4), connected to the peer's port 3784 or 4784, with TTL 255 and
+DSCP CS6.  A packet is matched to its session by Your Discriminator, or while that is zero by
+source address (RFC 5880 §6.8.6; one session per peer address, so the source alone names it
+on either port), and must come from the session's peer, on the session's port.  Every packet
+dropped is counted by reason; at most ``BURST`` packets are read per turn so that a flood
+cannot hold the timers.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from bgpd.bfd.session import Session, Step
 from ribs.types import Address
 
 PORT = 3784
+MULTIHOP_PORT = 4784
 SOURCE_PORTS = (49152, 65535)
 BURST = 256
 RECEIVE_BUFFER = 1 << 20  # a burst of junk should not push the peers' packets out
@@ -65,21 +70,22 @@ class _Endpoint:
         self.wire: tuple[Control | None, bytes] = (None, b"")  # the last packet sent, encoded
 
 
-def _target(spec: Spec) -> tuple[str, int] | tuple[str, int, int, int]:
+def _target(spec: Spec, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
     """Where the session's packets go (a link-local peer through its interface)."""
     if spec.peer.version == 4:
-        return str(spec.peer), PORT
+        return str(spec.peer), port
     scope = socket.if_nametoindex(spec.interface) if (
         spec.interface and isinstance(spec.peer, IPv6Address) and spec.peer.is_link_local) else 0
-    return str(spec.peer), PORT, 0, scope
+    return str(spec.peer), port, 0, scope
 
 
 class Engine:
     """The sessions, their sockets and their clock: one process's main loop."""
 
-    def __init__(self, *, commands: BinaryIO, out: BinaryIO, port: int = PORT) -> None:
+    def __init__(self, *, commands: BinaryIO, out: BinaryIO, port: int = PORT,
+                 multihop_port: int = MULTIHOP_PORT) -> None:
         self.commands, self.out = commands, out
-        self.port = port
+        self.port, self.multihop_port = port, multihop_port
         self.dropped: Counter[str] = Counter()
         self.send_errors = 0
         self._buffer = b""
@@ -90,7 +96,7 @@ class Engine:
         self._order = itertools.count()
         self._by_discriminator: dict[int, _Endpoint] = {}
         self._steady: dict[bytes, _Endpoint] = {}  # a steady packet -> its session's endpoint
-        self._receivers: dict[int, socket.socket] = {}
+        self._receivers: dict[tuple[int, bool], socket.socket] = {}  # (family, multihop)
         self._selector = selectors.DefaultSelector()
         self._stopping = False
         self._views_sent = 0.0
@@ -103,13 +109,14 @@ class Engine:
         os.set_blocking(self.commands.fileno(), False)
         self._selector.register(self.commands, selectors.EVENT_READ, None)
         for family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                self._receivers[family] = sock = self._receiver(family)
-            except OSError as exc:
-                self._write({"problem": {"family": _family(family), "port": self.port,
-                                         "error": str(exc)}})
-                continue
-            self._selector.register(sock, selectors.EVENT_READ, family)
+            for multihop, port in ((False, self.port), (True, self.multihop_port)):
+                try:
+                    self._receivers[family, multihop] = sock = self._receiver(family, port)
+                except OSError as exc:
+                    self._write({"problem": {"family": _family(family), "port": port,
+                                             "error": str(exc)}})
+                    continue
+                self._selector.register(sock, selectors.EVENT_READ, multihop)
         while not self._stopping:
             now = time.monotonic()
             if now < self._turned + self._quantum:  # packets gather: one turn for many
@@ -120,7 +127,7 @@ class Engine:
                 if key.data is None:
                     self._command()
                 else:
-                    self._read(key.fileobj)  # type: ignore[arg-type]
+                    self._read(key.fileobj, key.data)  # type: ignore[arg-type]
             now = self._turned = time.monotonic()
             heap = self._heap
             while heap and heap[0][0] <= now:
@@ -161,13 +168,12 @@ class Engine:
             self._remove(self._endpoints[peer], now)
         for peer, spec in wanted.items():
             endpoint = self._endpoints.get(peer)
-            if endpoint is not None and (endpoint.spec.local, endpoint.spec.interface) != (
-                    spec.local, spec.interface):
+            if endpoint is not None and _path(endpoint.spec) != _path(spec):
                 self._remove(endpoint, now)
                 endpoint = None
             if endpoint is None:
                 self._add(spec, now)
-            elif endpoint.spec.timers != spec.timers:
+            elif endpoint.spec != spec:  # (the timers or the lowest TTL)
                 endpoint.session.reconfigure(spec.timers)
                 endpoint.spec = spec
                 self._schedule(endpoint)
@@ -175,7 +181,7 @@ class Engine:
 
     def _add(self, spec: Spec, now: float) -> None:
         try:
-            target = _target(spec)
+            target = _target(spec, self.multihop_port if spec.multihop else self.port)
             sock = self._sender(spec)
         except OSError as exc:  # (an interface gone, an address not on the node)
             self._write({"transition": plain(Transition(spec.peer, "-", "-",
@@ -212,7 +218,7 @@ class Engine:
             sock.close()
         self._publish_views(now)
 
-    def _read(self, sock: socket.socket) -> None:
+    def _read(self, sock: socket.socket, multihop: bool) -> None:
         for _ in range(BURST):
             try:
                 data, ancillary, _flags, source = sock.recvmsg(512, 64)
@@ -221,15 +227,17 @@ class Engine:
             except OSError:
                 self.dropped["receive_error"] += 1
                 return
-            self._receive(data, ancillary, source)
+            self._receive(data, ancillary, source, multihop)
 
     def _receive(self, data: bytes, ancillary: list[tuple[int, int, bytes]],
-                 source: tuple[str, int] | tuple[str, int, int, int]) -> None:
-        if _ttl(ancillary) != TTL:
+                 source: tuple[str, int] | tuple[str, int, int, int], multihop: bool) -> None:
+        ttl = _ttl(ancillary)
+        if not multihop and ttl != TTL:
             self.dropped["ttl"] += 1  # RFC 5881 §5: single hop only from a neighbour
             return
         steady = self._steady.get(data)
         if (steady is not None and source[0] == steady.steady_source
+                and steady.spec.multihop is multihop and ttl >= steady.spec.min_ttl
                 and steady.session.state is State.UP):
             steady.session.heard(time.monotonic())  # (its deadline in the heap can only be
             return  # earlier than the new one: a tick then finds nothing due and reschedules)
@@ -257,6 +265,12 @@ class Engine:
                 self.dropped["unknown_peer"] += 1
                 return
             endpoint = found
+        if endpoint.spec.multihop is not multihop:
+            self.dropped["wrong_port"] += 1  # (single hop on 4784, or multihop on 3784)
+            return
+        if ttl < endpoint.spec.min_ttl:
+            self.dropped["ttl"] += 1  # RFC 5883 §5: fewer hops left than ttlSecurity allows
+            return
         session = endpoint.session
         timers = (session.tx_interval(), session.detection_time())
         self._handle(endpoint, session.receive(pkt, time.monotonic()))
@@ -336,10 +350,10 @@ class Engine:
             held_for=round(s.held_for(now), 3), received=s.counters.received,
             sent=s.counters.sent, detections=s.counters.detections,
             failures=s.counters.failures, damped=s.counters.damped,
-            latest=round(s.counters.latest, 4))
+            latest=round(s.counters.latest, 4), multihop=endpoint.spec.multihop)
 
     # --- sockets --------------------------------------------------------------------------------
-    def _receiver(self, family: int) -> socket.socket:
+    def _receiver(self, family: int, port: int) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:  # past net.core.rmem_max (root), else as far as it allows
@@ -349,10 +363,10 @@ class Engine:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
-            sock.bind(("::", self.port))
+            sock.bind(("::", port))
         else:
             sock.setsockopt(socket.IPPROTO_IP, _IP_RECVTTL, 1)
-            sock.bind(("0.0.0.0", self.port))
+            sock.bind(("0.0.0.0", port))
         sock.setblocking(False)
         return sock
 
@@ -386,12 +400,18 @@ class Engine:
         return sock
 
 
-def _ttl(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+def _ttl(ancillary: list[tuple[int, int, bytes]]) -> int:
+    """The packet's TTL / hop limit (0 if the kernel did not say)."""
     for level, kind, data in ancillary:
         if (level, kind) in ((socket.IPPROTO_IP, socket.IP_TTL),
                              (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT)):
             return int(struct.unpack("i", data[:4])[0]) if len(data) >= 4 else data[0]
-    return None
+    return 0
+
+
+def _path(spec: Spec) -> tuple[object, ...]:
+    """What a session's socket is made for: a change of it makes a new session."""
+    return spec.local, spec.interface, spec.multihop
 
 
 def _family(family: int) -> str:
@@ -403,7 +423,9 @@ def main() -> int:
 
     die_with_parent()  # the daemon killed: no AdminDown, the peers see the failure
     port = int(sys.argv[1]) if len(sys.argv) > 1 else PORT
-    Engine(commands=sys.stdin.buffer, out=sys.stdout.buffer, port=port).run()
+    multihop_port = int(sys.argv[2]) if len(sys.argv) > 2 else MULTIHOP_PORT
+    Engine(commands=sys.stdin.buffer, out=sys.stdout.buffer, port=port,
+           multihop_port=multihop_port).run()
     return 0
 
 

@@ -3,7 +3,9 @@
 Theory of operation: :meth:`BfdLink.plan` turns the applied peers into the sessions wanted
 (Calico Enterprise's rules: a BGPPeer with ``failureDetectionMode: BFDIfDirectlyConnected``
 whose address is in the subnet of the node's address, timers from the first interface entry
-of the node's BFDConfiguration that matches the interface; a peer left out says why).
+of the node's BFDConfiguration that matches the interface; with bgpd's annotation
+``bgpd/bfd-multihop: "true"`` a peer outside that subnet gets a multihop session (RFC 5883)
+with the same timers; a peer left out says why).
 :meth:`BfdLink.on_event` takes the service's events on the event loop: each state change is
 logged and counted; a session that leaves Up for a failure puts its peer in :attr:`failed`,
 which the router answers by taking the peer's routes out at once (no graceful restart) and
@@ -75,8 +77,10 @@ class BfdLink:
             config.node_address if peer.address.version == 4 else config.node_address_v6)
         if own is None:
             return f"this node has no IPv{peer.address.version} address", None
-        if peer.address not in own.network and not peer.address.is_link_local:
-            return f"not directly connected (outside {own.network})", None
+        direct = peer.address in own.network or peer.address.is_link_local
+        if not direct and not peer.bfd_multihop:
+            return (f"not directly connected (outside {own.network}); the annotation "
+                    f"bgpd/bfd-multihop: \"true\" gives it a multihop session"), None
         if interface is None:
             return "the interface of the node's address is not known", None
         entry = next((i for i in config.bfd_interfaces if i.matches(interface)), None)
@@ -86,7 +90,13 @@ class BfdLink:
             return f"{where}: no interface entry matches {interface}", None
         timers = Timers(min_tx=entry.min_tx, min_rx=entry.min_rx, idle_tx=entry.idle_tx,
                         multiplier=entry.multiplier)
-        return "", Spec(peer=peer.address, local=own.ip, interface=interface, timers=timers)
+        if direct:
+            return "", Spec(peer=peer.address, local=own.ip, interface=interface, timers=timers)
+        # RFC 5883: any path, so no interface; ttlSecurity (GTSM's hop count, as for BGP)
+        # sets the lowest TTL taken, else any
+        hops = peer.ttl_security
+        return "", Spec(peer=peer.address, local=own.ip, interface=None, timers=timers,
+                        multihop=True, min_ttl=256 - hops if hops else 1)
 
     def on_event(self, event: Event) -> Verdict | None:
         if isinstance(event, Transition):

@@ -18,11 +18,15 @@ from ribs.types import Address
 
 @dataclass(frozen=True, slots=True)
 class Spec:
-    """A session wanted: the peer, our address towards it, the interface and timers."""
+    """A session wanted: the peer, our address towards it, the interface and timers; single
+    hop (RFC 5881: UDP 3784, TTL 255 only) or multihop (RFC 5883: UDP 4784, no interface,
+    a TTL of at least ``min_ttl``)."""
     peer: Address
     local: Address
     interface: str | None
     timers: Timers
+    multihop: bool = False
+    min_ttl: int = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,7 @@ class View:
     failures: int
     damped: int
     latest: float  # the most a periodic packet went out after its time (seconds)
+    multihop: bool = False
 
 
 Event = Signal | Transition
@@ -81,7 +86,8 @@ def plain(value: Spec | Transition | View | Signal) -> dict[str, Any]:
 
 def spec_of(data: dict[str, Any]) -> Spec:
     return Spec(peer=ip_address(data["peer"]), local=ip_address(data["local"]),
-                interface=data["interface"], timers=Timers(**data["timers"]))
+                interface=data["interface"], timers=Timers(**data["timers"]),
+                multihop=data["multihop"], min_ttl=data["min_ttl"])
 
 
 def transition_of(data: dict[str, Any]) -> Transition:
