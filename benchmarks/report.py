@@ -45,6 +45,16 @@ def records(folder: Path = RESULTS) -> dict[str, list[tuple[dict[str, Any], dict
     return out
 
 
+def newest(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]], part: str,
+           name: str) -> Any:
+    """``part`` of the newest result that has it, of a whole run of ``name`` or of one with
+    ``--only part`` (saved as ``name-part``); None if none has it."""
+    have = [(machine.get("date", ""), result[part])
+            for key in (name, f"{name}-{part}") for machine, result in found.get(key, [])
+            if part in result]
+    return max(have, key=lambda pair: pair[0])[1] if have else None
+
+
 def latest(rows: Iterable[tuple[dict[str, Any], dict[str, Any]]], *keys: str,
            having: str | None = None,
            longest: str | None = None) -> dict[tuple[Any, ...], dict[str, Any]]:
@@ -298,14 +308,14 @@ def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
                      "at 50/s, every node's `proto bird` routes watched.\n\n"
                      + table(["operation", "every session back", "pings lost / sent",
                               "routes deleted", "took"], rows))
-    if "bfd" in found:
-        r = found["bfd"][-1][1]
+    detect, routes = newest(found, "detect", "bfd"), newest(found, "routes", "bfd")
+    if detect and routes:
         rows = [[what, f"{k['min_ms']} / {k['median_ms']} / {k['max_ms']} ms",
                  f"{k['within_goal']} of {k['trials']} within {k['goal_ms']} ms"]
-                for what, k in (("BIRD killed: BFD Down", r["detect"]["kill"]),
-                                ("link down: BFD Down", r["detect"]["link"]),
-                                ("BFD packets dropped: BFD Down", r["detect"]["drop"]),
-                                ("ToR killed: its route out of the kernel", r["routes"]))]
+                for what, k in (("BIRD killed: BFD Down", detect["kill"]),
+                                ("link down: BFD Down", detect["link"]),
+                                ("BFD packets dropped: BFD Down", detect["drop"]),
+                                ("ToR killed: its route out of the kernel", routes))]
         parts.append("**Failure detection** (`python -m benchmarks.bfd --trials 50 "
                      "--route-trials 10`): BFD at 100 ms x 3 with a BIRD 2 peer.\n\n"
                      + table(["failure", "min / median / max", "goal"], rows))

@@ -269,7 +269,7 @@ class Engine:
             self.dropped["wrong_port"] += 1  # (single hop on 4784, or multihop on 3784)
             return
         if ttl < endpoint.spec.min_ttl:
-            self.dropped["ttl"] += 1  # RFC 5883 §5: fewer hops left than ttlSecurity allows
+            self.dropped["ttl"] += 1  # RFC 5883: fewer hops left than ttlSecurity allows
             return
         session = endpoint.session
         timers = (session.tx_interval(), session.detection_time())
