@@ -40,8 +40,6 @@ from ribs.policy import PeerPolicy
 from ribs.rib import Session
 from ribs.types import Address, Prefix, Source, bgp_key
 
-_RANK = {"global": 0, "node": 1, "mesh": 2}
-
 # the resource field each neighbour value comes from, by the kind of resource
 _FIELDS = {
     "BGPPeer": {"address": "spec.peerIP", "port": "spec.peerIP", "peer AS": "spec.asNumber",
@@ -118,7 +116,7 @@ def _choose(candidates: list[PeerConfig], running: str | None) -> PeerConfig:
     for peer in candidates:
         if peer.name == running:
             return peer
-    return min(candidates, key=lambda p: (_RANK.get(p.type, 3), p.port, p.name))
+    return min(candidates, key=lambda p: (p.rank, p.port, p.name))
 
 
 def translate(config: DesiredConfig, *, running: Mapping[Address, str] | None = None

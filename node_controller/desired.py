@@ -73,6 +73,11 @@ FELIX_COMPLEMENT = {"Enabled": "Disabled", "Disabled": "Enabled",
 DEFAULT_RESTART_TIME = 120.0
 
 
+# confd's order among the peerings that make the same session: an explicit BGPPeer for
+# every node, one scoped to nodes, the reverse side of another node's BGPPeer, the mesh
+RANK_GLOBAL, RANK_NODE, RANK_REVERSE, RANK_MESH = 0, 1, 2, 3
+
+
 @dataclass(frozen=True, slots=True)
 class PeerConfig:
     name: str
@@ -99,7 +104,10 @@ class PeerConfig:
     max_prefixes: int | None = None
     max_prefixes_action: str = "refuse"
     failure_detection: str = "None"  # BGPPeer failureDetectionMode
-    bfd_multihop: bool = False  # bgpd/bfd-multihop: BFD also where not directly connected
+    bfd_multihop: bool = False
+    # which wins where two peerings make one session (one address: ExaBGP keys neighbours by
+    # it), the lower first: RANK_GLOBAL, RANK_NODE, RANK_REVERSE, RANK_MESH
+    rank: int = 0  # bgpd/bfd-multihop: BFD also where not directly connected
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -327,7 +335,8 @@ class _Builder:
         restart = self.default.mesh_restart_time or DEFAULT_RESTART_TIME
         return self.node_peers(
             me, [n for n in self.nodes if n.rr_cluster_id is None], kind="mesh",
-            prefix="Mesh", password=password, restart_time=restart, use_node_ip=True)
+            prefix="Mesh", password=password, restart_time=restart, use_node_ip=True,
+            rank=RANK_MESH)
 
     def selects_local(self, peer: BGPPeer, node: Node) -> bool:
         if peer.node is not None:
@@ -343,6 +352,7 @@ class _Builder:
         options = self.peer_options(me, peer)
         if options is None:
             return []
+        options["rank"] = RANK_NODE if peer.scoped else RANK_GLOBAL
         if peer.local_workloads is not None:
             return self.local_workloads(me, peer, options)
         if peer.peer_ip is not None:
@@ -399,7 +409,8 @@ class _Builder:
         if options is None:
             return []
         return self.node_peers(me, [n for n in self.nodes if self.selects_local(peer, n)],
-                               kind="node", prefix="Node", versions=versions, **options)
+                               kind="node", prefix="Node", versions=versions,
+                               rank=RANK_REVERSE, **options)
 
     def peer_options(self, me: Node, peer: BGPPeer) -> dict[str, Any] | None:
         usable, password = self.secret(peer.password, kind="BGPPeer", name=peer.name,
@@ -434,26 +445,28 @@ class _Builder:
         }
 
     def peers(self, me: Node) -> list[PeerConfig]:
-        # rank: the lower wins for one (address, port)
-        ranked: dict[tuple[Address, int], tuple[int, PeerConfig]] = {}
+        # the lower rank wins for one (address, port); translate picks by it again among the
+        # ports of one address
+        ranked: dict[tuple[Address, int], PeerConfig] = {}
 
-        def offer(rank: int, configs: Iterable[PeerConfig]) -> None:
+        def offer(configs: Iterable[PeerConfig]) -> None:
             for config in configs:
                 key = (config.address, config.port)
-                if key not in ranked or rank < ranked[key][0]:
-                    ranked[key] = (rank, config)
-                elif rank == ranked[key][0] and (config.origin, config.calico_node) != (
-                        ranked[key][1].origin, ranked[key][1].calico_node):
-                    self.duplicate(config, ranked[key][1])
+                first = ranked.get(key)
+                if first is None or config.rank < first.rank:
+                    ranked[key] = config
+                elif config.rank == first.rank and (config.origin, config.calico_node) != (
+                        first.origin, first.calico_node):
+                    self.duplicate(config, first)
 
         bgp_peers = self.store.all(BGPPeer)
-        offer(3, self.mesh(me))
+        offer(self.mesh(me))
         for peer in bgp_peers:
-            offer(2, self.reverse(me, peer))
+            offer(self.reverse(me, peer))
         for peer in bgp_peers:
             if self.selects_local(peer, me):
-                offer(0 if not peer.scoped else 1, self.explicit(me, peer))
-        configs = [config for _, config in ranked.values()]
+                offer(self.explicit(me, peer))
+        configs = list(ranked.values())
         my_cluster = me.rr_cluster_id
         if my_cluster is not None:
             configs = [

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface, ip_address
 from pathlib import Path
 
@@ -15,7 +16,14 @@ from hypothesis import strategies as st
 
 from bgpd.speaker.config import SpeakerConfig, _statements, problems, render
 from bgpd.translate import translate
-from node_controller.desired import DesiredConfig, PeerConfig
+from node_controller.desired import (
+    RANK_GLOBAL,
+    RANK_MESH,
+    RANK_NODE,
+    RANK_REVERSE,
+    DesiredConfig,
+    PeerConfig,
+)
 from ribs.types import prefix
 
 NODE = IPv4Interface("198.51.100.1/24")
@@ -34,8 +42,9 @@ def peer(address: str, *, kind: str = "global", port: int = 179, origin: str = "
     name = {"mesh": "Mesh", "global": "Global", "node": "Node"}[kind] + "_" + address
     name += f"_port_{port}" if port != 179 else ""
     source = ("BGPConfiguration", "default") if kind == "mesh" else ("BGPPeer", origin)
+    rank = {"global": RANK_GLOBAL, "node": RANK_NODE, "mesh": RANK_MESH}[kind]
     return PeerConfig(name=name, address=ip_address(address), port=port, peer_as=64512,
-                      local_as=64512, type=kind, origin=source,
+                      local_as=64512, type=kind, origin=source, rank=rank,
                       source_address=NODE.ip, **kw)  # type: ignore[arg-type]
 
 
@@ -52,6 +61,19 @@ def test_a_bgppeer_on_a_mesh_node_at_another_port_is_an_error_not_an_exit() -> N
     t = translate(config(mesh, alt))
     assert [n.port for n in t.neighbors] == [1790]
     assert t.errors[0].kind == "BGPConfiguration"
+
+
+def test_one_precedence_decides_between_the_ports_of_one_address() -> None:
+    """The rank the configuration gave each peering decides here too: a BGPPeer scoped to
+    this node wins over the reverse side of another node's BGPPeer, whatever their ports
+    (both are node peerings: their kind alone would have let the lower port win)."""
+    scoped = replace(peer("192.0.2.7", kind="node", port=1790, origin="scoped"),
+                     rank=RANK_NODE)
+    reverse = replace(peer("192.0.2.7", kind="node", origin="theirs"), rank=RANK_REVERSE)
+    t = translate(config(reverse, scoped))
+    assert [(n.name, n.port) for n in t.neighbors] == [(scoped.name, 1790)]
+    (error,) = t.errors
+    assert (error.kind, error.name) == ("BGPPeer", "theirs")
 
 
 def test_bad_passwords_families_and_timers_are_errors_on_their_resource() -> None:
