@@ -133,10 +133,12 @@ class Bird2(Router):
                  + "}",
                  "protocol static s6 { ipv6; " + "".join(f"route {p} blackhole; " for p in v6)
                  + "}"]
-        if self.bfd is not None:
+        if self.bfd is not None:  # (a multihop BGP session asks for a multihop BFD one)
             rx, tx, multiplier = self.bfd
-            lines.append(f'protocol bfd {{ interface "eth0" {{ min rx interval {rx} ms; '
-                         f"min tx interval {tx} ms; multiplier {multiplier}; }}; }}")
+            timers = f"min rx interval {rx} ms; min tx interval {tx} ms; multiplier {multiplier};"
+            lines.append(f'protocol bfd {{ interface "eth0" {{ {timers} }}; '
+                         + (f"multihop {{ {timers} }}; " if any(
+                             n.multihop for n in self.neighbors) else "") + "}")
         for i, n in enumerate(self.neighbors):
             family = "ipv6" if ":" in n.address else "ipv4"
             local = self._local_for(n)

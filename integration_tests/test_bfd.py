@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from integration_tests.cluster import TOR_AS, TOR_IP, Cluster
+from integration_tests.cluster import TOR_AS, TOR_IP, Cluster, Node
 from integration_tests.netns import Namespace, NetLab
 from integration_tests.peers import Bird2, available
 from integration_tests.waiting import wait_for as until
@@ -340,6 +340,57 @@ def test_bfd_takes_a_dead_or_unreachable_tor_out(
         c.stop_all()
 
 
+def test_multihop_bfd_takes_a_tor_behind_a_router_out(
+        lab: NetLab, tmp_path: Path, bird2: None) -> None:
+    """node-1 one router away from a BIRD 2 ToR (eBGP multihop on both sides), its BGPPeer
+    with ``bgpd/bfd-multihop``: a multihop session (no interface) beside node-0's single-hop
+    one, coupled to BGP the same way — the ToR's BFD packets dropped, BGP is held down and
+    the ToR's routes leave the RIB; back once BFD is Up (the status's count of the routes
+    received from the ToR is watched)."""
+    c = Cluster(lab, tmp_path, nodes=2, mode="CrossSubnet", tor_originate=(TOR_ROUTE,),
+                tor_peer=False)
+    assert isinstance(c.tor, Bird2)
+    c.tor.bfd = (100, 100, 3)
+    peer = c.calico("BGPPeer", "tor", {"peerIP": TOR_IP, "asNumber": TOR_AS,
+                                       "failureDetectionMode": "BFDIfDirectlyConnected"})
+    peer["metadata"]["annotations"] = {"bgpd/bfd-multihop": "true"}
+    c.write_resources([peer, c.calico("BFDConfiguration", "default", {"interfaces": [
+        {"matchPattern": "eth*", "minimumRecvInterval": "100ms", "minimumSendInterval": "100ms",
+         "idleSendInterval": "1s", "multiplier": 3}]})])
+    near, far = c.nodes
+    c.start_all()
+    try:
+        tor = c.tor
+
+        def session(node: Node) -> dict[str, Any]:
+            (only,) = c.status(node)["bfd"]["sessions"]
+            return dict(only)
+
+        def learned(node: Node) -> int:  # (its own route and the other node's block; none
+            # while BFD holds BGP down: the peer is then out of the speaker's configuration)
+            return sum(int(p["routes_received"]) for p in c.status(node)["peers"]
+                       if p["address"] == TOR_IP)
+
+        for node in (near, far):
+            c.wait(lambda n=node: session(n)["state"] == "Up", 30, f"{node.name}: BFD Up")
+            c.wait(lambda n=node: learned(n) > 0, 30, f"{node.name}: the ToR's routes")
+        assert (session(near)["multihop"], session(near)["interface"]) == (False, "eth0")
+        assert (session(far)["multihop"], session(far)["interface"]) == (True, None)
+        assert (session(far)["interval"], session(far)["detection_time"]) == (0.1, 0.3)
+
+        drop_bfd(tor.ns, True, port=4784)  # the multihop session's packets only
+        c.wait(lambda: c.status(far)["bfd"]["bgp_held_down"] == [TOR_IP], 5,
+               "far: BGP held down by BFD")
+        c.wait(lambda: learned(far) == 0, 5, "far: the ToR's routes out")
+        assert session(near)["state"] == "Up" and learned(near) > 0  # single hop untouched
+        assert '"event": "bfd_session_down_bgp"' in (far.workdir / "bgpd.log").read_text()
+        drop_bfd(tor.ns, False)
+        c.wait(lambda: learned(far) > 0, 30, "far: the routes back once BFD is Up")
+        assert c.status(far)["bfd"]["bgp_held_down"] == []
+    finally:
+        c.stop_all()
+
+
 @pytest.fixture
 def with_bird(lab: NetLab, tmp_path: Path, bird2: None) -> Iterator[
         tuple[Namespace, Namespace, Probe]]:
@@ -361,18 +412,19 @@ def packet(state=3, mult=3, mine=mine, yours=0, flags=0, length=24, version=1):
     return struct.pack("!BBBBIIIII", version << 5, (state << 6) | flags, mult, length, mine,
                        yours, 100000, 100000, 0)
 cases = {
-    255: [b"\x00" * 3, packet(version=2), packet(flags=0x04), packet(length=40),
-          packet(mult=0), packet(flags=0x01), packet(flags=0x30), packet(mine=0),
-          packet(state=3, yours=0),  # Up without a discriminator
-          packet(yours=0x7FFFFFFF)],  # a discriminator no session has
-    64: [packet(state=1)],  # a well-formed Down, but not from a neighbour (TTL 64)
+    (255, 3784): [b"\x00" * 3, packet(version=2), packet(flags=0x04), packet(length=40),
+                  packet(mult=0), packet(flags=0x01), packet(flags=0x30), packet(mine=0),
+                  packet(state=3, yours=0),  # Up without a discriminator
+                  packet(yours=0x7FFFFFFF)],  # a discriminator no session has
+    (64, 3784): [packet(state=1)],  # a well-formed Down, but not from a neighbour (TTL 64)
+    (255, 4784): [packet(state=1)],  # the single-hop session's peer, on the multihop port
 }
-for ttl, packets in cases.items():
+for (ttl, port), packets in cases.items():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
     for _ in range(int(sys.argv[3])):
         for p in packets:
-            s.sendto(p, (target, 3784))
+            s.sendto(p, (target, port))
 """
 
 
@@ -385,7 +437,7 @@ def test_malformed_spoofed_and_flooded_packets_are_counted_never_a_flap(
     b.run(sys.executable, "-c", HOSTILE, A4, "1", "2000", timeout=120)
     reasons = {"short", "version", "authentication", "length", "detect_mult", "multipoint",
                "poll_and_final", "my_discriminator", "your_discriminator",
-               "unknown_discriminator", "ttl"}
+               "unknown_discriminator", "ttl", "wrong_port"}
     events: list[dict[str, Any]] = []
 
     def read() -> dict[str, Any]:  # the engine may still be reading the flood
@@ -396,7 +448,8 @@ def test_malformed_spoofed_and_flooded_packets_are_counted_never_a_flap(
             events.append(line)
         return line
 
-    until(lambda: reasons <= set(read()["dropped"]), 10, "every bad packet counted")
+    until(lambda: reasons <= set(read()["dropped"]), 10, "every bad packet counted",
+          context=lambda: f"dropped: {read()['dropped']}")
     last = read()
     after = {v["peer"]: v for v in last["views"]}[B4]
     assert [e for e in events if e.get("type") == "Transition"] == []

@@ -10,7 +10,8 @@ and no socket is touched: the service (:mod:`bgpd.bfd.service`) owns both.
   → next state.  The detection timer expiring takes Init or Up to Down with diagnostic 1.
 * **Timers** (§6.8.2 to 6.8.4): the transmit interval is the larger of our Desired Min TX
   and the peer's Required Min RX, less 0 to 25 % jitter (10 to 25 % with a multiplier of
-  1); while the session is not Up, Desired Min TX is at least one second (§6.8.3).  The
+  1; the top of the range lowered by ``slack``, how late the caller may run ``tick``);
+  while the session is not Up, Desired Min TX is at least one second (§6.8.3).  The
   detection time is the peer's multiplier times the larger of our Required Min RX and the
   peer's Desired Min TX.
 * **Poll sequence** (§6.5, §6.8.3): a change of our advertised timers while Up sends Poll
