@@ -104,10 +104,10 @@ class PeerConfig:
     max_prefixes: int | None = None
     max_prefixes_action: str = "refuse"
     failure_detection: str = "None"  # BGPPeer failureDetectionMode
-    bfd_multihop: bool = False
+    bfd_multihop: bool = False  # bgpd/bfd-multihop: BFD also where not directly connected
     # which wins where two peerings make one session (one address: ExaBGP keys neighbours by
     # it), the lower first: RANK_GLOBAL, RANK_NODE, RANK_REVERSE, RANK_MESH
-    rank: int = 0  # bgpd/bfd-multihop: BFD also where not directly connected
+    rank: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
