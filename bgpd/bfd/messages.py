@@ -2,7 +2,7 @@
 
 The daemon sends the sessions wanted (:class:`Spec`); the engine sends each state change
 (:class:`Transition`), what BGP is to hear (:class:`~bgpd.bfd.session.Signal`), and a copy of
-every session (:class:`View`) after each change and twice a second.
+every session (:class:`View`) after each change and every two seconds.
 """
 
 from __future__ import annotations
