@@ -41,6 +41,8 @@ import signal
 import statistics
 import tempfile
 import time
+from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -310,11 +312,22 @@ def soak(sessions: int, seconds: float, routes: int) -> dict[str, Any]:
             flaps = sum(p["flaps"] - flaps_before.get(p["address"], 0)
                         for p in status["peers"] if p["address"] in flaps_before)
             log = (node.workdir / "bgpd.log").read_text()
+            # every session that left Up, as logged: by its diagnostic, and those inside the
+            # measured window (the rest came before it, while the sessions came up)
+            window_start = time.time() - (time.monotonic() - start)
+            downs_logged: Counter[str] = Counter()
+            for line in log.splitlines():
+                if '"event": "bfd_down"' in line:
+                    event = json.loads(line)
+                    when = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+                    inside = when.timestamp() >= window_start
+                    downs_logged[f"{event['diagnostic']}{'' if inside else ' (before)'}"] += 1
             return {"sessions": sessions, "seconds": seconds, "routes": routes,
                     "route_toggles": toggles, "reloads": reloads,
                     "kernel_routes_at_toggles": peaks,
                     "bfd_down_ours": downs, "bfd_failures_ours": failures,
                     "bfd_down_logged": log.count('"event": "bfd_down"'),
+                    "bfd_down_logged_by_diagnostic": dict(downs_logged),
                     "bfd_up_at_end_ours": sum(s["state"] == "Up" for s in after),
                     "bfd_up_at_end_bird": bird_bfd_up(),
                     "bgp_flaps": flaps}
