@@ -103,6 +103,11 @@ CASES: list[tuple[str, list[dict[str, Any]], tuple[str, str]]] = [
                                          reachableBy="gw")], ("BGPPeer", "p-reach")),
     ("numAllowedLocalASNumbers 99", [peer("p-allow", peerIP="192.0.2.33", asNumber=65001,
                                           numAllowedLocalASNumbers=99)], ("BGPPeer", "p-allow")),
+    ("a bgpd annotation given yes for true", [
+        {**peer("p-mhop", peerIP="192.0.2.36", asNumber=65001,
+                failureDetectionMode="BFDIfDirectlyConnected"),
+         "metadata": {"name": "p-mhop", "annotations": {"bgpd/bfd-multihop": "yes"}}}],
+     ("BGPPeer", "p-mhop")),
     ("a filter rule without action", [
         calico("BGPFilter", "f-bad", {"importV4": [{"cidr": "10.0.0.0/8",
                                                     "matchOperator": "In"}]})],
