@@ -22,6 +22,7 @@ from bgpd.speaker import engine
 from bgpd.speaker.patches import (
     api_writes,
     polling,
+    queued_changes,
     scheduling,
     shared_changes,
 )
@@ -278,6 +279,59 @@ def test_shared_changes_fill_every_outgoing_rib_as_exabgp_does(tmp_path: Any,
                 inject(configuration, peers, change)
         assert outgoing(ours) == outgoing(theirs), text
     assert all(rib[1] for rib in outgoing(ours)[:2])  # the comparison saw routes
+
+
+def written(configuration: Any, texts: list[str], inject: Any) -> list[str]:
+    """What ExaBGP writes to the first neighbour at its next turn after ``texts`` (route
+    commands to it alone, each injected by ``inject``): each UPDATE as text, in order."""
+    from exabgp.bgp.message import Action
+    from exabgp.reactor.api import API
+
+    peers = [next(iter(configuration.neighbors))]
+    for text in texts:
+        for change in API(configuration).api_attributes(text, peers):
+            change.nlri.action = (Action.WITHDRAW if text.startswith("withdraw")
+                                  else Action.ANNOUNCE)
+            inject(configuration, peers, change)
+    rib = configuration.neighbors[peers[0]].rib.outgoing
+    return [str(update) for update in rib.updates(True)]
+
+
+def test_a_newer_change_to_a_prefix_replaces_the_one_exabgp_queued(tmp_path: Any,
+                                                                   monkeypatch: Any) -> None:
+    """ExaBGP's outgoing RIB queues changes by attributes and writes the older bucket first:
+    announce X, Y, X before the peer's turn ends with Y on the peer (the race the pacer's
+    cooldown kept away).  With the ``queued_changes`` unit one change per prefix is queued,
+    the newest — through ExaBGP's own ``inject_change`` and through ``shared_changes``."""
+    from exabgp.bgp.neighbor import Neighbor
+    from exabgp.configuration.configuration import _Configuration
+    from exabgp.rib.outgoing import OutgoingRIB
+
+    def announce(lp: int) -> str:
+        return (f"announce attributes next-hop 10.0.0.1 local-preference {lp} "
+                "nlri 172.17.1.0/24")
+
+    flapped = [announce(100), announce(200), announce(100)]
+    moved = [announce(100), "withdraw attributes next-hop 10.0.0.1 local-preference 100 "
+             "nlri 172.17.1.0/24", announce(200)]
+    own = _Configuration.inject_change
+    stock = written(exabgp_configuration(tmp_path, "198.51.100.1"), flapped, own)
+    assert stock[-1].endswith("local-preference 200")  # ExaBGP as shipped: the older last
+
+    monkeypatch.setattr(OutgoingRIB, "_update_rib", OutgoingRIB._update_rib)
+    for cls, attr in ((Neighbor, "remove_self"), (_Configuration, "inject_change"),
+                      (_Configuration, "inject_eor")):
+        monkeypatch.setattr(cls, attr, getattr(cls, attr))
+    queued_changes.queued_changes(OutgoingRIB)
+    locals_ = iter(f"198.51.100.{i}" for i in range(110, 120))
+    for inject in (own, None):  # ExaBGP's inject_change, then shared_changes'
+        if inject is None:
+            shared_changes.shared_changes(Neighbor, _Configuration)
+            inject = _Configuration.inject_change
+        assert written(exabgp_configuration(tmp_path, next(locals_)), flapped, inject) == [
+            "172.17.1.0/24 next-hop 10.0.0.1 local-preference 100"]
+        assert written(exabgp_configuration(tmp_path, next(locals_)), moved, inject) == [
+            "172.17.1.0/24 next-hop 10.0.0.1 local-preference 200"]
 
 
 def test_api_lines_reach_the_pipe_when_flushed_in_order_and_before_a_stop(

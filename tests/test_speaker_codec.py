@@ -260,6 +260,27 @@ def test_the_cooldown_counts_from_exabgps_acknowledgement() -> None:
     assert take(pacer, 0.5)[0] == [codec.announce_command([N1], B, [P1])]
 
 
+def test_with_queued_changes_a_prefixs_next_change_goes_at_once() -> None:
+    """The launcher's ``queued_changes`` unit keeps one change per prefix in ExaBGP's queue,
+    the newest: with it applied (the report leaves it out of nothing) the cooldown is off;
+    before a report, or with the unit left out, the timing rule holds."""
+    from bgpd.speaker.core import SpeakerCore
+    from bgpd.speaker.pacing import COOLDOWN
+    core = SpeakerCore()
+    assert core.pacer.cooldown == COOLDOWN
+    core.engine_units({"scheduling": "a name changed"})
+    pacer = core.pacer
+    assert pacer.cooldown == 0.0
+    pacer.desire(N1, P1, A)
+    batches, _ = pacer.take(0.0)
+    pacer.acknowledged(batches[0], 0.0)
+    pacer.desire(N1, P1, B)
+    assert take(pacer, 0.001) == ([codec.announce_command([N1], B, [P1])], None)
+    assert not pacer.sent_at  # (nothing stamped, nothing to expire)
+    core.engine_units({"queued_changes": "BGPD_EXABGP_SKIP"})
+    assert core.pacer.cooldown == COOLDOWN
+
+
 def test_pacer_coalesces_and_never_sends_two_changes_for_one_prefix() -> None:
     pacer = Pacer(cooldown=0.1)
     pacer.desire(N1, P1, A)

@@ -152,6 +152,14 @@ class SpeakerCore:
     def __post_init__(self) -> None:
         self.pacer = Pacer(cooldown=self.cooldown, retry=self.retry)
 
+    def engine_units(self, left_out: Mapping[str, str]) -> None:
+        """The launcher's units left out of the ExaBGP now running (its report): with the
+        ``queued_changes`` unit, ExaBGP's outgoing RIB queues one change per prefix, the
+        newest, so the pacer sends a prefix's next change as soon as there is one; without
+        it (or before a report), the pacer waits ``cooldown`` after ExaBGP took the last —
+        longer than the launcher puts a peer's turn to write off."""
+        self.pacer.cooldown = self.cooldown if "queued_changes" in left_out else 0.0
+
     # --- what the daemon wants -------------------------------------------------------------
     def configure(self, config: SpeakerConfig, text: str, *, wall: float) -> None:
         """Use ``config`` (rendered as ``text``) from now on."""

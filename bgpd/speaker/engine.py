@@ -11,6 +11,8 @@ relies on:
   loop; ``epoll``; every waiting connection accepted at once; commands' neighbours found by
   address; a burst of commands served as one write per peer; API lines flushed once per
   loop; callbacks driven without a new asyncio loop each time.
+* ``queued_changes``: a newer change to a prefix replaces the one queued for it, so the
+  outgoing RIB never writes an older change after a newer one.
 * ``shared_changes``: one route object shared by every neighbour a command names.
 * ``update_groups``: one encoding of an UPDATE for every session alike, one write per turn.
 * ``logging``: ExaBGP's disabled debug and info calls made no-ops.
@@ -51,6 +53,7 @@ from bgpd.speaker.patches import Unit, problems
 from bgpd.speaker.patches import attribute_errors as _attribute_errors
 from bgpd.speaker.patches import listen_fds as _listen_fds
 from bgpd.speaker.patches import notification as _notification
+from bgpd.speaker.patches import queued_changes as _queued_changes
 from bgpd.speaker.patches import quiet_logging as _quiet_logging
 from bgpd.speaker.patches import reload as _reload
 from bgpd.speaker.patches import scheduling as _scheduling
@@ -63,9 +66,9 @@ SKIP_ENV = "BGPD_EXABGP_SKIP"  # units to leave out, comma-separated (measuring 
 REPORT_ENV = "BGPD_ENGINE_REPORT"  # where the launcher writes what it applied
 
 GC = Unit(name="gc", contract=(), attributes=(), apply=tune_gc)
-UNITS: tuple[Unit, ...] = (_listen_fds.UNIT, _scheduling.UNIT, _shared_changes.UNIT,
-                           _update_groups.UNIT, _quiet_logging.UNIT, GC, _reload.UNIT,
-                           _notification.UNIT, _attribute_errors.UNIT)
+UNITS: tuple[Unit, ...] = (_listen_fds.UNIT, _scheduling.UNIT, _queued_changes.UNIT,
+                           _shared_changes.UNIT, _update_groups.UNIT, _quiet_logging.UNIT, GC,
+                           _reload.UNIT, _notification.UNIT, _attribute_errors.UNIT)
 
 
 def installed_release() -> str | None:

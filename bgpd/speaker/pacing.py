@@ -6,12 +6,15 @@ older one on the wire).  So the pacer:
 
 * keeps, per neighbor, what ExaBGP has been told (``wire``) and the latest wanted state
   (``pending``) — later changes to a prefix overwrite earlier ones before anything is sent;
-* sends at most one change per (neighbor, prefix) per batch, and none to a prefix changed
-  less than ``cooldown`` seconds ago (the change waits; :meth:`Pacer.take` returns when to
-  come back) — counted from when ExaBGP acknowledged the previous change
-  (:meth:`Pacer.acknowledged`), since its outgoing RIB holds a change until the peer's next
-  turn to write, which the launcher defers up to ``BATCH_WINDOW`` (0.25 s) during a burst of
-  commands: the cooldown must be longer than that;
+* sends at most one change per (neighbor, prefix) per batch;
+* where ExaBGP runs without the launcher's ``queued_changes`` unit (which makes its outgoing
+  RIB keep one change per prefix queued, the newest: then ``cooldown`` is 0 and this rule
+  is off), sends none to a prefix changed less than ``cooldown`` seconds ago (the change
+  waits; :meth:`Pacer.take` returns when to come back) — counted from when ExaBGP
+  acknowledged the previous change (:meth:`Pacer.acknowledged`), since its outgoing RIB
+  holds a change until the peer's next turn to write, which the launcher defers up to
+  ``BATCH_WINDOW`` (0.25 s) during a burst of commands: the cooldown must be longer than
+  that;
 * changes attributes by re-announcing, withdraws with exactly the announced attributes;
 * groups announcements with identical attributes into ``announce attributes ... nlri``
   commands, and neighbors with identical changes into one command — never two address
@@ -131,14 +134,14 @@ class Pacer:
         for peer in sorted(self.pending, key=address_key):
             changes = self.pending[peer]
             wire = self.wire.setdefault(peer, {})
-            stamps = self.sent_at.setdefault(peer, {})
+            stamps = self.sent_at.setdefault(peer, {}) if cooldown else None
             for prefix in list(changes):
                 wanted = changes[prefix]
                 current = wire.get(prefix)
                 if wanted == current:
                     del changes[prefix]
                     continue
-                sent = stamps.get(prefix)
+                sent = stamps.get(prefix) if stamps is not None else None
                 due = sent + cooldown if sent is not None else now
                 if held:
                     until = held.get((peer, prefix))
@@ -150,7 +153,8 @@ class Pacer:
                 if held:
                     held.pop((peer, prefix), None)
                 del changes[prefix]
-                stamps[prefix] = now
+                if stamps is not None:
+                    stamps[prefix] = now
                 if wanted is None:
                     assert current is not None
                     group, key = withdraws, current
@@ -222,6 +226,8 @@ class Pacer:
     def acknowledged(self, batch: Batch, now: float) -> None:
         """ExaBGP has taken ``batch`` into its outgoing RIB: its prefixes' cooldown starts
         now (their next change must not join this one before it is written)."""
+        if not self.cooldown:
+            return
         prefixes = batch.prefixes
         for peer in batch.peers:
             stamps = self.sent_at.get(peer)
@@ -233,6 +239,9 @@ class Pacer:
         # stamps older than the cooldown hold nothing back: dropped, in a walk at most once
         # per cooldown (a reflector's start stamps peers x prefixes; a walk per command made
         # the pacer quadratic)
+        if not self.cooldown:
+            self.sent_at.clear()
+            return
         if now - self._expired_at < self.cooldown:
             return
         self._expired_at = now

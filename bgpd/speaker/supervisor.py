@@ -312,6 +312,7 @@ class Speaker:
         left_out = launch.read_report(self.files.report)
         if left_out is None:
             return  # an ExaBGP started some other way writes none
+        self.core.engine_units(left_out)
         if "listen" in left_out and self.listen_sockets:
             for sock in self.listen_sockets:
                 sock.close()

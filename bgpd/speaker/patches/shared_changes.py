@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from bgpd.speaker.patches import Unit
+from bgpd.speaker.patches.queued_changes import replace_queued
 
 
 def shared_changes(neighbor_cls: Any, configuration_cls: Any) -> None:
@@ -68,6 +69,7 @@ def shared_changes(neighbor_cls: Any, configuration_cls: Any) -> None:
                 if (cached and cached.attributes.index() == attr_index
                         and cached.nlri.nexthop.index() == hop_index):
                     continue
+            replace_queued(rib, index, attr_index)  # (as ExaBGP's _update_rib, patched)
             rib._new_attr_af_nlri.setdefault(attr_index, {}).setdefault(
                 family, RIBdict({}))[index] = change
             rib._new_nlri[index] = change
@@ -119,4 +121,5 @@ UNIT = Unit(
          ("_str", "_idx", "_json", "_dict")),
     ),
     apply=_apply,
+    requires=("queued_changes",),  # (it fills the queue as that unit's _update_rib does)
 )
