@@ -20,7 +20,8 @@ where graceful restart alone keeps it 120 s).
 
 ``cost`` (``--only cost``, on its own): 100 sessions at 100 ms x 3 with one BIRD 2: the CPU
 of bgpd's engine and of the daemon's side, against BIRD's in the same run (goal: at most 5 %
-of a core).
+of a core), and the floor under both: the system calls alone for the same packets
+(:mod:`benchmarks.bfd_floor`), measured after them in the same run.
 
 ``soak`` (``--only soak``, on its own; ``--sessions`` 100, ``--seconds`` — 600 for the ten
 minutes of the goal —, ``--routes`` 20000): the whole daemon with that many BGPPeers asking
@@ -39,6 +40,8 @@ import json
 import os
 import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -174,6 +177,16 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def _run_seconds(pid: int) -> float:
+    """CPU seconds ``pid``'s threads have run so far, as the scheduler counts them to the
+    nanosecond (``/proc/PID/schedstat``; ``stat``'s user and kernel ticks are samples taken
+    at the timer tick, coarse for a process that runs briefly hundreds of times a second)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
 def cost(sessions: int, seconds: float) -> dict[str, Any]:
     """``sessions`` BFD sessions at 100 ms x 3 between the probe and one BIRD 2 (an address
     per session on each side, one subnet): the CPU of the engine process, of the daemon's
@@ -203,22 +216,40 @@ def cost(sessions: int, seconds: float) -> dict[str, Any]:
             bird = int((workdir / "pid").read_text())
             pids = {"engine": engine, "daemon_side": probe.proc.pid, "bird": bird}
             before = {k: _cpu_seconds(p) for k, p in pids.items()}
+            ran = {k: _run_seconds(p) for k, p in pids.items()}
             time.sleep(seconds)
             used = {k: [b - a for a, b in zip(before[k], _cpu_seconds(p), strict=True)]
                     for k, p in pids.items()}
+            ran = {k: _run_seconds(p) - ran[k] for k, p in pids.items()}
             views = probe.views()
         finally:
             probe.close()
+        floor = _floor(lab, sessions, seconds)
     share = {k: round(100 * sum(v) / seconds, 2) for k, v in used.items()}
     # the kernel's part: sending on a veth delivers into the peer's socket in the sender's
     # time, so much of each side's share is the network stack's, not the program's
     kernel = {k: round(100 * v[1] / seconds, 2) for k, v in used.items()}
+    scheduler = {k: round(100 * v / seconds, 2) for k, v in ran.items()}
     return {"sessions": sessions, "seconds": seconds,
-            "cpu_percent_of_a_core": share, "of_which_kernel": kernel,
+            "cpu_percent_of_a_core": share, "by_scheduler": scheduler,
+            "syscall_floor": floor, "of_which_kernel": kernel,
             "bgpd_vs_bird": round((share["engine"] + share["daemon_side"])
                                   / max(share["bird"], 0.01), 2),
             "all_up_at_end": all(v["state"] == "Up" for v in views.values()),
             "failures": sum(v["failures"] for v in views.values())}
+
+
+def _floor(lab: NetLab, sessions: int, seconds: float) -> list[float]:
+    """:mod:`benchmarks.bfd_floor` on both sides of a veth of its own, after the others have
+    been measured: the CPU (% of a core) of the bare system calls for the same packets."""
+    a, b = lab.namespace("floor-a"), lab.namespace("floor-b")
+    lab.veth(a, "eth0", b, "eth0")
+    lab.address(a, "eth0", "10.2.0.1/24")
+    lab.address(b, "eth0", "10.2.0.2/24")
+    procs = [ns.popen(sys.executable, "-m", "benchmarks.bfd_floor", ours, theirs,
+                      str(sessions), str(seconds), stdout=subprocess.PIPE)
+             for ns, ours, theirs in ((a, "10.2.0.1", "10.2.0.2"), (b, "10.2.0.2", "10.2.0.1"))]
+    return [json.loads(p.communicate(timeout=seconds + 60)[0])["percent"] for p in procs]
 
 
 def soak(sessions: int, seconds: float, routes: int) -> dict[str, Any]:

@@ -327,11 +327,15 @@ def other_sections(found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
                  f"{c['cpu_percent_of_a_core']['daemon_side']} %",
                  f"{c['cpu_percent_of_a_core']['bird']} % (kernel "
                  f"{c['of_which_kernel']['bird']} %)", f"{c['bgpd_vs_bird']}x",
+                 " / ".join(f"{f} %" for f in c.get("syscall_floor", ())) or "—",
                  str(c["failures"])] for c in runs]
         parts.append("**BFD's cost** (`python -m benchmarks.bfd --only cost --sessions 100 "
                      "--seconds 60`, the last runs): CPU of a core at 100 ms x 3, bgpd's "
-                     "engine + the daemon's side against BIRD 2 with the same sessions.\n\n"
-                     + table(["run", "bgpd", "BIRD 2", "ratio", "failures"], rows))
+                     "engine + the daemon's side against BIRD 2 with the same sessions; the "
+                     "system calls alone for the same packets, each side of a veth "
+                     "(`benchmarks/bfd_floor.py`), in the same run.\n\n"
+                     + table(["run", "bgpd", "BIRD 2", "ratio", "system calls alone",
+                              "failures"], rows))
     if "failover" in found:
         runs = [r for _, r in found["failover"]][-15:]  # each run a row (the newest last)
         names = {"bgpd-bfd": "bgpd, BFD 100 ms x 3", "bird-bfd": "BIRD 2, BFD 100 ms x 3",
