@@ -34,7 +34,7 @@ import structlog
 
 from bgpd.errors import ForeignRouteConflict, KernelError
 from bgpd.kernel import Event, Kernel, Monitor, RouteEvent
-from ribs.kernel_plan import KernelRoute, OpKind, Prefix, plan
+from ribs.kernel_plan import Address, KernelRoute, OpKind, Prefix, plan
 
 log = structlog.get_logger("bgpd.kernel")
 
@@ -92,6 +92,10 @@ class KernelSync:
         self._retry_at: float | None = None
         self._debounce = debounce
         self.synced = asyncio.Event()  # set after each pass that left no error
+
+    async def interface_of(self, address: Address) -> str | None:
+        """The device that holds ``address`` in the namespace this syncs (None if none)."""
+        return await self.kernel.interface_of(address)
 
     def owned_by_version(self) -> dict[int, int]:
         """The owned routes installed now, by IP version (4 and 6 always present)."""

@@ -248,7 +248,7 @@ class Router:
             return Delta()
         own = config.node_address or config.node_address_v6
         if self.interface is None and own is not None:
-            self.interface = await self.kernel.kernel.interface_of(own.ip)
+            self.interface = await self.kernel.interface_of(own.ip)
         running = {a: s.neighbor.name for a, s in self.speaker.peers.items()}
         translation = translate(config, running=running)
         self._report(translation)
