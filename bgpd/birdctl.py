@@ -27,7 +27,7 @@ from typing import Any
 from bgpd import __version__
 from bgpd.observability import Parts, serve_unix
 from bgpd.speaker.core import SessionState
-from ribs.types import Origin, Route, SourceKind
+from ribs.types import Origin, Route, SourceKind, prefix_bits
 
 # as calico-node's BIRD says "v0.3.3+birdv1.6.8" (its node-status reporter reads "BIRD v...")
 VERSION = f"v{__version__}+bgpd"
@@ -125,7 +125,7 @@ def routes(parts: Parts, version: int = 4) -> list[str]:
         names = _names(parts)
         sessions = parts.speaker.peers
         interface = parts.router.settings.interface or parts.router.interface or "eth0"
-        for best in sorted(rib.table.bests(), key=lambda b: int(b.route.prefix.network_address)):
+        for best in sorted(rib.table.bests(), key=lambda b: prefix_bits(b.route.prefix)):
             prefix = best.route.prefix
             if prefix.version != version:
                 continue

@@ -16,7 +16,7 @@ from bgpd.router import Router
 from bgpd.speaker.core import SessionState
 from bgpd.speaker.supervisor import Speaker
 from ribs.rib import PeerState
-from ribs.types import address_key, bgp_key
+from ribs.types import address_key, bgp_key, prefix_bits
 
 
 def peer_type(kind: str) -> str:
@@ -153,8 +153,7 @@ def routes(router: Router, kernel: KernelSync, *, prefix: str | None = None,
                          "paths": 0, "stale": False, "as_path": None, "local_pref": None,
                          "communities": [], "services": [],
                          "kernel": f"not installed: rejected by policy ({reason.value})"})
-    rows.sort(key=lambda r: (ip_network(r["prefix"]).version,
-                             int(ip_network(r["prefix"]).network_address), r["from"]))
+    rows.sort(key=lambda r: (prefix_bits(ip_network(r["prefix"])), r["from"]))
     return rows
 
 
