@@ -402,10 +402,14 @@ class Router:
             delta.merge(self.on_event(self.speaker.events.get_nowait()))
         return delta
 
-    def _address(self, key: SourceKey) -> Address:
-        """The address of the peer a RIB delta names (only the RIB's deltas name peers)."""
+    def _address(self, key: SourceKey) -> Address | None:
+        """The address of the peer a RIB delta names (only the RIB's deltas name peers), or
+        None for a peer the RIB no longer has: one delta merges the events of a turn, so a
+        peer can finish its table and be removed (a handover done) in the same delta — its
+        session ends, it needs no End-of-RIB and no teardown."""
         assert self.rib is not None
-        return self.rib.peers[key].config.address
+        peer = self.rib.peers.get(key)
+        return None if peer is None else peer.config.address
 
     def publish(self, delta: Delta) -> None:
         """What ``delta`` says, told to the speaker and the kernel (an empty one before any
@@ -415,7 +419,8 @@ class Router:
                                    change.advert.attrs if change.advert else None)
             self.stats.adverts_sent += 1
         for key in delta.synced_peers:
-            self.speaker.end_of_rib(self._address(key))
+            if (address := self._address(key)) is not None:
+                self.speaker.end_of_rib(address)
         for message in delta.alarms:
             log.error("max_prefix", problem=message)
         if delta.retained:
@@ -434,8 +439,8 @@ class Router:
                             problem="the peer did not come back with its routes in its "
                                     "restart time: its stale routes are removed")
         for key in delta.teardowns:
-            # Cease: maximum prefixes reached
-            self.speaker.teardown(self._address(key), code=1)
+            if (address := self._address(key)) is not None:  # Cease: maximum prefixes reached
+                self.speaker.teardown(address, code=1)
         if delta.rejected:
             reasons: dict[str, int] = {}
             for _, reason in delta.rejected:

@@ -70,3 +70,18 @@ def test_an_empty_delta_before_any_configuration_changes_nothing() -> None:
     assert node.rib is None
     node.publish(Delta())
     assert told == [] and node.stats.adverts_sent == 0
+
+
+def test_a_peer_removed_in_the_delta_that_synced_it_gets_no_end_of_rib() -> None:
+    """One delta merges a turn's events: a peer can send its whole table (End-of-RIB due)
+    and be removed by the configuration (a handover done) in the same turn.  Its session
+    ends; publishing tells it nothing and does not end the router's task."""
+    told: list[Any] = []
+    speaker = types.SimpleNamespace(advertise=told.append, end_of_rib=told.append,
+                                    teardown=lambda peer, code: told.append(peer))
+    node: Any = router.Router(settings=None, speaker=speaker, kernel=None,  # type: ignore[arg-type]
+                              desired=None, adopted=[])  # type: ignore[arg-type]
+    node.rib = types.SimpleNamespace(peers={})  # (the peer already removed)
+    gone = ("bgp", "198.51.100.12")
+    node.publish(Delta(synced_peers=[gone], teardowns=[gone]))
+    assert told == []

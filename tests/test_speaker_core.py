@@ -174,3 +174,18 @@ def test_decommission_withdraws_then_ends_the_rib_of_every_session_up() -> None:
     assert texts[0].startswith(f"neighbor {N1} withdraw") and str(P1) in texts[0]
     assert texts[-1] == f"neighbor {N1} announce eor ipv4 unicast"  # N2 is down: none
     assert core.pacer.advertised(N1) == 0 and not core.busy()
+
+
+def test_changes_for_a_peer_not_configured_are_dropped() -> None:
+    """A change or End-of-RIB for a peer the configuration no longer has (the router's turn
+    removed it after the RIB made the change): ExaBGP would refuse a command naming it, and
+    the core would retry it for ever."""
+    core = configured(N1)
+    core.next_command(0.0)
+    core.acknowledged(True, 0.0)
+    core.advertise(N2, P1, A)
+    core.end_of_rib(N2)
+    assert core.next_command(1.0) is None and not core.busy()
+    core.advertise(N1, P1, A)
+    command = core.next_command(1.0)
+    assert command is not None and command.text == codec.announce_command([N1], A, [P1])

@@ -179,10 +179,14 @@ class SpeakerCore:
         self.config, self.rendered = config, text
 
     def advertise(self, peer: Address, prefix: Prefix, attrs: Attributes | None) -> None:
-        self.pacer.desire(peer, prefix, attrs)
+        """A change for ``peer``; none for a peer not configured (removed in the turn that
+        made the change: ExaBGP would refuse a command naming it, for ever)."""
+        if peer in self.peers:
+            self.pacer.desire(peer, prefix, attrs)
 
     def end_of_rib(self, peer: Address) -> None:
-        self.pacer.request_eor(peer)
+        if peer in self.peers:
+            self.pacer.request_eor(peer)
 
     def control(self, command: str) -> None:
         if command not in self._control:
