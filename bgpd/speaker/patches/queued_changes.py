@@ -60,6 +60,9 @@ UNIT = Unit(
         ("exabgp.rib.outgoing", "OutgoingRIB._update_rib", ("self", "change")),
         ("exabgp.rib.outgoing", "OutgoingRIB.updates", ("self", "grouped")),
         ("exabgp.rib.change", "Change.index", ("self",)),
+        ("exabgp.bgp.message.update.attribute.attributes", "Attributes.index", ("self",)),
+        ("exabgp.protocol.family", "Family.family", ("self",)),
+        ("exabgp.protocol.family", "Family.afi_safi", ("self",)),
     ),
     attributes=(
         ("exabgp.rib.outgoing", "OutgoingRIB", ("_new_nlri", "_new_attr_af_nlri")),
