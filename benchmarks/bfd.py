@@ -49,6 +49,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bfd_floor import run_seconds
 from benchmarks.common import report
 from integration_tests.cluster import NODE_AS, Cluster
 from integration_tests.monitor import RouteMonitor
@@ -177,16 +178,6 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def _run_seconds(pid: int) -> float:
-    """CPU seconds ``pid``'s threads have run so far, as the scheduler counts them to the
-    nanosecond (``/proc/PID/schedstat``; ``stat``'s user and kernel ticks are samples taken
-    at the timer tick, coarse for a process that runs briefly hundreds of times a second)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
-
-
 def cost(sessions: int, seconds: float) -> dict[str, Any]:
     """``sessions`` BFD sessions at 100 ms x 3 between the probe and one BIRD 2 (an address
     per session on each side, one subnet): the CPU of the engine process, of the daemon's
@@ -216,22 +207,21 @@ def cost(sessions: int, seconds: float) -> dict[str, Any]:
             bird = int((workdir / "pid").read_text())
             pids = {"engine": engine, "daemon_side": probe.proc.pid, "bird": bird}
             before = {k: _cpu_seconds(p) for k, p in pids.items()}
-            ran = {k: _run_seconds(p) for k, p in pids.items()}
+            ran = {k: run_seconds(p) for k, p in pids.items()}
             time.sleep(seconds)
             used = {k: [b - a for a, b in zip(before[k], _cpu_seconds(p), strict=True)]
                     for k, p in pids.items()}
-            ran = {k: _run_seconds(p) - ran[k] for k, p in pids.items()}
+            ran = {k: run_seconds(p) - ran[k] for k, p in pids.items()}
             views = probe.views()
         finally:
             probe.close()
         floor = _floor(lab, sessions, seconds)
-    share = {k: round(100 * sum(v) / seconds, 2) for k, v in used.items()}
+    share = {k: round(100 * v / seconds, 2) for k, v in ran.items()}  # (the scheduler's)
     # the kernel's part: sending on a veth delivers into the peer's socket in the sender's
     # time, so much of each side's share is the network stack's, not the program's
     kernel = {k: round(100 * v[1] / seconds, 2) for k, v in used.items()}
-    scheduler = {k: round(100 * v / seconds, 2) for k, v in ran.items()}
     return {"sessions": sessions, "seconds": seconds,
-            "cpu_percent_of_a_core": share, "by_scheduler": scheduler,
+            "cpu_percent_of_a_core": share,
             "syscall_floor": floor, "of_which_kernel": kernel,
             "bgpd_vs_bird": round((share["engine"] + share["daemon_side"])
                                   / max(share["bird"], 0.01), 2),
